@@ -1,0 +1,194 @@
+//! `ClientRegistry`: the registered OAuth clients (RFC 7591). It owns every client record; the
+//! `/register` handler sends it [`Register`] with metadata already validated by `oauth/`, and the
+//! other endpoints [`Lookup`] a client by id. A confidential client's secret is kept only as a
+//! SHA-256 digest (the secret is 256 random bits, so a fast hash is the right one) and compared in
+//! constant time. The registry is bounded: when full, registration answers "try later" instead of
+//! growing without limit.
+
+use crate::trace::Secret;
+use kameo::actor::{Actor, ActorRef};
+use kameo::error::Infallible;
+use kameo::message::{Context, Message};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+
+/// How a client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointAuthMethod {
+    None,
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+impl TokenEndpointAuthMethod {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "none" => Some(Self::None),
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+        }
+    }
+}
+
+/// A registered client. Immutable once registered; shared as `Arc<Client>`.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub secret_sha256: Option<[u8; 32]>,
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    pub scope: Option<String>,
+    pub client_uri: Option<String>,
+    pub issued_at: u64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.token_endpoint_auth_method == TokenEndpointAuthMethod::None
+    }
+
+    /// Compares a presented secret with the stored digest in constant time.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        match &self.secret_sha256 {
+            Some(stored) => {
+                let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+                digest.ct_eq(stored).into()
+            }
+            None => false,
+        }
+    }
+
+    /// The name shown to users: the registered name, or the id when there is none.
+    pub fn display_name(&self) -> &str {
+        self.client_name.as_deref().unwrap_or(&self.client_id)
+    }
+}
+
+/// Validated metadata of a client to register.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    pub scope: Option<String>,
+    pub client_uri: Option<String>,
+}
+
+/// Registers a client; replies with the record and, for a confidential client, its secret (the
+/// only time the secret exists in clear).
+#[derive(Debug)]
+pub struct Register(pub NewClient);
+
+/// The registry holds its maximum number of clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client registry is full")]
+pub struct RegistryFull;
+
+/// Looks up a client by id.
+#[derive(Debug)]
+pub struct Lookup {
+    pub client_id: String,
+}
+
+/// A registered client and, right after registration, its secret.
+pub struct Registered {
+    pub client: Arc<Client>,
+    pub secret: Option<Secret>,
+}
+
+pub struct ClientRegistry {
+    clients: HashMap<String, Arc<Client>>,
+    max_clients: usize,
+}
+
+/// Arguments of the registry: its bound.
+#[derive(Debug, Clone)]
+pub struct ClientRegistryArgs {
+    pub max_clients: usize,
+}
+
+impl Actor for ClientRegistry {
+    type Args = ClientRegistryArgs;
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "ClientRegistry"
+    }
+
+    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        Ok(ClientRegistry {
+            clients: HashMap::new(),
+            max_clients: args.max_clients,
+        })
+    }
+}
+
+impl Message<Register> for ClientRegistry {
+    type Reply = Result<Registered, RegistryFull>;
+
+    async fn handle(&mut self, msg: Register, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if self.clients.len() >= self.max_clients {
+            return Err(RegistryFull);
+        }
+        let meta = msg.0;
+        let secret = (meta.token_endpoint_auth_method != TokenEndpointAuthMethod::None)
+            .then(|| Secret::random(32));
+        let client = Arc::new(Client {
+            // 128 random bits, base64url: unguessable and URL-safe (CL-1).
+            client_id: crate::trace::random_token(16),
+            secret_sha256: secret
+                .as_ref()
+                .map(|s| Sha256::digest(s.expose().as_bytes()).into()),
+            client_name: meta.client_name,
+            redirect_uris: meta.redirect_uris,
+            grant_types: meta.grant_types,
+            response_types: meta.response_types,
+            token_endpoint_auth_method: meta.token_endpoint_auth_method,
+            scope: meta.scope,
+            client_uri: meta.client_uri,
+            issued_at: unix_now(),
+        });
+        self.clients
+            .insert(client.client_id.clone(), Arc::clone(&client));
+        tracing::info!(
+            client_id = %client.client_id,
+            name = client.display_name(),
+            public = client.is_public(),
+            registered = self.clients.len(),
+            "client registered"
+        );
+        Ok(Registered { client, secret })
+    }
+}
+
+impl Message<Lookup> for ClientRegistry {
+    type Reply = Option<Arc<Client>>;
+
+    async fn handle(&mut self, msg: Lookup, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.clients.get(&msg.client_id).cloned()
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

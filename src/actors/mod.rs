@@ -1,0 +1,141 @@
+//! The actors that own all mutable state of both servers, and the one helper through which the
+//! HTTP handlers talk to them.
+//!
+//! Authorization server: [`ClientRegistry`], [`AuthorizationCodes`], [`Consents`], [`Sessions`],
+//! [`SigningKeys`] (with its [`TokenSigner`] pool). Resource server: [`JwksCache`], [`McpSessions`].
+//!
+//! Every actor runs under a [`Supervisor`] that restarts it if it panics, with a bounded mailbox.
+//! Handlers use [`ask`]: it never waits for mailbox room (a full mailbox is [`AskError::Busy`],
+//! which the HTTP layer answers with 503 and `Retry-After`), bounds the wait for the reply, and
+//! writes the flow-trace line for the message: actor, message (secrets as fingerprints), outcome
+//! and duration.
+
+pub mod clients;
+pub mod codes;
+pub mod consents;
+pub mod expiry;
+pub mod jwks_cache;
+pub mod mcp_sessions;
+pub mod sessions;
+pub mod signing_keys;
+
+pub use clients::ClientRegistry;
+pub use codes::AuthorizationCodes;
+pub use consents::Consents;
+pub use jwks_cache::JwksCache;
+pub use mcp_sessions::McpSessions;
+pub use sessions::Sessions;
+pub use signing_keys::{SignerPool, SigningKeys, TokenSigner};
+
+use kameo::Reply;
+use kameo::actor::{Actor, ActorRef, Spawn};
+use kameo::error::{Infallible, SendError};
+use kameo::mailbox;
+use kameo::message::Message;
+use kameo::supervision::RestartPolicy;
+use std::fmt::Debug;
+use std::time::Duration;
+
+/// Mailbox capacity of every actor: room for bursts, small enough that a flood is shed (503)
+/// instead of queued without bound.
+pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// How long a handler waits for an actor's reply before answering 503.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an actor did not answer a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError<E> {
+    /// The actor's mailbox is full: shed the request (503, Retry-After).
+    #[error("the {0} actor is busy")]
+    Busy(&'static str),
+    /// The actor is stopped or restarting, or did not reply in time.
+    #[error("the {0} actor is unavailable")]
+    Unavailable(&'static str),
+    /// The actor answered with an error of its own.
+    #[error("rejected")]
+    Rejected(E),
+}
+
+type ReplyOk<A, M> = <<A as Message<M>>::Reply as Reply>::Ok;
+type ReplyErr<A, M> = <<A as Message<M>>::Reply as Reply>::Error;
+
+/// Sends `msg` to `actor` and waits for the reply, tracing the exchange.
+pub async fn ask<A, M>(actor: &ActorRef<A>, msg: M) -> Result<ReplyOk<A, M>, AskError<ReplyErr<A, M>>>
+where
+    A: Actor + Message<M>,
+    M: Send + Debug + 'static,
+    ReplyErr<A, M>: Debug,
+{
+    let name = <A as Actor>::name();
+    let described = tracing::enabled!(tracing::Level::INFO).then(|| format!("{msg:?}"));
+    let started = std::time::Instant::now();
+    let result = actor.ask(msg).reply_timeout(REPLY_TIMEOUT).try_send().await;
+    let micros = started.elapsed().as_micros() as u64;
+    let described = described.unwrap_or_default();
+    match result {
+        Ok(reply) => {
+            tracing::info!(actor = name, message = %described, outcome = "ok", us = micros, "actor");
+            Ok(reply)
+        }
+        Err(SendError::HandlerError(err)) => {
+            tracing::info!(actor = name, message = %described, outcome = ?err, us = micros, "actor");
+            Err(AskError::Rejected(err))
+        }
+        Err(SendError::MailboxFull(_)) => {
+            tracing::warn!(actor = name, message = %described, outcome = "mailbox full", "actor");
+            Err(AskError::Busy(name))
+        }
+        Err(err) => {
+            tracing::warn!(actor = name, message = %described, outcome = %err_kind(&err), "actor");
+            Err(AskError::Unavailable(name))
+        }
+    }
+}
+
+fn err_kind<M, E>(err: &SendError<M, E>) -> &'static str {
+    match err {
+        SendError::ActorNotRunning(_) => "not running",
+        SendError::ActorStopped => "stopped",
+        SendError::ActorRestarting(_) => "restarting",
+        SendError::MailboxFull(_) => "mailbox full",
+        SendError::HandlerError(_) => "handler error",
+        SendError::Timeout(_) => "timed out",
+    }
+}
+
+/// The parent of a server's actors: restarts a child that panics (up to five times in ten
+/// seconds) with the arguments it was first given.
+pub struct Supervisor;
+
+impl Actor for Supervisor {
+    type Args = ();
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "Supervisor"
+    }
+
+    async fn on_start(_: (), _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        Ok(Supervisor)
+    }
+}
+
+impl Supervisor {
+    pub fn start() -> ActorRef<Supervisor> {
+        Supervisor::spawn(())
+    }
+}
+
+/// Spawns `A` under `supervisor` with a bounded mailbox, restarted when it panics.
+pub async fn spawn_supervised<A>(supervisor: &ActorRef<Supervisor>, args: A::Args) -> ActorRef<A>
+where
+    A: Actor,
+    A::Args: Clone + Sync,
+{
+    A::supervise(supervisor, args)
+        .restart_policy(RestartPolicy::Permanent)
+        .restart_limit(5, Duration::from_secs(10))
+        .spawn_with_mailbox(mailbox::bounded(MAILBOX_CAPACITY))
+        .await
+}

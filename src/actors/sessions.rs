@@ -1,0 +1,357 @@
+//! `Sessions`: browser sessions of the authorization server's pages, and the authorization
+//! requests waiting in them for login and consent.
+//!
+//! A browser gets a session (anonymous until login) the first time `/authorize` sees it. A
+//! validated authorization request is parked in that session under a random id and can be read
+//! only from the same session, and taken once (PG-1: one request's consent cannot be swapped onto
+//! another, nor replayed). Login replaces the session id (fixation defence) and carries the parked
+//! requests over. Session ids are kept only as SHA-256 digests. Sessions and parked requests expire
+//! through the actor's one timer; both are bounded.
+
+use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::oauth::ErrorCode;
+use crate::oauth::scope::ScopeSet;
+use crate::trace::{FlowId, Secret};
+use kameo::actor::{Actor, ActorRef};
+use kameo::error::Infallible;
+use kameo::message::{Context, Message};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+type SessionKey = [u8; 32];
+
+fn key_of(sid: &Secret) -> SessionKey {
+    Sha256::digest(sid.expose().as_bytes()).into()
+}
+
+/// A validated authorization request, waiting for login and consent.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    /// The client's name as shown to the user, already length-capped.
+    pub client_name: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub scope: ScopeSet,
+    pub resource: String,
+    pub flow: FlowId,
+    /// An error found in the request, answered on the redirect only once the user has signed in
+    /// (nothing reaches an unproven redirect URI before authentication, AZ-5).
+    pub error: Option<(ErrorCode, &'static str)>,
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub subject: String,
+    pub display_name: String,
+}
+
+/// What a handler learns about a browser session.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub user: Option<SignedIn>,
+    pub csrf: Secret,
+}
+
+/// A session just opened: the id to put in the cookie, and its CSRF token.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub sid: Secret,
+    pub csrf: Secret,
+}
+
+struct BrowserSession {
+    user: Option<SignedIn>,
+    csrf: Secret,
+    expires_at: Instant,
+    pending: usize,
+}
+
+struct Pending {
+    session: SessionKey,
+    request: AuthorizationRequest,
+    expires_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("the session is unknown or expired")]
+    UnknownSession,
+    #[error("too many sessions or pending requests")]
+    Full,
+}
+
+/// Opens an anonymous session.
+#[derive(Debug)]
+pub struct Open;
+
+/// Reads a session by the id from its cookie.
+#[derive(Debug)]
+pub struct Resolve {
+    pub sid: Secret,
+}
+
+/// Parks a validated authorization request in a session; replies with its id.
+#[derive(Debug)]
+pub struct Park {
+    pub sid: Secret,
+    pub request: AuthorizationRequest,
+}
+
+/// Reads a parked request (from its own session only).
+#[derive(Debug)]
+pub struct Peek {
+    pub sid: Secret,
+    pub request_id: String,
+}
+
+/// Takes a parked request out, once (from its own session only).
+#[derive(Debug)]
+pub struct Take {
+    pub sid: Secret,
+    pub request_id: String,
+}
+
+/// Signs a user in: replaces the session id and keeps the parked requests.
+#[derive(Debug)]
+pub struct Login {
+    pub sid: Option<Secret>,
+    pub user: SignedIn,
+}
+
+/// Ends a session.
+#[derive(Debug)]
+pub struct Logout {
+    pub sid: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Due {
+    Session(SessionKey),
+    Pending(u128),
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionsArgs {
+    pub session_ttl: Duration,
+    pub pending_ttl: Duration,
+    pub max_sessions: usize,
+    pub max_pending: usize,
+    pub max_pending_per_session: usize,
+}
+
+pub struct Sessions {
+    sessions: HashMap<SessionKey, BrowserSession>,
+    pending: HashMap<u128, Pending>,
+    expiry: ExpiryQueue<Due>,
+    args: SessionsArgs,
+}
+
+impl Actor for Sessions {
+    type Args = SessionsArgs;
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "Sessions"
+    }
+
+    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        Ok(Sessions {
+            sessions: HashMap::new(),
+            pending: HashMap::new(),
+            expiry: ExpiryQueue::default(),
+            args,
+        })
+    }
+}
+
+impl Sessions {
+    fn live_session(&self, sid: &Secret) -> Option<(SessionKey, &BrowserSession)> {
+        let key = key_of(sid);
+        self.sessions
+            .get(&key)
+            .filter(|s| s.expires_at > Instant::now())
+            .map(|s| (key, s))
+    }
+
+    fn open(&mut self, user: Option<SignedIn>, me: &ActorRef<Self>) -> Result<Opened, SessionError> {
+        if self.sessions.len() >= self.args.max_sessions {
+            return Err(SessionError::Full);
+        }
+        let sid = Secret::random(32);
+        let csrf = Secret::random(24);
+        let key = key_of(&sid);
+        let expires_at = Instant::now() + self.args.session_ttl;
+        self.sessions.insert(
+            key,
+            BrowserSession {
+                user,
+                csrf: csrf.clone(),
+                expires_at,
+                pending: 0,
+            },
+        );
+        self.expiry.schedule(expires_at, Due::Session(key), me);
+        Ok(Opened { sid, csrf })
+    }
+
+    fn pending_of(&self, sid: &Secret, request_id: &str) -> Option<u128> {
+        let (key, _) = self.live_session(sid)?;
+        let id = u128::from_str_radix(request_id, 16).ok()?;
+        let pending = self.pending.get(&id)?;
+        (pending.session == key && pending.expires_at > Instant::now()).then_some(id)
+    }
+
+    fn drop_pending(&mut self, id: u128) -> Option<Pending> {
+        let pending = self.pending.remove(&id)?;
+        if let Some(session) = self.sessions.get_mut(&pending.session) {
+            session.pending = session.pending.saturating_sub(1);
+        }
+        Some(pending)
+    }
+}
+
+impl Message<Open> for Sessions {
+    type Reply = Result<Opened, SessionError>;
+
+    async fn handle(&mut self, _: Open, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.open(None, ctx.actor_ref())
+    }
+}
+
+impl Message<Resolve> for Sessions {
+    type Reply = Option<SessionView>;
+
+    async fn handle(&mut self, msg: Resolve, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.live_session(&msg.sid).map(|(_, s)| SessionView {
+            user: s.user.clone(),
+            csrf: s.csrf.clone(),
+        })
+    }
+}
+
+impl Message<Park> for Sessions {
+    type Reply = Result<String, SessionError>;
+
+    async fn handle(&mut self, msg: Park, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let Some((key, session)) = self.live_session(&msg.sid) else {
+            return Err(SessionError::UnknownSession);
+        };
+        if self.pending.len() >= self.args.max_pending
+            || session.pending >= self.args.max_pending_per_session
+        {
+            return Err(SessionError::Full);
+        }
+        let id: u128 = rand::random();
+        let expires_at = Instant::now() + self.args.pending_ttl;
+        self.pending.insert(
+            id,
+            Pending {
+                session: key,
+                request: msg.request,
+                expires_at,
+            },
+        );
+        if let Some(session) = self.sessions.get_mut(&key) {
+            session.pending += 1;
+        }
+        self.expiry
+            .schedule(expires_at, Due::Pending(id), ctx.actor_ref());
+        Ok(format!("{id:032x}"))
+    }
+}
+
+impl Message<Peek> for Sessions {
+    type Reply = Option<AuthorizationRequest>;
+
+    async fn handle(&mut self, msg: Peek, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let id = self.pending_of(&msg.sid, &msg.request_id)?;
+        self.pending.get(&id).map(|p| p.request.clone())
+    }
+}
+
+impl Message<Take> for Sessions {
+    type Reply = Option<AuthorizationRequest>;
+
+    async fn handle(&mut self, msg: Take, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let id = self.pending_of(&msg.sid, &msg.request_id)?;
+        self.drop_pending(id).map(|p| p.request)
+    }
+}
+
+impl Message<Login> for Sessions {
+    type Reply = Result<Opened, SessionError>;
+
+    async fn handle(&mut self, msg: Login, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let old = msg
+            .sid
+            .as_ref()
+            .and_then(|sid| self.live_session(sid))
+            .map(|(key, s)| (key, s.pending));
+        if let Some((old_key, _)) = old {
+            self.sessions.remove(&old_key);
+        }
+        let opened = self.open(Some(msg.user), ctx.actor_ref())?;
+        if let Some((old_key, count)) = old {
+            let new_key = key_of(&opened.sid);
+            for pending in self.pending.values_mut() {
+                if pending.session == old_key {
+                    pending.session = new_key;
+                }
+            }
+            if let Some(session) = self.sessions.get_mut(&new_key) {
+                session.pending = count;
+            }
+        }
+        Ok(opened)
+    }
+}
+
+impl Message<Logout> for Sessions {
+    type Reply = bool;
+
+    async fn handle(&mut self, msg: Logout, _: &mut Context<Self, Self::Reply>) -> bool {
+        let key = key_of(&msg.sid);
+        let existed = self.sessions.remove(&key).is_some();
+        self.pending.retain(|_, p| p.session != key);
+        existed
+    }
+}
+
+impl Message<Sweep> for Sessions {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Sweep, ctx: &mut Context<Self, Self::Reply>) {
+        let now = Instant::now();
+        let (mut sessions, mut requests) = (0usize, 0usize);
+        for due in self.expiry.pop_due(now, ctx.actor_ref()) {
+            match due {
+                Due::Session(key) => {
+                    if self.sessions.get(&key).is_some_and(|s| s.expires_at <= now) {
+                        self.sessions.remove(&key);
+                        self.pending.retain(|_, p| p.session != key);
+                        sessions += 1;
+                    }
+                }
+                Due::Pending(id) => {
+                    if self.pending.get(&id).is_some_and(|p| p.expires_at <= now) {
+                        self.drop_pending(id);
+                        requests += 1;
+                    }
+                }
+            }
+        }
+        if sessions + requests > 0 {
+            tracing::info!(
+                actor = "Sessions",
+                expired_sessions = sessions,
+                expired_requests = requests,
+                "timer"
+            );
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Starts the authorization server alone.
+
+use clap::Parser;
+use mcp_oauth::AuthServer;
+use mcp_oauth::config::AuthServerConfig;
+use mcp_oauth::trace::LogFormat;
+
+/// The OAuth 2.1 authorization server of mcp-oauth.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    auth: AuthServerConfig,
+    /// Log format: human-readable lines or JSON objects.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let config = match cli.auth.validate() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        }
+    };
+    let _guard = mcp_oauth::trace::init(cli.log_format);
+    let server = AuthServer::build(config).await?;
+    server.run_until(mcp_oauth::http::shutdown_signal()).await?;
+    Ok(())
+}

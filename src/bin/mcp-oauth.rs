@@ -1,0 +1,51 @@
+//! Starts both servers in one process: the authorization server and the MCP resource server.
+
+use clap::Parser;
+use mcp_oauth::config::{AuthServerConfig, McpServerConfig};
+use mcp_oauth::trace::LogFormat;
+use mcp_oauth::{AuthServer, McpServer};
+
+/// mcp-oauth: an OAuth 2.1 authorization server and an MCP resource server, with a flow trace.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    auth: AuthServerConfig,
+    #[command(flatten)]
+    mcp: McpServerConfig,
+    /// Log format: human-readable lines or JSON objects.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let (auth, mcp) = match (cli.auth.validate(), cli.mcp.validate()) {
+        (Ok(auth), Ok(mcp)) => (auth, mcp),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        }
+    };
+    let _guard = mcp_oauth::trace::init(cli.log_format);
+    let auth = AuthServer::build(auth).await?;
+    let mcp = McpServer::build(mcp).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        mcp_oauth::http::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    tokio::spawn(signal);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let (a, m) = tokio::join!(
+        auth.run_until(stopped(stop_rx.clone())),
+        mcp.run_until(stopped(stop_rx))
+    );
+    a?;
+    m?;
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! Configuration of both servers: command-line flags, each backed by an environment variable (the
+//! Python example's names) and a default, after `.env` in the working directory is read.
+//! `--help` lists every setting. A bad setting is one clear line naming it and exit code 2.
+
+use clap::Args;
+use std::net::SocketAddr;
+use url::Url;
+
+/// The session secret used when none is configured: fine for a laptop, refused for https issuers.
+pub const DEV_SESSION_SECRET: &str = "dev-session-secret-change-me";
+
+/// Settings of the authorization server.
+#[derive(Debug, Clone, Args)]
+pub struct AuthServerConfig {
+    /// The issuer identifier, exactly as clients will see it (no trailing slash is added).
+    #[arg(long = "issuer", env = "AUTH_SERVER_ISSUER", default_value = "http://localhost:8999", value_parser = parse_base_url)]
+    pub issuer: String,
+
+    /// The resource (MCP server URL) a token is for when a client sends no `resource` parameter.
+    #[arg(long = "resource", env = "AUTH_SERVER_RESOURCE", default_value = "http://localhost:8990", value_parser = parse_base_url)]
+    pub resource: String,
+
+    /// Resources clients may request, comma-separated (default: the resource and its `/mcp`).
+    #[arg(long = "known-resources", env = "AUTH_SERVER_KNOWN_RESOURCES", value_delimiter = ',', value_parser = parse_base_url)]
+    pub known_resources: Vec<String>,
+
+    /// Secret that signs the session cookie. Must be set (16+ characters) when the issuer is https.
+    #[arg(long = "session-secret", env = "AUTH_SERVER_SESSION_SECRET", default_value = DEV_SESSION_SECRET, hide_env_values = true)]
+    pub session_secret: String,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long = "access-token-ttl", env = "AUTH_SERVER_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub access_token_ttl_seconds: u64,
+
+    /// Lifetime of authorization codes, in seconds (at most 600).
+    #[arg(long = "auth-code-ttl", env = "AUTH_SERVER_AUTH_CODE_TTL_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub auth_code_ttl_seconds: u64,
+
+    /// Lifetime of a login session, in seconds.
+    #[arg(long = "session-ttl", env = "AUTH_SERVER_SESSION_TTL_SECONDS", default_value_t = 8 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    pub session_ttl_seconds: u64,
+
+    /// How long an authorization request may wait for login and consent, in seconds.
+    #[arg(long = "pending-request-ttl", env = "AUTH_SERVER_PENDING_REQUEST_TTL_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub pending_request_ttl_seconds: u64,
+
+    /// How long an approved consent is remembered, in seconds.
+    #[arg(long = "consent-ttl", env = "AUTH_SERVER_CONSENT_TTL_SECONDS", default_value_t = 30 * 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub consent_ttl_seconds: u64,
+
+    /// Most registered clients kept; registration answers 503 beyond it.
+    #[arg(long = "max-clients", env = "AUTH_SERVER_MAX_CLIENTS", default_value_t = 100_000)]
+    pub max_clients: usize,
+
+    /// Private-use redirect URI schemes without a dot that registration accepts anyway.
+    #[arg(long = "extra-redirect-schemes", env = "AUTH_SERVER_EXTRA_REDIRECT_SCHEMES", value_delimiter = ',', default_value = "cursor")]
+    pub extra_redirect_schemes: Vec<String>,
+
+    /// Address the authorization server listens on (default: loopback, the issuer's port).
+    #[arg(long = "auth-listen", env = "AUTH_SERVER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Settings of the MCP resource server.
+#[derive(Debug, Clone, Args)]
+pub struct McpServerConfig {
+    /// The authorization server's issuer, exactly as it publishes it.
+    #[arg(long = "authorization-server", env = "AUTHORIZATION_SERVER_URL", default_value = "http://localhost:8999", value_parser = parse_base_url)]
+    pub authorization_server: String,
+
+    /// The URL of this server as clients use it; the MCP endpoints are it and its `/mcp`.
+    #[arg(long = "resource-server", env = "RESOURCE_SERVER_URL", default_value = "http://localhost:8990", value_parser = parse_base_url)]
+    pub resource_server: String,
+
+    /// The JWKS: a path on the authorization server, or an absolute URL.
+    #[arg(long = "jwks-endpoint", env = "JWKS_ENDPOINT", default_value = "/oauth/jwks")]
+    pub jwks_endpoint: String,
+
+    /// Scopes every MCP request needs, comma-separated.
+    #[arg(long = "required-scopes", env = "REQUIRED_SCOPES", value_delimiter = ',', default_value = "mcp.read,mcp.write")]
+    pub required_scopes: Vec<String>,
+
+    /// Least time between two JWKS fetches caused by unknown key ids, in seconds.
+    #[arg(long = "jwks-cooldown", env = "JWKS_REFETCH_COOLDOWN_SECONDS", default_value_t = 10)]
+    pub jwks_cooldown_seconds: u64,
+
+    /// Hosts (`host` or `host:port`) the MCP endpoint answers for, comma-separated (default: the
+    /// resource server URL's host, and every loopback name while it listens on loopback).
+    #[arg(long = "allowed-hosts", env = "MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Browser origins allowed to call the MCP endpoint, comma-separated (default: the resource
+    /// server's origin, and any loopback origin while it listens on loopback).
+    #[arg(long = "allowed-origins", env = "MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Lifetime of an MCP session's binding to its user, in seconds.
+    #[arg(long = "mcp-session-ttl", env = "MCP_SESSION_TTL_SECONDS", default_value_t = 24 * 3600)]
+    pub session_ttl_seconds: u64,
+
+    /// Address the MCP server listens on (default: loopback, the resource server URL's port).
+    #[arg(long = "mcp-listen", env = "MCP_SERVER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// A bad setting, with the name of the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn parse_base_url(value: &str) -> Result<String, String> {
+    let url = Url::parse(value).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err("must be an http or https URL".into());
+    }
+    if url.host().is_none() {
+        return Err("must name a host".into());
+    }
+    if url.fragment().is_some() || url.query().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain user information".into());
+    }
+    Ok(value.to_string())
+}
+
+/// The default listen address for a URL: loopback, on the URL's port.
+fn loopback_listen(url: &str) -> SocketAddr {
+    let port = Url::parse(url)
+        .ok()
+        .and_then(|u| u.port_or_known_default())
+        .unwrap_or(0);
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl AuthServerConfig {
+    /// Checks what clap cannot, and fills derived defaults.
+    pub fn validate(mut self) -> Result<Self, ConfigError> {
+        let issuer = Url::parse(&self.issuer).map_err(|e| ConfigError {
+            setting: "AUTH_SERVER_ISSUER",
+            reason: e.to_string(),
+        })?;
+        if issuer.scheme() == "https" {
+            if self.session_secret == DEV_SESSION_SECRET {
+                return Err(ConfigError {
+                    setting: "AUTH_SERVER_SESSION_SECRET",
+                    reason: "the development session secret cannot be used with an https issuer; set a random secret".into(),
+                });
+            }
+        }
+        if self.session_secret.len() < 16 {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_SESSION_SECRET",
+                reason: "must be at least 16 characters".into(),
+            });
+        }
+        if self.known_resources.is_empty() {
+            let base = self.resource.trim_end_matches('/');
+            self.known_resources = vec![self.resource.clone(), format!("{base}/mcp")];
+        }
+        if !self.known_resources.contains(&self.resource) {
+            self.known_resources.push(self.resource.clone());
+        }
+        Ok(self)
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| loopback_listen(&self.issuer))
+    }
+
+    /// True when cookies must be `Secure` (and `__Host-` prefixed).
+    pub fn is_https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
+    /// An endpoint URL on the issuer's origin: the issuer (with its path) plus `path`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer.trim_end_matches('/'), path)
+    }
+}
+
+impl McpServerConfig {
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        if self.required_scopes.iter().any(|s| s.trim().is_empty()) {
+            return Err(ConfigError {
+                setting: "REQUIRED_SCOPES",
+                reason: "contains an empty scope".into(),
+            });
+        }
+        if !self.jwks_endpoint.starts_with('/') {
+            parse_base_url(&self.jwks_endpoint).map_err(|reason| ConfigError {
+                setting: "JWKS_ENDPOINT",
+                reason,
+            })?;
+        }
+        Ok(self)
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| loopback_listen(&self.resource_server))
+    }
+
+    /// The JWKS URL: an absolute URL as given, or the path on the authorization server.
+    pub fn jwks_url(&self) -> String {
+        if self.jwks_endpoint.starts_with('/') {
+            format!(
+                "{}{}",
+                self.authorization_server.trim_end_matches('/'),
+                self.jwks_endpoint
+            )
+        } else {
+            self.jwks_endpoint.clone()
+        }
+    }
+
+    /// The URL of the root MCP endpoint, as in `resource` of its metadata (no slash added).
+    pub fn root_resource(&self) -> String {
+        self.resource_server.trim_end_matches('/').to_string()
+    }
+
+    /// The URL of the `/mcp` endpoint.
+    pub fn mcp_resource(&self) -> String {
+        format!("{}/mcp", self.root_resource())
+    }
+}

@@ -1,0 +1,137 @@
+//! `GET|POST /consent`: the consent page (AZ-5): the client's name, each scope with what it
+//! allows, the resource and the redirect host; Approve issues the code, Deny answers
+//! `access_denied`. The parked request is taken out of the session once, so a decision cannot be
+//! replayed or applied to another request.
+
+use super::AuthState;
+use super::authorize::describe_scopes;
+use super::flow::{
+    busy, csrf_matches, current_session, error_redirect, forbidden_form, issue_code,
+    origin_allowed, request_gone,
+};
+use super::pages::{ConsentPage, error_page, render};
+use crate::actors::ask;
+use crate::actors::consents::Grant;
+use crate::actors::sessions::{Peek, Take};
+use crate::oauth::ErrorCode;
+use crate::oauth::params::Params;
+use crate::oauth::redirect_uri;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+fn sign_in_first() -> Response {
+    error_page(
+        StatusCode::UNAUTHORIZED,
+        "Sign in required",
+        "Sign in before approving access. Start again from the application.",
+    )
+}
+
+pub async fn show(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::parse_lenient(query.unwrap_or_default().as_bytes());
+    let Some(request_id) = params.get("request") else {
+        return request_gone();
+    };
+    let (sid, view) = match current_session(&state, &headers).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return request_gone(),
+        Err(page) => return page,
+    };
+    let Some(user) = view.user else {
+        return sign_in_first();
+    };
+    let peek = Peek {
+        sid,
+        request_id: request_id.to_string(),
+    };
+    let request = match ask(&state.sessions, peek).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return request_gone(),
+        Err(err) => return busy(err),
+    };
+    let redirect_host = redirect_uri::display_host(&request.redirect_uri);
+    let loopback_only = url::Url::parse(&request.redirect_uri)
+        .is_ok_and(|u| u.scheme() == "http" && redirect_uri::is_loopback_host(&u));
+    let action = state.config.endpoint("/consent");
+    render(
+        StatusCode::OK,
+        &ConsentPage {
+            action: &action,
+            client_name: &request.client_name,
+            user_name: &user.display_name,
+            scopes: describe_scopes(&request.scope),
+            resource: &request.resource,
+            redirect_host: &redirect_host,
+            loopback_only,
+            csrf_token: view.csrf.expose(),
+            request_id,
+        },
+    )
+}
+
+pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !origin_allowed(&state, &headers) {
+        return forbidden_form();
+    }
+    let Ok(form) = Params::parse(&body) else {
+        return forbidden_form();
+    };
+    let (sid, view) = match current_session(&state, &headers).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return request_gone(),
+        Err(page) => return page,
+    };
+    if !csrf_matches(&view.csrf, form.get("csrf_token")) {
+        return forbidden_form();
+    }
+    let Some(user) = view.user else {
+        return sign_in_first();
+    };
+    let approve = match form.get("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "Choose Approve or Deny.",
+            );
+        }
+    };
+    let take = Take {
+        sid,
+        request_id: form.get("request").unwrap_or_default().to_string(),
+    };
+    let request = match ask(&state.sessions, take).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return request_gone(),
+        Err(err) => return busy(err),
+    };
+    if let Some((code, description)) = request.error {
+        return error_redirect(&state, &request, code, description);
+    }
+    if !approve {
+        return error_redirect(
+            &state,
+            &request,
+            ErrorCode::AccessDenied,
+            "the user denied the request",
+        );
+    }
+    let grant = Grant {
+        subject: user.subject.clone(),
+        client_id: request.client_id.clone(),
+        scope: request.scope.clone(),
+        resource: request.resource.clone(),
+    };
+    if let Err(err) = ask(&state.consents, grant).await {
+        return busy(err);
+    }
+    issue_code(&state, &user, request).await
+}

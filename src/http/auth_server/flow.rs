@@ -1,0 +1,224 @@
+//! The steps of an authorization shared by `/authorize`, `/login` and `/consent`: reading the
+//! browser session, going on once the user is known (remembered consent, or the consent page),
+//! issuing the code, and the 302 back to the client with `code`/`error`, `state` and `iss`
+//! (RFC 9207).
+
+use super::AuthState;
+use super::pages::{error_page, with_page_headers};
+use crate::actors::codes::{Grant, Issue};
+use crate::actors::consents::Check;
+use crate::actors::sessions::{AuthorizationRequest, Peek, Resolve, SessionView, SignedIn, Take};
+use crate::actors::{AskError, ask};
+use crate::oauth::ErrorCode;
+use crate::trace::Secret;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// The 503 page for an actor that shed the request.
+pub fn busy<E>(_: AskError<E>) -> Response {
+    let mut response = error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Server busy",
+        "The server is busy. Please try again in a moment.",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The page for a request id that is unknown, expired, used, or from another browser session.
+pub fn request_gone() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "Request expired",
+        "This sign-in request is no longer valid: it expired, was already completed, or was started in another browser. Start again from the application.",
+    )
+}
+
+/// A 302 to `location` with the page headers.
+pub fn found(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            let mut response = StatusCode::FOUND.into_response();
+            response.headers_mut().insert(header::LOCATION, value);
+            with_page_headers(response)
+        }
+        Err(_) => error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid redirect",
+            "The redirect address cannot be used.",
+        ),
+    }
+}
+
+/// The redirect back to the client: `redirect_uri` with `params`, `state` and `iss` appended to
+/// its query (URL-encoded, so no parameter can inject a header or another parameter).
+pub fn redirect_to_client(
+    state: &AuthState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    params: &[(&str, &str)],
+) -> Response {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid redirect",
+            "The redirect address cannot be used.",
+        );
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        for (name, value) in params {
+            query.append_pair(name, value);
+        }
+        if let Some(s) = client_state {
+            query.append_pair("state", s);
+        }
+        query.append_pair("iss", &state.config.issuer);
+    }
+    found(url.as_str())
+}
+
+/// The error redirect of OAuth 2.1 section 4.1.2.1.
+pub fn error_redirect(
+    state: &AuthState,
+    request: &AuthorizationRequest,
+    code: ErrorCode,
+    description: &str,
+) -> Response {
+    tracing::info!(flow = %request.flow, client_id = %request.client_id, error = code.as_str(), "authorization refused");
+    redirect_to_client(
+        state,
+        &request.redirect_uri,
+        request.state.as_deref(),
+        &[("error", code.as_str()), ("error_description", description)],
+    )
+}
+
+/// The session the request's cookie names, if it is live.
+pub async fn current_session(
+    state: &AuthState,
+    headers: &HeaderMap,
+) -> Result<Option<(Secret, SessionView)>, Response> {
+    let Some(sid) = state.cookie.read(headers) else {
+        return Ok(None);
+    };
+    let view = ask(&state.sessions, Resolve { sid: sid.clone() })
+        .await
+        .map_err(busy)?;
+    Ok(view.map(|v| (sid, v)))
+}
+
+/// Goes on with a parked request once the user is signed in: answers a parked error, skips the
+/// consent page when a remembered consent covers the request, or sends the user to it.
+pub async fn proceed(
+    state: &AuthState,
+    sid: &Secret,
+    user: &SignedIn,
+    request_id: &str,
+) -> Response {
+    let peek = Peek {
+        sid: sid.clone(),
+        request_id: request_id.to_string(),
+    };
+    let request = match ask(&state.sessions, peek).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return request_gone(),
+        Err(err) => return busy(err),
+    };
+    let remembered = if request.error.is_some() {
+        true
+    } else {
+        let check = Check {
+            subject: user.subject.clone(),
+            client_id: request.client_id.clone(),
+            scope: request.scope.clone(),
+            resource: request.resource.clone(),
+        };
+        match ask(&state.consents, check).await {
+            Ok(remembered) => remembered,
+            Err(err) => return busy(err),
+        }
+    };
+    if !remembered {
+        return found(&format!(
+            "{}?request={request_id}",
+            state.config.endpoint("/consent")
+        ));
+    }
+    // Take it out of the session: from here it is answered exactly once.
+    let take = Take {
+        sid: sid.clone(),
+        request_id: request_id.to_string(),
+    };
+    let request = match ask(&state.sessions, take).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return request_gone(),
+        Err(err) => return busy(err),
+    };
+    if let Some((code, description)) = request.error {
+        return error_redirect(state, &request, code, description);
+    }
+    issue_code(state, user, request).await
+}
+
+/// Issues the code for an approved request and redirects to the client with it.
+pub async fn issue_code(
+    state: &AuthState,
+    user: &SignedIn,
+    request: AuthorizationRequest,
+) -> Response {
+    let grant = Grant {
+        subject: user.subject.clone(),
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        scope: request.scope.clone(),
+        resource: request.resource.clone(),
+        flow: request.flow.clone(),
+    };
+    match ask(&state.codes, Issue(grant)).await {
+        Ok(code) => {
+            tracing::info!(flow = %request.flow, client_id = %request.client_id, sub = %user.subject, code = %code, "authorization approved, code issued");
+            redirect_to_client(
+                state,
+                &request.redirect_uri,
+                request.state.as_deref(),
+                &[("code", code.expose())],
+            )
+        }
+        Err(err) => busy(err),
+    }
+}
+
+/// The `Origin` check of the page forms (PG-1): a form post that names an origin must come from
+/// the issuer's own origin. (A post without `Origin` still needs the CSRF token.)
+pub fn origin_allowed(state: &AuthState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let Ok(issuer) = url::Url::parse(&state.config.issuer) else {
+        return false;
+    };
+    issuer.origin().ascii_serialization() == origin
+}
+
+/// Compares a submitted CSRF token with the session's in constant time.
+pub fn csrf_matches(expected: &Secret, submitted: Option<&str>) -> bool {
+    submitted.is_some_and(|s| {
+        subtle::ConstantTimeEq::ct_eq(expected.expose().as_bytes(), s.as_bytes()).into()
+    })
+}
+
+/// The page for a form post that fails the CSRF or origin check.
+pub fn forbidden_form() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        "This form was not submitted from this server's own page, or the page expired. Start again from the application.",
+    )
+}

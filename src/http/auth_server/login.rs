@@ -1,0 +1,157 @@
+//! `GET|POST /login` and `POST /logout`: signing in to the authorization server (PG-1, PG-3).
+//! The form carries the session's CSRF token and the parked request's id; a successful login
+//! replaces the session id and goes on with the request.
+
+use super::AuthState;
+use super::flow::{
+    busy, csrf_matches, current_session, forbidden_form, origin_allowed, proceed, request_gone,
+};
+use super::pages::{LoginPage, render};
+use crate::actors::ask;
+use crate::actors::sessions::{Login, Logout, Peek, SignedIn};
+use crate::oauth::params::Params;
+use crate::trace::fingerprint;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub async fn show(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::parse_lenient(query.unwrap_or_default().as_bytes());
+    let Some(request_id) = params.get("request") else {
+        return request_gone();
+    };
+    let (sid, view) = match current_session(&state, &headers).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return request_gone(),
+        Err(page) => return page,
+    };
+    if let Some(user) = &view.user {
+        return proceed(&state, &sid, user, request_id).await;
+    }
+    let peek = Peek {
+        sid: sid.clone(),
+        request_id: request_id.to_string(),
+    };
+    let request = match ask(&state.sessions, peek).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return request_gone(),
+        Err(err) => return busy(err),
+    };
+    login_page(&state, &request.client_name, view.csrf.expose(), request_id, "", None, StatusCode::OK)
+}
+
+fn login_page(
+    state: &AuthState,
+    client_name: &str,
+    csrf: &str,
+    request_id: &str,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let action = state.config.endpoint("/login");
+    render(
+        status,
+        &LoginPage {
+            action: &action,
+            client_name,
+            csrf_token: csrf,
+            request_id,
+            username,
+            error,
+            show_demo_hint: true,
+        },
+    )
+}
+
+pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !origin_allowed(&state, &headers) {
+        return forbidden_form();
+    }
+    let Ok(mut form) = Params::parse(&body) else {
+        return forbidden_form();
+    };
+    let (sid, view) = match current_session(&state, &headers).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return request_gone(),
+        Err(page) => return page,
+    };
+    if !csrf_matches(&view.csrf, form.get("csrf_token")) {
+        return forbidden_form();
+    }
+    let request_id = form.take("request").unwrap_or_default();
+    let username = form.take("username").unwrap_or_default();
+    let password = form.take("password").unwrap_or_default();
+    let peek = Peek {
+        sid: sid.clone(),
+        request_id: request_id.clone(),
+    };
+    let request = match ask(&state.sessions, peek).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return request_gone(),
+        Err(err) => return busy(err),
+    };
+    let username = crate::http::auth_server::pages::cap(&username, 128);
+    let Some(user) = state.users.authenticate(&username, &password).await else {
+        tracing::info!(flow = %request.flow, user = %fingerprint(&username), "login failed");
+        return login_page(
+            &state,
+            &request.client_name,
+            view.csrf.expose(),
+            &request_id,
+            &username,
+            Some("The username or password is incorrect."),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    let signed_in = SignedIn {
+        subject: user.username.clone(),
+        display_name: user.display_name.clone(),
+    };
+    let login = Login {
+        sid: Some(sid),
+        user: signed_in.clone(),
+    };
+    let opened = match ask(&state.sessions, login).await {
+        Ok(opened) => opened,
+        Err(err) => return busy(err),
+    };
+    tracing::info!(flow = %request.flow, sub = %signed_in.subject, "login succeeded, session renewed");
+    let mut response = proceed(&state, &opened.sid, &signed_in, &request_id).await;
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state
+            .cookie
+            .set(&opened.sid, state.config.session_ttl_seconds),
+    );
+    response
+}
+
+pub async fn logout(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !origin_allowed(&state, &headers) {
+        return forbidden_form();
+    }
+    let form = Params::parse_lenient(&body);
+    if let Ok(Some((sid, view))) = current_session(&state, &headers).await {
+        if !csrf_matches(&view.csrf, form.get("csrf_token")) {
+            return forbidden_form();
+        }
+        if let Err(err) = ask(&state.sessions, Logout { sid }).await {
+            return busy(err);
+        }
+    }
+    let mut response = (StatusCode::OK, "Signed out.").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, state.cookie.clear());
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
+}

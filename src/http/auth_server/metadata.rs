@@ -1,0 +1,41 @@
+//! `GET /.well-known/oauth-authorization-server` (RFC 8414) and
+//! `GET /.well-known/openid-configuration` (OpenID Connect Discovery): one document, served at
+//! both, so the two always agree (MD-1). Built once at start from the configuration.
+
+use super::AuthState;
+use crate::oauth::scope;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub fn document(config: &crate::config::AuthServerConfig) -> Value {
+    let scopes: Vec<&str> = scope::SUPPORTED.iter().map(|(s, _)| *s).collect();
+    json!({
+        "issuer": config.issuer,
+        "authorization_endpoint": config.endpoint("/authorize"),
+        "token_endpoint": config.endpoint("/token"),
+        "registration_endpoint": config.endpoint("/register"),
+        "jwks_uri": config.endpoint("/oauth/jwks"),
+        "scopes_supported": scopes,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "resource_indicators_supported": true,
+    })
+}
+
+pub async fn handler(State(state): State<AuthState>) -> Response {
+    let mut response = Json(state.metadata.as_ref().clone()).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}

@@ -1,0 +1,244 @@
+//! The authorization server: OAuth 2.1 authorization code + PKCE, dynamic client registration,
+//! RFC 8414 / OpenID discovery metadata, the JWKS, and the login and consent pages. One file per
+//! endpoint; `flow.rs` holds the steps shared by `/authorize`, `/login` and `/consent`.
+
+mod authorize;
+mod consent;
+mod flow;
+mod jwks;
+mod login;
+mod metadata;
+pub mod pages;
+mod register;
+mod token;
+
+use crate::actors::clients::ClientRegistryArgs;
+use crate::actors::codes::AuthorizationCodesArgs;
+use crate::actors::consents::ConsentsArgs;
+use crate::actors::sessions::SessionsArgs;
+use crate::actors::signing_keys::{ActiveKey, KeyError};
+use crate::actors::{
+    AuthorizationCodes, ClientRegistry, Consents, SignerPool, SigningKeys, Sessions, Supervisor,
+    TokenSigner, spawn_supervised,
+};
+use crate::config::AuthServerConfig;
+use crate::users::{UserDirectory, UserError};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use kameo::actor::ActorRef;
+use pages::SessionCookie;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+/// What every handler of the authorization server may use: immutable configuration and actor
+/// references.
+#[derive(Clone)]
+pub struct AuthState {
+    pub config: Arc<AuthServerConfig>,
+    pub users: UserDirectory,
+    pub cookie: SessionCookie,
+    pub clients: ActorRef<ClientRegistry>,
+    pub codes: ActorRef<AuthorizationCodes>,
+    pub consents: ActorRef<Consents>,
+    pub sessions: ActorRef<Sessions>,
+    pub keys: ActorRef<SigningKeys>,
+    pub signers: SignerPool,
+    pub metadata: Arc<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Users(#[from] UserError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The authorization server, bound to its port and ready to run.
+pub struct AuthServer {
+    listener: TcpListener,
+    router: Router,
+    state: AuthState,
+}
+
+impl AuthServer {
+    /// Binds the configured address and builds the server.
+    pub async fn build(config: AuthServerConfig) -> Result<Self, BuildError> {
+        let addr = config.listen_addr();
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BuildError::Bind { addr, source })?;
+        Self::build_on(listener, config).await
+    }
+
+    /// Builds the server on a listener already bound (port 0 in tests).
+    pub async fn build_on(
+        listener: TcpListener,
+        config: AuthServerConfig,
+    ) -> Result<Self, BuildError> {
+        let users = UserDirectory::demo().await?;
+        let key = ActiveKey::generate().await?;
+        let supervisor = Supervisor::start();
+        let clients = spawn_supervised::<ClientRegistry>(
+            &supervisor,
+            ClientRegistryArgs {
+                max_clients: config.max_clients,
+            },
+        )
+        .await;
+        let codes = spawn_supervised::<AuthorizationCodes>(
+            &supervisor,
+            AuthorizationCodesArgs {
+                ttl: Duration::from_secs(config.auth_code_ttl_seconds),
+                max_codes: 100_000,
+            },
+        )
+        .await;
+        let consents = spawn_supervised::<Consents>(
+            &supervisor,
+            ConsentsArgs {
+                ttl: Duration::from_secs(config.consent_ttl_seconds),
+            },
+        )
+        .await;
+        let sessions = spawn_supervised::<Sessions>(
+            &supervisor,
+            SessionsArgs {
+                session_ttl: Duration::from_secs(config.session_ttl_seconds),
+                pending_ttl: Duration::from_secs(config.pending_request_ttl_seconds),
+                max_sessions: 200_000,
+                max_pending: 200_000,
+                max_pending_per_session: 32,
+            },
+        )
+        .await;
+        let keys = spawn_supervised::<SigningKeys>(&supervisor, Arc::clone(&key)).await;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut signers = Vec::with_capacity(cores);
+        for _ in 0..cores {
+            signers.push(spawn_supervised::<TokenSigner>(&supervisor, Arc::clone(&key)).await);
+        }
+        let cookie = SessionCookie::new(config.is_https(), &config.session_secret);
+        let metadata = Arc::new(metadata::document(&config));
+        let state = AuthState {
+            config: Arc::new(config),
+            users,
+            cookie,
+            clients,
+            codes,
+            consents,
+            sessions,
+            keys,
+            signers: SignerPool::new(signers),
+            metadata,
+        };
+        let router = router(state.clone());
+        Ok(AuthServer {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AuthState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(
+            server = "auth",
+            issuer = %self.state.config.issuer,
+            listen = %self.listener.local_addr()?,
+            "authorization server listening"
+        );
+        crate::http::serve(self.listener, self.router, shutdown).await
+    }
+}
+
+/// CORS for browser-based clients (MCP Inspector) on the machine-facing endpoints only (MD-2):
+/// any origin, no credentials.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .max_age(Duration::from_secs(600))
+}
+
+fn router(state: AuthState) -> Router {
+    let api = Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::handler),
+        )
+        .route("/.well-known/openid-configuration", get(metadata::handler))
+        .route("/register", post(register::handler))
+        .route("/token", post(token::handler))
+        .route("/oauth/jwks", get(jwks::handler))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(cors());
+    let pages = Router::new()
+        .route(
+            "/authorize",
+            get(authorize::handle_get).post(authorize::handle_post),
+        )
+        .route("/login", get(login::show).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/consent", get(consent::show).post(consent::submit))
+        .layer(DefaultBodyLimit::max(16 * 1024));
+    let app = api.merge(pages);
+    // An issuer with a path serves its endpoints under that path, and its metadata at the
+    // path-inserted well-known URLs (RFC 8414 section 3.1).
+    let issuer_path = url::Url::parse(&state.config.issuer)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    let app = if issuer_path.is_empty() {
+        app
+    } else {
+        Router::new()
+            .nest(&issuer_path, app)
+            .route(
+                &format!("/.well-known/oauth-authorization-server{issuer_path}"),
+                get(metadata::handler),
+            )
+            .route(
+                &format!("/.well-known/openid-configuration{issuer_path}"),
+                get(metadata::handler),
+            )
+            .layer(cors())
+    };
+    app.with_state(state).layer(
+        TraceLayer::new_for_http()
+            .make_span_with(|req: &axum::http::Request<_>| {
+                tracing::info_span!("http", server = "auth", method = %req.method(), path = %req.uri().path())
+            })
+            .on_request(|_: &axum::http::Request<_>, _: &tracing::Span| {
+                tracing::info!("request in")
+            })
+            .on_response(
+                |res: &axum::http::Response<_>, latency: Duration, _: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), us = latency.as_micros() as u64, "response out")
+                },
+            ),
+    )
+}

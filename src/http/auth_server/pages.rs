@@ -1,0 +1,174 @@
+//! The authorization server's HTML pages (login, consent, errors), the headers every page carries
+//! (PG-2), and the session cookie (PG-1). Templates are askama's, which escapes all output; strings
+//! a client chose (its name) are also length-capped before they reach a page.
+
+use crate::trace::Secret;
+use askama::Template;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub action: &'a str,
+    pub client_name: &'a str,
+    pub csrf_token: &'a str,
+    pub request_id: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+    pub show_demo_hint: bool,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub action: &'a str,
+    pub client_name: &'a str,
+    pub user_name: &'a str,
+    pub scopes: Vec<(&'a str, &'static str)>,
+    pub resource: &'a str,
+    pub redirect_host: &'a str,
+    pub loopback_only: bool,
+    pub csrf_token: &'a str,
+    pub request_id: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+/// Renders a page with the security headers every page carries.
+pub fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(body) => with_page_headers((status, Html(body)).into_response()),
+        Err(err) => {
+            tracing::error!(error = %err, "template failed");
+            with_page_headers(
+                (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered")
+                    .into_response(),
+            )
+        }
+    }
+}
+
+/// An error page (never a redirect).
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    render(status, &ErrorPage { title, message })
+}
+
+/// The headers of every page and of every answer of `/authorize` (PG-2).
+pub fn with_page_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Caps a client-chosen string for display.
+pub fn cap(value: &str, max_chars: usize) -> String {
+    let mut out: String = value
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect();
+    if value.chars().count() > max_chars {
+        out.push('…');
+    }
+    out
+}
+
+/// The session cookie: its name depends on the issuer's scheme (PG-1), and its value is the
+/// session id with an HMAC tag, so a forged cookie is refused before any actor is asked.
+#[derive(Clone)]
+pub struct SessionCookie {
+    name: &'static str,
+    secure: bool,
+    key: Vec<u8>,
+}
+
+impl SessionCookie {
+    pub fn new(https: bool, secret: &str) -> Self {
+        SessionCookie {
+            name: if https {
+                "__Host-mcp_oauth_session"
+            } else {
+                "mcp_oauth_session"
+            },
+            secure: https,
+            key: secret.as_bytes().to_vec(),
+        }
+    }
+
+    fn tag(&self, sid: &str) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            return String::new();
+        };
+        mac.update(sid.as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// The `Set-Cookie` value for a session id.
+    pub fn set(&self, sid: &Secret, max_age_seconds: u64) -> HeaderValue {
+        let value = format!(
+            "{}={}.{}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+            self.name,
+            sid.expose(),
+            self.tag(sid.expose()),
+            max_age_seconds,
+            if self.secure { "; Secure" } else { "" }
+        );
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The `Set-Cookie` value that removes the cookie.
+    pub fn clear(&self) -> HeaderValue {
+        let value = format!(
+            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+            self.name,
+            if self.secure { "; Secure" } else { "" }
+        );
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The session id from the request's cookies, if present and correctly tagged.
+    pub fn read(&self, headers: &HeaderMap) -> Option<Secret> {
+        for value in headers.get_all(header::COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            for pair in value.split(';') {
+                let Some((name, val)) = pair.trim().split_once('=') else {
+                    continue;
+                };
+                if name != self.name {
+                    continue;
+                }
+                let (sid, tag) = val.rsplit_once('.')?;
+                let expected = self.tag(sid);
+                if !expected.is_empty()
+                    && subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), tag.as_bytes()).into()
+                {
+                    return Some(Secret::new(sid));
+                }
+                return None;
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,266 @@
+//! `POST /token`: the token endpoint (OAuth 2.1 section 3.2, TK-1, TK-2, TK-4).
+//!
+//! Form-encoded POST only. The client authenticates with exactly one method: `none` (public
+//! clients, `client_id` in the form), `client_secret_basic` or `client_secret_post`. The
+//! `authorization_code` grant asks `AuthorizationCodes` to redeem the code (verifier, client,
+//! redirect URI and resource checked and the code consumed in one step), then the signer pool to
+//! sign an RFC 9068 access token. Every answer is JSON with `Cache-Control: no-store`, and error
+//! descriptions are fixed text that never echoes input.
+
+use super::AuthState;
+use crate::actors::clients::{Client, Lookup, unix_now};
+use crate::actors::codes::{Redeem, RedeemError};
+use crate::actors::{AskError, ask};
+use crate::http::error::{JsonError, no_store};
+use crate::oauth::ErrorCode;
+use crate::oauth::params::Params;
+use crate::oauth::pkce;
+use crate::oauth::resource;
+use crate::oauth::token::AccessTokenClaims;
+use crate::trace::Secret;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+use std::sync::Arc;
+
+fn invalid_request(description: &'static str) -> JsonError {
+    JsonError::new(ErrorCode::InvalidRequest, description)
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// Client credentials from an `Authorization: Basic` header (RFC 6749 section 2.3.1: both parts
+/// form-urlencoded before base64).
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, JsonError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || JsonError {
+        basic_challenge: true,
+        ..JsonError::new(ErrorCode::InvalidClient, "malformed client credentials")
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(malformed());
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let decode = |s: &str| {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((decode(id), decode(secret))))
+}
+
+/// Authenticates the client with exactly one method.
+async fn authenticate_client(
+    state: &AuthState,
+    headers: &HeaderMap,
+    form: &Params,
+) -> Result<Arc<Client>, JsonError> {
+    let basic = basic_credentials(headers)?;
+    let post_secret = form.get("client_secret");
+    if basic.is_some() && post_secret.is_some() {
+        return Err(invalid_request(
+            "use exactly one client authentication method",
+        ));
+    }
+    let (client_id, secret, used_basic) = match &basic {
+        Some((id, secret)) => {
+            if form.get("client_id").is_some_and(|f| f != id) {
+                return Err(invalid_request(
+                    "client_id does not match the client credentials",
+                ));
+            }
+            (id.as_str(), Some(secret.as_str()), true)
+        }
+        None => match form.get("client_id") {
+            Some(id) => (id, post_secret, false),
+            None => {
+                return Err(invalid_request("client_id is required"));
+            }
+        },
+    };
+    let invalid_client = || JsonError {
+        basic_challenge: used_basic,
+        ..JsonError::new(ErrorCode::InvalidClient, "client authentication failed")
+    };
+    if client_id.len() > 512 {
+        return Err(invalid_client());
+    }
+    let client = ask(
+        &state.clients,
+        Lookup {
+            client_id: client_id.to_string(),
+        },
+    )
+    .await?
+    .ok_or_else(invalid_client)?;
+    let authenticated = match secret {
+        None => client.is_public(),
+        Some(secret) => !client.is_public() && client.secret_matches(secret),
+    };
+    if !authenticated {
+        return Err(invalid_client());
+    }
+    Ok(client)
+}
+
+pub async fn handler(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, JsonError> {
+    if !is_form(&headers) {
+        return Err(invalid_request(
+            "the request body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let form = Params::parse(&body).map_err(|_| invalid_request("a parameter is repeated"))?;
+    let client = authenticate_client(&state, &headers, &form).await?;
+    match form.get("grant_type") {
+        None => Err(invalid_request("grant_type is required")),
+        Some("authorization_code") => authorization_code(&state, &client, &form).await,
+        Some(_) => Err(JsonError::new(
+            ErrorCode::UnsupportedGrantType,
+            "this grant type is not supported",
+        )),
+    }
+}
+
+async fn authorization_code(
+    state: &AuthState,
+    client: &Client,
+    form: &Params,
+) -> Result<Response, JsonError> {
+    if !client.grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(JsonError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the authorization_code grant",
+        ));
+    }
+    let code = form
+        .get("code")
+        .ok_or_else(|| invalid_request("code is required"))?;
+    let verifier = form
+        .get("code_verifier")
+        .ok_or_else(|| invalid_request("code_verifier is required"))?;
+    if !pkce::is_valid_verifier(verifier) {
+        return Err(invalid_request("code_verifier is malformed"));
+    }
+    if let Some(requested) = form.get("resource")
+        && resource::validate_shape(requested).is_err()
+    {
+        return Err(JsonError::new(
+            ErrorCode::InvalidTarget,
+            "resource must be an absolute URI without a fragment",
+        ));
+    }
+    // The resource as the code recorded it (a trailing-slash variant of an origin is the same).
+    let resource = form.get("resource").map(|r| {
+        state
+            .config
+            .known_resources
+            .iter()
+            .find(|k| resource::same_resource(k, r))
+            .cloned()
+            .unwrap_or_else(|| r.to_string())
+    });
+    let jti = uuid::Uuid::new_v4().to_string();
+    let redeem = Redeem {
+        code: Secret::new(code),
+        client_id: client.client_id.clone(),
+        redirect_uri: form.get("redirect_uri").map(str::to_string),
+        verifier: Secret::new(verifier),
+        resource,
+        jti: jti.clone(),
+    };
+    let grant = match ask(&state.codes, redeem).await {
+        Ok(grant) => grant,
+        Err(AskError::Rejected(err)) => return Err(redeem_error(err)),
+        Err(other) => return Err(other.into()),
+    };
+    let now = unix_now();
+    let ttl = state.config.access_token_ttl_seconds;
+    let claims = AccessTokenClaims {
+        iss: state.config.issuer.clone(),
+        sub: grant.subject.clone(),
+        aud: grant.resource.clone(),
+        exp: now + ttl,
+        iat: now,
+        nbf: None,
+        jti,
+        client_id: grant.client_id.clone(),
+        scope: grant.scope.to_string(),
+        flow: Some(grant.flow.to_string()),
+    };
+    let token = state.signers.sign(claims).await?;
+    tracing::info!(
+        flow = %grant.flow,
+        client_id = %grant.client_id,
+        sub = %grant.subject,
+        aud = %grant.resource,
+        scope = %grant.scope,
+        token = %Secret::new(token.clone()),
+        "access token issued"
+    );
+    let mut response = Json(json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "scope": grant.scope.to_string(),
+    }))
+    .into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+fn redeem_error(err: RedeemError) -> JsonError {
+    match err {
+        RedeemError::Unknown => {
+            JsonError::new(ErrorCode::InvalidGrant, "the code is invalid or expired")
+        }
+        RedeemError::WrongClient => JsonError::new(
+            ErrorCode::InvalidGrant,
+            "the code was not issued to this client",
+        ),
+        RedeemError::WrongRedirectUri => JsonError::new(
+            ErrorCode::InvalidGrant,
+            "redirect_uri does not match the authorization request",
+        ),
+        RedeemError::WrongVerifier => JsonError::new(
+            ErrorCode::InvalidGrant,
+            "code_verifier does not match the code challenge",
+        ),
+        RedeemError::WrongResource => JsonError::new(
+            ErrorCode::InvalidTarget,
+            "resource does not match the authorization request",
+        ),
+        RedeemError::Replayed { jti, flow } => {
+            tracing::warn!(flow = %flow, jti = %jti, "authorization code replayed; the token it produced must be treated as compromised");
+            JsonError::new(ErrorCode::InvalidGrant, "the code was already used")
+        }
+        RedeemError::Full => JsonError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the server is busy; retry shortly",
+        ),
+    }
+}

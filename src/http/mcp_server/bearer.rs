@@ -1,0 +1,381 @@
+//! The bearer middleware in front of the MCP endpoints (RS-1..RS-5). In order:
+//! 1. `Host` and `Origin` (DNS rebinding): 403 when foreign.
+//! 2. The token, from the `Authorization` header only (scheme case-insensitive); a token in the
+//!    query is ignored, and one in both places is a 400. No token: 401 with
+//!    `WWW-Authenticate: Bearer resource_metadata=..., scope=...` and no `error`.
+//! 3. Validation: RS256 only, `typ` `at+jwt`, no `crit`, the key from `JwksCache` by `kid`,
+//!    `iss` exact, `aud` one of this server's endpoint URLs, `exp`/`nbf`/`iat` with a small
+//!    leeway. Any failure: 401 `invalid_token`.
+//! 4. Scopes: a token without every required scope gets 403 `insufficient_scope` naming them.
+//! 5. The MCP session belongs to the subject that opened it: another subject gets 403.
+//! Then the request goes to rmcp with the [`Caller`] attached, and the JSON-RPC method is traced
+//! with the token's flow id.
+
+use super::McpState;
+use super::tools::Caller;
+use crate::actors::jwks_cache::{JwksError, Lookup};
+use crate::actors::mcp_sessions::{Bind, Forget, Owner};
+use crate::actors::{AskError, ask};
+use crate::oauth::scope::ScopeSet;
+use crate::oauth::token::ACCESS_TOKEN_TYP;
+use crate::trace::fingerprint;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, decode, decode_header};
+use serde::Deserialize;
+use serde_json::json;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const MAX_TOKEN_LEN: usize = 8192;
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Claims the resource server reads from a validated token.
+#[derive(Debug, Deserialize)]
+struct TokenClaims {
+    sub: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    flow: Option<String>,
+}
+
+/// Why a request is refused.
+enum Refusal {
+    Forbidden(&'static str),
+    NoToken,
+    BadRequest(&'static str),
+    InvalidToken(&'static str),
+    InsufficientScope,
+    SessionNotFound,
+    Unavailable,
+}
+
+fn prm_url(state: &McpState, path: &str) -> String {
+    let base = state.config.root_resource();
+    if path == "/" || path.is_empty() {
+        format!("{base}/.well-known/oauth-protected-resource")
+    } else {
+        format!("{base}/.well-known/oauth-protected-resource/mcp")
+    }
+}
+
+fn refuse(state: &McpState, path: &str, refusal: Refusal) -> Response {
+    let prm = prm_url(state, path);
+    let scope = state.required.to_string();
+    let (status, challenge, error, description) = match refusal {
+        Refusal::Forbidden(why) => (StatusCode::FORBIDDEN, None, "forbidden", why),
+        Refusal::NoToken => (
+            StatusCode::UNAUTHORIZED,
+            Some(format!(
+                r#"Bearer resource_metadata="{prm}", scope="{scope}""#
+            )),
+            "invalid_token",
+            "an access token is required",
+        ),
+        Refusal::BadRequest(why) => (
+            StatusCode::BAD_REQUEST,
+            Some(format!(
+                r#"Bearer error="invalid_request", resource_metadata="{prm}""#
+            )),
+            "invalid_request",
+            why,
+        ),
+        Refusal::InvalidToken(why) => (
+            StatusCode::UNAUTHORIZED,
+            Some(format!(
+                r#"Bearer error="invalid_token", error_description="{why}", resource_metadata="{prm}", scope="{scope}""#
+            )),
+            "invalid_token",
+            why,
+        ),
+        Refusal::InsufficientScope => (
+            StatusCode::FORBIDDEN,
+            Some(format!(
+                r#"Bearer error="insufficient_scope", scope="{scope}", resource_metadata="{prm}", error_description="the token lacks a required scope""#
+            )),
+            "insufficient_scope",
+            "the token lacks a required scope",
+        ),
+        Refusal::SessionNotFound => (
+            StatusCode::NOT_FOUND,
+            None,
+            "session_not_found",
+            "the MCP session is unknown or expired; initialize a new one",
+        ),
+        Refusal::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "temporarily_unavailable",
+            "the server is busy; retry shortly",
+        ),
+    };
+    let mut response = (
+        status,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    if let Some(challenge) = challenge
+        && let Ok(value) = HeaderValue::from_str(&challenge)
+    {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// The bearer token from the `Authorization` header: `Ok(None)` when there is none.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Refusal::BadRequest("more than one Authorization header"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| Refusal::BadRequest("malformed Authorization header"))?;
+    let Some((scheme, token)) = value.trim().split_once(' ') else {
+        return Err(Refusal::InvalidToken("malformed Authorization header"));
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Refusal::InvalidToken("the Authorization scheme must be Bearer"));
+    }
+    let token = token.trim();
+    if token.is_empty()
+        || token.len() > MAX_TOKEN_LEN
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='))
+    {
+        return Err(Refusal::InvalidToken("malformed bearer token"));
+    }
+    Ok(Some(token))
+}
+
+fn query_has_token(request: &Request) -> bool {
+    request.uri().query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(name, _)| name == "access_token")
+    })
+}
+
+/// Validates a token: header rules, key, signature and claims.
+async fn validate(state: &McpState, token: &str) -> Result<TokenClaims, Refusal> {
+    let header = decode_header(token).map_err(|_| Refusal::InvalidToken("malformed token"))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(Refusal::InvalidToken("the token algorithm is not accepted"));
+    }
+    if header.crit.is_some() {
+        return Err(Refusal::InvalidToken("the token has critical header parameters"));
+    }
+    let typ_ok = header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if !typ_ok {
+        return Err(Refusal::InvalidToken("the token is not an access token (typ)"));
+    }
+    let Some(kid) = header.kid else {
+        return Err(Refusal::InvalidToken("the token names no key"));
+    };
+    if kid.len() > 256 {
+        return Err(Refusal::InvalidToken("the token names an unknown key"));
+    }
+    let key = match ask(&state.jwks, Lookup { kid }).await {
+        Ok(key) => key,
+        Err(AskError::Rejected(JwksError::UnknownKid)) => {
+            return Err(Refusal::InvalidToken("the token names an unknown key"));
+        }
+        Err(AskError::Rejected(JwksError::Fetch(_))) | Err(_) => return Err(Refusal::Unavailable),
+    };
+    let data = decode::<TokenClaims>(token, &key, &state.validation).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        Refusal::InvalidToken(match e.kind() {
+            ErrorKind::ExpiredSignature => "the token has expired",
+            ErrorKind::ImmatureSignature => "the token is not valid yet",
+            ErrorKind::InvalidIssuer => "the token was issued by another server",
+            ErrorKind::InvalidAudience => "the token is for another resource",
+            ErrorKind::InvalidSignature => "the token signature is invalid",
+            ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+            _ => "the token is invalid",
+        })
+    })?;
+    let now = jsonwebtoken::get_current_timestamp();
+    if data
+        .claims
+        .iat
+        .is_some_and(|iat| iat > now + super::LEEWAY_SECONDS)
+    {
+        return Err(Refusal::InvalidToken("the token was issued in the future"));
+    }
+    Ok(data.claims)
+}
+
+/// The JSON-RPC method names of a request body (one, or several in a batch), for the trace.
+fn methods(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Rpc {
+        method: Option<String>,
+    }
+    if let Ok(one) = serde_json::from_slice::<Rpc>(body) {
+        return one.method.unwrap_or_else(|| "(response)".into());
+    }
+    if let Ok(batch) = serde_json::from_slice::<Vec<Rpc>>(body) {
+        return batch
+            .into_iter()
+            .map(|r| r.method.unwrap_or_else(|| "(response)".into()))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    "(unparsed)".into()
+}
+
+pub async fn middleware(State(state): State<McpState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let headers = request.headers();
+    let host_ok = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .is_some_and(|h| state.origins.host_allowed(h));
+    if !host_ok {
+        return refuse(&state, &path, Refusal::Forbidden("the Host header names another server"));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !origin
+            .to_str()
+            .is_ok_and(|o| state.origins.origin_allowed(o))
+    {
+        return refuse(&state, &path, Refusal::Forbidden("the Origin is not allowed"));
+    }
+    let token = match bearer_token(headers) {
+        Ok(token) => token,
+        Err(refusal) => return refuse(&state, &path, refusal),
+    };
+    let Some(token) = token else {
+        return refuse(&state, &path, Refusal::NoToken);
+    };
+    if query_has_token(&request) {
+        return refuse(
+            &state,
+            &path,
+            Refusal::BadRequest("the token must be sent in one place only"),
+        );
+    }
+    let claims = match validate(&state, token).await {
+        Ok(claims) => claims,
+        Err(refusal) => {
+            tracing::info!(server = "mcp", token = %fingerprint(token), "token refused");
+            return refuse(&state, &path, refusal);
+        }
+    };
+    let granted = ScopeSet::parse(&claims.scope).unwrap_or_default();
+    if !state.required.is_subset(&granted) {
+        tracing::info!(
+            flow = claims.flow.as_deref().unwrap_or("-"),
+            sub = %claims.sub,
+            missing = %granted.missing(&state.required),
+            "insufficient scope"
+        );
+        return refuse(&state, &path, Refusal::InsufficientScope);
+    }
+    let session = headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(session_id) = &session {
+        match ask(
+            &state.sessions,
+            Owner {
+                session_id: session_id.clone(),
+            },
+        )
+        .await
+        {
+            Ok(Some(owner)) if owner == claims.sub => {}
+            Ok(Some(_)) => {
+                tracing::warn!(sub = %claims.sub, session = %fingerprint(session_id), "MCP session of another user refused");
+                return refuse(
+                    &state,
+                    &path,
+                    Refusal::Forbidden("the MCP session belongs to another user"),
+                );
+            }
+            Ok(None) => return refuse(&state, &path, Refusal::SessionNotFound),
+            Err(_) => return refuse(&state, &path, Refusal::Unavailable),
+        }
+    }
+
+    let flow = claims
+        .flow
+        .clone()
+        .or_else(|| claims.jti.clone())
+        .unwrap_or_else(|| "-".into());
+    let caller = Caller {
+        subject: claims.sub.clone(),
+        client_id: claims.client_id.clone(),
+        scopes: granted.iter().map(str::to_string).collect(),
+        flow: flow.clone(),
+    };
+    let method = request.method().clone();
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(caller);
+    let request = if method == Method::POST {
+        let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+            }
+        };
+        tracing::info!(
+            server = "mcp",
+            flow = %flow,
+            sub = %claims.sub,
+            client_id = %claims.client_id,
+            mcp_method = %methods(&bytes),
+            "mcp request"
+        );
+        Request::from_parts(parts, Body::from(bytes))
+    } else {
+        tracing::info!(server = "mcp", flow = %flow, sub = %claims.sub, http_method = %method, "mcp request");
+        Request::from_parts(parts, body)
+    };
+
+    let response = next.run(request).await;
+
+    if session.is_none()
+        && let Some(new_session) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+    {
+        let bind = Bind {
+            session_id: new_session.to_string(),
+            subject: claims.sub.clone(),
+        };
+        if ask(&state.sessions, bind).await.is_err() {
+            return refuse(&state, &path, Refusal::Unavailable);
+        }
+    }
+    if method == Method::DELETE
+        && response.status().is_success()
+        && let Some(session_id) = session
+    {
+        let _ = ask(&state.sessions, Forget { session_id }).await;
+    }
+    response
+}

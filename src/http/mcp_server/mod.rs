@@ -1,0 +1,207 @@
+//! The MCP resource server: rmcp's streamable HTTP service at `/mcp` and at `/`, behind the
+//! bearer middleware (`bearer.rs`), with RFC 9728 metadata (`metadata.rs`) and the tools
+//! (`tools.rs`). Its state is immutable configuration and two actors: `JwksCache` (the AS's keys)
+//! and `McpSessions` (which user owns which MCP session).
+
+mod bearer;
+mod metadata;
+mod origin;
+pub mod tools;
+
+use crate::actors::jwks_cache::JwksCacheArgs;
+use crate::actors::mcp_sessions::McpSessionsArgs;
+use crate::actors::{JwksCache, McpSessions, Supervisor, spawn_supervised};
+use crate::config::McpServerConfig;
+use crate::oauth::scope::ScopeSet;
+use axum::Router;
+use axum::routing::get;
+use jsonwebtoken::{Algorithm, Validation};
+use kameo::actor::ActorRef;
+use origin::RequestOrigins;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECONDS: u64 = 30;
+
+/// What the resource server's handlers use: immutable configuration and actor references.
+#[derive(Clone)]
+pub struct McpState {
+    pub config: Arc<McpServerConfig>,
+    pub jwks: ActorRef<JwksCache>,
+    pub sessions: ActorRef<McpSessions>,
+    pub validation: Arc<Validation>,
+    pub required: Arc<ScopeSet>,
+    pub origins: Arc<RequestOrigins>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The MCP resource server, bound to its port and ready to run.
+pub struct McpServer {
+    listener: TcpListener,
+    router: Router,
+    state: McpState,
+}
+
+impl McpServer {
+    pub async fn build(config: McpServerConfig) -> Result<Self, BuildError> {
+        let addr = config.listen_addr();
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BuildError::Bind { addr, source })?;
+        Self::build_on(listener, config).await
+    }
+
+    pub async fn build_on(
+        listener: TcpListener,
+        config: McpServerConfig,
+    ) -> Result<Self, BuildError> {
+        let local = listener.local_addr()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| BuildError::Http(e.to_string()))?;
+        let supervisor = Supervisor::start();
+        let jwks = spawn_supervised::<JwksCache>(
+            &supervisor,
+            JwksCacheArgs {
+                jwks_url: config.jwks_url(),
+                cooldown: Duration::from_secs(config.jwks_cooldown_seconds),
+                http,
+            },
+        )
+        .await;
+        let sessions = spawn_supervised::<McpSessions>(
+            &supervisor,
+            McpSessionsArgs {
+                ttl: Duration::from_secs(config.session_ttl_seconds),
+                max_sessions: 100_000,
+            },
+        )
+        .await;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[config.authorization_server.as_str()]);
+        let root = config.root_resource();
+        validation.set_audience(&[root.clone(), format!("{root}/"), config.mcp_resource()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        let required = ScopeSet::from_names(
+            config
+                .required_scopes
+                .iter()
+                .map(|s| s.trim().to_string()),
+        );
+        let origins = RequestOrigins::new(&config, local.ip().is_loopback());
+        let state = McpState {
+            config: Arc::new(config),
+            jwks,
+            sessions,
+            validation: Arc::new(validation),
+            required: Arc::new(required),
+            origins: Arc::new(origins),
+        };
+        let router = router(state.clone());
+        Ok(McpServer {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &McpState {
+        &self.state
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(
+            server = "mcp",
+            resource = %self.state.config.root_resource(),
+            authorization_server = %self.state.config.authorization_server,
+            listen = %self.listener.local_addr()?,
+            "MCP server listening"
+        );
+        crate::http::serve(self.listener, self.router, shutdown).await
+    }
+}
+
+fn router(state: McpState) -> Router {
+    // Host and Origin are checked by our own middleware (one rule, one place), so rmcp's
+    // built-in loopback-only host check is turned off.
+    let mcp = StreamableHttpService::new(
+        || Ok(tools::McpTools::new()),
+        LocalSessionManager::default().into(),
+        StreamableHttpServerConfig::default()
+            .disable_allowed_hosts()
+            .disable_allowed_origins(),
+    );
+    let protected = Router::new()
+        .route_service("/mcp", mcp.clone())
+        .route_service("/", mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bearer::middleware,
+        ));
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderName::from_static("mcp-session-id"),
+            axum::http::HeaderName::from_static("mcp-protocol-version"),
+        ])
+        .max_age(Duration::from_secs(600));
+    Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(metadata::root),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(metadata::mcp),
+        )
+        .with_state(state)
+        .merge(protected)
+        .layer(cors)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    tracing::info_span!("http", server = "mcp", method = %req.method(), path = %req.uri().path())
+                })
+                .on_request(|_: &axum::http::Request<_>, _: &tracing::Span| {
+                    tracing::info!("request in")
+                })
+                .on_response(
+                    |res: &axum::http::Response<_>, latency: Duration, _: &tracing::Span| {
+                        tracing::info!(status = res.status().as_u16(), us = latency.as_micros() as u64, "response out")
+                    },
+                ),
+        )
+}

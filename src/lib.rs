@@ -1,0 +1,16 @@
+//! mcp-oauth: an OAuth 2.1 authorization server and an MCP resource server, built as actors.
+//!
+//! - [`oauth`]: the protocol rules, pure and I/O-free.
+//! - [`actors`]: every piece of mutable state, each owned by one actor with its own expiry timer.
+//! - [`http`]: the two servers, translating HTTP to actor messages ([`AuthServer`], [`McpServer`]).
+//! - [`trace`]: the flow trace, and the secret type that keeps secrets out of it.
+
+pub mod actors;
+pub mod config;
+pub mod http;
+pub mod oauth;
+pub mod trace;
+pub mod users;
+
+pub use http::auth_server::AuthServer;
+pub use http::mcp_server::McpServer;
