@@ -96,11 +96,11 @@ pub struct McpServerConfig {
 
     /// Lifetime of an MCP session's binding to its user, in seconds.
     #[arg(long = "mcp-session-ttl", env = "MCP_SESSION_TTL_SECONDS", default_value_t = 24 * 3600)]
-    pub session_ttl_seconds: u64,
+    pub mcp_session_ttl_seconds: u64,
 
     /// Address the MCP server listens on (default: loopback, the resource server URL's port).
     #[arg(long = "mcp-listen", env = "MCP_SERVER_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    pub mcp_listen: Option<SocketAddr>,
 }
 
 /// A bad setting, with the name of the setting.
@@ -201,7 +201,7 @@ impl McpServerConfig {
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
-        self.listen
+        self.mcp_listen
             .unwrap_or_else(|| loopback_listen(&self.resource_server))
     }
 

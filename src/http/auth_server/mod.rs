@@ -39,6 +39,8 @@ use tower_http::trace::TraceLayer;
 /// references.
 #[derive(Clone)]
 pub struct AuthState {
+    /// Parent of this server's actors; they live as long as the state does.
+    pub supervisor: ActorRef<Supervisor>,
     pub config: Arc<AuthServerConfig>,
     pub users: UserDirectory,
     pub cookie: SessionCookie,
@@ -133,6 +135,7 @@ impl AuthServer {
         let cookie = SessionCookie::new(config.is_https(), &config.session_secret);
         let metadata = Arc::new(metadata::document(&config));
         let state = AuthState {
+            supervisor,
             config: Arc::new(config),
             users,
             cookie,

@@ -33,6 +33,8 @@ pub const LEEWAY_SECONDS: u64 = 30;
 /// What the resource server's handlers use: immutable configuration and actor references.
 #[derive(Clone)]
 pub struct McpState {
+    /// Parent of this server's actors; they live as long as the state does.
+    pub supervisor: ActorRef<Supervisor>,
     pub config: Arc<McpServerConfig>,
     pub jwks: ActorRef<JwksCache>,
     pub sessions: ActorRef<McpSessions>,
@@ -93,7 +95,7 @@ impl McpServer {
         let sessions = spawn_supervised::<McpSessions>(
             &supervisor,
             McpSessionsArgs {
-                ttl: Duration::from_secs(config.session_ttl_seconds),
+                ttl: Duration::from_secs(config.mcp_session_ttl_seconds),
                 max_sessions: 100_000,
             },
         )
@@ -113,6 +115,7 @@ impl McpServer {
         );
         let origins = RequestOrigins::new(&config, local.ip().is_loopback());
         let state = McpState {
+            supervisor,
             config: Arc::new(config),
             jwks,
             sessions,
