@@ -49,11 +49,20 @@ pub struct AuthServerConfig {
     pub consent_ttl_seconds: u64,
 
     /// Most registered clients kept; registration answers 503 beyond it.
-    #[arg(long = "max-clients", env = "AUTH_SERVER_MAX_CLIENTS", default_value_t = 100_000)]
+    #[arg(
+        long = "max-clients",
+        env = "AUTH_SERVER_MAX_CLIENTS",
+        default_value_t = 100_000
+    )]
     pub max_clients: usize,
 
     /// Private-use redirect URI schemes without a dot that registration accepts anyway.
-    #[arg(long = "extra-redirect-schemes", env = "AUTH_SERVER_EXTRA_REDIRECT_SCHEMES", value_delimiter = ',', default_value = "cursor")]
+    #[arg(
+        long = "extra-redirect-schemes",
+        env = "AUTH_SERVER_EXTRA_REDIRECT_SCHEMES",
+        value_delimiter = ',',
+        default_value = "cursor"
+    )]
     pub extra_redirect_schemes: Vec<String>,
 
     /// Address the authorization server listens on (default: loopback, the issuer's port).
@@ -73,25 +82,46 @@ pub struct McpServerConfig {
     pub resource_server: String,
 
     /// The JWKS: a path on the authorization server, or an absolute URL.
-    #[arg(long = "jwks-endpoint", env = "JWKS_ENDPOINT", default_value = "/oauth/jwks")]
+    #[arg(
+        long = "jwks-endpoint",
+        env = "JWKS_ENDPOINT",
+        default_value = "/oauth/jwks"
+    )]
     pub jwks_endpoint: String,
 
     /// Scopes every MCP request needs, comma-separated.
-    #[arg(long = "required-scopes", env = "REQUIRED_SCOPES", value_delimiter = ',', default_value = "mcp.read,mcp.write")]
+    #[arg(
+        long = "required-scopes",
+        env = "REQUIRED_SCOPES",
+        value_delimiter = ',',
+        default_value = "mcp.read,mcp.write"
+    )]
     pub required_scopes: Vec<String>,
 
     /// Least time between two JWKS fetches caused by unknown key ids, in seconds.
-    #[arg(long = "jwks-cooldown", env = "JWKS_REFETCH_COOLDOWN_SECONDS", default_value_t = 10)]
+    #[arg(
+        long = "jwks-cooldown",
+        env = "JWKS_REFETCH_COOLDOWN_SECONDS",
+        default_value_t = 10
+    )]
     pub jwks_cooldown_seconds: u64,
 
     /// Hosts (`host` or `host:port`) the MCP endpoint answers for, comma-separated (default: the
     /// resource server URL's host, and every loopback name while it listens on loopback).
-    #[arg(long = "allowed-hosts", env = "MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-hosts",
+        env = "MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
     pub allowed_hosts: Vec<String>,
 
     /// Browser origins allowed to call the MCP endpoint, comma-separated (default: the resource
     /// server's origin, and any loopback origin while it listens on loopback).
-    #[arg(long = "allowed-origins", env = "MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-origins",
+        env = "MCP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
 
     /// Lifetime of an MCP session's binding to its user, in seconds.
@@ -144,13 +174,11 @@ impl AuthServerConfig {
             setting: "AUTH_SERVER_ISSUER",
             reason: e.to_string(),
         })?;
-        if issuer.scheme() == "https" {
-            if self.session_secret == DEV_SESSION_SECRET {
-                return Err(ConfigError {
-                    setting: "AUTH_SERVER_SESSION_SECRET",
-                    reason: "the development session secret cannot be used with an https issuer; set a random secret".into(),
-                });
-            }
+        if issuer.scheme() == "https" && self.session_secret == DEV_SESSION_SECRET {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_SESSION_SECRET",
+                reason: "the development session secret cannot be used with an https issuer; set a random secret".into(),
+            });
         }
         if self.session_secret.len() < 16 {
             return Err(ConfigError {

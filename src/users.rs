@@ -49,18 +49,18 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
 
 fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| hasher().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            hasher()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
 impl UserDirectory {
     /// The demo users, hashed now (on blocking threads).
     pub async fn demo() -> Result<Self, UserError> {
-        Self::from_plain(&[
-            ("alice", "Alice", "password123"),
-            ("bob", "Bob", "hunter2"),
-        ])
-        .await
+        Self::from_plain(&[("alice", "Alice", "password123"), ("bob", "Bob", "hunter2")]).await
     }
 
     /// Users from (username, display name, password), hashed at start.

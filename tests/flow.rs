@@ -13,7 +13,10 @@ async fn discover_and_run(user: &str, password: &str) {
     // RS-1: no token -> 401 with the resource metadata URL and the scopes.
     let challenge = mcp_post(&app, None, None, initialize_body()).await;
     assert_eq!(challenge.status(), 401);
-    let www = challenge.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let www = challenge.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let prm_url = format!("{}/.well-known/oauth-protected-resource/mcp", app.rs);
     assert_eq!(
         www,
@@ -21,7 +24,15 @@ async fn discover_and_run(user: &str, password: &str) {
     );
 
     // PRM-1: the resource metadata names this endpoint and the issuer exactly.
-    let prm: Value = app.http.get(&prm_url).send().await.unwrap().json().await.unwrap();
+    let prm: Value = app
+        .http
+        .get(&prm_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(prm["resource"], app.mcp_url());
     assert_eq!(prm["authorization_servers"], json!([app.issuer]));
     assert_eq!(prm["bearer_methods_supported"], json!(["header"]));
@@ -29,7 +40,10 @@ async fn discover_and_run(user: &str, password: &str) {
     // MD-1: the AS metadata.
     let md: Value = app
         .http
-        .get(format!("{}/.well-known/oauth-authorization-server", app.issuer))
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            app.issuer
+        ))
         .send()
         .await
         .unwrap()
@@ -39,13 +53,23 @@ async fn discover_and_run(user: &str, password: &str) {
     assert_eq!(md["issuer"], app.issuer);
     assert_eq!(md["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(md["response_types_supported"], json!(["code"]));
-    assert!(md["token_endpoint_auth_methods_supported"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("none")));
+    assert!(
+        md["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("none"))
+    );
     assert_eq!(md["scopes_supported"], json!(["mcp.read", "mcp.write"]));
-    for endpoint in ["authorization_endpoint", "token_endpoint", "registration_endpoint", "jwks_uri"] {
-        assert!(md[endpoint].as_str().unwrap().starts_with(&app.issuer), "{endpoint}");
+    for endpoint in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "registration_endpoint",
+        "jwks_uri",
+    ] {
+        assert!(
+            md[endpoint].as_str().unwrap().starts_with(&app.issuer),
+            "{endpoint}"
+        );
     }
 
     // Registration, authorization, token.
@@ -54,14 +78,23 @@ async fn discover_and_run(user: &str, password: &str) {
         json!({"client_name": "Flow Client", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}),
     )
     .await;
-    assert!(client.get("client_secret").is_none(), "a public client gets no secret");
+    assert!(
+        client.get("client_secret").is_none(),
+        "a public client gets no secret"
+    );
     let client_id = client["client_id"].as_str().unwrap();
     let pkce = Pkce::new();
     let browser = Browser::new();
     let callback = authorize_as(&app, &browser, client_id, &pkce, user, password).await;
     assert!(callback.starts_with(REDIRECT), "{callback}");
-    assert_eq!(query_param(&callback, "state").as_deref(), Some("xyz-state"));
-    assert_eq!(query_param(&callback, "iss").as_deref(), Some(app.issuer.as_str()));
+    assert_eq!(
+        query_param(&callback, "state").as_deref(),
+        Some("xyz-state")
+    );
+    assert_eq!(
+        query_param(&callback, "iss").as_deref(),
+        Some(app.issuer.as_str())
+    );
     let code = query_param(&callback, "code").unwrap();
 
     let token_response = redeem(&app, client_id, &code, &pkce.verifier).await;
@@ -100,14 +133,29 @@ async fn discover_and_run(user: &str, password: &str) {
     assert_eq!(claims["sub"], user);
     assert_eq!(claims["client_id"], client_id);
     assert_eq!(claims["scope"], "mcp.read mcp.write");
-    for claim in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"] {
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+    ] {
         assert!(claims.get(claim).is_some(), "claim {claim}");
     }
 
     // MCP: initialize, tools/list, tools/call greet and whoami.
     let session = open_session(&app, token).await;
     let tools = rpc_result(
-        mcp_post(&app, Some(token), Some(&session), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).await,
+        mcp_post(
+            &app,
+            Some(token),
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
+        .await,
     )
     .await;
     let names: Vec<&str> = tools["result"]["tools"]
@@ -116,7 +164,10 @@ async fn discover_and_run(user: &str, password: &str) {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert!(names.contains(&"greet") && names.contains(&"whoami"), "{names:?}");
+    assert!(
+        names.contains(&"greet") && names.contains(&"whoami"),
+        "{names:?}"
+    );
 
     let greet = rpc_result(
         mcp_post(
@@ -162,16 +213,31 @@ async fn remembered_consent_skips_the_page() {
     let app = spawn_app().await;
     let client_id = register(&app).await;
     let browser = Browser::new();
-    let first = authorize_as(&app, &browser, &client_id, &Pkce::new(), "alice", "password123").await;
+    let first = authorize_as(
+        &app,
+        &browser,
+        &client_id,
+        &Pkce::new(),
+        "alice",
+        "password123",
+    )
+    .await;
     assert!(query_param(&first, "code").is_some());
     // Same browser, same client: signed in and consent remembered -> straight back with a code.
     let pkce = Pkce::new();
-    let again = browser.get(&authorize_url(&app, &client_id, &pkce, &[])).await;
+    let again = browser
+        .get(&authorize_url(&app, &client_id, &pkce, &[]))
+        .await;
     assert_eq!(again.status(), 302);
     let callback = location(&again).unwrap();
     assert!(callback.starts_with(REDIRECT), "{callback}");
     let code = query_param(&callback, "code").unwrap();
-    assert_eq!(redeem(&app, &client_id, &code, &pkce.verifier).await.status(), 200);
+    assert_eq!(
+        redeem(&app, &client_id, &code, &pkce.verifier)
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -179,15 +245,26 @@ async fn deny_answers_access_denied() {
     let app = spawn_app().await;
     let client_id = register(&app).await;
     let browser = Browser::new();
-    let start = browser.get(&authorize_url(&app, &client_id, &Pkce::new(), &[])).await;
+    let start = browser
+        .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .await;
     let after_login = login(&browser, &location(&start).unwrap(), "bob", "hunter2").await;
     let denied = decide(&browser, &location(&after_login).unwrap(), "deny").await;
     assert_eq!(denied.status(), 302);
     let callback = location(&denied).unwrap();
     assert!(callback.starts_with(REDIRECT));
-    assert_eq!(query_param(&callback, "error").as_deref(), Some("access_denied"));
-    assert_eq!(query_param(&callback, "state").as_deref(), Some("xyz-state"));
-    assert_eq!(query_param(&callback, "iss").as_deref(), Some(app.issuer.as_str()));
+    assert_eq!(
+        query_param(&callback, "error").as_deref(),
+        Some("access_denied")
+    );
+    assert_eq!(
+        query_param(&callback, "state").as_deref(),
+        Some("xyz-state")
+    );
+    assert_eq!(
+        query_param(&callback, "iss").as_deref(),
+        Some(app.issuer.as_str())
+    );
     assert!(query_param(&callback, "code").is_none());
 }
 
@@ -206,8 +283,19 @@ async fn root_endpoint_and_its_metadata() {
     assert_eq!(challenge.status(), 401);
     let www = challenge.headers()["www-authenticate"].to_str().unwrap();
     let prm_url = format!("{}/.well-known/oauth-protected-resource", app.rs);
-    assert!(www.contains(&format!(r#"resource_metadata="{prm_url}""#)), "{www}");
-    let prm: Value = app.http.get(&prm_url).send().await.unwrap().json().await.unwrap();
+    assert!(
+        www.contains(&format!(r#"resource_metadata="{prm_url}""#)),
+        "{www}"
+    );
+    let prm: Value = app
+        .http
+        .get(&prm_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(prm["resource"], app.rs, "no trailing slash added");
 
     // A token for the root resource (sent with the slash an SDK's URL parser adds) works at `/`.

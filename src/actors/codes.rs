@@ -235,7 +235,12 @@ impl Message<Sweep> for AuthorizationCodes {
             }
         }
         if expired > 0 {
-            tracing::info!(actor = "AuthorizationCodes", expired, live = self.codes.len(), "timer");
+            tracing::info!(
+                actor = "AuthorizationCodes",
+                expired,
+                live = self.codes.len(),
+                "timer"
+            );
         }
     }
 }
@@ -312,7 +317,9 @@ mod tests {
         let stolen = codes.ask(redeem(&code, "c2", VERIFIER)).await;
         assert!(matches!(
             stolen,
-            Err(kameo::error::SendError::HandlerError(RedeemError::WrongClient))
+            Err(kameo::error::SendError::HandlerError(
+                RedeemError::WrongClient
+            ))
         ));
         assert!(codes.ask(redeem(&code, "c1", VERIFIER)).await.is_ok());
 
@@ -322,7 +329,9 @@ mod tests {
             .await;
         assert!(matches!(
             wrong,
-            Err(kameo::error::SendError::HandlerError(RedeemError::WrongVerifier))
+            Err(kameo::error::SendError::HandlerError(
+                RedeemError::WrongVerifier
+            ))
         ));
         assert!(codes.ask(redeem(&code, "c1", VERIFIER)).await.is_err());
     }

@@ -166,7 +166,12 @@ mod tests {
             .await
             .unwrap();
         assert!(consents.ask(check("mcp.read", "r")).await.unwrap());
-        assert!(!consents.ask(check("mcp.read mcp.write", "r")).await.unwrap());
+        assert!(
+            !consents
+                .ask(check("mcp.read mcp.write", "r"))
+                .await
+                .unwrap()
+        );
         assert!(!consents.ask(check("mcp.read", "other")).await.unwrap());
         tokio::time::sleep(Duration::from_secs(101)).await;
         assert!(!consents.ask(check("mcp.read", "r")).await.unwrap());

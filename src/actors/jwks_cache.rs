@@ -95,7 +95,10 @@ impl JwksCache {
                     continue;
                 };
                 let rs256 = matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256));
-                let signing = matches!(jwk.common.public_key_use, None | Some(PublicKeyUse::Signature));
+                let signing = matches!(
+                    jwk.common.public_key_use,
+                    None | Some(PublicKeyUse::Signature)
+                );
                 let rsa = matches!(
                     jwk.algorithm,
                     jsonwebtoken::jwk::AlgorithmParameters::RSA(_)

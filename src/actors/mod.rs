@@ -61,7 +61,10 @@ type ReplyOk<A, M> = <<A as Message<M>>::Reply as Reply>::Ok;
 type ReplyErr<A, M> = <<A as Message<M>>::Reply as Reply>::Error;
 
 /// Sends `msg` to `actor` and waits for the reply, tracing the exchange.
-pub async fn ask<A, M>(actor: &ActorRef<A>, msg: M) -> Result<ReplyOk<A, M>, AskError<ReplyErr<A, M>>>
+pub async fn ask<A, M>(
+    actor: &ActorRef<A>,
+    msg: M,
+) -> Result<ReplyOk<A, M>, AskError<ReplyErr<A, M>>>
 where
     A: Actor + Message<M>,
     M: Send + Debug + 'static,

@@ -178,7 +178,11 @@ impl Sessions {
             .map(|s| (key, s))
     }
 
-    fn open(&mut self, user: Option<SignedIn>, me: &ActorRef<Self>) -> Result<Opened, SessionError> {
+    fn open(
+        &mut self,
+        user: Option<SignedIn>,
+        me: &ActorRef<Self>,
+    ) -> Result<Opened, SessionError> {
         if self.sessions.len() >= self.args.max_sessions {
             return Err(SessionError::Full);
         }

@@ -61,8 +61,8 @@ impl ActiveKey {
 
     fn generate_blocking() -> Result<Arc<ActiveKey>, KeyError> {
         let mut rng = rand::rngs::SysRng;
-        let private = rsa::PrivateKey::new(&mut rng, 2048)
-            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let private =
+            rsa::PrivateKey::new(&mut rng, 2048).map_err(|e| KeyError::Generate(e.to_string()))?;
         let der = private
             .to_pkcs1_der()
             .map_err(|e| KeyError::Encode(e.to_string()))?;
@@ -96,16 +96,36 @@ impl ActiveKey {
         }
     }
 
-    /// Signs the claims as a compact JWS.
+    /// Signs the claims as a compact JWS with this key's access-token header.
     pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, KeyError> {
         let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
+        self.sign_jws(&self.header_b64, &payload)
+    }
+
+    /// Signs any header and payload with this key (RS256). For tools and tests that need tokens
+    /// this server would never issue (another `typ`, extra header parameters).
+    pub fn sign_with_header(
+        &self,
+        header: &serde_json::Value,
+        payload: &serde_json::Value,
+    ) -> Result<String, KeyError> {
+        let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string().as_bytes());
+        self.sign_jws(&header_b64, payload.to_string().as_bytes())
+    }
+
+    fn sign_jws(&self, header_b64: &str, payload: &[u8]) -> Result<String, KeyError> {
         let mut token = String::with_capacity(800);
-        token.push_str(&self.header_b64);
+        token.push_str(header_b64);
         token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let mut signature = vec![0u8; self.key_pair.public_modulus_len()];
         self.key_pair
-            .sign(&RSA_PKCS1_SHA256, &self.rng, token.as_bytes(), &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &self.rng,
+                token.as_bytes(),
+                &mut signature,
+            )
             .map_err(|_| KeyError::Sign)?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
@@ -235,12 +255,9 @@ mod tests {
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.jwk.clone()).unwrap();
         let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.set_audience(&["http://localhost:8990"]);
-        let decoded = decode::<AccessTokenClaims>(
-            &token,
-            &DecodingKey::from_jwk(&jwk).unwrap(),
-            &validation,
-        )
-        .unwrap();
+        let decoded =
+            decode::<AccessTokenClaims>(&token, &DecodingKey::from_jwk(&jwk).unwrap(), &validation)
+                .unwrap();
         assert_eq!(decoded.claims, claims);
         // RFC 7638 thumbprint, computed independently by jsonwebtoken.
         assert_eq!(

@@ -5,8 +5,14 @@ use std::collections::BTreeSet;
 
 /// Scopes this server issues, with what each one lets a client do.
 pub const SUPPORTED: &[(&str, &str)] = &[
-    ("mcp.read", "Read data and call read-only tools on the MCP server"),
-    ("mcp.write", "Call tools that change things on the MCP server"),
+    (
+        "mcp.read",
+        "Read data and call read-only tools on the MCP server",
+    ),
+    (
+        "mcp.write",
+        "Call tools that change things on the MCP server",
+    ),
 ];
 
 /// A set of scope tokens, kept sorted so that its string form is stable.

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub rs: String,
     /// A plain client: no cookies, no redirects followed.
     pub http: reqwest::Client,
+    /// The authorization server's signing key, to mint tokens it would never issue.
+    pub key: std::sync::Arc<mcp_oauth::actors::signing_keys::ActiveKey>,
 }
 
 impl TestApp {
@@ -48,8 +50,14 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     }
     let as_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rs_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://127.0.0.1:{}", as_listener.local_addr().unwrap().port());
-    let rs = format!("http://127.0.0.1:{}", rs_listener.local_addr().unwrap().port());
+    let issuer = format!(
+        "http://127.0.0.1:{}",
+        as_listener.local_addr().unwrap().port()
+    );
+    let rs = format!(
+        "http://127.0.0.1:{}",
+        rs_listener.local_addr().unwrap().port()
+    );
     let mut args = vec![
         "test".to_string(),
         "--issuer".into(),
@@ -69,6 +77,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let mcp = McpServer::build_on(rs_listener, cli.mcp.validate().unwrap())
         .await
         .unwrap();
+    let key = auth.signing_key();
     tokio::spawn(auth.run_until(std::future::pending()));
     tokio::spawn(mcp.run_until(std::future::pending()));
     TestApp {
@@ -78,6 +87,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
+        key,
     }
 }
 
@@ -163,7 +173,10 @@ pub fn location(response: &reqwest::Response) -> Option<String> {
 /// The value of a hidden form field in a page.
 pub fn hidden_field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in page")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in page"))
+        + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     html[start..end].to_string()
 }
@@ -178,7 +191,12 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
 }
 
 /// The authorization URL for a client, with the usual MCP parameters.
-pub fn authorize_url(app: &TestApp, client_id: &str, pkce: &Pkce, extra: &[(&str, &str)]) -> String {
+pub fn authorize_url(
+    app: &TestApp,
+    client_id: &str,
+    pkce: &Pkce,
+    extra: &[(&str, &str)],
+) -> String {
     let mut url = url::Url::parse(&format!("{}/authorize", app.issuer)).unwrap();
     {
         let mut q = url.query_pairs_mut();
@@ -198,7 +216,12 @@ pub fn authorize_url(app: &TestApp, client_id: &str, pkce: &Pkce, extra: &[(&str
 }
 
 /// Signs in on the login page the browser was sent to; returns the response to the login post.
-pub async fn login(browser: &Browser, login_url: &str, user: &str, password: &str) -> reqwest::Response {
+pub async fn login(
+    browser: &Browser,
+    login_url: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
     let page = browser.get(login_url).await;
     assert_eq!(page.status(), 200, "login page");
     let html = page.text().await.unwrap();
@@ -225,11 +248,18 @@ pub async fn decide(browser: &Browser, consent_url: &str, decision: &str) -> req
     let html = page.text().await.unwrap();
     let csrf = hidden_field(&html, "csrf_token");
     let request = hidden_field(&html, "request");
-    let action = url::Url::parse(consent_url).unwrap().join("/consent").unwrap();
+    let action = url::Url::parse(consent_url)
+        .unwrap()
+        .join("/consent")
+        .unwrap();
     browser
         .post_form(
             action.as_str(),
-            &[("csrf_token", &csrf), ("request", &request), ("decision", decision)],
+            &[
+                ("csrf_token", &csrf),
+                ("request", &request),
+                ("decision", decision),
+            ],
         )
         .await
 }
@@ -251,6 +281,10 @@ pub async fn authorize_as(
     let after_login = login(browser, &login_url, user, password).await;
     assert_eq!(after_login.status(), 302, "login should redirect");
     let consent_url = location(&after_login).unwrap();
+    if consent_url.starts_with(REDIRECT) {
+        // The user approved this client before: the consent page is skipped.
+        return consent_url;
+    }
     assert!(consent_url.contains("/consent?request="), "{consent_url}");
     let approved = decide(browser, &consent_url, "approve").await;
     assert_eq!(approved.status(), 302);
@@ -258,7 +292,12 @@ pub async fn authorize_as(
 }
 
 /// Redeems a code for a public client.
-pub async fn redeem(app: &TestApp, client_id: &str, code: &str, verifier: &str) -> reqwest::Response {
+pub async fn redeem(
+    app: &TestApp,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+) -> reqwest::Response {
     app.http
         .post(format!("{}/token", app.issuer))
         .form(&[

@@ -175,7 +175,12 @@ fn validate(
         Some(requested) => match ScopeSet::parse_supported(requested) {
             Ok(set) if set.is_empty() => allowed.clone(),
             Ok(set) => set,
-            Err(_) => return Err((ErrorCode::InvalidScope, "a requested scope is not supported")),
+            Err(_) => {
+                return Err((
+                    ErrorCode::InvalidScope,
+                    "a requested scope is not supported",
+                ));
+            }
         },
     };
     if !scope.is_subset(&allowed) {
@@ -284,4 +289,3 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
 pub fn describe_scopes(set: &ScopeSet) -> Vec<(&str, &'static str)> {
     set.iter().map(|s| (s, scope::describe(s))).collect()
 }
-

@@ -42,7 +42,15 @@ pub async fn show(
         Ok(None) => return request_gone(),
         Err(err) => return busy(err),
     };
-    login_page(&state, &request.client_name, view.csrf.expose(), request_id, "", None, StatusCode::OK)
+    login_page(
+        &state,
+        &request.client_name,
+        view.csrf.expose(),
+        request_id,
+        "",
+        None,
+        StatusCode::OK,
+    )
 }
 
 fn login_page(
@@ -149,9 +157,8 @@ pub async fn logout(State(state): State<AuthState>, headers: HeaderMap, body: By
     response
         .headers_mut()
         .insert(header::SET_COOKIE, state.cookie.clear());
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -18,7 +18,7 @@ use crate::actors::consents::ConsentsArgs;
 use crate::actors::sessions::SessionsArgs;
 use crate::actors::signing_keys::{ActiveKey, KeyError};
 use crate::actors::{
-    AuthorizationCodes, ClientRegistry, Consents, SignerPool, SigningKeys, Sessions, Supervisor,
+    AuthorizationCodes, ClientRegistry, Consents, Sessions, SignerPool, SigningKeys, Supervisor,
     TokenSigner, spawn_supervised,
 };
 use crate::config::AuthServerConfig;
@@ -73,6 +73,7 @@ pub struct AuthServer {
     listener: TcpListener,
     router: Router,
     state: AuthState,
+    key: Arc<ActiveKey>,
 }
 
 impl AuthServer {
@@ -152,6 +153,7 @@ impl AuthServer {
             listener,
             router,
             state,
+            key,
         })
     }
 
@@ -161,6 +163,11 @@ impl AuthServer {
 
     pub fn state(&self) -> &AuthState {
         &self.state
+    }
+
+    /// The signing key the server started with (for tools and tests that mint tokens).
+    pub fn signing_key(&self) -> Arc<ActiveKey> {
+        Arc::clone(&self.key)
     }
 
     /// Serves until `shutdown` resolves.

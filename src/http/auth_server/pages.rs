@@ -51,7 +51,10 @@ pub fn render(status: StatusCode, template: &impl Template) -> Response {
         Err(err) => {
             tracing::error!(error = %err, "template failed");
             with_page_headers(
-                (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered")
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page could not be rendered",
+                )
                     .into_response(),
             )
         }
@@ -73,7 +76,10 @@ pub fn with_page_headers(mut response: Response) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -102,7 +102,9 @@ pub fn validate(body: &Value, extra_schemes: &[String]) -> Result<NewClient, Jso
         ));
     }
     if !grant_types.iter().any(|g| g == "authorization_code") {
-        return Err(metadata_error("grant_types must include authorization_code"));
+        return Err(metadata_error(
+            "grant_types must include authorization_code",
+        ));
     }
     let response_types = string_list(body, "response_types", &["code"])?;
     if response_types != ["code"] {
@@ -156,8 +158,8 @@ pub async fn handler(
     if !is_json(&headers) {
         return Err(metadata_error("the request body must be application/json"));
     }
-    let body: Value =
-        serde_json::from_slice(&body).map_err(|_| metadata_error("the request body is not valid JSON"))?;
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|_| metadata_error("the request body is not valid JSON"))?;
     let new_client = validate(&body, &state.config.extra_redirect_schemes)?;
     let registered = match ask(&state.clients, Register(new_client)).await {
         Ok(r) => r,

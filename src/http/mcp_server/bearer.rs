@@ -8,6 +8,7 @@
 //!    leeway. Any failure: 401 `invalid_token`.
 //! 4. Scopes: a token without every required scope gets 403 `insufficient_scope` naming them.
 //! 5. The MCP session belongs to the subject that opened it: another subject gets 403.
+//!
 //! Then the request goes to rmcp with the [`Caller`] attached, and the JSON-RPC method is traced
 //! with the token's flow id.
 
@@ -154,14 +155,16 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
         return Err(Refusal::InvalidToken("malformed Authorization header"));
     };
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Refusal::InvalidToken("the Authorization scheme must be Bearer"));
+        return Err(Refusal::InvalidToken(
+            "the Authorization scheme must be Bearer",
+        ));
     }
     let token = token.trim();
     if token.is_empty()
         || token.len() > MAX_TOKEN_LEN
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='))
+        || !token.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+        })
     {
         return Err(Refusal::InvalidToken("malformed bearer token"));
     }
@@ -181,13 +184,17 @@ async fn validate(state: &McpState, token: &str) -> Result<TokenClaims, Refusal>
         return Err(Refusal::InvalidToken("the token algorithm is not accepted"));
     }
     if header.crit.is_some() {
-        return Err(Refusal::InvalidToken("the token has critical header parameters"));
+        return Err(Refusal::InvalidToken(
+            "the token has critical header parameters",
+        ));
     }
     let typ_ok = header.typ.as_deref().is_some_and(|t| {
         t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
     });
     if !typ_ok {
-        return Err(Refusal::InvalidToken("the token is not an access token (typ)"));
+        return Err(Refusal::InvalidToken(
+            "the token is not an access token (typ)",
+        ));
     }
     let Some(kid) = header.kid else {
         return Err(Refusal::InvalidToken("the token names no key"));
@@ -253,14 +260,22 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .is_some_and(|h| state.origins.host_allowed(h));
     if !host_ok {
-        return refuse(&state, &path, Refusal::Forbidden("the Host header names another server"));
+        return refuse(
+            &state,
+            &path,
+            Refusal::Forbidden("the Host header names another server"),
+        );
     }
     if let Some(origin) = headers.get(header::ORIGIN)
         && !origin
             .to_str()
             .is_ok_and(|o| state.origins.origin_allowed(o))
     {
-        return refuse(&state, &path, Refusal::Forbidden("the Origin is not allowed"));
+        return refuse(
+            &state,
+            &path,
+            Refusal::Forbidden("the Origin is not allowed"),
+        );
     }
     let token = match bearer_token(headers) {
         Ok(token) => token,

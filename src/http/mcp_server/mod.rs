@@ -107,12 +107,8 @@ impl McpServer {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
-        let required = ScopeSet::from_names(
-            config
-                .required_scopes
-                .iter()
-                .map(|s| s.trim().to_string()),
-        );
+        let required =
+            ScopeSet::from_names(config.required_scopes.iter().map(|s| s.trim().to_string()));
         let origins = RequestOrigins::new(&config, local.ip().is_loopback());
         let state = McpState {
             supervisor,

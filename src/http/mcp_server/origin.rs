@@ -87,10 +87,12 @@ impl RequestOrigins {
         if self.loopback && is_loopback_name(name) {
             return true;
         }
-        self.hosts.iter().any(|allowed| match split_authority(allowed) {
-            (_, Some(_)) => *allowed == host,
-            (allowed_name, None) => allowed_name == name,
-        })
+        self.hosts
+            .iter()
+            .any(|allowed| match split_authority(allowed) {
+                (_, Some(_)) => *allowed == host,
+                (allowed_name, None) => allowed_name == name,
+            })
     }
 
     /// Is this `Origin` header value allowed?
@@ -130,16 +132,33 @@ mod tests {
     #[test]
     fn loopback_defaults() {
         let o = RequestOrigins::new(&config(&[]), true);
-        for host in ["localhost:8990", "127.0.0.1:8990", "[::1]:8990", "localhost"] {
+        for host in [
+            "localhost:8990",
+            "127.0.0.1:8990",
+            "[::1]:8990",
+            "localhost",
+        ] {
             assert!(o.host_allowed(host), "{host}");
         }
-        for host in ["evil.example", "evil.example:8990", "localhost.evil.example"] {
+        for host in [
+            "evil.example",
+            "evil.example:8990",
+            "localhost.evil.example",
+        ] {
             assert!(!o.host_allowed(host), "{host}");
         }
-        for origin in ["http://localhost:6274", "http://127.0.0.1:3000", "http://localhost:8990"] {
+        for origin in [
+            "http://localhost:6274",
+            "http://127.0.0.1:3000",
+            "http://localhost:8990",
+        ] {
             assert!(o.origin_allowed(origin), "{origin}");
         }
-        for origin in ["http://evil.example", "null", "https://localhost.evil.example"] {
+        for origin in [
+            "http://evil.example",
+            "null",
+            "https://localhost.evil.example",
+        ] {
             assert!(!o.origin_allowed(origin), "{origin}");
         }
     }

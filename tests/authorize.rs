@@ -1,0 +1,494 @@
+//! `/authorize` error answers (AZ-1..AZ-6): errors that must never redirect get a 400 page with no
+//! `Location`; every other error goes back to the client's redirect URI, but only after the user
+//! has signed in (AZ-5), with `error`, `state` and `iss`.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn assert_page_headers(response: &reqwest::Response) {
+    let h = response.headers();
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(
+        h.get("access-control-allow-origin").is_none(),
+        "no CORS on pages"
+    );
+}
+
+#[tokio::test]
+async fn errors_that_never_redirect() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let two = register_with(
+        &app,
+        json!({"redirect_uris": [REDIRECT, "https://app.example/cb"], "token_endpoint_auth_method": "none"}),
+    )
+    .await;
+    let two_id = two["client_id"].as_str().unwrap();
+    let pkce = Pkce::new();
+    let base = |client: &str, redirect: Option<&str>| {
+        let mut url = url::Url::parse(&format!("{}/authorize", app.issuer)).unwrap();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", client)
+                .append_pair("code_challenge", &pkce.challenge)
+                .append_pair("code_challenge_method", "S256")
+                .append_pair("state", "s");
+            if let Some(r) = redirect {
+                q.append_pair("redirect_uri", r);
+            }
+        }
+        url.to_string()
+    };
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "no client_id",
+            format!(
+                "{}/authorize?response_type=code&redirect_uri={REDIRECT}",
+                app.issuer
+            ),
+        ),
+        ("unknown client", base("no-such-client", Some(REDIRECT))),
+        (
+            "unregistered redirect",
+            base(&client_id, Some("https://evil.example/callback")),
+        ),
+        (
+            "redirect with other path",
+            base(&client_id, Some("http://127.0.0.1:53682/other")),
+        ),
+        (
+            "redirect with fragment",
+            base(&client_id, Some("http://127.0.0.1:53682/callback#x")),
+        ),
+        (
+            "redirect other loopback host",
+            base(&client_id, Some("http://localhost:53682/callback")),
+        ),
+        ("missing redirect, ambiguous", base(two_id, None)),
+        (
+            "repeated client_id",
+            format!("{}&client_id={client_id}", base(&client_id, Some(REDIRECT))),
+        ),
+        (
+            "repeated redirect_uri",
+            format!(
+                "{}&redirect_uri=https%3A%2F%2Fevil.example%2F",
+                base(&client_id, Some(REDIRECT))
+            ),
+        ),
+    ];
+    for (name, url) in cases {
+        let response = app.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{name}");
+        assert!(
+            response.headers().get("location").is_none(),
+            "{name}: must not redirect"
+        );
+        assert_page_headers(&response);
+        let body = response.text().await.unwrap();
+        assert!(body.contains("<html"), "{name}: an HTML page");
+    }
+    // The loopback port may differ from the registered one (RFC 8252 section 7.3).
+    let response = app
+        .http
+        .get(base(&client_id, Some("http://127.0.0.1:9999/callback")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    assert!(location(&response).unwrap().contains("/login?request="));
+    // A client with one registered redirect URI may omit it.
+    let response = app.http.get(base(&client_id, None)).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+}
+
+#[tokio::test]
+async fn errors_redirect_to_the_client_only_after_login() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    // First a signed-in browser (one complete flow).
+    authorize_as(
+        &app,
+        &browser,
+        &client_id,
+        &Pkce::new(),
+        "alice",
+        "password123",
+    )
+    .await;
+    let pkce = Pkce::new();
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "token response type",
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (
+            "no response type",
+            vec![("response_type", "")],
+            "invalid_request",
+        ),
+        (
+            "no challenge",
+            vec![("code_challenge", "")],
+            "invalid_request",
+        ),
+        (
+            "plain method",
+            vec![("code_challenge_method", "plain")],
+            "invalid_request",
+        ),
+        (
+            "no method",
+            vec![("code_challenge_method", "")],
+            "invalid_request",
+        ),
+        (
+            "short challenge",
+            vec![("code_challenge", "abc")],
+            "invalid_request",
+        ),
+        (
+            "challenge bad chars",
+            vec![(
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM",
+            )],
+            "invalid_request",
+        ),
+        (
+            "unknown scope",
+            vec![("scope", "mcp.read admin")],
+            "invalid_scope",
+        ),
+        (
+            "malformed scope",
+            vec![("scope", "mcp.read \"x\"")],
+            "invalid_scope",
+        ),
+        (
+            "unknown resource",
+            vec![("resource", "http://other.example/mcp")],
+            "invalid_target",
+        ),
+        (
+            "relative resource",
+            vec![("resource", "/mcp")],
+            "invalid_target",
+        ),
+        (
+            "resource with fragment",
+            vec![("resource", "http://127.0.0.1:1/mcp#f")],
+            "invalid_target",
+        ),
+    ];
+    for (name, overrides, expected) in &cases {
+        let mut url = url::Url::parse(&authorize_url(&app, &client_id, &pkce, &[])).unwrap();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = overrides
+                    .iter()
+                    .find(|(ok, _)| *ok == k)
+                    .map(|(_, ov)| ov.to_string())
+                    .unwrap_or_else(|| v.into_owned());
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        let response = browser.get(url.as_str()).await;
+        assert_eq!(response.status(), 302, "{name}");
+        let to = location(&response).unwrap();
+        assert!(to.starts_with(REDIRECT), "{name}: {to}");
+        assert_eq!(
+            query_param(&to, "error").as_deref(),
+            Some(*expected),
+            "{name}"
+        );
+        assert_eq!(
+            query_param(&to, "state").as_deref(),
+            Some("xyz-state"),
+            "{name}"
+        );
+        assert_eq!(
+            query_param(&to, "iss").as_deref(),
+            Some(app.issuer.as_str()),
+            "{name}"
+        );
+        assert!(query_param(&to, "code").is_none(), "{name}");
+    }
+    // A repeated parameter other than client_id/redirect_uri.
+    let repeated = format!(
+        "{}&scope=mcp.read",
+        authorize_url(&app, &client_id, &pkce, &[])
+    );
+    let response = browser.get(&repeated).await;
+    let to = location(&response).unwrap();
+    assert_eq!(
+        query_param(&to, "error").as_deref(),
+        Some("invalid_request"),
+        "{to}"
+    );
+
+    // Unknown parameters are ignored.
+    let response = browser
+        .get(&authorize_url(&app, &client_id, &pkce, &[("foo", "bar")]))
+        .await;
+    let to = location(&response).unwrap();
+    assert!(query_param(&to, "code").is_some(), "{to}");
+}
+
+#[tokio::test]
+async fn an_error_waits_for_the_user_to_sign_in() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let url = authorize_url(
+        &app,
+        &client_id,
+        &Pkce::new(),
+        &[("resource", "http://other.example/")],
+    );
+    let url = url.replace(
+        &format!(
+            "resource={}",
+            url::form_urlencoded::byte_serialize(app.mcp_url().as_bytes()).collect::<String>()
+        ),
+        "x=y",
+    );
+    let response = browser.get(&url).await;
+    assert_eq!(response.status(), 302);
+    let to = location(&response).unwrap();
+    assert!(
+        to.contains("/login?request="),
+        "nothing goes to the client before login: {to}"
+    );
+    let after = login(&browser, &to, "bob", "hunter2").await;
+    assert_eq!(after.status(), 302);
+    let to = location(&after).unwrap();
+    assert!(to.starts_with(REDIRECT), "{to}");
+    assert_eq!(query_param(&to, "error").as_deref(), Some("invalid_target"));
+}
+
+#[tokio::test]
+async fn state_round_trips_and_cannot_inject_headers() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    authorize_as(
+        &app,
+        &browser,
+        &client_id,
+        &Pkce::new(),
+        "alice",
+        "password123",
+    )
+    .await;
+    let weird = "a b&c=d\r\nSet-Cookie: x=1;é+%20/?#";
+    let mut url = url::Url::parse(&authorize_url(&app, &client_id, &Pkce::new(), &[])).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                weird.to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let response = browser.get(url.as_str()).await;
+    assert_eq!(response.status(), 302);
+    assert!(
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("x=1"))
+    );
+    let to = location(&response).unwrap();
+    assert_eq!(query_param(&to, "state").as_deref(), Some(weird));
+}
+
+#[tokio::test]
+async fn other_methods_and_post_form() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .put(format!("{}/authorize", app.issuer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let response = app
+        .http
+        .delete(format!("{}/authorize", app.issuer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    // POST with a form works like GET.
+    let client_id = register(&app).await;
+    let pkce = Pkce::new();
+    let url = url::Url::parse(&authorize_url(&app, &client_id, &pkce, &[])).unwrap();
+    let form: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let response = app
+        .http
+        .post(format!("{}/authorize", app.issuer))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    assert!(location(&response).unwrap().contains("/login?request="));
+    // POST with JSON is refused, without a redirect.
+    let response = app
+        .http
+        .post(format!("{}/authorize", app.issuer))
+        .json(&json!({"client_id": client_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert!(response.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn login_and_consent_pages() {
+    let app = spawn_app().await;
+    let client_id = register_with(
+        &app,
+        json!({"client_name": "<script>alert(1)</script>", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}),
+    )
+    .await["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let browser = Browser::new();
+    let start = browser
+        .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .await;
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "no Secure cookie on an http issuer: {cookie}"
+    );
+    let login_url = location(&start).unwrap();
+    let page = browser.get(&login_url).await;
+    assert_page_headers(&page);
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("<script>alert(1)"),
+        "client name must be escaped"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)") || html.contains("&#60;script&#62;alert(1)"),
+        "client name shown escaped"
+    );
+
+    // A wrong password: the form again, 401, no session change.
+    let csrf = hidden_field(&html, "csrf_token");
+    let request = hidden_field(&html, "request");
+    let wrong = browser
+        .post_form(
+            &format!("{}/login", app.issuer),
+            &[
+                ("csrf_token", &csrf),
+                ("request", &request),
+                ("username", "alice"),
+                ("password", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), 401);
+    let unknown = browser
+        .post_form(
+            &format!("{}/login", app.issuer),
+            &[
+                ("csrf_token", &csrf),
+                ("request", &request),
+                ("username", "mallory"),
+                ("password", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status(), 401);
+    // A missing or wrong CSRF token, or a foreign Origin: 403.
+    let no_csrf = browser
+        .post_form(
+            &format!("{}/login", app.issuer),
+            &[
+                ("request", &request),
+                ("username", "alice"),
+                ("password", "password123"),
+            ],
+        )
+        .await;
+    assert_eq!(no_csrf.status(), 403);
+    let foreign = browser
+        .http
+        .post(format!("{}/login", app.issuer))
+        .header("origin", "http://evil.example")
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("request", &request),
+            ("username", "alice"),
+            ("password", "password123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+
+    // Login renews the session id.
+    let ok = login(&browser, &login_url, "alice", "password123").await;
+    assert_eq!(ok.status(), 302);
+    let renewed = ok.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert_ne!(cookie.split(';').next(), renewed.split(';').next());
+
+    // The consent page names the client (escaped), the scopes with descriptions, the resource and
+    // the redirect host.
+    let consent_url = location(&ok).unwrap();
+    let page = browser.get(&consent_url).await;
+    assert_page_headers(&page);
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("<script>alert(1)"));
+    assert!(html.contains("mcp.read") && html.contains("Read data"));
+    assert!(html.contains("mcp.write") && html.contains("change things"));
+    assert!(html.contains(&app.mcp_url()));
+    assert!(html.contains("127.0.0.1"));
+
+    // Another browser cannot use this request id, even signed in.
+    let other = Browser::new();
+    authorize_as(&app, &other, &client_id, &Pkce::new(), "bob", "hunter2").await;
+    let stolen = other.get(&consent_url).await;
+    assert_eq!(stolen.status(), 400);
+
+    // The decision is used once.
+    let approved = decide(&browser, &consent_url, "approve").await;
+    assert_eq!(approved.status(), 302);
+    let again = browser.get(&consent_url).await;
+    assert_eq!(again.status(), 400);
+}
