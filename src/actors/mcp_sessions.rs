@@ -6,6 +6,7 @@
 //! configurable lifetime through the actor's one timer, and the map is bounded.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::trace::Secret;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -16,20 +17,20 @@ use tokio::time::Instant;
 /// Records that `subject` opened `session_id`.
 #[derive(Debug)]
 pub struct Bind {
-    pub session_id: String,
+    pub session_id: Secret,
     pub subject: String,
 }
 
 /// The subject that opened a session, if the session is known.
 #[derive(Debug)]
 pub struct Owner {
-    pub session_id: String,
+    pub session_id: Secret,
 }
 
 /// Forgets a closed session.
 #[derive(Debug)]
 pub struct Forget {
-    pub session_id: String,
+    pub session_id: Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -44,8 +45,8 @@ struct Binding {
 }
 
 pub struct McpSessions {
-    owners: HashMap<String, Binding>,
-    expiry: ExpiryQueue<String>,
+    owners: HashMap<Secret, Binding>,
+    expiry: ExpiryQueue<Secret>,
     args: McpSessionsArgs,
 }
 

@@ -78,19 +78,19 @@ where
     let described = described.unwrap_or_default();
     match result {
         Ok(reply) => {
-            tracing::info!(actor = name, message = %described, outcome = "ok", us = micros, "actor");
+            tracing::info!(actor = name, outcome = "ok", us = micros, "{name} <- {described}");
             Ok(reply)
         }
         Err(SendError::HandlerError(err)) => {
-            tracing::info!(actor = name, message = %described, outcome = ?err, us = micros, "actor");
+            tracing::info!(actor = name, outcome = ?err, us = micros, "{name} <- {described}");
             Err(AskError::Rejected(err))
         }
         Err(SendError::MailboxFull(_)) => {
-            tracing::warn!(actor = name, message = %described, outcome = "mailbox full", "actor");
+            tracing::warn!(actor = name, outcome = "mailbox full", "{name} <- {described}");
             Err(AskError::Busy(name))
         }
         Err(err) => {
-            tracing::warn!(actor = name, message = %described, outcome = %err_kind(&err), "actor");
+            tracing::warn!(actor = name, outcome = %err_kind(&err), "{name} <- {described}");
             Err(AskError::Unavailable(name))
         }
     }

@@ -19,7 +19,7 @@ use crate::actors::mcp_sessions::{Bind, Forget, Owner};
 use crate::actors::{AskError, ask};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::ACCESS_TOKEN_TYP;
-use crate::trace::fingerprint;
+use crate::trace::{Secret, fingerprint};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -235,18 +235,28 @@ async fn validate(state: &McpState, token: &str) -> Result<TokenClaims, Refusal>
 /// The JSON-RPC method names of a request body (one, or several in a batch), for the trace.
 fn methods(body: &[u8]) -> String {
     #[derive(Deserialize)]
+    struct Params {
+        name: Option<String>,
+    }
+    #[derive(Deserialize)]
     struct Rpc {
         method: Option<String>,
+        params: Option<Params>,
+    }
+    fn describe(rpc: Rpc) -> String {
+        match (rpc.method, rpc.params.and_then(|p| p.name)) {
+            (Some(method), Some(name)) if method == "tools/call" => {
+                format!("{method} {}", name.chars().take(64).collect::<String>())
+            }
+            (Some(method), _) => method.chars().take(64).collect(),
+            (None, _) => "(response)".into(),
+        }
     }
     if let Ok(one) = serde_json::from_slice::<Rpc>(body) {
-        return one.method.unwrap_or_else(|| "(response)".into());
+        return describe(one);
     }
     if let Ok(batch) = serde_json::from_slice::<Vec<Rpc>>(body) {
-        return batch
-            .into_iter()
-            .map(|r| r.method.unwrap_or_else(|| "(response)".into()))
-            .collect::<Vec<_>>()
-            .join(",");
+        return batch.into_iter().map(describe).collect::<Vec<_>>().join(",");
     }
     "(unparsed)".into()
 }
@@ -316,7 +326,7 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
         match ask(
             &state.sessions,
             Owner {
-                session_id: session_id.clone(),
+                session_id: Secret::new(session_id.as_str()),
             },
         )
         .await
@@ -379,7 +389,7 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
             .and_then(|v| v.to_str().ok())
     {
         let bind = Bind {
-            session_id: new_session.to_string(),
+            session_id: Secret::new(new_session),
             subject: claims.sub.clone(),
         };
         if ask(&state.sessions, bind).await.is_err() {
@@ -390,7 +400,10 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
         && response.status().is_success()
         && let Some(session_id) = session
     {
-        let _ = ask(&state.sessions, Forget { session_id }).await;
+        let forget = Forget {
+            session_id: Secret::new(session_id),
+        };
+        let _ = ask(&state.sessions, forget).await;
     }
     response
 }

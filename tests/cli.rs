@@ -1,0 +1,106 @@
+//! The binaries: `--help` lists every setting, a bad setting is one clear line and exit code 2,
+//! the default binary starts both servers, logs JSON on request and stops cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(std::env::temp_dir());
+    for var in ["AUTH_SERVER_ISSUER", "AUTH_SERVER_SESSION_SECRET", "RESOURCE_SERVER_URL"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let out = run(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for var in [
+        "AUTH_SERVER_ISSUER",
+        "AUTH_SERVER_RESOURCE",
+        "AUTH_SERVER_KNOWN_RESOURCES",
+        "AUTH_SERVER_SESSION_SECRET",
+        "AUTH_SERVER_ACCESS_TOKEN_TTL_SECONDS",
+        "AUTH_SERVER_AUTH_CODE_TTL_SECONDS",
+        "AUTHORIZATION_SERVER_URL",
+        "RESOURCE_SERVER_URL",
+        "JWKS_ENDPOINT",
+        "REQUIRED_SCOPES",
+        "AUTH_SERVER_LISTEN",
+        "MCP_SERVER_LISTEN",
+    ] {
+        assert!(help.contains(var), "--help names {var}");
+    }
+    assert!(help.contains("http://localhost:8999") && help.contains("http://localhost:8990"));
+}
+
+#[test]
+fn bad_settings_exit_2_with_one_clear_line() {
+    let out = run(&["--issuer", "not a url"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--issuer"), "{err}");
+
+    let out = run(&[], &[("AUTH_SERVER_ACCESS_TOKEN_TTL_SECONDS", "soon")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("access-token-ttl"));
+
+    let out = run(&[], &[("AUTH_SERVER_ISSUER", "https://auth.example.com")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("AUTH_SERVER_SESSION_SECRET"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn starts_both_servers_logs_json_and_stops_on_sigterm() {
+    let mut child = Command::new(BIN)
+        .args([
+            "--auth-listen",
+            "127.0.0.1:0",
+            "--mcp-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut listening = 0;
+    while listening < 2 && Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+        if event["message"].as_str().is_some_and(|m| m.ends_with("listening")) {
+            listening += 1;
+        }
+    }
+    assert_eq!(listening, 2, "both servers announce themselves");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
