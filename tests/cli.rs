@@ -10,7 +10,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).current_dir(std::env::temp_dir());
-    for var in ["AUTH_SERVER_ISSUER", "AUTH_SERVER_SESSION_SECRET", "RESOURCE_SERVER_URL"] {
+    for var in [
+        "AUTH_SERVER_ISSUER",
+        "AUTH_SERVER_SESSION_SECRET",
+        "RESOURCE_SERVER_URL",
+    ] {
         cmd.env_remove(var);
     }
     for (k, v) in env {
@@ -52,7 +56,11 @@ fn bad_settings_exit_2_with_one_clear_line() {
 
     let out = run(&[], &[("AUTH_SERVER_ACCESS_TOKEN_TTL_SECONDS", "soon")]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("access-token-ttl"));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("access-token-ttl")
+    );
 
     let out = run(&[], &[("AUTH_SERVER_ISSUER", "https://auth.example.com")]);
     assert_eq!(out.status.code(), Some(2));
@@ -84,7 +92,10 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
     while listening < 2 && Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
         let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
-        if event["message"].as_str().is_some_and(|m| m.ends_with("listening")) {
+        if event["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("listening"))
+        {
             listening += 1;
         }
     }

@@ -35,13 +35,26 @@ async fn one_flow_id_across_both_servers_and_no_secrets() {
     let client_id = register(&app).await;
     let pkce = Pkce::new();
     let browser = Browser::new();
-    let start = browser.get(&authorize_url(&app, &client_id, &pkce, &[])).await;
+    let start = browser
+        .get(&authorize_url(&app, &client_id, &pkce, &[]))
+        .await;
     let cookie = start.headers()["set-cookie"].to_str().unwrap().to_string();
-    let cookie_value = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+    let cookie_value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
     let after_login = login(&browser, &location(&start).unwrap(), "alice", "password123").await;
     let approved = decide(&browser, &location(&after_login).unwrap(), "approve").await;
     let code = query_param(&location(&approved).unwrap(), "code").unwrap();
-    let body: Value = redeem(&app, &client_id, &code, &pkce.verifier).await.json().await.unwrap();
+    let body: Value = redeem(&app, &client_id, &code, &pkce.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
     let token = body["access_token"].as_str().unwrap().to_string();
     let session = open_session(&app, &token).await;
     let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "greet", "arguments": {"name": "Trace"}}});
@@ -72,15 +85,32 @@ async fn one_flow_id_across_both_servers_and_no_secrets() {
         .expect("the authorization request is traced with its flow id")
         .to_string();
     let with_flow: Vec<&str> = log.lines().filter(|l| l.contains(&flow)).collect();
-    for step in ["authorization request", "login succeeded", "code issued", "access token issued"] {
-        assert!(with_flow.iter().any(|l| l.contains(step)), "AS step {step} carries flow {flow}");
+    for step in [
+        "authorization request",
+        "login succeeded",
+        "code issued",
+        "access token issued",
+    ] {
+        assert!(
+            with_flow.iter().any(|l| l.contains(step)),
+            "AS step {step} carries flow {flow}"
+        );
     }
     assert!(
-        with_flow.iter().any(|l| l.contains("mcp request") && l.contains("tools/call greet")),
+        with_flow
+            .iter()
+            .any(|l| l.contains("mcp request") && l.contains("tools/call greet")),
         "the RS traces the tool call with the flow id"
     );
     // Actor messages are traced with their outcome and duration.
-    for actor in ["ClientRegistry <- Register", "Sessions <- Park", "AuthorizationCodes <- Redeem", "TokenSigner <- Sign", "JwksCache <- Lookup", "McpSessions <- Bind"] {
+    for actor in [
+        "ClientRegistry <- Register",
+        "Sessions <- Park",
+        "AuthorizationCodes <- Redeem",
+        "TokenSigner <- Sign",
+        "JwksCache <- Lookup",
+        "McpSessions <- Bind",
+    ] {
         assert!(log.contains(actor), "{actor} is traced");
     }
     assert!(log.contains("outcome=\"ok\""));

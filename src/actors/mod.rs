@@ -78,7 +78,12 @@ where
     let described = described.unwrap_or_default();
     match result {
         Ok(reply) => {
-            tracing::info!(actor = name, outcome = "ok", us = micros, "{name} <- {described}");
+            tracing::info!(
+                actor = name,
+                outcome = "ok",
+                us = micros,
+                "{name} <- {described}"
+            );
             Ok(reply)
         }
         Err(SendError::HandlerError(err)) => {
@@ -86,7 +91,11 @@ where
             Err(AskError::Rejected(err))
         }
         Err(SendError::MailboxFull(_)) => {
-            tracing::warn!(actor = name, outcome = "mailbox full", "{name} <- {described}");
+            tracing::warn!(
+                actor = name,
+                outcome = "mailbox full",
+                "{name} <- {described}"
+            );
             Err(AskError::Busy(name))
         }
         Err(err) => {
@@ -141,4 +150,86 @@ where
         .restart_limit(5, Duration::from_secs(10))
         .spawn_with_mailbox(mailbox::bounded(MAILBOX_CAPACITY))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kameo::message::Context;
+
+    /// A test actor: counts pings, can block its handler, and can panic.
+    struct Probe {
+        pings: u32,
+    }
+
+    impl Actor for Probe {
+        type Args = ();
+        type Error = Infallible;
+        async fn on_start(_: (), _: ActorRef<Self>) -> Result<Self, Self::Error> {
+            Ok(Probe { pings: 0 })
+        }
+    }
+
+    #[derive(Debug)]
+    struct Ping;
+    #[derive(Debug)]
+    struct Block(Duration);
+    #[derive(Debug)]
+    struct Explode;
+
+    impl Message<Ping> for Probe {
+        type Reply = u32;
+        async fn handle(&mut self, _: Ping, _: &mut Context<Self, u32>) -> u32 {
+            self.pings += 1;
+            self.pings
+        }
+    }
+
+    impl Message<Block> for Probe {
+        type Reply = ();
+        async fn handle(&mut self, msg: Block, _: &mut Context<Self, ()>) {
+            tokio::time::sleep(msg.0).await;
+        }
+    }
+
+    impl Message<Explode> for Probe {
+        type Reply = ();
+        async fn handle(&mut self, _: Explode, _: &mut Context<Self, ()>) {
+            panic!("boom");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_mailbox_is_busy_not_a_wait() {
+        let probe = Probe::spawn_with_mailbox((), mailbox::bounded(1));
+        // One message in the handler, one waiting: the mailbox is full.
+        probe.tell(Block(Duration::from_secs(3600))).await.unwrap();
+        tokio::task::yield_now().await;
+        probe.tell(Block(Duration::from_secs(3600))).await.unwrap();
+        let started = std::time::Instant::now();
+        let answer = ask(&probe, Ping).await;
+        assert!(matches!(answer, Err(AskError::Busy(_))), "{answer:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_actor_is_unavailable_then_restarted() {
+        let supervisor = Supervisor::start();
+        let probe = spawn_supervised::<Probe>(&supervisor, ()).await;
+        assert_eq!(ask(&probe, Ping).await.unwrap(), 1);
+        assert!(matches!(
+            ask(&probe, Explode).await,
+            Err(AskError::Unavailable(_))
+        ));
+        // The supervisor restarts it with fresh state; the same reference works again.
+        let mut answer = ask(&probe, Ping).await;
+        for _ in 0..50 {
+            if answer.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            answer = ask(&probe, Ping).await;
+        }
+        assert_eq!(answer.unwrap(), 1);
+    }
 }

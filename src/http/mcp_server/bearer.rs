@@ -256,7 +256,11 @@ fn methods(body: &[u8]) -> String {
         return describe(one);
     }
     if let Ok(batch) = serde_json::from_slice::<Vec<Rpc>>(body) {
-        return batch.into_iter().map(describe).collect::<Vec<_>>().join(",");
+        return batch
+            .into_iter()
+            .map(describe)
+            .collect::<Vec<_>>()
+            .join(",");
     }
     "(unparsed)".into()
 }
@@ -367,7 +371,6 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
             }
         };
         tracing::info!(
-            server = "mcp",
             flow = %flow,
             sub = %claims.sub,
             client_id = %claims.client_id,
@@ -376,7 +379,7 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
         );
         Request::from_parts(parts, Body::from(bytes))
     } else {
-        tracing::info!(server = "mcp", flow = %flow, sub = %claims.sub, http_method = %method, "mcp request");
+        tracing::info!(flow = %flow, sub = %claims.sub, http_method = %method, "mcp request");
         Request::from_parts(parts, body)
     };
 
