@@ -65,6 +65,82 @@ pub struct AuthServerConfig {
     )]
     pub extra_redirect_schemes: Vec<String>,
 
+    /// Most login sessions kept; beyond it new browsers get 503.
+    #[arg(
+        long = "max-sessions",
+        env = "AUTH_SERVER_MAX_SESSIONS",
+        default_value_t = 100_000
+    )]
+    pub max_sessions: usize,
+
+    /// Most authorization requests waiting for login and consent.
+    #[arg(
+        long = "max-pending-requests",
+        env = "AUTH_SERVER_MAX_PENDING_REQUESTS",
+        default_value_t = 100_000
+    )]
+    pub max_pending_requests: usize,
+
+    /// Most unredeemed authorization codes.
+    #[arg(
+        long = "max-codes",
+        env = "AUTH_SERVER_MAX_CODES",
+        default_value_t = 100_000
+    )]
+    pub max_codes: usize,
+
+    /// Seconds after which a registered client that never obtained a token is removed.
+    #[arg(long = "unused-client-ttl", env = "AUTH_SERVER_UNUSED_CLIENT_TTL_SECONDS", default_value_t = 24 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    pub unused_client_ttl_seconds: u64,
+
+    /// Registrations per minute from one source address (0: unlimited).
+    #[arg(
+        long = "rate-register",
+        env = "AUTH_SERVER_RATE_REGISTER_PER_MINUTE",
+        default_value_t = 60
+    )]
+    pub rate_register_per_minute: u32,
+
+    /// Token requests per minute from one source address (0: unlimited).
+    #[arg(
+        long = "rate-token",
+        env = "AUTH_SERVER_RATE_TOKEN_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub rate_token_per_minute: u32,
+
+    /// Login attempts per minute from one source address (0: unlimited).
+    #[arg(
+        long = "rate-login",
+        env = "AUTH_SERVER_RATE_LOGIN_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub rate_login_per_minute: u32,
+
+    /// Failed logins of one account before it is locked for the lockout time (0: never).
+    #[arg(
+        long = "login-failures-per-account",
+        env = "AUTH_SERVER_LOGIN_FAILURES_PER_ACCOUNT",
+        default_value_t = 5
+    )]
+    pub login_failures_per_account: u32,
+
+    /// Failed logins from one source address before it is locked for the lockout time (0: never).
+    #[arg(
+        long = "login-failures-per-source",
+        env = "AUTH_SERVER_LOGIN_FAILURES_PER_SOURCE",
+        default_value_t = 20
+    )]
+    pub login_failures_per_source: u32,
+
+    /// How long failed logins are counted, and a lockout lasts, in seconds.
+    #[arg(long = "login-lockout", env = "AUTH_SERVER_LOGIN_LOCKOUT_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_lockout_seconds: u64,
+
+    /// Seconds a client may take to send a request's headers, and its body.
+    #[arg(long = "auth-read-timeout", env = "AUTH_SERVER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub read_timeout_seconds: u64,
+
     /// Address the authorization server listens on (default: loopback, the issuer's port).
     #[arg(long = "auth-listen", env = "AUTH_SERVER_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -127,6 +203,10 @@ pub struct McpServerConfig {
     /// Lifetime of an MCP session's binding to its user, in seconds.
     #[arg(long = "mcp-session-ttl", env = "MCP_SESSION_TTL_SECONDS", default_value_t = 24 * 3600)]
     pub mcp_session_ttl_seconds: u64,
+
+    /// Seconds a client may take to send a request's headers, and its body.
+    #[arg(long = "mcp-read-timeout", env = "MCP_SERVER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub mcp_read_timeout_seconds: u64,
 
     /// Address the MCP server listens on (default: loopback, the resource server URL's port).
     #[arg(long = "mcp-listen", env = "MCP_SERVER_LISTEN")]

@@ -3,8 +3,11 @@
 //! other endpoints [`Lookup`] a client by id. A confidential client's secret is kept only as a
 //! SHA-256 digest (the secret is 256 random bits, so a fast hash is the right one) and compared in
 //! constant time. The registry is bounded: when full, registration answers "try later" instead of
-//! growing without limit.
+//! growing without limit. MCP clients often register on every connect, so a client that never
+//! obtains a token is reaped after a configurable time through the actor's one timer; a client
+//! that has redeemed a code ([`MarkUsed`]) stays.
 
+use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::trace::Secret;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
@@ -12,8 +15,10 @@ use kameo::message::{Context, Message};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
+use tokio::time::Instant;
 
 /// How a client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,21 +112,38 @@ pub struct Lookup {
     pub client_id: String,
 }
 
+/// Records that a client completed a flow (redeemed a code), so it is never reaped.
+#[derive(Debug)]
+pub struct MarkUsed {
+    pub client_id: String,
+}
+
+/// The number of registered clients.
+#[derive(Debug)]
+pub struct Count;
+
 /// A registered client and, right after registration, its secret.
 pub struct Registered {
     pub client: Arc<Client>,
     pub secret: Option<Secret>,
 }
 
-pub struct ClientRegistry {
-    clients: HashMap<String, Arc<Client>>,
-    max_clients: usize,
+struct Registration {
+    client: Arc<Client>,
+    used: bool,
 }
 
-/// Arguments of the registry: its bound.
+pub struct ClientRegistry {
+    clients: HashMap<String, Registration>,
+    expiry: ExpiryQueue<String>,
+    args: ClientRegistryArgs,
+}
+
+/// Arguments of the registry: its bound, and how long an unused client is kept.
 #[derive(Debug, Clone)]
 pub struct ClientRegistryArgs {
     pub max_clients: usize,
+    pub unused_ttl: Duration,
 }
 
 impl Actor for ClientRegistry {
@@ -135,7 +157,8 @@ impl Actor for ClientRegistry {
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
         Ok(ClientRegistry {
             clients: HashMap::new(),
-            max_clients: args.max_clients,
+            expiry: ExpiryQueue::default(),
+            args,
         })
     }
 }
@@ -143,8 +166,8 @@ impl Actor for ClientRegistry {
 impl Message<Register> for ClientRegistry {
     type Reply = Result<Registered, RegistryFull>;
 
-    async fn handle(&mut self, msg: Register, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        if self.clients.len() >= self.max_clients {
+    async fn handle(&mut self, msg: Register, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if self.clients.len() >= self.args.max_clients {
             return Err(RegistryFull);
         }
         let meta = msg.0;
@@ -165,8 +188,18 @@ impl Message<Register> for ClientRegistry {
             client_uri: meta.client_uri,
             issued_at: unix_now(),
         });
-        self.clients
-            .insert(client.client_id.clone(), Arc::clone(&client));
+        self.clients.insert(
+            client.client_id.clone(),
+            Registration {
+                client: Arc::clone(&client),
+                used: false,
+            },
+        );
+        self.expiry.schedule(
+            Instant::now() + self.args.unused_ttl,
+            client.client_id.clone(),
+            ctx.actor_ref(),
+        );
         tracing::info!(
             client_id = %client.client_id,
             name = client.display_name(),
@@ -182,7 +215,50 @@ impl Message<Lookup> for ClientRegistry {
     type Reply = Option<Arc<Client>>;
 
     async fn handle(&mut self, msg: Lookup, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        self.clients.get(&msg.client_id).cloned()
+        self.clients
+            .get(&msg.client_id)
+            .map(|r| Arc::clone(&r.client))
+    }
+}
+
+impl Message<MarkUsed> for ClientRegistry {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: MarkUsed, _: &mut Context<Self, ()>) {
+        if let Some(registration) = self.clients.get_mut(&msg.client_id) {
+            registration.used = true;
+        }
+    }
+}
+
+impl Message<Count> for ClientRegistry {
+    type Reply = usize;
+
+    async fn handle(&mut self, _: Count, _: &mut Context<Self, usize>) -> usize {
+        self.clients.len()
+    }
+}
+
+impl Message<Sweep> for ClientRegistry {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Sweep, ctx: &mut Context<Self, ()>) {
+        let due = self.expiry.pop_due(Instant::now(), ctx.actor_ref());
+        let before = self.clients.len();
+        for client_id in due {
+            if self.clients.get(&client_id).is_some_and(|r| !r.used) {
+                self.clients.remove(&client_id);
+            }
+        }
+        let reaped = before - self.clients.len();
+        if reaped > 0 {
+            tracing::info!(
+                actor = "ClientRegistry",
+                reaped,
+                registered = self.clients.len(),
+                "timer: unused clients reaped"
+            );
+        }
     }
 }
 
@@ -191,4 +267,54 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kameo::actor::Spawn;
+
+    fn new_client() -> NewClient {
+        NewClient {
+            client_name: None,
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            grant_types: vec!["authorization_code".into()],
+            response_types: vec!["code".into()],
+            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+            scope: None,
+            client_uri: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bounded_and_unused_clients_are_reaped() {
+        let registry = ClientRegistry::spawn(ClientRegistryArgs {
+            max_clients: 3,
+            unused_ttl: Duration::from_secs(3600),
+        });
+        let used = registry.ask(Register(new_client())).await.unwrap();
+        let _unused = registry.ask(Register(new_client())).await.unwrap();
+        let _third = registry.ask(Register(new_client())).await.unwrap();
+        assert!(registry.ask(Register(new_client())).await.is_err(), "full");
+        registry
+            .ask(MarkUsed {
+                client_id: used.client.client_id.clone(),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(3601)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(registry.ask(Count).await.unwrap(), 1);
+        let kept = registry
+            .ask(Lookup {
+                client_id: used.client.client_id.clone(),
+            })
+            .await
+            .unwrap();
+        assert!(kept.is_some());
+        assert!(
+            registry.ask(Register(new_client())).await.is_ok(),
+            "room again"
+        );
+    }
 }

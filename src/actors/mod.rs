@@ -18,6 +18,7 @@ pub mod jwks_cache;
 pub mod mcp_sessions;
 pub mod sessions;
 pub mod signing_keys;
+pub mod throttle;
 
 pub use clients::ClientRegistry;
 pub use codes::AuthorizationCodes;
@@ -26,6 +27,7 @@ pub use jwks_cache::JwksCache;
 pub use mcp_sessions::McpSessions;
 pub use sessions::Sessions;
 pub use signing_keys::{SignerPool, SigningKeys, TokenSigner};
+pub use throttle::Throttle;
 
 use kameo::Reply;
 use kameo::actor::{Actor, ActorRef, Spawn};

@@ -5,7 +5,8 @@
 //! validated authorization request is parked in that session under a random id and can be read
 //! only from the same session, and taken once (PG-1: one request's consent cannot be swapped onto
 //! another, nor replayed). Login replaces the session id (fixation defence) and carries the parked
-//! requests over. Session ids are kept only as SHA-256 digests. Sessions and parked requests expire
+//! requests over; a second login with the replaced id (a double-clicked "Sign in") within a few
+//! seconds gets the same new session instead of an error. Session ids are kept only as SHA-256 digests. Sessions and parked requests expire
 //! through the actor's one timer; both are bounded.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
@@ -133,7 +134,11 @@ pub struct Logout {
 enum Due {
     Session(SessionKey),
     Pending(u128),
+    Renewed(SessionKey),
 }
+
+/// How long a replaced session id still leads to its successor.
+const RENEWAL_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct SessionsArgs {
@@ -147,6 +152,8 @@ pub struct SessionsArgs {
 pub struct Sessions {
     sessions: HashMap<SessionKey, BrowserSession>,
     pending: HashMap<u128, Pending>,
+    /// Replaced session id -> (the user, the session that replaced it, until when).
+    renewed: HashMap<SessionKey, (SignedIn, Opened, Instant)>,
     expiry: ExpiryQueue<Due>,
     args: SessionsArgs,
 }
@@ -163,6 +170,7 @@ impl Actor for Sessions {
         Ok(Sessions {
             sessions: HashMap::new(),
             pending: HashMap::new(),
+            renewed: HashMap::new(),
             expiry: ExpiryQueue::default(),
             args,
         })
@@ -291,6 +299,14 @@ impl Message<Login> for Sessions {
     type Reply = Result<Opened, SessionError>;
 
     async fn handle(&mut self, msg: Login, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if let Some(sid) = &msg.sid
+            && let Some((user, opened, until)) = self.renewed.get(&key_of(sid))
+            && *user == msg.user
+            && *until > Instant::now()
+            && self.live_session(&opened.sid).is_some()
+        {
+            return Ok(opened.clone());
+        }
         let old = msg
             .sid
             .as_ref()
@@ -299,8 +315,13 @@ impl Message<Login> for Sessions {
         if let Some((old_key, _)) = old {
             self.sessions.remove(&old_key);
         }
-        let opened = self.open(Some(msg.user), ctx.actor_ref())?;
+        let opened = self.open(Some(msg.user.clone()), ctx.actor_ref())?;
         if let Some((old_key, count)) = old {
+            let until = Instant::now() + RENEWAL_GRACE;
+            self.renewed
+                .insert(old_key, (msg.user, opened.clone(), until));
+            self.expiry
+                .schedule(until, Due::Renewed(old_key), ctx.actor_ref());
             let new_key = key_of(&opened.sid);
             for pending in self.pending.values_mut() {
                 if pending.session == old_key {
@@ -339,6 +360,15 @@ impl Message<Sweep> for Sessions {
                         self.sessions.remove(&key);
                         self.pending.retain(|_, p| p.session != key);
                         sessions += 1;
+                    }
+                }
+                Due::Renewed(key) => {
+                    if self
+                        .renewed
+                        .get(&key)
+                        .is_some_and(|(_, _, until)| *until <= now)
+                    {
+                        self.renewed.remove(&key);
                     }
                 }
                 Due::Pending(id) => {

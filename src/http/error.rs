@@ -72,3 +72,20 @@ impl<E> From<AskError<E>> for JsonError {
         }
     }
 }
+
+/// 429 with `Retry-After`, as an OAuth JSON error (`temporarily_unavailable`: try again later).
+pub fn too_many_requests(limited: crate::actors::throttle::Limited) -> Response {
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({
+            "error": ErrorCode::TemporarilyUnavailable.as_str(),
+            "error_description": "too many requests from this address; retry later",
+        })),
+    )
+        .into_response();
+    no_store(&mut response);
+    if let Ok(value) = HeaderValue::from_str(&limited.seconds().to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}

@@ -6,27 +6,80 @@ pub mod error;
 pub mod mcp_server;
 
 use axum::Router;
-use axum::serve::ListenerExt;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tower_http::add_extension::AddExtensionLayer;
 
-/// Serves `router` on `listener` until `shutdown` resolves, with `TCP_NODELAY` on every accepted
-/// socket (without it, small responses wait for the peer's delayed ACK, ~40 ms each).
+/// Largest request head (request line and headers) accepted; larger ones get 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long in-flight requests may finish after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// (at most [`DRAIN_TIMEOUT`]). Every accepted socket gets `TCP_NODELAY` (without it, small
+/// responses wait for the peer's delayed ACK, ~40 ms each), a header read timeout and a header
+/// size limit (slow or bloated clients are cut off), and the peer address as `ConnectInfo`. The
+/// routers add the same timeout on reading request bodies.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    read_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .max_headers(100)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors or a connection reset before accept: back off a
+                    // little instead of spinning, and keep serving.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = tower::ServiceBuilder::new()
+            .layer(AddExtensionLayer::new(ConnectInfo(peer)))
+            .service(router.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after the drain timeout");
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 #[derive(Debug, Default, Clone)]
 pub struct Params {
     map: HashMap<String, String>,
-    repeated: Option<String>,
+    /// Every name that appeared more than once, in order of first repetition.
+    repeated: Vec<String>,
 }
 
 /// A parameter that appeared more than once; carries its name (a fixed, known name is safe to
@@ -23,23 +24,26 @@ impl Params {
     /// refusing a repeated parameter.
     pub fn parse(input: &[u8]) -> Result<Self, RepeatedParam> {
         let params = Self::parse_lenient(input);
-        match params.repeated {
-            Some(name) => Err(RepeatedParam(name)),
+        match params.repeated.first() {
+            Some(name) => Err(RepeatedParam(name.clone())),
             None => Ok(params),
         }
     }
 
-    /// Parses, keeping the first value of a repeated parameter and remembering the first name
-    /// that was repeated: `/authorize` needs the client and redirect URI to decide where an
-    /// `invalid_request` for the repetition may be sent.
+    /// Parses, keeping the first value of a repeated parameter and remembering every name that
+    /// was repeated: `/authorize` needs to know whether the client and redirect URI themselves
+    /// were repeated to decide where an `invalid_request` may be sent.
     pub fn parse_lenient(input: &[u8]) -> Self {
         let mut map = HashMap::new();
         let mut seen = std::collections::HashSet::new();
-        let mut repeated = None;
+        let mut repeated: Vec<String> = Vec::new();
         for (name, value) in form_urlencoded::parse(input) {
             // Repeated even when one of the copies is empty.
             if !seen.insert(name.clone()) {
-                repeated.get_or_insert_with(|| truncate(&name, 40));
+                let name = truncate(&name, 40);
+                if !repeated.contains(&name) {
+                    repeated.push(name);
+                }
                 continue;
             }
             if !value.is_empty() {
@@ -59,7 +63,12 @@ impl Params {
 
     /// The first parameter name that was repeated, if any.
     pub fn repeated(&self) -> Option<&str> {
-        self.repeated.as_deref()
+        self.repeated.first().map(String::as_str)
+    }
+
+    /// Was this parameter repeated?
+    pub fn is_repeated(&self, name: &str) -> bool {
+        self.repeated.iter().any(|r| r == name)
     }
 }
 
@@ -89,5 +98,8 @@ mod tests {
             RepeatedParam("a".into())
         );
         assert!(Params::parse(b"").is_ok());
+        let lenient = Params::parse_lenient(b"state=a&state=b&client_id=x&client_id=y");
+        assert!(lenient.is_repeated("state") && lenient.is_repeated("client_id"));
+        assert_eq!(lenient.get("client_id"), Some("x"));
     }
 }

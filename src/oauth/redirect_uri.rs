@@ -95,18 +95,35 @@ pub fn matches(registered: &str, presented: &str) -> bool {
     if registered == presented {
         return true;
     }
+    // Only the port may differ; characters that parsers read differently never match.
+    if presented.contains(['#', '\\'])
+        || presented
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
     let (Ok(reg), Ok(pres)) = (Url::parse(registered), Url::parse(presented)) else {
         return false;
     };
-    if reg.scheme() != "http" || pres.scheme() != "http" {
-        return false;
-    }
-    if !is_loopback_host(&reg) || !is_loopback_host(&pres) {
-        return false;
-    }
-    // Everything but the port must be the same, to the letter. Compare the strings with the
-    // authority rebuilt without a port, so that normalisation cannot make unequal URIs equal.
-    strip_port(registered) == strip_port(presented) && strip_port(registered).is_some()
+    reg.scheme() == "http"
+        && pres.scheme() == "http"
+        && is_loopback_host(&reg)
+        && reg.host() == pres.host()
+        && pres.username().is_empty()
+        && pres.password().is_none()
+        && reg.path() == pres.path()
+        && reg.query() == pres.query()
+        && pres.fragment().is_none()
+        // The path as written, not only as normalised (`/a/../cb` is not `/cb`).
+        && path_as_written(registered) == path_as_written(presented)
+}
+
+/// The part of an `http://` URI after its authority, as written.
+fn path_as_written(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("http://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(&rest[end..])
 }
 
 /// True when the URL's host is a loopback name or address (localhost, 127.0.0.0/8, ::1).
@@ -117,20 +134,6 @@ pub fn is_loopback_host(url: &Url) -> bool {
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
-}
-
-/// `http://host:port/rest` -> `http://host/rest`, working on the string as given.
-fn strip_port(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix("http://")?;
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let host = if let Some(v6_end) = authority.find(']') {
-        &authority[..=v6_end]
-    } else {
-        authority.split(':').next().unwrap_or(authority)
-    };
-    let tail = if tail.is_empty() { "/" } else { tail };
-    Some(format!("http://{}{}", host.to_ascii_lowercase(), tail))
 }
 
 /// The host shown to a user on the consent page ("where will I be sent").
@@ -231,6 +234,31 @@ mod tests {
             ),
             ("com.example.app:/cb", "com.example.app:/cb", true),
             ("com.example.app:/cb", "com.example.app:/cb2", false),
+            (
+                "http://127.0.0.1:53682/callback",
+                "http://127.0.0.1:9#@x/callback",
+                false,
+            ),
+            (
+                "http://127.0.0.1:53682/callback",
+                "http://127.0.0.1:9\\@x/callback",
+                false,
+            ),
+            (
+                "http://127.0.0.1:3000/cb",
+                "http://127.0.0.1:4000/a/../cb",
+                false,
+            ),
+            (
+                "http://127.0.0.1:3000/cb",
+                "http://user@127.0.0.1:4000/cb",
+                false,
+            ),
+            (
+                "http://127.0.0.1:3000/cb",
+                "http://127.0.0.1:4000/cb?",
+                false,
+            ),
         ];
         for (reg, pres, ok) in cases {
             assert_eq!(matches(reg, pres), *ok, "{reg} vs {pres}");

@@ -43,6 +43,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts both servers; `extra` are command-line settings added to the defaults.
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    spawn_app_at("", extra).await
+}
+
+/// Starts both servers with an issuer that has a path (`/auth`, say).
+pub async fn spawn_app_at(issuer_path: &str, extra: &[&str]) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(mcp_oauth::trace::DEFAULT_FILTER)
@@ -51,7 +56,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let as_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rs_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!(
-        "http://127.0.0.1:{}",
+        "http://127.0.0.1:{}{issuer_path}",
         as_listener.local_addr().unwrap().port()
     );
     let rs = format!(
@@ -181,6 +186,16 @@ pub fn hidden_field(html: &str, name: &str) -> String {
     html[start..end].to_string()
 }
 
+/// The `action` of the (one) form in a page.
+pub fn form_action(html: &str) -> String {
+    let marker = "action=\"";
+    let start = html.find(marker).expect("a form") + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end]
+        .replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+}
+
 /// A query parameter of a URL.
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url)
@@ -227,10 +242,10 @@ pub async fn login(
     let html = page.text().await.unwrap();
     let csrf = hidden_field(&html, "csrf_token");
     let request = hidden_field(&html, "request");
-    let action = url::Url::parse(login_url).unwrap().join("/login").unwrap();
+    let action = form_action(&html);
     browser
         .post_form(
-            action.as_str(),
+            &action,
             &[
                 ("csrf_token", &csrf),
                 ("request", &request),
@@ -248,13 +263,10 @@ pub async fn decide(browser: &Browser, consent_url: &str, decision: &str) -> req
     let html = page.text().await.unwrap();
     let csrf = hidden_field(&html, "csrf_token");
     let request = hidden_field(&html, "request");
-    let action = url::Url::parse(consent_url)
-        .unwrap()
-        .join("/consent")
-        .unwrap();
+    let action = form_action(&html);
     browser
         .post_form(
-            action.as_str(),
+            &action,
             &[
                 ("csrf_token", &csrf),
                 ("request", &request),

@@ -63,7 +63,7 @@ async fn client_and_redirect(
     state: &AuthState,
     params: &Params,
 ) -> Result<(std::sync::Arc<Client>, String), Response> {
-    if matches!(params.repeated(), Some("client_id" | "redirect_uri")) {
+    if params.is_repeated("client_id") || params.is_repeated("redirect_uri") {
         return Err(bad_request(
             "The client_id or redirect_uri parameter is repeated.",
         ));

@@ -130,8 +130,13 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
         scope: request.scope.clone(),
         resource: request.resource.clone(),
     };
-    if let Err(err) = ask(&state.consents, grant).await {
-        return busy(err);
+    if ask(&state.consents, grant).await.is_err() {
+        return error_redirect(
+            &state,
+            &request,
+            ErrorCode::TemporarilyUnavailable,
+            "the server is busy; try again",
+        );
     }
     issue_code(&state, &user, request).await
 }

@@ -188,12 +188,21 @@ pub async fn issue_code(
                 &[("code", code.expose())],
             )
         }
-        Err(err) => busy(err),
+        // The request is already taken: the client must still get an answer (OAuth 2.1
+        // section 4.1.2.1), not a page it never sees.
+        Err(_) => error_redirect(
+            state,
+            &request,
+            ErrorCode::TemporarilyUnavailable,
+            "the server is busy; try again",
+        ),
     }
 }
 
 /// The `Origin` check of the page forms (PG-1): a form post that names an origin must come from
-/// the issuer's own origin. (A post without `Origin` still needs the CSRF token.)
+/// the issuer's own origin. Our pages send `Referrer-Policy: no-referrer`, under which browsers
+/// send `Origin: null` even for same-origin posts, so `null` counts as no origin; a post without
+/// an origin still needs the session's CSRF token.
 pub fn origin_allowed(state: &AuthState, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
@@ -201,6 +210,9 @@ pub fn origin_allowed(state: &AuthState, headers: &HeaderMap) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
+    if origin == "null" {
+        return true;
+    }
     let Ok(issuer) = url::Url::parse(&state.config.issuer) else {
         return false;
     };

@@ -7,14 +7,17 @@ use super::flow::{
     busy, csrf_matches, current_session, forbidden_form, origin_allowed, proceed, request_gone,
 };
 use super::pages::{LoginPage, render};
-use crate::actors::ask;
 use crate::actors::sessions::{Login, Logout, Peek, SignedIn};
+use crate::actors::throttle::{Endpoint, Limited, LoginAllowed, LoginSucceeded};
+use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
 use crate::trace::fingerprint;
 use axum::body::Bytes;
+use axum::extract::ConnectInfo;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 
 pub async fn show(
     State(state): State<AuthState>,
@@ -77,9 +80,17 @@ fn login_page(
     )
 }
 
-pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn submit(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !origin_allowed(&state, &headers) {
         return forbidden_form();
+    }
+    if let Err(limited) = super::admit(&state, Endpoint::Login, peer).await {
+        return throttled(limited);
     }
     let Ok(mut form) = Params::parse(&body) else {
         return forbidden_form();
@@ -105,6 +116,15 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
         Err(err) => return busy(err),
     };
     let username = crate::http::auth_server::pages::cap(&username, 128);
+    // Throttled accounts and sources are refused before any password is checked (PG-3).
+    let allowed = LoginAllowed {
+        username: username.clone(),
+        source: peer.ip(),
+    };
+    if let Err(AskError::Rejected(limited)) = ask(&state.throttle, allowed).await {
+        tracing::info!(flow = %request.flow, user = %fingerprint(&username), source = %peer.ip(), "login throttled");
+        return throttled(limited);
+    }
     let Some(user) = state.users.authenticate(&username, &password).await else {
         tracing::info!(flow = %request.flow, user = %fingerprint(&username), "login failed");
         return login_page(
@@ -117,6 +137,11 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
             StatusCode::UNAUTHORIZED,
         );
     };
+    let succeeded = LoginSucceeded {
+        username: user.username.clone(),
+        source: peer.ip(),
+    };
+    let _ = ask(&state.throttle, succeeded).await;
     let signed_in = SignedIn {
         subject: user.username.clone(),
         display_name: user.display_name.clone(),
@@ -137,6 +162,21 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
             .cookie
             .set(&opened.sid, state.config.session_ttl_seconds),
     );
+    response
+}
+
+/// 429 for a throttled login, with `Retry-After`.
+fn throttled(limited: Limited) -> Response {
+    let minutes = limited.seconds().div_ceil(60);
+    let message = format!(
+        "Too many sign-in attempts. Try again in {minutes} minute{}.",
+        if minutes == 1 { "" } else { "s" }
+    );
+    let mut response =
+        super::pages::error_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", &message);
+    if let Ok(value) = HeaderValue::from_str(&limited.seconds().to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
     response
 }
 

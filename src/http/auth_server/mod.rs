@@ -17,9 +17,10 @@ use crate::actors::codes::AuthorizationCodesArgs;
 use crate::actors::consents::ConsentsArgs;
 use crate::actors::sessions::SessionsArgs;
 use crate::actors::signing_keys::{ActiveKey, KeyError};
+use crate::actors::throttle::{Endpoint, Limited, ThrottleArgs};
 use crate::actors::{
     AuthorizationCodes, ClientRegistry, Consents, Sessions, SignerPool, SigningKeys, Supervisor,
-    TokenSigner, spawn_supervised,
+    Throttle, TokenSigner, spawn_supervised,
 };
 use crate::config::AuthServerConfig;
 use crate::users::{UserDirectory, UserError};
@@ -32,7 +33,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// What every handler of the authorization server may use: immutable configuration and actor
@@ -50,6 +52,7 @@ pub struct AuthState {
     pub sessions: ActorRef<Sessions>,
     pub keys: ActorRef<SigningKeys>,
     pub signers: SignerPool,
+    pub throttle: ActorRef<Throttle>,
     pub metadata: Arc<serde_json::Value>,
 }
 
@@ -98,6 +101,7 @@ impl AuthServer {
             &supervisor,
             ClientRegistryArgs {
                 max_clients: config.max_clients,
+                unused_ttl: Duration::from_secs(config.unused_client_ttl_seconds),
             },
         )
         .await;
@@ -105,7 +109,7 @@ impl AuthServer {
             &supervisor,
             AuthorizationCodesArgs {
                 ttl: Duration::from_secs(config.auth_code_ttl_seconds),
-                max_codes: 100_000,
+                max_codes: config.max_codes,
             },
         )
         .await;
@@ -121,8 +125,8 @@ impl AuthServer {
             SessionsArgs {
                 session_ttl: Duration::from_secs(config.session_ttl_seconds),
                 pending_ttl: Duration::from_secs(config.pending_request_ttl_seconds),
-                max_sessions: 200_000,
-                max_pending: 200_000,
+                max_sessions: config.max_sessions,
+                max_pending: config.max_pending_requests,
                 max_pending_per_session: 32,
             },
         )
@@ -133,6 +137,19 @@ impl AuthServer {
         for _ in 0..cores {
             signers.push(spawn_supervised::<TokenSigner>(&supervisor, Arc::clone(&key)).await);
         }
+        let throttle = spawn_supervised::<Throttle>(
+            &supervisor,
+            ThrottleArgs {
+                register_per_minute: config.rate_register_per_minute,
+                token_per_minute: config.rate_token_per_minute,
+                login_per_minute: config.rate_login_per_minute,
+                failures_per_account: config.login_failures_per_account,
+                failures_per_source: config.login_failures_per_source,
+                lockout: Duration::from_secs(config.login_lockout_seconds),
+                max_entries: 200_000,
+            },
+        )
+        .await;
         let cookie = SessionCookie::new(config.is_https(), &config.session_secret);
         let metadata = Arc::new(metadata::document(&config));
         let state = AuthState {
@@ -146,6 +163,7 @@ impl AuthServer {
             sessions,
             keys,
             signers: SignerPool::new(signers),
+            throttle,
             metadata,
         };
         let router = router(state.clone());
@@ -181,32 +199,51 @@ impl AuthServer {
             listen = %self.listener.local_addr()?,
             "authorization server listening"
         );
-        crate::http::serve(self.listener, self.router, shutdown).await
+        let read_timeout = Duration::from_secs(self.state.config.read_timeout_seconds);
+        crate::http::serve(self.listener, self.router, read_timeout, shutdown).await
+    }
+}
+
+/// Takes a token from the source's bucket for `endpoint`. A throttle that cannot answer admits
+/// the request: rate limiting must never take the server down with it.
+pub async fn admit(state: &AuthState, endpoint: Endpoint, peer: SocketAddr) -> Result<(), Limited> {
+    let msg = crate::actors::throttle::Admit {
+        endpoint,
+        source: peer.ip(),
+    };
+    match crate::actors::ask(&state.throttle, msg).await {
+        Err(crate::actors::AskError::Rejected(limited)) => {
+            tracing::info!(?endpoint, source = %peer.ip(), retry_after = limited.seconds(), "rate limited");
+            Err(limited)
+        }
+        _ => Ok(()),
     }
 }
 
 /// CORS for browser-based clients (MCP Inspector) on the machine-facing endpoints only (MD-2):
 /// any origin, no credentials.
 fn cors() -> CorsLayer {
+    // Mirror the requested headers: a literal `*` does not cover `Authorization` (Fetch).
     CorsLayer::new()
         .allow_origin(Any)
         .allow_methods(Any)
-        .allow_headers(Any)
+        .allow_headers(AllowHeaders::mirror_request())
         .max_age(Duration::from_secs(600))
 }
 
 fn router(state: AuthState) -> Router {
-    let api = Router::new()
+    let body_timeout = Duration::from_secs(state.config.read_timeout_seconds);
+    let metadata_routes = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
             get(metadata::handler),
         )
-        .route("/.well-known/openid-configuration", get(metadata::handler))
+        .route("/.well-known/openid-configuration", get(metadata::handler));
+    let api = Router::new()
         .route("/register", post(register::handler))
         .route("/token", post(token::handler))
         .route("/oauth/jwks", get(jwks::handler))
-        .layer(DefaultBodyLimit::max(64 * 1024))
-        .layer(cors());
+        .layer(DefaultBodyLimit::max(64 * 1024));
     let pages = Router::new()
         .route(
             "/authorize",
@@ -216,17 +253,16 @@ fn router(state: AuthState) -> Router {
         .route("/logout", post(login::logout))
         .route("/consent", get(consent::show).post(consent::submit))
         .layer(DefaultBodyLimit::max(16 * 1024));
-    let app = api.merge(pages);
     // An issuer with a path serves its endpoints under that path, and its metadata at the
-    // path-inserted well-known URLs (RFC 8414 section 3.1).
+    // path-inserted well-known URLs too (RFC 8414 section 3.1). CORS covers the machine-facing
+    // endpoints only, never the pages (MD-2).
     let issuer_path = url::Url::parse(&state.config.issuer)
         .map(|u| u.path().trim_end_matches('/').to_string())
         .unwrap_or_default();
     let app = if issuer_path.is_empty() {
-        app
+        metadata_routes.merge(api).layer(cors()).merge(pages)
     } else {
-        Router::new()
-            .nest(&issuer_path, app)
+        let inserted = Router::new()
             .route(
                 &format!("/.well-known/oauth-authorization-server{issuer_path}"),
                 get(metadata::handler),
@@ -234,10 +270,15 @@ fn router(state: AuthState) -> Router {
             .route(
                 &format!("/.well-known/openid-configuration{issuer_path}"),
                 get(metadata::handler),
-            )
-            .layer(cors())
+            );
+        let machine = inserted
+            .nest(&issuer_path, metadata_routes.merge(api))
+            .layer(cors());
+        machine.merge(Router::new().nest(&issuer_path, pages))
     };
-    app.with_state(state).layer(
+    app.with_state(state)
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(
         TraceLayer::new_for_http()
             .make_span_with(|req: &axum::http::Request<_>| {
                 tracing::info_span!("http", server = "auth", method = %req.method(), path = %req.uri().path())

@@ -6,17 +6,20 @@
 
 use super::AuthState;
 use crate::actors::clients::{NewClient, Register, RegistryFull, TokenEndpointAuthMethod};
+use crate::actors::throttle::Endpoint;
 use crate::actors::{AskError, ask};
-use crate::http::error::{JsonError, no_store};
+use crate::http::error::{JsonError, no_store, too_many_requests};
 use crate::oauth::ErrorCode;
 use crate::oauth::redirect_uri;
 use crate::oauth::scope::ScopeSet;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
+use std::net::SocketAddr;
 
 const MAX_REDIRECT_URIS: usize = 20;
 const MAX_NAME_CHARS: usize = 200;
@@ -152,9 +155,13 @@ pub fn validate(body: &Value, extra_schemes: &[String]) -> Result<NewClient, Jso
 
 pub async fn handler(
     State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, JsonError> {
+    if let Err(limited) = super::admit(&state, Endpoint::Register, peer).await {
+        return Ok(too_many_requests(limited));
+    }
     if !is_json(&headers) {
         return Err(metadata_error("the request body must be application/json"));
     }

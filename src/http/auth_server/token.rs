@@ -8,10 +8,11 @@
 //! descriptions are fixed text that never echoes input.
 
 use super::AuthState;
-use crate::actors::clients::{Client, Lookup, unix_now};
+use crate::actors::clients::{Client, Lookup, MarkUsed, unix_now};
 use crate::actors::codes::{Redeem, RedeemError};
+use crate::actors::throttle::Endpoint;
 use crate::actors::{AskError, ask};
-use crate::http::error::{JsonError, no_store};
+use crate::http::error::{JsonError, no_store, too_many_requests};
 use crate::oauth::ErrorCode;
 use crate::oauth::params::Params;
 use crate::oauth::pkce;
@@ -20,12 +21,14 @@ use crate::oauth::token::AccessTokenClaims;
 use crate::trace::Secret;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 fn invalid_request(description: &'static str) -> JsonError {
@@ -126,9 +129,13 @@ async fn authenticate_client(
 
 pub async fn handler(
     State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, JsonError> {
+    if let Err(limited) = super::admit(&state, Endpoint::Token, peer).await {
+        return Ok(too_many_requests(limited));
+    }
     if !is_form(&headers) {
         return Err(invalid_request(
             "the request body must be application/x-www-form-urlencoded",
@@ -213,6 +220,11 @@ async fn authorization_code(
         flow: Some(grant.flow.to_string()),
     };
     let token = state.signers.sign(claims).await?;
+    // The client completed a flow: it is kept, not reaped as an abandoned registration.
+    let mark = MarkUsed {
+        client_id: grant.client_id.clone(),
+    };
+    ask(&state.clients, mark).await?;
     tracing::info!(
         flow = %grant.flow,
         client_id = %grant.client_id,

@@ -151,17 +151,18 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
     let value = value
         .to_str()
         .map_err(|_| Refusal::BadRequest("malformed Authorization header"))?;
-    let Some((scheme, token)) = value.trim().split_once(' ') else {
-        return Err(Refusal::InvalidToken("malformed Authorization header"));
-    };
+    let value = value.trim();
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Refusal::InvalidToken(
-            "the Authorization scheme must be Bearer",
-        ));
+        // Another authentication scheme: as if no token was sent (RFC 6750 section 3.1: no
+        // error code for an unsupported method).
+        return Ok(None);
     }
     let token = token.trim();
-    if token.is_empty()
-        || token.len() > MAX_TOKEN_LEN
+    if token.is_empty() {
+        return Err(Refusal::BadRequest("the Bearer credentials are missing"));
+    }
+    if token.len() > MAX_TOKEN_LEN
         || !token.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
         })
@@ -364,10 +365,23 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(caller);
     let request = if method == Method::POST {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+        }
         let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(bytes) => bytes,
+            // Too large while streaming, or too slow (the body read timeout).
             Err(_) => {
-                return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read in time or is too large",
+                )
+                    .into_response();
             }
         };
         tracing::info!(

@@ -24,7 +24,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
@@ -146,11 +147,13 @@ impl McpServer {
             listen = %self.listener.local_addr()?,
             "MCP server listening"
         );
-        crate::http::serve(self.listener, self.router, shutdown).await
+        let read_timeout = Duration::from_secs(self.state.config.mcp_read_timeout_seconds);
+        crate::http::serve(self.listener, self.router, read_timeout, shutdown).await
     }
 }
 
 fn router(state: McpState) -> Router {
+    let body_timeout = Duration::from_secs(state.config.mcp_read_timeout_seconds);
     // Host and Origin are checked by our own middleware (one rule, one place), so rmcp's
     // built-in loopback-only host check is turned off.
     let mcp = StreamableHttpService::new(
@@ -170,7 +173,7 @@ fn router(state: McpState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods(Any)
-        .allow_headers(Any)
+        .allow_headers(AllowHeaders::mirror_request())
         .expose_headers([
             axum::http::header::WWW_AUTHENTICATE,
             axum::http::HeaderName::from_static("mcp-session-id"),
@@ -189,6 +192,7 @@ fn router(state: McpState) -> Router {
         .with_state(state)
         .merge(protected)
         .layer(cors)
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &axum::http::Request<_>| {
