@@ -425,3 +425,112 @@ async fn confidential_clients() {
     )
     .await;
 }
+
+async fn introspect(app: &TestApp, client_id: &str, secret: &str, token: &str) -> Value {
+    let response = app
+        .http
+        .post(format!("{}/introspect", app.issuer))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_replayed_code_revokes_its_token_but_a_stranger_revokes_nothing() {
+    let app = spawn_app().await;
+    let registered = register_with(
+        &app,
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_post"}),
+    )
+    .await;
+    let client_id = registered["client_id"].as_str().unwrap().to_string();
+    let secret = registered["client_secret"].as_str().unwrap().to_string();
+    let other_client = register(&app).await;
+    let browser = Browser::new();
+    let redeem_as = |client: String, secret: Option<String>, code: String, verifier: String| {
+        let app = &app;
+        async move {
+            let mut form = vec![
+                ("grant_type", "authorization_code".to_string()),
+                ("code", code),
+                ("redirect_uri", REDIRECT.to_string()),
+                ("client_id", client),
+                ("code_verifier", verifier),
+            ];
+            if let Some(secret) = secret {
+                form.push(("client_secret", secret));
+            }
+            let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_token(app, &pairs).await
+        }
+    };
+
+    let (code, pkce) = fresh_code(&app, &browser, &client_id).await;
+    let first: Value = redeem_as(
+        client_id.clone(),
+        Some(secret.clone()),
+        code.clone(),
+        pkce.verifier.clone(),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let token = first["access_token"].as_str().unwrap().to_string();
+    let active = introspect(&app, &client_id, &secret, &token).await;
+    assert_eq!(active["active"], true);
+    assert_eq!(active["sub"], "alice");
+    assert_eq!(active["client_id"], client_id);
+
+    // A replay with a wrong verifier, or by another client, revokes nothing.
+    let wrong = redeem_as(
+        client_id.clone(),
+        Some(secret.clone()),
+        code.clone(),
+        "W".repeat(43),
+    )
+    .await;
+    assert_error(wrong, 400, "invalid_grant", "replay, wrong verifier").await;
+    let stranger = redeem_as(
+        other_client.clone(),
+        None,
+        code.clone(),
+        pkce.verifier.clone(),
+    )
+    .await;
+    assert_error(stranger, 400, "invalid_grant", "replay, other client").await;
+    assert_eq!(
+        introspect(&app, &client_id, &secret, &token).await["active"],
+        true
+    );
+
+    // The client's own replay (the code leaked): invalid_grant, and the token is revoked.
+    let replay = redeem_as(client_id.clone(), Some(secret.clone()), code, pkce.verifier).await;
+    assert_error(replay, 400, "invalid_grant", "replay").await;
+    assert_eq!(
+        introspect(&app, &client_id, &secret, &token).await["active"],
+        false
+    );
+
+    // Garbage and public clients.
+    assert_eq!(
+        introspect(&app, &client_id, &secret, "not-a-token").await["active"],
+        false
+    );
+    let public = app
+        .http
+        .post(format!("{}/introspect", app.issuer))
+        .form(&[
+            ("token", token.as_str()),
+            ("client_id", other_client.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_error(public, 401, "invalid_client", "public client introspecting").await;
+}

@@ -2,7 +2,7 @@
 //! HTTP handlers talk to them.
 //!
 //! Authorization server: [`ClientRegistry`], [`AuthorizationCodes`], [`Consents`], [`Sessions`],
-//! [`SigningKeys`] (with its [`TokenSigner`] pool). Resource server: [`JwksCache`], [`McpSessions`].
+//! [`SigningKeys`] (with its [`TokenSigner`] pool), [`Revocations`], [`Throttle`]. Resource server: [`JwksCache`], [`McpSessions`].
 //!
 //! Every actor runs under a [`Supervisor`] that restarts it if it panics, with a bounded mailbox.
 //! Handlers use [`ask`]: it never waits for mailbox room (a full mailbox is [`AskError::Busy`],
@@ -16,6 +16,7 @@ pub mod consents;
 pub mod expiry;
 pub mod jwks_cache;
 pub mod mcp_sessions;
+pub mod revocations;
 pub mod sessions;
 pub mod signing_keys;
 pub mod throttle;
@@ -25,6 +26,7 @@ pub use codes::AuthorizationCodes;
 pub use consents::Consents;
 pub use jwks_cache::JwksCache;
 pub use mcp_sessions::McpSessions;
+pub use revocations::Revocations;
 pub use sessions::Sessions;
 pub use signing_keys::{SignerPool, SigningKeys, TokenSigner};
 pub use throttle::Throttle;

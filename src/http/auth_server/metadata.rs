@@ -18,6 +18,8 @@ pub fn document(config: &crate::config::AuthServerConfig) -> Value {
         "token_endpoint": config.endpoint("/token"),
         "registration_endpoint": config.endpoint("/register"),
         "jwks_uri": config.endpoint("/oauth/jwks"),
+        "introspection_endpoint": config.endpoint("/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -5,6 +5,7 @@
 mod authorize;
 mod consent;
 mod flow;
+mod introspect;
 mod jwks;
 mod login;
 mod metadata;
@@ -15,12 +16,13 @@ mod token;
 use crate::actors::clients::ClientRegistryArgs;
 use crate::actors::codes::AuthorizationCodesArgs;
 use crate::actors::consents::ConsentsArgs;
+use crate::actors::revocations::RevocationsArgs;
 use crate::actors::sessions::SessionsArgs;
 use crate::actors::signing_keys::{ActiveKey, KeyError};
 use crate::actors::throttle::{Endpoint, Limited, ThrottleArgs};
 use crate::actors::{
-    AuthorizationCodes, ClientRegistry, Consents, Sessions, SignerPool, SigningKeys, Supervisor,
-    Throttle, TokenSigner, spawn_supervised,
+    AuthorizationCodes, ClientRegistry, Consents, Revocations, Sessions, SignerPool, SigningKeys,
+    Supervisor, Throttle, TokenSigner, spawn_supervised,
 };
 use crate::config::AuthServerConfig;
 use crate::users::{UserDirectory, UserError};
@@ -53,6 +55,9 @@ pub struct AuthState {
     pub keys: ActorRef<SigningKeys>,
     pub signers: SignerPool,
     pub throttle: ActorRef<Throttle>,
+    pub revocations: ActorRef<Revocations>,
+    /// The public half of the signing key, for introspection.
+    pub verifying_key: Arc<jsonwebtoken::DecodingKey>,
     pub metadata: Arc<serde_json::Value>,
 }
 
@@ -150,6 +155,19 @@ impl AuthServer {
             },
         )
         .await;
+        let revocations = spawn_supervised::<Revocations>(
+            &supervisor,
+            RevocationsArgs {
+                max_entries: 1_000_000,
+            },
+        )
+        .await;
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(key.jwk.clone()).map_err(|e| KeyError::Encode(e.to_string()))?;
+        let verifying_key = Arc::new(
+            jsonwebtoken::DecodingKey::from_jwk(&jwk)
+                .map_err(|e| KeyError::Encode(e.to_string()))?,
+        );
         let cookie = SessionCookie::new(config.is_https(), &config.session_secret);
         let metadata = Arc::new(metadata::document(&config));
         let state = AuthState {
@@ -164,6 +182,8 @@ impl AuthServer {
             keys,
             signers: SignerPool::new(signers),
             throttle,
+            revocations,
+            verifying_key,
             metadata,
         };
         let router = router(state.clone());
@@ -242,6 +262,7 @@ fn router(state: AuthState) -> Router {
     let api = Router::new()
         .route("/register", post(register::handler))
         .route("/token", post(token::handler))
+        .route("/introspect", post(introspect::handler))
         .route("/oauth/jwks", get(jwks::handler))
         .layer(DefaultBodyLimit::max(64 * 1024));
     let pages = Router::new()

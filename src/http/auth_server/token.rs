@@ -10,6 +10,7 @@
 use super::AuthState;
 use crate::actors::clients::{Client, Lookup, MarkUsed, unix_now};
 use crate::actors::codes::{Redeem, RedeemError};
+use crate::actors::revocations::Revoke;
 use crate::actors::throttle::Endpoint;
 use crate::actors::{AskError, ask};
 use crate::http::error::{JsonError, no_store, too_many_requests};
@@ -35,7 +36,7 @@ fn invalid_request(description: &'static str) -> JsonError {
     JsonError::new(ErrorCode::InvalidRequest, description)
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
+pub fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -74,7 +75,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Js
 }
 
 /// Authenticates the client with exactly one method.
-async fn authenticate_client(
+pub async fn authenticate_client(
     state: &AuthState,
     headers: &HeaderMap,
     form: &Params,
@@ -202,6 +203,20 @@ async fn authorization_code(
     };
     let grant = match ask(&state.codes, redeem).await {
         Ok(grant) => grant,
+        Err(AskError::Rejected(RedeemError::Replayed { jti, flow })) => {
+            // The code leaked: whoever redeemed it first may not be its client. Revoke the
+            // token it produced (RFC 9700 section 4.5).
+            tracing::warn!(flow = %flow, jti = %jti, "authorization code replayed; revoking the token it produced");
+            let revoke = Revoke {
+                jti,
+                ttl: std::time::Duration::from_secs(state.config.access_token_ttl_seconds + 60),
+            };
+            ask(&state.revocations, revoke).await?;
+            return Err(JsonError::new(
+                ErrorCode::InvalidGrant,
+                "the code was already used",
+            ));
+        }
         Err(AskError::Rejected(err)) => return Err(redeem_error(err)),
         Err(other) => return Err(other.into()),
     };
@@ -266,8 +281,7 @@ fn redeem_error(err: RedeemError) -> JsonError {
             ErrorCode::InvalidTarget,
             "resource does not match the authorization request",
         ),
-        RedeemError::Replayed { jti, flow } => {
-            tracing::warn!(flow = %flow, jti = %jti, "authorization code replayed; the token it produced must be treated as compromised");
+        RedeemError::Replayed { .. } => {
             JsonError::new(ErrorCode::InvalidGrant, "the code was already used")
         }
         RedeemError::Full => JsonError::new(
