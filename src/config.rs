@@ -133,7 +133,8 @@ pub struct AuthServerConfig {
     )]
     pub login_failures_per_source: u32,
 
-    /// How long failed logins are counted, and a lockout lasts, in seconds.
+    /// How long failed logins are counted, from the first one, in seconds; a lockout ends when
+    /// that window does.
     #[arg(long = "login-lockout", env = "AUTH_SERVER_LOGIN_LOCKOUT_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
     pub login_lockout_seconds: u64,
 

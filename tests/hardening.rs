@@ -493,3 +493,68 @@ async fn repeated_client_id_is_a_page_even_after_another_repetition() {
     assert_eq!(response.status(), 400);
     assert!(response.headers().get("location").is_none());
 }
+
+#[tokio::test]
+async fn https_issuers_get_host_prefixed_secure_cookies() {
+    let app = spawn_app_full(
+        "https",
+        "",
+        &["--session-secret", "a-long-random-secret-for-tests-only"],
+    )
+    .await;
+    // `app.issuer` is the plain-http address the servers listen on; the configured issuer is https.
+    let client_id = register(&app).await;
+    let response = app
+        .http
+        .get(authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-mcp_oauth_session="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
+    assert!(location(&response).unwrap().starts_with("https://"));
+}
+
+#[tokio::test]
+async fn a_forged_session_cookie_is_ignored() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let forged = "mcp_oauth_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.bm90LWEtdGFn";
+    let response = app
+        .http
+        .get(authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .header("cookie", forged)
+        .send()
+        .await
+        .unwrap();
+    // Treated as no session: a fresh anonymous one is opened and the login page follows.
+    assert_eq!(response.status(), 302);
+    assert!(response.headers().get("set-cookie").is_some());
+    assert!(location(&response).unwrap().contains("/login?request="));
+}
+
+#[tokio::test]
+async fn a_browser_with_many_abandoned_requests_is_not_locked_out() {
+    // A client that retries leaves requests parked at the login page; the browser keeps working
+    // (its oldest parked requests make room) instead of getting "busy" for the requests' lifetime.
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let mut last = None;
+    for _ in 0..40 {
+        let response = browser
+            .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+            .await;
+        assert_eq!(response.status(), 302);
+        last = location(&response);
+    }
+    // The newest one still completes.
+    let after = login(&browser, &last.unwrap(), "alice", "password123").await;
+    assert_eq!(after.status(), 302);
+    assert!(location(&after).unwrap().contains("/consent?request="));
+}

@@ -17,7 +17,7 @@ use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -69,7 +69,8 @@ struct BrowserSession {
     user: Option<SignedIn>,
     csrf: Secret,
     expires_at: Instant,
-    pending: usize,
+    /// Ids of this session's parked requests, oldest first.
+    pending: VecDeque<u128>,
 }
 
 struct Pending {
@@ -204,7 +205,7 @@ impl Sessions {
                 user,
                 csrf: csrf.clone(),
                 expires_at,
-                pending: 0,
+                pending: VecDeque::new(),
             },
         );
         self.expiry.schedule(expires_at, Due::Session(key), me);
@@ -221,7 +222,7 @@ impl Sessions {
     fn drop_pending(&mut self, id: u128) -> Option<Pending> {
         let pending = self.pending.remove(&id)?;
         if let Some(session) = self.sessions.get_mut(&pending.session) {
-            session.pending = session.pending.saturating_sub(1);
+            session.pending.retain(|p| *p != id);
         }
         Some(pending)
     }
@@ -253,9 +254,14 @@ impl Message<Park> for Sessions {
         let Some((key, session)) = self.live_session(&msg.sid) else {
             return Err(SessionError::UnknownSession);
         };
-        if self.pending.len() >= self.args.max_pending
-            || session.pending >= self.args.max_pending_per_session
+        // One browser with many abandoned requests (a client retrying) drops its oldest one
+        // rather than being refused; only the global bound means the server is full.
+        if session.pending.len() >= self.args.max_pending_per_session
+            && let Some(&oldest) = session.pending.front()
         {
+            self.drop_pending(oldest);
+        }
+        if self.pending.len() >= self.args.max_pending {
             return Err(SessionError::Full);
         }
         let id: u128 = rand::random();
@@ -269,7 +275,7 @@ impl Message<Park> for Sessions {
             },
         );
         if let Some(session) = self.sessions.get_mut(&key) {
-            session.pending += 1;
+            session.pending.push_back(id);
         }
         self.expiry
             .schedule(expires_at, Due::Pending(id), ctx.actor_ref());
@@ -311,12 +317,12 @@ impl Message<Login> for Sessions {
             .sid
             .as_ref()
             .and_then(|sid| self.live_session(sid))
-            .map(|(key, s)| (key, s.pending));
+            .map(|(key, s)| (key, s.pending.clone()));
         if let Some((old_key, _)) = old {
             self.sessions.remove(&old_key);
         }
         let opened = self.open(Some(msg.user.clone()), ctx.actor_ref())?;
-        if let Some((old_key, count)) = old {
+        if let Some((old_key, parked)) = old {
             let until = Instant::now() + RENEWAL_GRACE;
             self.renewed
                 .insert(old_key, (msg.user, opened.clone(), until));
@@ -329,7 +335,7 @@ impl Message<Login> for Sessions {
                 }
             }
             if let Some(session) = self.sessions.get_mut(&new_key) {
-                session.pending = count;
+                session.pending = parked;
             }
         }
         Ok(opened)

@@ -16,6 +16,7 @@
 //! limited rather than remembered, so a flood of addresses cannot grow memory.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::trace::Secret;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -57,7 +58,8 @@ pub struct Admit {
 /// [`LoginSucceeded`] says otherwise.
 #[derive(Debug)]
 pub struct LoginAllowed {
-    pub username: String,
+    /// A secret for the trace: people type passwords into the username field.
+    pub username: Secret,
     pub source: IpAddr,
 }
 
@@ -65,7 +67,7 @@ pub struct LoginAllowed {
 /// attempt back.
 #[derive(Debug)]
 pub struct LoginSucceeded {
-    pub username: String,
+    pub username: Secret,
     pub source: IpAddr,
 }
 
@@ -84,7 +86,7 @@ pub struct ThrottleArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Bucket(Endpoint, IpAddr),
-    AccountFailures(String),
+    AccountFailures(Secret),
     SourceFailures(IpAddr),
 }
 
@@ -331,7 +333,7 @@ mod tests {
     async fn failed_logins_lock_the_account_until_the_window_ends() {
         let t = Throttle::spawn(args());
         let allowed = |user: &str| LoginAllowed {
-            username: user.into(),
+            username: Secret::new(user),
             source: IP,
         };
         // Two attempts on alice (each counted until it succeeds): the third is refused.
@@ -345,7 +347,7 @@ mod tests {
         assert!(t.ask(allowed("alice")).await.is_ok());
         // A success clears the account and returns the source's attempt.
         t.ask(LoginSucceeded {
-            username: "alice".into(),
+            username: Secret::new("alice"),
             source: IP,
         })
         .await

@@ -115,8 +115,26 @@ pub fn matches(registered: &str, presented: &str) -> bool {
         && reg.path() == pres.path()
         && reg.query() == pres.query()
         && pres.fragment().is_none()
-        // The path as written, not only as normalised (`/a/../cb` is not `/cb`).
+        // The host and path as written, not only as normalised (`127.1` is not `127.0.0.1`,
+        // `/a/../cb` is not `/cb`).
+        && host_as_written(registered).is_some()
+        && host_as_written(registered) == host_as_written(presented)
         && path_as_written(registered) == path_as_written(presented)
+}
+
+/// The host of an `http://` URI as written (lowercase), without port; `None` with user info.
+fn host_as_written(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("http://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains('@') {
+        return None;
+    }
+    let host = match authority.find(']') {
+        Some(close) if authority.starts_with('[') => &authority[..=close],
+        _ => authority.split(':').next().unwrap_or(authority),
+    };
+    Some(host.to_ascii_lowercase())
 }
 
 /// The part of an `http://` URI after its authority, as written.

@@ -48,6 +48,12 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
 
 /// Starts both servers with an issuer that has a path (`/auth`, say).
 pub async fn spawn_app_at(issuer_path: &str, extra: &[&str]) -> TestApp {
+    spawn_app_full("http", issuer_path, extra).await
+}
+
+/// Starts both servers; the issuer has `scheme` (an `https` issuer behind which the servers
+/// still listen on plain http, as behind a TLS-terminating proxy) and `issuer_path`.
+pub async fn spawn_app_full(scheme: &str, issuer_path: &str, extra: &[&str]) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(mcp_oauth::trace::DEFAULT_FILTER)
@@ -56,7 +62,7 @@ pub async fn spawn_app_at(issuer_path: &str, extra: &[&str]) -> TestApp {
     let as_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rs_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!(
-        "http://127.0.0.1:{}{issuer_path}",
+        "{scheme}://127.0.0.1:{}{issuer_path}",
         as_listener.local_addr().unwrap().port()
     );
     let rs = format!(
@@ -86,7 +92,7 @@ pub async fn spawn_app_at(issuer_path: &str, extra: &[&str]) -> TestApp {
     tokio::spawn(auth.run_until(std::future::pending()));
     tokio::spawn(mcp.run_until(std::future::pending()));
     TestApp {
-        issuer,
+        issuer: issuer.replacen("https://", "http://", 1),
         rs,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

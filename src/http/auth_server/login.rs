@@ -11,7 +11,7 @@ use crate::actors::sessions::{Login, Logout, Peek, SignedIn};
 use crate::actors::throttle::{Endpoint, Limited, LoginAllowed, LoginSucceeded};
 use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
-use crate::trace::fingerprint;
+use crate::trace::{Secret, fingerprint};
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::extract::{RawQuery, State};
@@ -118,14 +118,18 @@ pub async fn submit(
     let username = crate::http::auth_server::pages::cap(&username, 128);
     // Throttled accounts and sources are refused before any password is checked (PG-3).
     let allowed = LoginAllowed {
-        username: username.clone(),
+        username: Secret::new(username.as_str()),
         source: peer.ip(),
     };
     if let Err(AskError::Rejected(limited)) = ask(&state.throttle, allowed).await {
         tracing::info!(flow = %request.flow, user = %fingerprint(&username), source = %peer.ip(), "login throttled");
         return throttled(limited);
     }
-    let Some(user) = state.users.authenticate(&username, &password).await else {
+    let checked = match state.users.authenticate(&username, &password).await {
+        Ok(checked) => checked,
+        Err(_) => return busy(AskError::<()>::Busy("UserDirectory")),
+    };
+    let Some(user) = checked else {
         tracing::info!(flow = %request.flow, user = %fingerprint(&username), "login failed");
         return login_page(
             &state,
@@ -138,7 +142,7 @@ pub async fn submit(
         );
     };
     let succeeded = LoginSucceeded {
-        username: user.username.clone(),
+        username: Secret::new(user.username.as_str()),
         source: peer.ip(),
     };
     let _ = ask(&state.throttle, succeeded).await;

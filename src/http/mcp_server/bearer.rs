@@ -37,6 +37,9 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Debug, Deserialize)]
 struct TokenClaims {
     sub: String,
+    /// A string, never an array (the validator alone would accept an array containing ours).
+    #[serde(rename = "iss")]
+    _iss: String,
     #[serde(default)]
     client_id: String,
     #[serde(default)]
