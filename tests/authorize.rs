@@ -492,3 +492,74 @@ async fn login_and_consent_pages() {
     let again = browser.get(&consent_url).await;
     assert_eq!(again.status(), 400);
 }
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    authorize_as(
+        &app,
+        &browser,
+        &client_id,
+        &Pkce::new(),
+        "alice",
+        "password123",
+    )
+    .await;
+    // Signed in: the next authorization goes straight back to the client.
+    let again = browser
+        .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .await;
+    assert!(location(&again).unwrap().starts_with(REDIRECT));
+    // Logout needs the session's CSRF token (read from a page of the session).
+    let start = browser.get(&format!("{}/authorize?client_id={client_id}&response_type=code&code_challenge_method=S256&code_challenge={}", app.issuer, Pkce::new().challenge)).await;
+    assert_eq!(start.status(), 302);
+    let refused = browser
+        .post_form(
+            &format!("{}/logout", app.issuer),
+            &[("csrf_token", "wrong")],
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    // A fresh anonymous browser's login page carries a CSRF token; the signed-in one gets it from
+    // its consent page for a new scope set.
+    let consent = browser
+        .get(&authorize_url(
+            &app,
+            &client_id,
+            &Pkce::new(),
+            &[("scope", "mcp.read")],
+        ))
+        .await;
+    let to = location(&consent).unwrap();
+    let csrf = if to.contains("/consent?") {
+        hidden_field(&browser.get(&to).await.text().await.unwrap(), "csrf_token")
+    } else {
+        // The narrower scope is covered by the remembered consent: open a new client's consent.
+        let other = register(&app).await;
+        let page = browser
+            .get(&authorize_url(&app, &other, &Pkce::new(), &[]))
+            .await;
+        let consent_url = location(&page).unwrap();
+        hidden_field(
+            &browser.get(&consent_url).await.text().await.unwrap(),
+            "csrf_token",
+        )
+    };
+    let out = browser
+        .post_form(&format!("{}/logout", app.issuer), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(out.status(), 200);
+    assert!(
+        out.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    // Signed out: /authorize sends the browser to the login page again.
+    let after = browser
+        .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .await;
+    assert!(location(&after).unwrap().contains("/login?request="));
+}

@@ -196,3 +196,27 @@ async fn openid_configuration_equals_rfc8414_metadata() {
     assert_eq!(a, b);
     assert_eq!(a["authorization_response_iss_parameter_supported"], true);
 }
+
+#[tokio::test]
+async fn a_refused_registration_leaves_nothing_behind() {
+    // With room for one client, refused requests must not take that room.
+    let app = spawn_app_with(&["--max-clients", "1"]).await;
+    for body in [
+        json!({"redirect_uris": ["http://example.com/cb"]}),
+        json!({"redirect_uris": [REDIRECT], "grant_types": ["client_credentials"]}),
+        json!({"redirect_uris": [REDIRECT], "scope": "admin"}),
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "tls_client_auth"}),
+    ] {
+        assert_eq!(post(&app, body).await.status(), 400);
+    }
+    assert_eq!(
+        post(&app, json!({"redirect_uris": [REDIRECT]}))
+            .await
+            .status(),
+        201
+    );
+    // The registry is now full: the next valid registration is refused with a retryable error.
+    let full = post(&app, json!({"redirect_uris": [REDIRECT]})).await;
+    assert_eq!(full.status(), 503);
+    assert!(full.headers().get("retry-after").is_some());
+}
