@@ -512,9 +512,8 @@ async fn logout_ends_the_session() {
         .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
         .await;
     assert!(location(&again).unwrap().starts_with(REDIRECT));
-    // Logout needs the session's CSRF token (read from a page of the session).
-    let start = browser.get(&format!("{}/authorize?client_id={client_id}&response_type=code&code_challenge_method=S256&code_challenge={}", app.issuer, Pkce::new().challenge)).await;
-    assert_eq!(start.status(), 302);
+    // Logout needs the session's CSRF token, which every page of the session carries: the
+    // consent page for another client, say.
     let refused = browser
         .post_form(
             &format!("{}/logout", app.issuer),
@@ -522,31 +521,14 @@ async fn logout_ends_the_session() {
         )
         .await;
     assert_eq!(refused.status(), 403);
-    // A fresh anonymous browser's login page carries a CSRF token; the signed-in one gets it from
-    // its consent page for a new scope set.
-    let consent = browser
-        .get(&authorize_url(
-            &app,
-            &client_id,
-            &Pkce::new(),
-            &[("scope", "mcp.read")],
-        ))
+    let other = register(&app).await;
+    let page = browser
+        .get(&authorize_url(&app, &other, &Pkce::new(), &[]))
         .await;
-    let to = location(&consent).unwrap();
-    let csrf = if to.contains("/consent?") {
-        hidden_field(&browser.get(&to).await.text().await.unwrap(), "csrf_token")
-    } else {
-        // The narrower scope is covered by the remembered consent: open a new client's consent.
-        let other = register(&app).await;
-        let page = browser
-            .get(&authorize_url(&app, &other, &Pkce::new(), &[]))
-            .await;
-        let consent_url = location(&page).unwrap();
-        hidden_field(
-            &browser.get(&consent_url).await.text().await.unwrap(),
-            "csrf_token",
-        )
-    };
+    let consent_url = location(&page).unwrap();
+    assert!(consent_url.contains("/consent?request="), "{consent_url}");
+    let html = browser.get(&consent_url).await.text().await.unwrap();
+    let csrf = hidden_field(&html, "csrf_token");
     let out = browser
         .post_form(&format!("{}/logout", app.issuer), &[("csrf_token", &csrf)])
         .await;
