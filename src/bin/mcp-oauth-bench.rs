@@ -24,6 +24,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Throughput and latency of every hot path, RSS, trace cost and the RS256 signing limit.
+    Run {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Concurrency levels for the tools/call sweep (throughput and p99 per level), and the
+        /// SVG plot of it.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+        sweep: Vec<usize>,
+        /// Where to write the plot.
+        #[arg(long, default_value = "docs/bench-tools-call.svg")]
+        plot: PathBuf,
+    },
     /// Registration and failed-login floods; reports status counts and RSS before and after.
     Flood {
         /// Requests per flood.
@@ -42,10 +58,18 @@ enum Cmd {
 struct Servers {
     child: Child,
     issuer: String,
+    rs: String,
 }
 
 impl Servers {
     fn start(extra: &[&str]) -> anyhow::Result<Servers> {
+        Self::start_with_log(extra, "warn")
+    }
+
+    fn start_with_log(extra: &[&str], log: &str) -> anyhow::Result<Servers> {
+        // Trace lines go to a file, as an operator would keep them, not to a pipe nobody reads.
+        let log_file =
+            std::env::temp_dir().join(format!("mcp-oauth-bench-{}.log", std::process::id()));
         let exe = std::env::current_exe()?;
         let bin: PathBuf = exe.with_file_name("mcp-oauth");
         if !bin.exists() {
@@ -70,12 +94,12 @@ impl Servers {
                 &rs,
             ])
             .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .env("RUST_LOG", log)
+            .stdout(std::fs::File::create(&log_file)?)
             .stderr(Stdio::null())
             .spawn()
             .context("starting mcp-oauth")?;
-        Ok(Servers { child, issuer })
+        Ok(Servers { child, issuer, rs })
     }
 
     async fn wait_ready(&self, http: &reqwest::Client) -> anyhow::Result<()> {
@@ -317,5 +341,696 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             seconds,
         } => run_flood(requests, concurrency.max(1), seconds).await,
+        Cmd::Run {
+            seconds,
+            concurrency,
+            sweep,
+            plot,
+        } => {
+            run_bench(
+                Duration::from_secs(seconds),
+                concurrency.max(1),
+                &sweep,
+                &plot,
+            )
+            .await
+        }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `run`: throughput and latency.
+
+/// Results of one closed-loop measurement.
+struct Measured {
+    ok: usize,
+    other: BTreeMap<u16, usize>,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(0.001)
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    fn refused(&self) -> String {
+        let mut parts: Vec<String> = self.other.iter().map(|(s, n)| format!("{n}x{s}")).collect();
+        if self.errors > 0 {
+            parts.push(format!("{} errors", self.errors));
+        }
+        if parts.is_empty() {
+            "-".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// `concurrency` workers, each sending `make(i)` in a loop for `duration`; a request counts as ok
+/// when its status is `expect`.
+async fn closed_loop<F, Fut>(
+    duration: Duration,
+    concurrency: usize,
+    expect: u16,
+    make: F,
+) -> Measured
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<u16, anyhow::Error>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let make = make.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(4096);
+            let mut other = BTreeMap::new();
+            let (mut ok, mut errors, mut i) = (0usize, 0usize, 0u64);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match make((w as u64) << 40 | i).await {
+                    Ok(status) if status == expect => {
+                        ok += 1;
+                        latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
+                    Ok(status) => *other.entry(status).or_insert(0) += 1,
+                    Err(_) => errors += 1,
+                }
+                i += 1;
+            }
+            (ok, other, errors, latencies)
+        }));
+    }
+    let mut m = Measured {
+        ok: 0,
+        other: BTreeMap::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    for w in workers {
+        if let Ok((ok, other, errors, lat)) = w.await {
+            m.ok += ok;
+            m.errors += errors;
+            for (k, v) in other {
+                *m.other.entry(k).or_insert(0) += v;
+            }
+            m.latencies_us.extend(lat);
+        }
+    }
+    m.elapsed = started.elapsed();
+    m.latencies_us.sort_unstable();
+    m
+}
+
+fn load_client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+const REDIRECT: &str = "http://127.0.0.1:9/cb";
+
+fn pkce_pair() -> (String, String) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    let verifier = mcp_oauth::trace::random_token(32);
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// A browser signed in as alice who approved `client_id` once: later authorizations of that
+/// client come straight back with a code.
+async fn returning_user(servers: &ServersView) -> anyhow::Result<(reqwest::Client, String)> {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .build()?;
+    let client: Value = browser
+        .post(format!("{}/register", servers.issuer))
+        .json(&json!({"redirect_uris": [REDIRECT], "client_name": "bench"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let client_id = client["client_id"]
+        .as_str()
+        .context("client_id")?
+        .to_string();
+    let code = full_flow(&browser, servers, &client_id).await?;
+    anyhow::ensure!(!code.is_empty(), "no code");
+    Ok((browser, client_id))
+}
+
+fn field(page: &str, name: &str) -> anyhow::Result<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).context("form field")? + marker.len();
+    let end = page[start..].find('"').context("form field end")? + start;
+    Ok(page[start..end].to_string())
+}
+
+fn location(r: &reqwest::Response) -> anyhow::Result<String> {
+    Ok(r.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .context("no redirect")?
+        .to_string())
+}
+
+fn code_of(url: &str) -> anyhow::Result<String> {
+    url::Url::parse(url)?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .context("no code")
+}
+
+fn authorize_url(servers: &ServersView, client_id: &str, challenge: &str) -> String {
+    format!(
+        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&scope=mcp.read%20mcp.write&resource={}",
+        servers.issuer,
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
+        url::form_urlencoded::byte_serialize(format!("{}/mcp", servers.rs).as_bytes())
+            .collect::<String>(),
+    )
+}
+
+/// /authorize -> (login) -> (consent) -> code, in `browser`; returns the code.
+async fn full_flow(
+    browser: &reqwest::Client,
+    servers: &ServersView,
+    client_id: &str,
+) -> anyhow::Result<String> {
+    let (_, challenge) = pkce_pair();
+    let mut next = location(
+        &browser
+            .get(authorize_url(servers, client_id, &challenge))
+            .send()
+            .await?,
+    )?;
+    if next.contains("/login?") {
+        let page = browser.get(&next).send().await?.text().await?;
+        let r = browser
+            .post(format!("{}/login", servers.issuer))
+            .form(&[
+                ("csrf_token", field(&page, "csrf_token")?),
+                ("request", field(&page, "request")?),
+                ("username", "alice".into()),
+                ("password", "password123".into()),
+            ])
+            .send()
+            .await?;
+        next = location(&r)?;
+    }
+    if next.contains("/consent?") {
+        let page = browser.get(&next).send().await?.text().await?;
+        let r = browser
+            .post(format!("{}/consent", servers.issuer))
+            .form(&[
+                ("csrf_token", field(&page, "csrf_token")?),
+                ("request", field(&page, "request")?),
+                ("decision", "approve".into()),
+            ])
+            .send()
+            .await?;
+        next = location(&r)?;
+    }
+    code_of(&next)
+}
+
+async fn redeem(
+    http: &reqwest::Client,
+    servers: &ServersView,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(http
+        .post(format!("{}/token", servers.issuer))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", client_id),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await?)
+}
+
+/// An access token for alice, and an MCP session opened with it.
+async fn token_and_session(
+    servers: &ServersView,
+    http: &reqwest::Client,
+) -> anyhow::Result<(String, String)> {
+    let (browser, client_id) = returning_user(servers).await?;
+    let (verifier, challenge) = pkce_pair();
+    let code = code_of(&location(
+        &browser
+            .get(authorize_url(servers, &client_id, &challenge))
+            .send()
+            .await?,
+    )?)?;
+    let token: Value = redeem(http, servers, &client_id, &code, &verifier)
+        .await?
+        .json()
+        .await?;
+    let token = token["access_token"].as_str().context("token")?.to_string();
+    let session = open_session(servers, http, &token).await?;
+    Ok((token, session))
+}
+
+async fn open_session(
+    servers: &ServersView,
+    http: &reqwest::Client,
+    token: &str,
+) -> anyhow::Result<String> {
+    let init = http
+        .post(format!("{}/mcp", servers.rs))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}))
+        .send()
+        .await?;
+    let session = init
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .context("session")?
+        .to_string();
+    let _ = init.bytes().await?;
+    http.post(format!("{}/mcp", servers.rs))
+        .bearer_auth(token)
+        .header("mcp-session-id", &session)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .await?;
+    Ok(session)
+}
+
+async fn tools_call(
+    servers: &ServersView,
+    seconds: Duration,
+    concurrency: usize,
+    sessions: usize,
+) -> anyhow::Result<Measured> {
+    let http = load_client(concurrency)?;
+    let (token, first) = token_and_session(servers, &http).await?;
+    let mut ids = vec![first];
+    while ids.len() < sessions {
+        ids.push(open_session(servers, &http, &token).await?);
+    }
+    let url = format!("{}/mcp", servers.rs);
+    let ids = std::sync::Arc::new(ids);
+    Ok(closed_loop(seconds, concurrency, 200, move |i| {
+        let (http, url, token, ids) = (http.clone(), url.clone(), token.clone(), ids.clone());
+        async move {
+            let session = &ids[(i as usize) % ids.len()];
+            let r = http
+                .post(&url)
+                .bearer_auth(&token)
+                .header("mcp-session-id", session)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "greet", "arguments": {"name": "bench"}}}))
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let body = r.bytes().await?;
+            if status == 200 && !body.windows(12).any(|w| w == b"Hello, bench") {
+                return Ok(599);
+            }
+            Ok(status)
+        }
+    })
+    .await)
+}
+
+/// The raw RS256 signing rate of the crypto backend, key parsed once, on every core.
+fn raw_signing_rate(seconds: Duration) -> f64 {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    let Ok(private) = rsa::PrivateKey::new(&mut rand::rngs::SysRng, 2048) else {
+        return 0.0;
+    };
+    let Ok(der) = private.to_pkcs1_der() else {
+        return 0.0;
+    };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let message = vec![b'x'; 400];
+    let started = Instant::now();
+    let handles: Vec<_> = (0..cores)
+        .map(|_| {
+            let der = der.as_bytes().to_vec();
+            let message = message.clone();
+            std::thread::spawn(move || {
+                let Ok(key) = RsaKeyPair::from_der(&der) else {
+                    return 0u64;
+                };
+                let rng = SystemRandom::new();
+                let mut sig = vec![0u8; key.public_modulus_len()];
+                let mut n = 0u64;
+                while started.elapsed() < seconds {
+                    if key
+                        .sign(&RSA_PKCS1_SHA256, &rng, &message, &mut sig)
+                        .is_ok()
+                    {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn print_row(name: &str, m: &Measured, target: &str) {
+    println!(
+        "| {name} | {:.0}/s | {:.2} ms | {:.2} ms | {} | {target} |",
+        m.rate(),
+        m.percentile(0.50),
+        m.percentile(0.99),
+        m.refused()
+    );
+}
+
+async fn run_bench(
+    seconds: Duration,
+    concurrency: usize,
+    sweep: &[usize],
+    plot: &std::path::Path,
+) -> anyhow::Result<()> {
+    let no_limits = [
+        "--rate-register",
+        "0",
+        "--rate-token",
+        "0",
+        "--rate-login",
+        "0",
+        "--login-failures-per-source",
+        "0",
+        "--login-failures-per-account",
+        "0",
+    ];
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!(
+        "## mcp-oauth-bench run: {} s per measurement, concurrency {concurrency}, {cores} cores, load generator on the same machine\n",
+        seconds.as_secs()
+    );
+
+    let signing_limit = raw_signing_rate(seconds);
+
+    let servers = Servers::start(&no_limits)?;
+    let http = load_client(concurrency)?;
+    servers.wait_ready(&http).await?;
+    let idle = settled_rss(&servers).await;
+
+    println!("| measurement | rate | p50 | p99 | other answers | target |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+
+    // 401 challenges.
+    let url = format!("{}/mcp", servers.rs);
+    let h = http.clone();
+    let m = closed_loop(seconds, concurrency, 401, move |_| {
+        let (h, url) = (h.clone(), url.clone());
+        async move {
+            Ok(h.post(&url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await?
+                .status()
+                .as_u16())
+        }
+    })
+    .await;
+    print_row("401 challenge (no token)", &m, ">= 40,000/s");
+
+    // JWKS and metadata.
+    for (name, path, base) in [
+        ("JWKS", "/oauth/jwks", &servers.issuer),
+        (
+            "AS metadata",
+            "/.well-known/oauth-authorization-server",
+            &servers.issuer,
+        ),
+        (
+            "resource metadata",
+            "/.well-known/oauth-protected-resource/mcp",
+            &servers.rs,
+        ),
+    ] {
+        let (h, url) = (http.clone(), format!("{base}{path}"));
+        let m = closed_loop(seconds, concurrency, 200, move |_| {
+            let (h, url) = (h.clone(), url.clone());
+            async move {
+                let r = h.get(&url).send().await?;
+                let s = r.status().as_u16();
+                r.bytes().await?;
+                Ok(s)
+            }
+        })
+        .await;
+        print_row(name, &m, "-");
+    }
+
+    // tools/call greet, one session and many.
+    let one = tools_call(&servers.urls(), seconds, concurrency, 1).await?;
+    print_row("tools/call greet, one session", &one, ">= 12,000/s");
+    let loaded = servers.rss_kib();
+    let many = tools_call(&servers.urls(), seconds, concurrency, concurrency).await?;
+    print_row(
+        &format!("tools/call greet, {concurrency} sessions"),
+        &many,
+        ">= 12,000/s",
+    );
+
+    // Returning user: authorize (signed in, consent remembered) -> code -> token.
+    let (browser, client_id) = returning_user(&servers.urls()).await?;
+    let (b, s_issuer, s_rs, cid) = (
+        browser.clone(),
+        servers.issuer.clone(),
+        servers.rs.clone(),
+        client_id.clone(),
+    );
+    let flows = closed_loop(seconds, concurrency, 200, move |_| {
+        let (b, cid) = (b.clone(), cid.clone());
+        let servers_view = (s_issuer.clone(), s_rs.clone());
+        async move {
+            let view = Servers::view(&servers_view.0, &servers_view.1);
+            let (verifier, challenge) = pkce_pair();
+            let r = b.get(authorize_url(&view, &cid, &challenge)).send().await?;
+            let code = code_of(&location(&r)?)?;
+            Ok(redeem(&b, &view, &cid, &code, &verifier)
+                .await?
+                .status()
+                .as_u16())
+        }
+    })
+    .await;
+    print_row(
+        "complete flow, returning user (authorize + token)",
+        &flows,
+        ">= 1,500/s",
+    );
+
+    // Token minting: redeem codes made beforehand.
+    let mut codes = Vec::new();
+    let prepare = Instant::now();
+    while codes.len() < 20_000 && prepare.elapsed() < seconds * 2 {
+        let (verifier, challenge) = pkce_pair();
+        let r = browser
+            .get(authorize_url(&servers.urls(), &client_id, &challenge))
+            .send()
+            .await?;
+        codes.push((code_of(&location(&r)?)?, verifier));
+    }
+    let codes = std::sync::Arc::new(codes);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (h, s_issuer, s_rs, cid, codes2) = (
+        http.clone(),
+        servers.issuer.clone(),
+        servers.rs.clone(),
+        client_id.clone(),
+        codes.clone(),
+    );
+    let minting = closed_loop(seconds, concurrency, 200, move |_| {
+        let (h, cid, codes, next) = (h.clone(), cid.clone(), codes2.clone(), next.clone());
+        let (si, sr) = (s_issuer.clone(), s_rs.clone());
+        async move {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((code, verifier)) = codes.get(i) else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                return Ok(0);
+            };
+            Ok(redeem(&h, &Servers::view(&si, &sr), &cid, code, verifier)
+                .await?
+                .status()
+                .as_u16())
+        }
+    })
+    .await;
+    let minting_rate = minting.ok as f64 / minting.elapsed.as_secs_f64();
+    print_row(
+        &format!("token minting (/token redemptions, {} codes)", codes.len()),
+        &minting,
+        ">= 75% of signing limit",
+    );
+
+    // Fresh login every time: the argon2 cost.
+    let (h_issuer, h_rs) = (servers.issuer.clone(), servers.rs.clone());
+    let cid = client_id.clone();
+    let fresh = closed_loop(seconds, concurrency, 200, move |_| {
+        let (si, sr, cid) = (h_issuer.clone(), h_rs.clone(), cid.clone());
+        async move {
+            let b = reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?;
+            let view = Servers::view(&si, &sr);
+            let code = full_flow(&b, &view, &cid).await?;
+            let _ = code;
+            Ok(200)
+        }
+    })
+    .await;
+    print_row(
+        "flow with a fresh login (argon2id 19 MiB, t=2, p=1)",
+        &fresh,
+        "report",
+    );
+    let after = settled_rss(&servers).await;
+    drop(servers);
+
+    println!();
+    println!(
+        "Raw RS256 signing limit (aws-lc-rs, key parsed once, {cores} threads): {signing_limit:.0}/s; token minting reached {minting_rate:.0}/s = {:.0}% of it.",
+        100.0 * minting_rate / signing_limit.max(1.0)
+    );
+    println!(
+        "RSS of both servers (one process): idle {}, after tools/call load {}, after the run {}.",
+        mib(idle),
+        mib(loaded),
+        mib(after)
+    );
+
+    // Trace on versus off, on the hottest path.
+    let traced = Servers::start_with_log(&no_limits, "info")?;
+    traced.wait_ready(&http).await?;
+    let on = tools_call(&traced.urls(), seconds, concurrency, 1).await?;
+    drop(traced);
+    println!(
+        "Flow trace at info (written to a file): tools/call {:.0}/s versus {:.0}/s with it off ({:+.1}%).",
+        on.rate(),
+        one.rate(),
+        100.0 * (on.rate() - one.rate()) / one.rate().max(1.0)
+    );
+
+    // Sweep of concurrency for the plot.
+    let servers = Servers::start(&no_limits)?;
+    servers.wait_ready(&http).await?;
+    let mut points = Vec::new();
+    println!("\n| concurrency | tools/call rate | p99 |\n| --- | --- | --- |");
+    for &c in sweep {
+        let m = tools_call(&servers.urls(), seconds, c.max(1), 1).await?;
+        println!("| {c} | {:.0}/s | {:.2} ms |", m.rate(), m.percentile(0.99));
+        points.push((c, m.rate(), m.percentile(0.99)));
+    }
+    drop(servers);
+    write_plot(plot, &points)?;
+    println!("\nPlot: {}", plot.display());
+    Ok(())
+}
+
+impl Servers {
+    /// A view of running servers by their URLs (for closures that cannot borrow them).
+    fn view(issuer: &str, rs: &str) -> ServersView {
+        ServersView {
+            issuer: issuer.to_string(),
+            rs: rs.to_string(),
+        }
+    }
+
+    fn urls(&self) -> ServersView {
+        Self::view(&self.issuer, &self.rs)
+    }
+}
+
+/// The URLs of running servers.
+struct ServersView {
+    issuer: String,
+    rs: String,
+}
+
+fn write_plot(path: &std::path::Path, points: &[(usize, f64, f64)]) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let root = SVGBackend::new(path, (800, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(400);
+    let max_c = points.iter().map(|p| p.0).max().unwrap_or(1) as f64;
+    let max_rate = points.iter().map(|p| p.1).fold(1.0, f64::max);
+    let max_p99 = points.iter().map(|p| p.2).fold(0.1, f64::max);
+    let mut chart = ChartBuilder::on(&left)
+        .caption("tools/call greet: throughput", ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d((1f64..max_c * 1.1).log_scale(), 0f64..max_rate * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrency")
+        .y_desc("requests/s")
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        points.iter().map(|p| (p.0 as f64, p.1)),
+        &BLUE,
+    ))?;
+    chart.draw_series(
+        points
+            .iter()
+            .map(|p| Circle::new((p.0 as f64, p.1), 3, BLUE.filled())),
+    )?;
+    let mut chart = ChartBuilder::on(&right)
+        .caption("tools/call greet: p99 latency", ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d((1f64..max_c * 1.1).log_scale(), 0f64..max_p99 * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrency")
+        .y_desc("p99 (ms)")
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        points.iter().map(|p| (p.0 as f64, p.2)),
+        &RED,
+    ))?;
+    chart.draw_series(
+        points
+            .iter()
+            .map(|p| Circle::new((p.0 as f64, p.2), 3, RED.filled())),
+    )?;
+    root.present()?;
+    Ok(())
 }
