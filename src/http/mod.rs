@@ -82,6 +82,18 @@ pub async fn serve(
     Ok(())
 }
 
+/// The form content type of OAuth requests.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// True when the request's `Content-Type` is `mime` (parameters such as `charset` ignored).
+pub fn content_type_is(headers: &axum::http::HeaderMap, mime: &str) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(mime))
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -40,11 +40,7 @@ pub async fn handle_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form {
+    if !crate::http::content_type_is(&headers, crate::http::FORM) {
         return error_page(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Invalid request",

@@ -23,7 +23,7 @@ pub async fn handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, JsonError> {
-    if !super::token::is_form(&headers) {
+    if !crate::http::content_type_is(&headers, crate::http::FORM) {
         return Err(JsonError::new(
             ErrorCode::InvalidRequest,
             "the request body must be application/x-www-form-urlencoded",

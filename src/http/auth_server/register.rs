@@ -16,7 +16,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
@@ -26,14 +26,6 @@ const MAX_NAME_CHARS: usize = 200;
 
 fn metadata_error(description: &'static str) -> JsonError {
     JsonError::new(ErrorCode::InvalidClientMetadata, description)
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn string_list(
@@ -162,7 +154,7 @@ pub async fn handler(
     if let Err(limited) = super::admit(&state, Endpoint::Register, peer).await {
         return Ok(too_many_requests(limited));
     }
-    if !is_json(&headers) {
+    if !crate::http::content_type_is(&headers, "application/json") {
         return Err(metadata_error("the request body must be application/json"));
     }
     let body: Value = serde_json::from_slice(&body)

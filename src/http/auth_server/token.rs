@@ -36,17 +36,6 @@ fn invalid_request(description: &'static str) -> JsonError {
     JsonError::new(ErrorCode::InvalidRequest, description)
 }
 
-pub fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
 /// Client credentials from an `Authorization: Basic` header (RFC 6749 section 2.3.1: both parts
 /// form-urlencoded before base64).
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, JsonError> {
@@ -137,7 +126,7 @@ pub async fn handler(
     if let Err(limited) = super::admit(&state, Endpoint::Token, peer).await {
         return Ok(too_many_requests(limited));
     }
-    if !is_form(&headers) {
+    if !crate::http::content_type_is(&headers, crate::http::FORM) {
         return Err(invalid_request(
             "the request body must be application/x-www-form-urlencoded",
         ));
