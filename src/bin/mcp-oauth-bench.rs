@@ -852,16 +852,31 @@ async fn run_bench(
         ">= 1,500/s",
     );
 
-    // Token minting: redeem codes made beforehand.
+    // Token minting: redeem codes made beforehand, enough for the whole measurement.
+    let wanted = (signing_limit * seconds.as_secs_f64() * 1.2) as usize + 1000;
+    let prepare_deadline = Instant::now() + seconds * 4;
+    let mut makers = Vec::new();
+    for _ in 0..concurrency {
+        let (b, view, cid) = (browser.clone(), servers.urls(), client_id.clone());
+        let share = wanted / concurrency + 1;
+        makers.push(tokio::spawn(async move {
+            let mut made = Vec::with_capacity(share);
+            while made.len() < share && Instant::now() < prepare_deadline {
+                let (verifier, challenge) = pkce_pair();
+                let Ok(r) = b.get(authorize_url(&view, &cid, &challenge)).send().await else {
+                    break;
+                };
+                match location(&r).and_then(|l| code_of(&l)) {
+                    Ok(code) => made.push((code, verifier)),
+                    Err(_) => break,
+                }
+            }
+            made
+        }));
+    }
     let mut codes = Vec::new();
-    let prepare = Instant::now();
-    while codes.len() < 20_000 && prepare.elapsed() < seconds * 2 {
-        let (verifier, challenge) = pkce_pair();
-        let r = browser
-            .get(authorize_url(&servers.urls(), &client_id, &challenge))
-            .send()
-            .await?;
-        codes.push((code_of(&location(&r)?)?, verifier));
+    for m in makers {
+        codes.extend(m.await.unwrap_or_default());
     }
     let codes = std::sync::Arc::new(codes);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -888,6 +903,12 @@ async fn run_bench(
         }
     })
     .await;
+    if minting.other.contains_key(&0) {
+        println!(
+            "(the {} prepared codes ran out before the end of the minting measurement)",
+            codes.len()
+        );
+    }
     let minting_rate = minting.ok as f64 / minting.elapsed.as_secs_f64();
     print_row(
         &format!("token minting (/token redemptions, {} codes)", codes.len()),
