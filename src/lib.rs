@@ -8,6 +8,7 @@
 pub mod actors;
 pub mod config;
 pub mod http;
+pub mod memory;
 pub mod oauth;
 pub mod trace;
 pub mod users;

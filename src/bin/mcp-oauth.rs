@@ -25,6 +25,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    mcp_oauth::memory::configure_allocator();
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let (auth, mcp) = match (cli.auth.validate(), cli.mcp.validate()) {

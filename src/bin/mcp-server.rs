@@ -23,6 +23,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    mcp_oauth::memory::configure_allocator();
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let config = match cli.mcp.validate() {
