@@ -411,29 +411,9 @@ async fn login_and_consent_pages() {
     // A wrong password: the form again, 401, no session change.
     let csrf = hidden_field(&html, "csrf_token");
     let request = hidden_field(&html, "request");
-    let wrong = browser
-        .post_form(
-            &format!("{}/login", app.issuer),
-            &[
-                ("csrf_token", &csrf),
-                ("request", &request),
-                ("username", "alice"),
-                ("password", "nope"),
-            ],
-        )
-        .await;
+    let wrong = post_login(&browser, &app.issuer, &csrf, &request, "alice", "nope").await;
     assert_eq!(wrong.status(), 401);
-    let unknown = browser
-        .post_form(
-            &format!("{}/login", app.issuer),
-            &[
-                ("csrf_token", &csrf),
-                ("request", &request),
-                ("username", "mallory"),
-                ("password", "nope"),
-            ],
-        )
-        .await;
+    let unknown = post_login(&browser, &app.issuer, &csrf, &request, "mallory", "nope").await;
     assert_eq!(unknown.status(), 401);
     // A missing or wrong CSRF token, or a foreign Origin: 403.
     let no_csrf = browser

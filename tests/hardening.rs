@@ -86,16 +86,7 @@ async fn try_login(
     let html = browser.get(login_url).await.text().await.unwrap();
     let csrf = hidden_field(&html, "csrf_token");
     let request = hidden_field(&html, "request");
-    browser
-        .post_form(
-            &format!("{}/login", app.issuer),
-            &[
-                ("csrf_token", &csrf),
-                ("request", &request),
-                ("username", user),
-                ("password", password),
-            ],
-        )
+    post_login(browser, &app.issuer, &csrf, &request, user, password)
         .await
         .status()
         .as_u16()
@@ -119,17 +110,15 @@ async fn failed_logins_lock_the_account_even_with_the_right_password() {
     let html = browser.get(&login_url).await.text().await.unwrap();
     let csrf = hidden_field(&html, "csrf_token");
     let request = hidden_field(&html, "request");
-    let locked = browser
-        .post_form(
-            &format!("{}/login", app.issuer),
-            &[
-                ("csrf_token", &csrf),
-                ("request", &request),
-                ("username", "alice"),
-                ("password", "password123"),
-            ],
-        )
-        .await;
+    let locked = post_login(
+        &browser,
+        &app.issuer,
+        &csrf,
+        &request,
+        "alice",
+        "password123",
+    )
+    .await;
     assert_eq!(locked.status(), 429);
     let retry: u64 = locked.headers()["retry-after"]
         .to_str()

@@ -329,8 +329,8 @@ impl Message<Login> for Sessions {
             self.expiry
                 .schedule(until, Due::Renewed(old_key), ctx.actor_ref());
             let new_key = key_of(&opened.sid);
-            for pending in self.pending.values_mut() {
-                if pending.session == old_key {
+            for id in &parked {
+                if let Some(pending) = self.pending.get_mut(id) {
                     pending.session = new_key;
                 }
             }

@@ -262,6 +262,28 @@ pub async fn login(
         .await
 }
 
+/// Posts the login form with the given CSRF token and request id.
+pub async fn post_login(
+    browser: &Browser,
+    issuer: &str,
+    csrf: &str,
+    request: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    browser
+        .post_form(
+            &format!("{issuer}/login"),
+            &[
+                ("csrf_token", csrf),
+                ("request", request),
+                ("username", user),
+                ("password", password),
+            ],
+        )
+        .await
+}
+
 /// Approves or denies on the consent page; returns the response to the consent post.
 pub async fn decide(browser: &Browser, consent_url: &str, decision: &str) -> reqwest::Response {
     let page = browser.get(consent_url).await;
