@@ -1,9 +1,6 @@
 //! Starts both servers in one process: the authorization server and the MCP resource server.
 
-/// mimalloc returns freed memory to the system, which keeps the resident set small after bursts
-/// of password checks (each takes 19 MiB for a moment).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mcp_oauth::use_mimalloc!();
 
 use clap::Parser;
 use mcp_oauth::config::{AuthServerConfig, McpServerConfig};

@@ -1,9 +1,6 @@
 //! Starts the MCP resource server alone.
 
-/// mimalloc returns freed memory to the system, which keeps the resident set small after bursts
-/// of password checks (each takes 19 MiB for a moment).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mcp_oauth::use_mimalloc!();
 
 use clap::Parser;
 use mcp_oauth::McpServer;
