@@ -105,27 +105,56 @@ pub enum LogFormat {
 /// The default filter when `RUST_LOG` is unset: our flow trace at info, libraries quieter.
 pub const DEFAULT_FILTER: &str = "info,rmcp=warn,hyper=warn,reqwest=warn,kameo=warn";
 
+/// Timestamps as RFC 3339 UTC with microseconds (`2026-11-27T03:50:37.498750Z`), written in one
+/// piece: the default timer formats each field through `fmt`, a visible share of a trace line's
+/// cost on the hottest paths.
+struct Rfc3339Micros;
+
+impl tracing_subscriber::fmt::time::FormatTime for Rfc3339Micros {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> fmt::Result {
+        write!(
+            w,
+            "{}",
+            humantime::format_rfc3339_micros(std::time::SystemTime::now())
+        )
+    }
+}
+
 /// Installs the global subscriber. Keep the returned guard alive: it flushes the non-blocking
 /// writer when dropped.
 pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     use std::io::IsTerminal;
+    use tracing_subscriber::filter::{EnvFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_FILTER.to_string());
+    // Levels per target (the usual `RUST_LOG`) are decided once per call site. `EnvFilter` also
+    // understands span and field directives, but takes a lock on every span entry and exit to do
+    // so; it is used only when `RUST_LOG` asks for them.
+    let (targets, env_filter) = match spec.parse::<Targets>() {
+        Ok(targets) => (Some(targets), None),
+        Err(_) => (None, Some(EnvFilter::new(&spec))),
+    };
     // Colours only for a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi)
+        .with_timer(Rfc3339Micros)
         .with_target(false);
-    let result = match format {
-        LogFormat::Pretty => builder.compact().try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let lines = match format {
+        LogFormat::Pretty => lines.compact().boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
     };
     // A second init (tests, embedding) keeps the subscriber already installed.
-    let _ = result;
+    let _ = tracing_subscriber::registry()
+        .with(targets)
+        .with(env_filter)
+        .with(lines)
+        .try_init();
     guard
 }
 

@@ -82,16 +82,11 @@ where
     let described = described.unwrap_or_default();
     match result {
         Ok(reply) => {
-            tracing::info!(
-                actor = name,
-                outcome = "ok",
-                us = micros,
-                "{name} <- {described}"
-            );
+            tracing::info!(outcome = "ok", us = micros, "{name} <- {described}");
             Ok(reply)
         }
         Err(SendError::HandlerError(err)) => {
-            tracing::info!(actor = name, outcome = ?err, us = micros, "{name} <- {described}");
+            tracing::info!(outcome = ?err, us = micros, "{name} <- {described}");
             Err(AskError::Rejected(err))
         }
         Err(SendError::MailboxFull(_)) => {

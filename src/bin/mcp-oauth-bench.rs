@@ -40,6 +40,20 @@ enum Cmd {
         #[arg(long, default_value = "docs/bench-tools-call.svg")]
         plot: PathBuf,
     },
+    /// A fixed number of `tools/call greet` requests, for a profiler wrapping the server
+    /// (`MCP_OAUTH_BENCH_WRAP="valgrind --tool=callgrind"`): instruction counts per request,
+    /// with the flow trace at `--log` level, independent of what else the machine is doing.
+    Profile {
+        /// Requests to send.
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// The servers' `RUST_LOG`.
+        #[arg(long, default_value = "warn")]
+        log: String,
+    },
     /// Registration and failed-login floods; reports status counts and RSS before and after.
     Flood {
         /// Requests per flood.
@@ -82,7 +96,18 @@ impl Servers {
         let rs_port = free_port()?;
         let issuer = format!("http://127.0.0.1:{as_port}");
         let rs = format!("http://127.0.0.1:{rs_port}");
-        let child = Command::new(bin)
+        // A profiler may wrap the server: MCP_OAUTH_BENCH_WRAP="valgrind --tool=callgrind".
+        let wrap = std::env::var("MCP_OAUTH_BENCH_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut command = match wrap.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(wrap).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
             .args([
                 "--issuer",
                 &issuer,
@@ -103,7 +128,13 @@ impl Servers {
     }
 
     async fn wait_ready(&self, http: &reqwest::Client) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Under a profiler, start-up (key generation, hashing the demo users) is far slower.
+        let patience = if std::env::var_os("MCP_OAUTH_BENCH_WRAP").is_some() {
+            600
+        } else {
+            30
+        };
+        let deadline = Instant::now() + Duration::from_secs(patience);
         while Instant::now() < deadline {
             if http
                 .get(format!("{}/oauth/jwks", self.issuer))
@@ -120,16 +151,82 @@ impl Servers {
 
     /// Resident set size of the server process, in KiB.
     fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0)
+        rss_of(self.child.id())
     }
+
+    /// Samples the server's RSS every 50 ms until the returned sampler is stopped; the sampler
+    /// then gives the peak.
+    fn sample_rss(&self) -> RssSampler {
+        let pid = self.child.id();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut peak = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_of(pid));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            peak
+        });
+        RssSampler { stop, task }
+    }
+}
+
+/// A running RSS sampler (see [`Servers::sample_rss`]).
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    /// Stops sampling; the peak RSS seen, in KiB.
+    async fn peak(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap_or(0)
+    }
+}
+
+/// Resident set size of a process, in KiB (0 when it cannot be read).
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Idle RSS of one server binary started alone (`auth-server` or `mcp-server`), once it answers
+/// `probe` and has settled.
+async fn idle_rss_alone(binary: &str, args: &[String], probe: &str) -> anyhow::Result<u64> {
+    let bin = std::env::current_exe()?.with_file_name(binary);
+    let mut child = Command::new(&bin)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ready = false;
+    while Instant::now() < deadline && !ready {
+        ready = http.get(probe).send().await.is_ok();
+        if !ready {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = rss_of(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    if !ready {
+        bail!("{binary} did not start");
+    }
+    Ok(rss)
 }
 
 impl Drop for Servers {
@@ -341,6 +438,11 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             seconds,
         } => run_flood(requests, concurrency.max(1), seconds).await,
+        Cmd::Profile {
+            requests,
+            concurrency,
+            log,
+        } => run_profile(requests, concurrency.max(1), &log).await,
         Cmd::Run {
             seconds,
             concurrency,
@@ -368,6 +470,8 @@ struct Measured {
     errors: usize,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    /// Latencies of the answers that were not the expected status (shed or refused requests).
+    other_latencies_us: Vec<u32>,
 }
 
 impl Measured {
@@ -381,6 +485,15 @@ impl Measured {
         }
         let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
         f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    /// The `p` percentile of the latencies of refused answers, in ms.
+    fn refused_percentile(&self, p: f64) -> f64 {
+        if self.other_latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.other_latencies_us.len() - 1) as f64 * p).round() as usize;
+        f64::from(self.other_latencies_us[i]) / 1000.0
     }
 
     fn refused(&self) -> String {
@@ -415,6 +528,7 @@ where
         let make = make.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(4096);
+            let mut other_latencies = Vec::new();
             let mut other = BTreeMap::new();
             let (mut ok, mut errors, mut i) = (0usize, 0usize, 0u64);
             while Instant::now() < deadline {
@@ -424,12 +538,16 @@ where
                         ok += 1;
                         latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                     }
-                    Ok(status) => *other.entry(status).or_insert(0) += 1,
+                    Ok(status) => {
+                        *other.entry(status).or_insert(0) += 1;
+                        other_latencies
+                            .push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
                     Err(_) => errors += 1,
                 }
                 i += 1;
             }
-            (ok, other, errors, latencies)
+            (ok, other, errors, latencies, other_latencies)
         }));
     }
     let mut m = Measured {
@@ -438,9 +556,11 @@ where
         errors: 0,
         elapsed: Duration::ZERO,
         latencies_us: Vec::new(),
+        other_latencies_us: Vec::new(),
     };
     for w in workers {
-        if let Ok((ok, other, errors, lat)) = w.await {
+        if let Ok((ok, other, errors, lat, other_lat)) = w.await {
+            m.other_latencies_us.extend(other_lat);
             m.ok += ok;
             m.errors += errors;
             for (k, v) in other {
@@ -451,6 +571,7 @@ where
     }
     m.elapsed = started.elapsed();
     m.latencies_us.sort_unstable();
+    m.other_latencies_us.sort_unstable();
     m
 }
 
@@ -571,6 +692,146 @@ async fn full_flow(
         next = location(&r)?;
     }
     code_of(&next)
+}
+
+/// `profile`: a fixed count of tools/call requests against servers that a profiler may wrap.
+async fn run_profile(requests: usize, concurrency: usize, log: &str) -> anyhow::Result<()> {
+    let servers = Servers::start_with_log(&[], log)?;
+    let http = load_client(concurrency)?;
+    servers.wait_ready(&http).await?;
+    let view = servers.urls();
+    let (token, session) = token_and_session(&view, &http).await?;
+    let url = format!("{}/mcp", view.rs);
+    // Under callgrind, count only the requests: zero the counters once the servers are set up.
+    if std::env::var("MCP_OAUTH_BENCH_WRAP").is_ok_and(|w| w.contains("callgrind")) {
+        let _ = Command::new("callgrind_control")
+            .args(["-z", &servers.child.id().to_string()])
+            .stdout(Stdio::null())
+            .status();
+    }
+    let started = Instant::now();
+    let out = flood(requests, concurrency, Duration::from_secs(3600), |i| {
+        let request = http
+            .post(&url)
+            .bearer_auth(&token)
+            .header("mcp-session-id", &session)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "greet", "arguments": {"name": "bench"}}}));
+        async move {
+            let r = request.send().await?;
+            let status = r.status().as_u16();
+            r.bytes().await?;
+            Ok(status)
+        }
+    })
+    .await;
+    println!(
+        "{requests} tools/call with RUST_LOG={log}: {} in {:.1} s",
+        out.summary(),
+        started.elapsed().as_secs_f64()
+    );
+    // SIGTERM (not SIGKILL) so that a wrapping profiler writes its output.
+    let _ = Command::new("kill")
+        .args(["-TERM", &servers.child.id().to_string()])
+        .status();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// A complete flow with a fresh login, in a new browser; 200 when it ends with a code, otherwise
+/// the status of the answer that stopped it (a shed sign-in is 503, a throttled one 429).
+async fn fresh_login_flow(servers: &ServersView, client_id: &str) -> anyhow::Result<u16> {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let (_, challenge) = pkce_pair();
+    let r = browser
+        .get(authorize_url(servers, client_id, &challenge))
+        .send()
+        .await?;
+    if !r.status().is_redirection() {
+        return Ok(r.status().as_u16());
+    }
+    let login = location(&r)?;
+    let page = browser.get(&login).send().await?;
+    if !page.status().is_success() {
+        return Ok(page.status().as_u16());
+    }
+    let page = page.text().await?;
+    let r = browser
+        .post(format!("{}/login", servers.issuer))
+        .form(&[
+            ("csrf_token", field(&page, "csrf_token")?),
+            ("request", field(&page, "request")?),
+            ("username", "alice".into()),
+            ("password", "password123".into()),
+        ])
+        .send()
+        .await?;
+    if !r.status().is_redirection() {
+        return Ok(r.status().as_u16());
+    }
+    let mut next = location(&r)?;
+    if next.contains("/consent?") {
+        let page = browser.get(&next).send().await?.text().await?;
+        let r = browser
+            .post(format!("{}/consent", servers.issuer))
+            .form(&[
+                ("csrf_token", field(&page, "csrf_token")?),
+                ("request", field(&page, "request")?),
+                ("decision", "approve".into()),
+            ])
+            .send()
+            .await?;
+        next = location(&r)?;
+    }
+    code_of(&next)?;
+    Ok(200)
+}
+
+/// Fresh-login flows in a closed loop.
+async fn fresh_login_flows(
+    servers: &ServersView,
+    client_id: &str,
+    seconds: Duration,
+    concurrency: usize,
+) -> Measured {
+    let (issuer, rs, cid) = (
+        servers.issuer.clone(),
+        servers.rs.clone(),
+        client_id.to_string(),
+    );
+    closed_loop(seconds, concurrency, 200, move |_| {
+        let (issuer, rs, cid) = (issuer.clone(), rs.clone(), cid.clone());
+        async move { fresh_login_flow(&Servers::view(&issuer, &rs), &cid).await }
+    })
+    .await
+}
+
+fn print_overload_row(
+    name: &str,
+    concurrency: usize,
+    m: &Measured,
+    before: u64,
+    peak: u64,
+    after: u64,
+) {
+    println!(
+        "| {name} | {concurrency} | {:.0}/s | {:.2} ms | {:.2} ms | {} | {} | {} | {} | {} |",
+        m.rate(),
+        m.percentile(0.50),
+        m.percentile(0.99),
+        m.refused(),
+        if m.other_latencies_us.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.2} ms", m.refused_percentile(0.99))
+        },
+        mib(before),
+        mib(peak),
+        mib(after),
+    );
 }
 
 async fn redeem(
@@ -917,27 +1178,63 @@ async fn run_bench(
     );
 
     // Fresh login every time: the argon2 cost.
-    let (h_issuer, h_rs) = (servers.issuer.clone(), servers.rs.clone());
-    let cid = client_id.clone();
-    let fresh = closed_loop(seconds, concurrency, 200, move |_| {
-        let (si, sr, cid) = (h_issuer.clone(), h_rs.clone(), cid.clone());
-        async move {
-            let b = reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?;
-            let view = Servers::view(&si, &sr);
-            let code = full_flow(&b, &view, &cid).await?;
-            let _ = code;
-            Ok(200)
-        }
-    })
-    .await;
+    let fresh = fresh_login_flows(&servers.urls(), &client_id, seconds, concurrency).await;
     print_row(
         "flow with a fresh login (argon2id 19 MiB, t=2, p=1)",
         &fresh,
         "report",
     );
+
+    // Overload: four times the sustainable concurrency of each path. tools/call and 401s
+    // saturate at the run's concurrency; password checks at one per core.
+    println!(
+        "\n### Overload: four times the sustainable concurrency\n\n| path | concurrency | admitted | admitted p50 | admitted p99 | shed or refused | their p99 | RSS before | RSS peak | RSS after |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    let over = concurrency * 4;
+    let before = settled_rss(&servers).await;
+    let sampler = servers.sample_rss();
+    let m = tools_call(&servers.urls(), seconds, over, 1).await?;
+    let peak = sampler.peak().await;
+    let after_over = settled_rss(&servers).await;
+    print_overload_row("tools/call greet", over, &m, before, peak, after_over);
+
+    let url = format!("{}/mcp", servers.rs);
+    let h = load_client(over)?;
+    let before = after_over;
+    let sampler = servers.sample_rss();
+    let m = closed_loop(seconds, over, 401, move |_| {
+        let (h, url) = (h.clone(), url.clone());
+        async move {
+            Ok(h.post(&url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await?
+                .status()
+                .as_u16())
+        }
+    })
+    .await;
+    let peak = sampler.peak().await;
+    let after_over = settled_rss(&servers).await;
+    print_overload_row("401 challenge", over, &m, before, peak, after_over);
+
+    let over_logins = cores * 4;
+    let before = after_over;
+    let sampler = servers.sample_rss();
+    let m = fresh_login_flows(&servers.urls(), &client_id, seconds, over_logins).await;
+    let peak = sampler.peak().await;
+    let after_over = settled_rss(&servers).await;
+    print_overload_row(
+        "flow with a fresh login",
+        over_logins,
+        &m,
+        before,
+        peak,
+        after_over,
+    );
+    println!();
+
     let after = settled_rss(&servers).await;
     drop(servers);
 
@@ -978,6 +1275,53 @@ async fn run_bench(
     drop(servers);
     write_plot(plot, &points)?;
     println!("\nPlot: {}", plot.display());
+
+    // Each server alone, idle.
+    let (as_port, rs_port) = (free_port()?, free_port()?);
+    let (issuer, rs) = (
+        format!("http://127.0.0.1:{as_port}"),
+        format!("http://127.0.0.1:{rs_port}"),
+    );
+    let auth_alone = idle_rss_alone(
+        "auth-server",
+        &[
+            "--issuer".into(),
+            issuer.clone(),
+            "--resource".into(),
+            rs.clone(),
+        ],
+        &format!("{issuer}/oauth/jwks"),
+    )
+    .await?;
+    let mcp_alone = idle_rss_alone(
+        "mcp-server",
+        &[
+            "--resource-server".into(),
+            rs.clone(),
+            "--authorization-server".into(),
+            issuer.clone(),
+        ],
+        &format!("{rs}/.well-known/oauth-protected-resource"),
+    )
+    .await?;
+    println!(
+        "\nIdle RSS, each server alone: auth-server {}, mcp-server {} (target <= 15 MiB each).",
+        mib(auth_alone),
+        mib(mcp_alone)
+    );
+
+    // What each registered client costs.
+    let servers = Servers::start(&no_limits)?;
+    servers.wait_ready(&http).await?;
+    let before = settled_rss(&servers).await;
+    let out = registrations(&servers, &http, 10_000, concurrency, seconds * 12).await;
+    let after = settled_rss(&servers).await;
+    let stored = out.statuses.get(&201).copied().unwrap_or(0);
+    println!(
+        "RSS per registered client: {stored} clients took {} ({:.2} KiB each; target <= 0.5 KiB).",
+        mib(after.saturating_sub(before)),
+        after.saturating_sub(before) as f64 / stored.max(1) as f64
+    );
     Ok(())
 }
 

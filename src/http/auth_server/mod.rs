@@ -37,7 +37,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 /// What every handler of the authorization server may use: immutable configuration and actor
 /// references.
@@ -299,18 +298,5 @@ fn router(state: AuthState) -> Router {
     };
     app.with_state(state)
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(
-        TraceLayer::new_for_http()
-            .make_span_with(|req: &axum::http::Request<_>| {
-                tracing::info_span!("http", server = "auth", method = %req.method(), path = %req.uri().path())
-            })
-            .on_request(|_: &axum::http::Request<_>, _: &tracing::Span| {
-                tracing::info!("request in")
-            })
-            .on_response(
-                |res: &axum::http::Response<_>, latency: Duration, _: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), us = latency.as_micros() as u64, "response out")
-                },
-            ),
-    )
+        .layer(crate::http::trace_layer("auth"))
 }

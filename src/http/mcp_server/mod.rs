@@ -26,7 +26,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_SECONDS: u64 = 30;
@@ -181,10 +180,7 @@ fn router(state: McpState) -> Router {
         ])
         .max_age(Duration::from_secs(600));
     Router::new()
-        .route(
-            "/.well-known/oauth-protected-resource",
-            get(metadata::root),
-        )
+        .route("/.well-known/oauth-protected-resource", get(metadata::root))
         .route(
             "/.well-known/oauth-protected-resource/mcp",
             get(metadata::mcp),
@@ -193,18 +189,5 @@ fn router(state: McpState) -> Router {
         .merge(protected)
         .layer(cors)
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &axum::http::Request<_>| {
-                    tracing::info_span!("http", server = "mcp", method = %req.method(), path = %req.uri().path())
-                })
-                .on_request(|_: &axum::http::Request<_>, _: &tracing::Span| {
-                    tracing::info!("request in")
-                })
-                .on_response(
-                    |res: &axum::http::Response<_>, latency: Duration, _: &tracing::Span| {
-                        tracing::info!(status = res.status().as_u16(), us = latency.as_micros() as u64, "response out")
-                    },
-                ),
-        )
+        .layer(crate::http::trace_layer("mcp"))
 }
