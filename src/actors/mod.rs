@@ -47,6 +47,22 @@ pub const MAILBOX_CAPACITY: usize = 1024;
 /// How long a handler waits for an actor's reply before answering 503.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A barrier: answered once the actor has handled every message sent before it. Shutdown sends
+/// it to the actors that write to the store before closing the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Flush;
+
+macro_rules! flushable {
+    ($($actor:ty),*) => {$(
+        impl Message<Flush> for $actor {
+            type Reply = ();
+            async fn handle(&mut self, _: Flush, _: &mut kameo::message::Context<Self, ()>) {}
+        }
+    )*};
+}
+
+flushable!(ClientRegistry, Consents, Revocations, SigningKeys);
+
 /// Why an actor did not answer a request.
 #[derive(Debug, thiserror::Error)]
 pub enum AskError<E> {

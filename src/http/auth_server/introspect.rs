@@ -7,6 +7,7 @@ use super::AuthState;
 use super::token::authenticate_client;
 use crate::actors::ask;
 use crate::actors::revocations::IsRevoked;
+use crate::actors::signing_keys::VerifyingKey;
 use crate::http::error::{JsonError, no_store};
 use crate::oauth::ErrorCode;
 use crate::oauth::params::Params;
@@ -47,8 +48,16 @@ pub async fn handler(
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
     validation.leeway = 0;
-    if token.len() <= 8192
-        && let Ok(data) = decode::<Value>(token, &state.verifying_key, &validation)
+    // The key by the token's `kid`: any published key, current or retired.
+    let key = match jsonwebtoken::decode_header(token) {
+        Ok(header) if token.len() <= 8192 => match header.kid {
+            Some(kid) if kid.len() <= 256 => ask(&state.keys, VerifyingKey { kid }).await?,
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(key) = key
+        && let Ok(data) = decode::<Value>(token, &key, &validation)
     {
         let jti = data.claims["jti"].as_str().unwrap_or_default().to_string();
         let revoked = ask(&state.revocations, IsRevoked { jti }).await?;
