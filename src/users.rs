@@ -126,7 +126,7 @@ pub async fn load(
         tracing::info!(users = stored.len(), "users loaded from the store");
         return UserDirectory::from_records(stored).await;
     }
-    tracing::warn!("no users file: the demo users alice and bob can sign in");
+    tracing::info!("no users file: the demo users alice and bob can sign in");
     UserDirectory::demo().await
 }
 

@@ -198,6 +198,35 @@ async fn revocations_survive_a_restart() {
     app.stop().await;
 }
 
+/// A store that cannot commit: nothing is acknowledged, the client is told to retry (503), and
+/// what is already in memory keeps being served.
+#[tokio::test]
+async fn a_failing_store_is_temporarily_unavailable_never_a_lost_acknowledgement() {
+    let app = spawn_app().await;
+    let known = register(&app).await;
+    app.store.close().await;
+    let response = app
+        .http
+        .post(format!("{}/register", app.issuer))
+        .json(&json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // A known client is served from memory; the remembered consent cannot be read, so the
+    // browser gets the "busy, retry" page rather than a wrong answer.
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let start = browser.get(&authorize_url(&app, &known, &pkce, &[])).await;
+    assert_eq!(start.status(), 302, "a known client is served from memory");
+    let after_login = login(&browser, &location(&start).unwrap(), "alice", "password123").await;
+    assert_eq!(after_login.status(), 503);
+    assert!(after_login.headers().contains_key("retry-after"));
+}
+
 #[tokio::test]
 async fn in_memory_mode_forgets_everything_at_restart() {
     let app = spawn_app().await;

@@ -98,9 +98,10 @@ pub fn secret_from_file(dir: &Path) -> Result<Vec<u8>, CipherError> {
         reason,
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) => STANDARD
-            .decode(text.trim())
-            .map_err(|_| fail("not base64".into())),
+        Ok(text) => match STANDARD.decode(text.trim()) {
+            Ok(secret) if secret.len() >= 16 => Ok(secret),
+            _ => Err(fail("not a base64 secret of 16 bytes or more".into())),
+        },
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let mut secret = [0u8; 32];
             rand::fill(&mut secret[..]);
@@ -111,7 +112,17 @@ pub fn secret_from_file(dir: &Path) -> Result<Vec<u8>, CipherError> {
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            let mut file = options.open(&path).map_err(|e| fail(e.to_string()))?;
+            let mut file = match options.open(&path) {
+                Ok(file) => file,
+                // Another process made it first: use that one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+                    return STANDARD
+                        .decode(text.trim())
+                        .map_err(|_| fail("not base64".into()));
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            };
             use std::io::Write;
             file.write_all(STANDARD.encode(secret).as_bytes())
                 .and_then(|()| file.sync_all())

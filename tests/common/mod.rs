@@ -29,6 +29,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The authorization server's signing key, to mint tokens it would never issue.
     pub key: std::sync::Arc<mcp_oauth::actors::signing_keys::ActiveKey>,
+    /// The authorization server's store (to make it fail in tests).
+    pub store: mcp_oauth::store::SharedStore,
     /// Tells both servers to shut down.
     stop: tokio::sync::watch::Sender<bool>,
     /// The two servers' serve loops (each ends after its shutdown completes).
@@ -143,6 +145,7 @@ async fn start(
         .await
         .unwrap();
     let key = auth.signing_key();
+    let store = auth.store();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Servers of a dropped TestApp keep running, as before there was a stop.
     let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -155,6 +158,7 @@ async fn start(
         tokio::spawn(mcp.run_until(until(stopped))),
     ];
     TestApp {
+        store,
         stop,
         servers,
         extra: extra.iter().map(|s| s.to_string()).collect(),
