@@ -105,7 +105,7 @@ impl AuthServer {
         config: AuthServerConfig,
     ) -> Result<Self, BuildError> {
         let (store, cipher): (SharedStore, KeyCipher) = if config.in_memory {
-            tracing::warn!(
+            tracing::info!(
                 "in-memory mode: clients, consents, revocations and signing keys are lost at exit"
             );
             (Arc::new(MemoryStore::new()), KeyCipher::ephemeral()?)
