@@ -433,3 +433,91 @@ impl Store for SqliteStore {
         self.pool.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: &str) -> ClientRecord {
+        ClientRecord {
+            client: Client {
+                client_id: id.into(),
+                secret_sha256: Some([7; 32]),
+                client_name: Some("c".into()),
+                redirect_uris: vec!["http://127.0.0.1/cb".into()],
+                grant_types: vec!["authorization_code".into()],
+                response_types: vec!["code".into()],
+                token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
+                scope: None,
+                client_uri: None,
+                issued_at: 1,
+            },
+            used: false,
+        }
+    }
+
+    /// The single-use rules hold in the store itself, and what is written reads back the same
+    /// after the store is closed and opened again.
+    #[tokio::test]
+    async fn atomic_operations_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        store.insert_client(&client("a")).await.unwrap();
+        store.insert_client(&client("b")).await.unwrap();
+        assert!(
+            store.insert_client(&client("a")).await.is_err(),
+            "ids are unique"
+        );
+        store.mark_client_used("a").await.unwrap();
+        assert!(
+            !store.delete_unused_client("a").await.unwrap(),
+            "a used client stays"
+        );
+        assert!(store.delete_unused_client("b").await.unwrap());
+        assert!(
+            !store.delete_unused_client("b").await.unwrap(),
+            "deleted once"
+        );
+
+        let read = ScopeSet::parse("mcp.read").unwrap();
+        let write = ScopeSet::parse("mcp.write").unwrap();
+        store
+            .grant_consent("alice", "a", &read, "r1", 100, 200)
+            .await
+            .unwrap();
+        let merged = store
+            .grant_consent("alice", "a", &write, "r2", 150, 250)
+            .await
+            .unwrap();
+        assert_eq!(merged.scope.to_string(), "mcp.read mcp.write");
+        assert_eq!(merged.resources, vec!["r1", "r2"]);
+        let fresh = store
+            .grant_consent("alice", "a", &write, "r3", 300, 400)
+            .await
+            .unwrap();
+        assert_eq!(
+            fresh.scope.to_string(),
+            "mcp.write",
+            "an expired consent starts afresh"
+        );
+        assert_eq!(fresh.resources, vec!["r3"]);
+
+        store.revoke("j", 500).await.unwrap();
+        store.revoke("j", 400).await.unwrap();
+        assert!(
+            store.is_revoked("j", 450).await.unwrap(),
+            "the later expiry is kept"
+        );
+        assert_eq!(store.delete_expired_revocations(600).await.unwrap(), 1);
+
+        store.close().await;
+        assert!(store.clients().await.is_err(), "closed");
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let clients = store.clients().await.unwrap();
+        assert_eq!(clients.len(), 1);
+        assert_eq!(clients[0].client.secret_sha256, Some([7; 32]));
+        assert!(clients[0].used);
+        assert_eq!(store.consents(350).await.unwrap(), vec![fresh]);
+        store.close().await;
+    }
+}
