@@ -284,6 +284,10 @@ async fn signing_keys_rotate_without_a_failed_validation() {
     // validates.
     assert_eq!(rs_status(&app, &new).await, 200);
     assert_eq!(rs_status(&app, &old).await, 200);
+    // Introspection knows both keys too.
+    let who = introspector(&app).await;
+    assert!(active(&app, &who, &old).await);
+    assert!(active(&app, &who, &new).await);
     assert!(jwks_kids(&app).await.contains(&old_kid));
     // The retired key leaves the JWKS, but only once every token it signed has expired.
     let old_exp = {

@@ -9,6 +9,11 @@
 //! which the HTTP layer answers with 503 and `Retry-After`), bounds the wait for the reply, and
 //! writes the flow-trace line for the message: actor, message (secrets as fingerprints), outcome
 //! and duration.
+//!
+//! `ClientRegistry`, `Consents`, `Revocations` and `SigningKeys` write through to the store
+//! (`crate::store`): they load what they own in `on_start` (so a restart by the supervisor loses
+//! nothing) and answer a change only once the store has committed it. [`Flush`] is the barrier
+//! shutdown sends them before closing the store.
 
 pub mod clients;
 pub mod codes;

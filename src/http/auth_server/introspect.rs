@@ -49,12 +49,14 @@ pub async fn handler(
     validation.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
     validation.leeway = 0;
     // The key by the token's `kid`: any published key, current or retired.
-    let key = match jsonwebtoken::decode_header(token) {
-        Ok(header) if token.len() <= 8192 => match header.kid {
-            Some(kid) if kid.len() <= 256 => ask(&state.keys, VerifyingKey { kid }).await?,
-            _ => None,
-        },
-        _ => None,
+    let kid = (token.len() <= 8192)
+        .then(|| jsonwebtoken::decode_header(token).ok())
+        .flatten()
+        .and_then(|header| header.kid)
+        .filter(|kid| kid.len() <= 256);
+    let key = match kid {
+        Some(kid) => ask(&state.keys, VerifyingKey { kid }).await?,
+        None => None,
     };
     if let Some(key) = key
         && let Ok(data) = decode::<Value>(token, &key, &validation)
