@@ -4,6 +4,7 @@
 
 use clap::Args;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use url::Url;
 
 /// The session secret used when none is configured: fine for a laptop, refused for https issuers.
@@ -145,6 +146,43 @@ pub struct AuthServerConfig {
     /// Address the authorization server listens on (default: loopback, the issuer's port).
     #[arg(long = "auth-listen", env = "AUTH_SERVER_LISTEN")]
     pub listen: Option<SocketAddr>,
+
+    /// Directory of the durable store (clients, consents, revocations, users, signing keys).
+    #[arg(
+        long = "data-dir",
+        env = "AUTH_SERVER_DATA_DIR",
+        default_value = "./data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Keep everything in memory: nothing survives a restart, and no data directory is used.
+    #[arg(long = "in-memory", env = "AUTH_SERVER_IN_MEMORY")]
+    pub in_memory: bool,
+
+    /// Secret from which the key encrypting the stored signing keys is derived (default: a
+    /// random secret generated in the data directory's `key-encryption.secret`).
+    #[arg(
+        long = "key-encryption-secret",
+        env = "AUTH_SERVER_KEY_ENCRYPTION_SECRET",
+        hide_env_values = true
+    )]
+    pub key_encryption_secret: Option<String>,
+
+    /// A TOML file of users (username, password_hash, display_name) replacing the demo users.
+    #[arg(long = "users-file", env = "AUTH_SERVER_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+
+    /// How long a signing key signs before the next one takes over, in seconds (0: never rotate).
+    #[arg(
+        long = "key-rotation-interval",
+        env = "AUTH_SERVER_KEY_ROTATION_SECONDS",
+        default_value_t = 30 * 86_400
+    )]
+    pub key_rotation_seconds: u64,
+
+    /// How long a new signing key is published in the JWKS before it signs, in seconds.
+    #[arg(long = "key-publication-delay", env = "AUTH_SERVER_KEY_PUBLICATION_DELAY_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub key_publication_delay_seconds: u64,
 }
 
 /// Settings of the MCP resource server.
@@ -264,6 +302,24 @@ impl AuthServerConfig {
         if self.session_secret.len() < 16 {
             return Err(ConfigError {
                 setting: "AUTH_SERVER_SESSION_SECRET",
+                reason: "must be at least 16 characters".into(),
+            });
+        }
+        if self.key_rotation_seconds > 0
+            && self.key_publication_delay_seconds >= self.key_rotation_seconds
+        {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_KEY_PUBLICATION_DELAY_SECONDS",
+                reason: "must be shorter than the key rotation interval".into(),
+            });
+        }
+        if self
+            .key_encryption_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 16)
+        {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_KEY_ENCRYPTION_SECRET",
                 reason: "must be at least 16 characters".into(),
             });
         }

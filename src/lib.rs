@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod memory;
 pub mod oauth;
+pub mod store;
 pub mod trace;
 pub mod users;
 

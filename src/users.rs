@@ -1,13 +1,21 @@
 //! The user directory: who can sign in to the authorization server's pages. Immutable after
-//! start (so it is configuration, not actor state): the demo users alice/password123 and
-//! bob/hunter2, hashed with argon2id at start. Password checks run on a blocking thread and cost
-//! the same for an unknown user as for a wrong password (PG-3): an unknown name is checked
+//! start (so it is configuration, not actor state). Where the users come from ([`load`]):
+//! - `--users-file` given: the file (TOML, `[[users]]` with `username`, `password_hash` (an
+//!   argon2 PHC string, from `mcp-oauth hash-password`) and `display_name`) is the truth: it
+//!   replaces the users in the store, in one transaction, at every start.
+//! - no file: the users in the store (imported from a file at an earlier start);
+//! - no file and none stored: the demo users alice/password123 and bob/hunter2, hashed with
+//!   argon2id at start and never stored.
+//!
+//! Password checks run on a blocking thread and cost the same for an unknown user as for a wrong password (PG-3): an unknown name is checked
 //! against a dummy hash. Each check takes 19 MiB for a few tens of milliseconds, so at most one
 //! check per core runs at a time: a burst of logins queues briefly instead of multiplying memory.
 
+use crate::store::{SharedStore, StoreError, UserRecord};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 /// A user who can sign in.
@@ -39,6 +47,87 @@ pub struct Busy;
 pub enum UserError {
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("the users file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The users file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default)]
+    users: Vec<FileUser>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUser {
+    username: String,
+    password_hash: String,
+    display_name: Option<String>,
+}
+
+/// Reads and checks a users file: unique non-empty names, argon2 PHC hashes.
+pub fn read_users_file(path: &Path) -> Result<Vec<UserRecord>, UserError> {
+    let fail = |reason: String| UserError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let file: UsersFile = toml::from_str(&text).map_err(|e| fail(e.message().to_string()))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut users = Vec::with_capacity(file.users.len());
+    for user in file.users {
+        if user.username.trim().is_empty() || user.username.len() > 256 {
+            return Err(fail("a username is empty or too long".into()));
+        }
+        if !seen.insert(user.username.clone()) {
+            return Err(fail(format!("the user {} appears twice", user.username)));
+        }
+        let parsed = PasswordHash::new(&user.password_hash).map_err(|_| {
+            fail(format!(
+                "the password_hash of {} is not a PHC string",
+                user.username
+            ))
+        })?;
+        if !parsed.algorithm.as_str().starts_with("argon2") {
+            return Err(fail(format!(
+                "the password_hash of {} is not argon2",
+                user.username
+            )));
+        }
+        users.push(UserRecord {
+            display_name: user.display_name.unwrap_or_else(|| user.username.clone()),
+            username: user.username,
+            password_hash: user.password_hash,
+        });
+    }
+    if users.is_empty() {
+        return Err(fail("no users".into()));
+    }
+    Ok(users)
+}
+
+/// The users this server signs in, by the rules in this module's comment.
+pub async fn load(
+    users_file: Option<&Path>,
+    store: &SharedStore,
+) -> Result<UserDirectory, UserError> {
+    if let Some(path) = users_file {
+        let users = read_users_file(path)?;
+        store.replace_users(&users).await?;
+        tracing::info!(users = users.len(), file = %path.display(), "users loaded from the users file");
+        return UserDirectory::from_records(users).await;
+    }
+    let stored = store.users().await?;
+    if !stored.is_empty() {
+        tracing::info!(users = stored.len(), "users loaded from the store");
+        return UserDirectory::from_records(stored).await;
+    }
+    tracing::info!("no users file: the demo users alice and bob can sign in");
+    UserDirectory::demo().await
 }
 
 /// argon2id with the OWASP-recommended minimum (19 MiB, 2 passes, 1 lane).
@@ -80,19 +169,39 @@ impl UserDirectory {
             .iter()
             .map(|(u, d, p)| (u.to_string(), d.to_string(), p.to_string()))
             .collect();
-        tokio::task::spawn_blocking(move || {
-            let mut users = HashMap::new();
-            for (username, display_name, password) in owned {
-                let password_hash = hash_password(&password)?;
-                users.insert(
-                    username.clone(),
-                    User {
+        let records = tokio::task::spawn_blocking(move || {
+            owned
+                .into_iter()
+                .map(|(username, display_name, password)| {
+                    Ok(UserRecord {
                         username,
                         display_name,
-                        password_hash,
-                    },
-                );
-            }
+                        password_hash: hash_password(&password)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, UserError>>()
+        })
+        .await
+        .map_err(|e| UserError::Hash(e.to_string()))??;
+        Self::from_records(records).await
+    }
+
+    /// Users whose passwords are already hashed.
+    pub async fn from_records(records: Vec<UserRecord>) -> Result<Self, UserError> {
+        tokio::task::spawn_blocking(move || {
+            let users: HashMap<String, User> = records
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.username.clone(),
+                        User {
+                            username: r.username,
+                            display_name: r.display_name,
+                            password_hash: r.password_hash,
+                        },
+                    )
+                })
+                .collect();
             let dummy_hash = hash_password("not-a-real-password")?;
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
             Ok(UserDirectory {

@@ -77,6 +77,7 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
             "127.0.0.1:0",
             "--mcp-listen",
             "127.0.0.1:0",
+            "--in-memory",
             "--log-format",
             "json",
         ])
@@ -124,6 +125,7 @@ fn logs_to_a_pipe_are_plain_text() {
             "127.0.0.1:0",
             "--mcp-listen",
             "127.0.0.1:0",
+            "--in-memory",
         ])
         .current_dir(std::env::temp_dir())
         .env_remove("NO_COLOR")

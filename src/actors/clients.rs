@@ -6,8 +6,14 @@
 //! growing without limit. MCP clients often register on every connect, so a client that never
 //! obtains a token is reaped after a configurable time through the actor's one timer; a client
 //! that has redeemed a code ([`MarkUsed`]) stays.
+//!
+//! Durability: every client is in the store ([`crate::store::ClientStore`]). The registry loads
+//! them at start, answers a registration only after the store committed it, looks a client up in
+//! the store when its map misses (another replica may have registered it), and deletes a reaped
+//! client from the store with a conditional delete, so a client marked used meanwhile is kept.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::store::{ClientRecord, SharedStore, StoreError, instant_of};
 use crate::trace::Secret;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
@@ -101,10 +107,16 @@ pub struct NewClient {
 #[derive(Debug)]
 pub struct Register(pub NewClient);
 
-/// The registry holds its maximum number of clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the client registry is full")]
-pub struct RegistryFull;
+/// Why a registration was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegisterError {
+    /// The registry holds its maximum number of clients.
+    #[error("the client registry is full")]
+    Full,
+    /// The store did not commit the client.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Looks up a client by id.
 #[derive(Debug)]
@@ -139,12 +151,16 @@ pub struct ClientRegistry {
     args: ClientRegistryArgs,
 }
 
-/// Arguments of the registry: its bound, and how long an unused client is kept.
+/// Arguments of the registry: its bound, how long an unused client is kept, and the store.
 #[derive(Debug, Clone)]
 pub struct ClientRegistryArgs {
     pub max_clients: usize,
     pub unused_ttl: Duration,
+    pub store: SharedStore,
 }
+
+/// How long a reaping that the store could not commit waits before it is tried again.
+const REAP_RETRY: Duration = Duration::from_secs(60);
 
 impl Actor for ClientRegistry {
     type Args = ClientRegistryArgs;
@@ -154,21 +170,60 @@ impl Actor for ClientRegistry {
         "ClientRegistry"
     }
 
-    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
-        Ok(ClientRegistry {
+    async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let mut registry = ClientRegistry {
             clients: HashMap::new(),
             expiry: ExpiryQueue::default(),
             args,
-        })
+        };
+        match registry.args.store.clients().await {
+            Ok(records) => {
+                for record in records {
+                    registry.remember(record, &actor);
+                }
+                tracing::info!(
+                    actor = "ClientRegistry",
+                    loaded = registry.clients.len(),
+                    "clients loaded"
+                );
+            }
+            // Lookups still reach the store on a miss; registrations still need it to commit.
+            Err(err) => {
+                tracing::error!(actor = "ClientRegistry", error = %err, "clients not loaded")
+            }
+        }
+        Ok(registry)
+    }
+}
+
+impl ClientRegistry {
+    /// Keeps a stored client in the map, with its reaping deadline if it was never used.
+    fn remember(&mut self, record: ClientRecord, actor: &ActorRef<Self>) -> Arc<Client> {
+        let client = Arc::new(record.client);
+        if !record.used {
+            let reap_at = client
+                .issued_at
+                .saturating_add(self.args.unused_ttl.as_secs());
+            self.expiry
+                .schedule(instant_of(reap_at), client.client_id.clone(), actor);
+        }
+        self.clients.insert(
+            client.client_id.clone(),
+            Registration {
+                client: Arc::clone(&client),
+                used: record.used,
+            },
+        );
+        client
     }
 }
 
 impl Message<Register> for ClientRegistry {
-    type Reply = Result<Registered, RegistryFull>;
+    type Reply = Result<Registered, RegisterError>;
 
     async fn handle(&mut self, msg: Register, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         if self.clients.len() >= self.args.max_clients {
-            return Err(RegistryFull);
+            return Err(RegisterError::Full);
         }
         let meta = msg.0;
         let secret = (meta.token_endpoint_auth_method != TokenEndpointAuthMethod::None)
@@ -188,6 +243,12 @@ impl Message<Register> for ClientRegistry {
             client_uri: meta.client_uri,
             issued_at: unix_now(),
         });
+        // Acknowledged only once committed: a crash after this answer loses nothing.
+        let record = ClientRecord {
+            client: Client::clone(&client),
+            used: false,
+        };
+        self.args.store.insert_client(&record).await?;
         self.clients.insert(
             client.client_id.clone(),
             Registration {
@@ -212,22 +273,30 @@ impl Message<Register> for ClientRegistry {
 }
 
 impl Message<Lookup> for ClientRegistry {
-    type Reply = Option<Arc<Client>>;
+    type Reply = Result<Option<Arc<Client>>, StoreError>;
 
-    async fn handle(&mut self, msg: Lookup, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        self.clients
-            .get(&msg.client_id)
-            .map(|r| Arc::clone(&r.client))
+    async fn handle(&mut self, msg: Lookup, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if let Some(registration) = self.clients.get(&msg.client_id) {
+            return Ok(Some(Arc::clone(&registration.client)));
+        }
+        match self.args.store.client(&msg.client_id).await? {
+            Some(record) => Ok(Some(self.remember(record, ctx.actor_ref()))),
+            None => Ok(None),
+        }
     }
 }
 
 impl Message<MarkUsed> for ClientRegistry {
-    type Reply = ();
+    type Reply = Result<(), StoreError>;
 
-    async fn handle(&mut self, msg: MarkUsed, _: &mut Context<Self, ()>) {
-        if let Some(registration) = self.clients.get_mut(&msg.client_id) {
+    async fn handle(&mut self, msg: MarkUsed, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if let Some(registration) = self.clients.get_mut(&msg.client_id)
+            && !registration.used
+        {
+            self.args.store.mark_client_used(&msg.client_id).await?;
             registration.used = true;
         }
+        Ok(())
     }
 }
 
@@ -246,8 +315,33 @@ impl Message<Sweep> for ClientRegistry {
         let due = self.expiry.pop_due(Instant::now(), ctx.actor_ref());
         let before = self.clients.len();
         for client_id in due {
-            if self.clients.get(&client_id).is_some_and(|r| !r.used) {
-                self.clients.remove(&client_id);
+            if self.clients.get(&client_id).is_none_or(|r| r.used) {
+                continue;
+            }
+            match self.args.store.delete_unused_client(&client_id).await {
+                Ok(true) => {
+                    self.clients.remove(&client_id);
+                }
+                // Used meanwhile (through another replica), or already gone: keep what the
+                // store says.
+                Ok(false) => match self.args.store.client(&client_id).await {
+                    Ok(Some(record)) => {
+                        if let Some(r) = self.clients.get_mut(&client_id) {
+                            r.used = record.used;
+                        }
+                    }
+                    Ok(None) => {
+                        self.clients.remove(&client_id);
+                    }
+                    Err(err) => {
+                        tracing::warn!(actor = "ClientRegistry", error = %err, "reaping deferred")
+                    }
+                },
+                Err(err) => {
+                    tracing::warn!(actor = "ClientRegistry", error = %err, "reaping deferred");
+                    self.expiry
+                        .schedule(Instant::now() + REAP_RETRY, client_id, ctx.actor_ref());
+                }
             }
         }
         let reaped = before - self.clients.len();
@@ -288,9 +382,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bounded_and_unused_clients_are_reaped() {
+        let store: SharedStore = Arc::new(crate::store::MemoryStore::new());
         let registry = ClientRegistry::spawn(ClientRegistryArgs {
             max_clients: 3,
             unused_ttl: Duration::from_secs(3600),
+            store: Arc::clone(&store),
         });
         let used = registry.ask(Register(new_client())).await.unwrap();
         let _unused = registry.ask(Register(new_client())).await.unwrap();
@@ -305,6 +401,11 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3601)).await;
         tokio::task::yield_now().await;
         assert_eq!(registry.ask(Count).await.unwrap(), 1);
+        // Reaped clients are gone from the store too; the used one is kept there.
+        let stored = store.clients().await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].client.client_id, used.client.client_id);
+        assert!(stored[0].used);
         let kept = registry
             .ask(Lookup {
                 client_id: used.client.client_id.clone(),

@@ -1,9 +1,14 @@
 //! `Consents`: what each user has approved for each client (user x client -> scopes and
 //! resources). The consent page is skipped when a remembered consent already covers a request.
 //! Consents are remembered for a configurable time and then expire through the actor's timer.
+//!
+//! Durability: consents are in the store ([`crate::store::ConsentStore`]), loaded at start; a
+//! grant is merged in the store atomically and acknowledged only once committed; a check that
+//! misses the map asks the store (another replica may have recorded the approval).
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::scope::ScopeSet;
+use crate::store::{ConsentRecord, SharedStore, StoreError, instant_of, unix_now};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -47,12 +52,14 @@ pub struct Revoke {
 #[derive(Debug, Clone)]
 pub struct ConsentsArgs {
     pub ttl: Duration,
+    pub store: SharedStore,
 }
 
 pub struct Consents {
     consents: HashMap<ConsentKey, Consent>,
     expiry: ExpiryQueue<ConsentKey>,
     ttl: Duration,
+    store: SharedStore,
 }
 
 impl Actor for Consents {
@@ -63,58 +70,116 @@ impl Actor for Consents {
         "Consents"
     }
 
-    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
-        Ok(Consents {
+    async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let mut consents = Consents {
             consents: HashMap::new(),
             expiry: ExpiryQueue::default(),
             ttl: args.ttl,
-        })
+            store: args.store,
+        };
+        match consents.store.consents(unix_now()).await {
+            Ok(records) => {
+                for record in records {
+                    consents.remember(record, &actor);
+                }
+                tracing::info!(
+                    actor = "Consents",
+                    loaded = consents.consents.len(),
+                    "consents loaded"
+                );
+            }
+            Err(err) => tracing::error!(actor = "Consents", error = %err, "consents not loaded"),
+        }
+        Ok(consents)
+    }
+}
+
+impl Consents {
+    /// Keeps a stored consent in the map, with its expiry.
+    fn remember(&mut self, record: ConsentRecord, actor: &ActorRef<Self>) {
+        let key = (record.subject, record.client_id);
+        let expires_at = instant_of(record.expires_at);
+        self.consents.insert(
+            key.clone(),
+            Consent {
+                scope: record.scope,
+                resources: record.resources.into_iter().collect(),
+                expires_at,
+            },
+        );
+        self.expiry.schedule(expires_at, key, actor);
     }
 }
 
 impl Message<Check> for Consents {
-    type Reply = bool;
+    type Reply = Result<bool, StoreError>;
 
-    async fn handle(&mut self, msg: Check, _: &mut Context<Self, Self::Reply>) -> bool {
+    async fn handle(&mut self, msg: Check, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         let key = (msg.subject, msg.client_id);
-        match self.consents.get(&key) {
-            Some(c) if c.expires_at > Instant::now() => {
-                msg.scope.is_subset(&c.scope) && c.resources.contains(&msg.resource)
+        let covers = |c: &Consent| {
+            c.expires_at > Instant::now()
+                && msg.scope.is_subset(&c.scope)
+                && c.resources.contains(&msg.resource)
+        };
+        if let Some(c) = self.consents.get(&key)
+            && c.expires_at > Instant::now()
+        {
+            return Ok(covers(c));
+        }
+        match self.store.consent(&key.0, &key.1, unix_now()).await? {
+            Some(record) => {
+                self.remember(record, ctx.actor_ref());
+                Ok(self.consents.get(&key).is_some_and(covers))
             }
-            _ => false,
+            None => Ok(false),
         }
     }
 }
 
 impl Message<Grant> for Consents {
-    type Reply = ();
+    type Reply = Result<(), StoreError>;
 
-    async fn handle(&mut self, msg: Grant, ctx: &mut Context<Self, Self::Reply>) {
+    async fn handle(&mut self, msg: Grant, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let now = unix_now();
+        let merged = self
+            .store
+            .grant_consent(
+                &msg.subject,
+                &msg.client_id,
+                &msg.scope,
+                &msg.resource,
+                now,
+                now.saturating_add(self.ttl.as_secs()),
+            )
+            .await?;
         let key = (msg.subject, msg.client_id);
         let expires_at = Instant::now() + self.ttl;
-        let entry = self.consents.entry(key.clone()).or_insert_with(|| Consent {
-            scope: ScopeSet::default(),
-            resources: BTreeSet::new(),
-            expires_at,
-        });
-        if entry.expires_at <= Instant::now() {
-            entry.scope = ScopeSet::default();
-            entry.resources.clear();
-        }
-        entry.scope = entry.scope.union(&msg.scope);
-        entry.resources.insert(msg.resource);
-        entry.expires_at = expires_at;
+        self.consents.insert(
+            key.clone(),
+            Consent {
+                scope: merged.scope,
+                resources: merged.resources.into_iter().collect::<BTreeSet<_>>(),
+                expires_at,
+            },
+        );
         self.expiry.schedule(expires_at, key, ctx.actor_ref());
+        Ok(())
     }
 }
 
 impl Message<Revoke> for Consents {
-    type Reply = bool;
+    type Reply = Result<bool, StoreError>;
 
-    async fn handle(&mut self, msg: Revoke, _: &mut Context<Self, Self::Reply>) -> bool {
-        self.consents
+    async fn handle(&mut self, msg: Revoke, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let stored = self
+            .store
+            .delete_consent(&msg.subject, &msg.client_id)
+            .await?;
+        let cached = self
+            .consents
             .remove(&(msg.subject, msg.client_id))
-            .is_some()
+            .is_some();
+        Ok(stored || cached)
     }
 }
 
@@ -132,6 +197,9 @@ impl Message<Sweep> for Consents {
         }
         if expired > 0 {
             tracing::info!(actor = "Consents", expired, "timer");
+            if let Err(err) = self.store.delete_expired_consents(unix_now()).await {
+                tracing::warn!(actor = "Consents", error = %err, "expired consents stay stored until the next sweep");
+            }
         }
     }
 }
@@ -150,10 +218,12 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    /// Real time: expiry is decided by the store's Unix clock as well as the actor's timer.
+    #[tokio::test]
     async fn remembered_until_expiry() {
         let consents = Consents::spawn(ConsentsArgs {
-            ttl: Duration::from_secs(100),
+            ttl: Duration::from_secs(1),
+            store: std::sync::Arc::new(crate::store::MemoryStore::new()),
         });
         assert!(!consents.ask(check("mcp.read", "r")).await.unwrap());
         consents
@@ -173,7 +243,7 @@ mod tests {
                 .unwrap()
         );
         assert!(!consents.ask(check("mcp.read", "other")).await.unwrap());
-        tokio::time::sleep(Duration::from_secs(101)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         assert!(!consents.ask(check("mcp.read", "r")).await.unwrap());
     }
 }

@@ -9,6 +9,11 @@
 //! which the HTTP layer answers with 503 and `Retry-After`), bounds the wait for the reply, and
 //! writes the flow-trace line for the message: actor, message (secrets as fingerprints), outcome
 //! and duration.
+//!
+//! `ClientRegistry`, `Consents`, `Revocations` and `SigningKeys` write through to the store
+//! (`crate::store`): they load what they own in `on_start` (so a restart by the supervisor loses
+//! nothing) and answer a change only once the store has committed it. [`Flush`] is the barrier
+//! shutdown sends them before closing the store.
 
 pub mod clients;
 pub mod codes;
@@ -46,6 +51,22 @@ pub const MAILBOX_CAPACITY: usize = 1024;
 
 /// How long a handler waits for an actor's reply before answering 503.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A barrier: answered once the actor has handled every message sent before it. Shutdown sends
+/// it to the actors that write to the store before closing the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Flush;
+
+macro_rules! flushable {
+    ($($actor:ty),*) => {$(
+        impl Message<Flush> for $actor {
+            type Reply = ();
+            async fn handle(&mut self, _: Flush, _: &mut kameo::message::Context<Self, ()>) {}
+        }
+    )*};
+}
+
+flushable!(ClientRegistry, Consents, Revocations, SigningKeys);
 
 /// Why an actor did not answer a request.
 #[derive(Debug, thiserror::Error)]

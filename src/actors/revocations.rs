@@ -2,8 +2,13 @@
 //! code revokes the token its first redemption produced (AZ-6, RFC 9700 section 4.5). Entries are
 //! kept until the token would have expired anyway, then dropped by the actor's one timer; the set
 //! is bounded (a full set keeps refusing nothing new, and says so in the log).
+//!
+//! Durability: revocations are in the store ([`crate::store::RevocationStore`]), loaded at start
+//! and acknowledged only once committed. A `jti` missing from the map is not revoked, unless the
+//! store is shared by replicas, in which case the store is asked.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::store::{SharedStore, StoreError, instant_of, unix_now};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -27,6 +32,7 @@ pub struct IsRevoked {
 #[derive(Debug, Clone)]
 pub struct RevocationsArgs {
     pub max_entries: usize,
+    pub store: SharedStore,
 }
 
 pub struct Revocations {
@@ -43,36 +49,63 @@ impl Actor for Revocations {
         "Revocations"
     }
 
-    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
-        Ok(Revocations {
+    async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let mut revocations = Revocations {
             revoked: HashMap::new(),
             expiry: ExpiryQueue::default(),
             args,
-        })
+        };
+        match revocations.args.store.revocations(unix_now()).await {
+            Ok(stored) => {
+                for (jti, until) in stored {
+                    let until = instant_of(until);
+                    revocations.revoked.insert(jti.clone(), until);
+                    revocations.expiry.schedule(until, jti, &actor);
+                }
+                tracing::info!(
+                    actor = "Revocations",
+                    loaded = revocations.revoked.len(),
+                    "revocations loaded"
+                );
+            }
+            Err(err) => {
+                tracing::error!(actor = "Revocations", error = %err, "revocations not loaded")
+            }
+        }
+        Ok(revocations)
     }
 }
 
 impl Message<Revoke> for Revocations {
-    type Reply = ();
+    type Reply = Result<(), StoreError>;
 
-    async fn handle(&mut self, msg: Revoke, ctx: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: Revoke, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         if self.revoked.len() >= self.args.max_entries {
             tracing::warn!(actor = "Revocations", jti = %msg.jti, "revocation list full; not recorded");
-            return;
+            return Ok(());
         }
+        self.args
+            .store
+            .revoke(&msg.jti, unix_now().saturating_add(msg.ttl.as_secs()))
+            .await?;
         let until = Instant::now() + msg.ttl;
         self.revoked.insert(msg.jti.clone(), until);
         self.expiry.schedule(until, msg.jti, ctx.actor_ref());
+        Ok(())
     }
 }
 
 impl Message<IsRevoked> for Revocations {
-    type Reply = bool;
+    type Reply = Result<bool, StoreError>;
 
-    async fn handle(&mut self, msg: IsRevoked, _: &mut Context<Self, bool>) -> bool {
-        self.revoked
-            .get(&msg.jti)
-            .is_some_and(|until| *until > Instant::now())
+    async fn handle(&mut self, msg: IsRevoked, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if let Some(until) = self.revoked.get(&msg.jti) {
+            return Ok(*until > Instant::now());
+        }
+        if self.args.store.is_shared() {
+            return self.args.store.is_revoked(&msg.jti, unix_now()).await;
+        }
+        Ok(false)
     }
 }
 
@@ -81,10 +114,17 @@ impl Message<Sweep> for Revocations {
 
     async fn handle(&mut self, _: Sweep, ctx: &mut Context<Self, ()>) {
         let now = Instant::now();
+        let mut expired = 0usize;
         for jti in self.expiry.pop_due(now, ctx.actor_ref()) {
             if self.revoked.get(&jti).is_some_and(|until| *until <= now) {
                 self.revoked.remove(&jti);
+                expired += 1;
             }
+        }
+        if expired > 0
+            && let Err(err) = self.args.store.delete_expired_revocations(unix_now()).await
+        {
+            tracing::warn!(actor = "Revocations", error = %err, "expired revocations stay stored until the next sweep");
         }
     }
 }

@@ -1,16 +1,21 @@
 //! Starts both servers in one process: the authorization server and the MCP resource server.
+//! `mcp-oauth hash-password` reads a password from standard input and prints its argon2id PHC
+//! string, for the users file.
 
 mcp_oauth::use_mimalloc!();
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use mcp_oauth::config::{AuthServerConfig, McpServerConfig};
 use mcp_oauth::trace::LogFormat;
 use mcp_oauth::{AuthServer, McpServer};
+use std::io::Read;
 
 /// mcp-oauth: an OAuth 2.1 authorization server and an MCP resource server, with a flow trace.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     auth: AuthServerConfig,
     #[command(flatten)]
@@ -20,11 +25,34 @@ struct Cli {
     log_format: LogFormat,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// Read a password from standard input (one line) and print its argon2id hash (a PHC string)
+    /// for the `password_hash` of a users file.
+    HashPassword,
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let mut input = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut input)?;
+    let password = input.strip_suffix('\n').unwrap_or(&input);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("error: no password on standard input");
+        std::process::exit(2);
+    }
+    println!("{}", mcp_oauth::users::hash_password(password)?);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     mcp_oauth::memory::configure_allocator();
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
     let (auth, mcp) = match (cli.auth.validate(), cli.mcp.validate()) {
         (Ok(auth), Ok(mcp)) => (auth, mcp),
         (Err(e), _) | (_, Err(e)) => {

@@ -21,8 +21,9 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long in-flight requests may finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// (at most [`DRAIN_TIMEOUT`]). Every accepted socket gets `TCP_NODELAY` (without it, small
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish (at most [`DRAIN_TIMEOUT`]); the servers' `run_until` then flush
+/// their actors and close the store. Every accepted socket gets `TCP_NODELAY` (without it, small
 /// responses wait for the peer's delayed ACK, ~40 ms each), a header read timeout and a header
 /// size limit (slow or bloated clients are cut off), and the peer address as `ConnectInfo`. The
 /// routers add the same timeout on reading request bodies.
@@ -166,4 +167,5 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
+    tracing::info!("stop signal received: draining in-flight requests");
 }

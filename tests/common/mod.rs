@@ -29,21 +29,64 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The authorization server's signing key, to mint tokens it would never issue.
     pub key: std::sync::Arc<mcp_oauth::actors::signing_keys::ActiveKey>,
+    /// The authorization server's store (to make it fail in tests).
+    pub store: mcp_oauth::store::SharedStore,
+    /// Tells both servers to shut down.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The two servers' serve loops (each ends after its shutdown completes).
+    servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The settings both servers were started with, for a restart.
+    extra: Vec<String>,
 }
 
 impl TestApp {
     pub fn mcp_url(&self) -> String {
         format!("{}/mcp", self.rs)
     }
+
+    /// Shuts both servers down gracefully (drain, flush, store closed) and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// Shuts both servers down and starts them again on the same ports with the same settings
+    /// (so the same issuer and data directory).
+    pub async fn restart(self) -> TestApp {
+        let as_port = port_of(&self.issuer);
+        let rs_port = port_of(&self.rs);
+        let extra = self.extra.clone();
+        self.stop().await;
+        let as_listener = TcpListener::bind(("127.0.0.1", as_port)).await.unwrap();
+        let rs_listener = TcpListener::bind(("127.0.0.1", rs_port)).await.unwrap();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        start("http", "", as_listener, rs_listener, &extra).await
+    }
 }
 
+fn port_of(url: &str) -> u16 {
+    url::Url::parse(url).unwrap().port().unwrap()
+}
+
+/// Starts both servers, in memory (nothing shared between tests).
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
-/// Starts both servers; `extra` are command-line settings added to the defaults.
+/// Starts both servers; `extra` are command-line settings added to the defaults. Unless `extra`
+/// names a `--data-dir`, the store is in memory.
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     spawn_app_at("", extra).await
+}
+
+/// Starts both servers with their store in `data_dir` (restart tests).
+pub async fn spawn_app_in(data_dir: &std::path::Path, extra: &[&str]) -> TestApp {
+    let dir = data_dir.to_str().unwrap().to_string();
+    let mut args: Vec<&str> = vec!["--data-dir", &dir];
+    args.extend_from_slice(extra);
+    spawn_app_with(&args).await
 }
 
 /// Starts both servers with an issuer that has a path (`/auth`, say).
@@ -61,6 +104,16 @@ pub async fn spawn_app_full(scheme: &str, issuer_path: &str, extra: &[&str]) -> 
     }
     let as_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rs_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start(scheme, issuer_path, as_listener, rs_listener, extra).await
+}
+
+async fn start(
+    scheme: &str,
+    issuer_path: &str,
+    as_listener: TcpListener,
+    rs_listener: TcpListener,
+    extra: &[&str],
+) -> TestApp {
     let issuer = format!(
         "{scheme}://127.0.0.1:{}{issuer_path}",
         as_listener.local_addr().unwrap().port()
@@ -80,6 +133,9 @@ pub async fn spawn_app_full(scheme: &str, issuer_path: &str, extra: &[&str]) -> 
         "--resource-server".into(),
         rs.clone(),
     ];
+    if !extra.contains(&"--data-dir") {
+        args.push("--in-memory".into());
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let cli = TestCli::try_parse_from(args).expect("test settings parse");
     let auth = AuthServer::build_on(as_listener, cli.auth.validate().unwrap())
@@ -89,9 +145,23 @@ pub async fn spawn_app_full(scheme: &str, issuer_path: &str, extra: &[&str]) -> 
         .await
         .unwrap();
     let key = auth.signing_key();
-    tokio::spawn(auth.run_until(std::future::pending()));
-    tokio::spawn(mcp.run_until(std::future::pending()));
+    let store = auth.store();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Servers of a dropped TestApp keep running, as before there was a stop.
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let servers = vec![
+        tokio::spawn(auth.run_until(until(stopped.clone()))),
+        tokio::spawn(mcp.run_until(until(stopped))),
+    ];
     TestApp {
+        store,
+        stop,
+        servers,
+        extra: extra.iter().map(|s| s.to_string()).collect(),
         issuer: issuer.replacen("https://", "http://", 1),
         rs,
         http: reqwest::Client::builder()

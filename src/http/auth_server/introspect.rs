@@ -7,6 +7,7 @@ use super::AuthState;
 use super::token::authenticate_client;
 use crate::actors::ask;
 use crate::actors::revocations::IsRevoked;
+use crate::actors::signing_keys::VerifyingKey;
 use crate::http::error::{JsonError, no_store};
 use crate::oauth::ErrorCode;
 use crate::oauth::params::Params;
@@ -47,8 +48,18 @@ pub async fn handler(
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
     validation.leeway = 0;
-    if token.len() <= 8192
-        && let Ok(data) = decode::<Value>(token, &state.verifying_key, &validation)
+    // The key by the token's `kid`: any published key, current or retired.
+    let kid = (token.len() <= 8192)
+        .then(|| jsonwebtoken::decode_header(token).ok())
+        .flatten()
+        .and_then(|header| header.kid)
+        .filter(|kid| kid.len() <= 256);
+    let key = match kid {
+        Some(kid) => ask(&state.keys, VerifyingKey { kid }).await?,
+        None => None,
+    };
+    if let Some(key) = key
+        && let Ok(data) = decode::<Value>(token, &key, &validation)
     {
         let jti = data.claims["jti"].as_str().unwrap_or_default().to_string();
         let revoked = ask(&state.revocations, IsRevoked { jti }).await?;

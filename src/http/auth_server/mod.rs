@@ -18,13 +18,15 @@ use crate::actors::codes::AuthorizationCodesArgs;
 use crate::actors::consents::ConsentsArgs;
 use crate::actors::revocations::RevocationsArgs;
 use crate::actors::sessions::SessionsArgs;
-use crate::actors::signing_keys::{ActiveKey, KeyError};
+use crate::actors::signing_keys::{ActiveKey, KeyError, SigningKeysArgs};
 use crate::actors::throttle::{Endpoint, Limited, ThrottleArgs};
 use crate::actors::{
     AuthorizationCodes, ClientRegistry, Consents, Revocations, Sessions, SignerPool, SigningKeys,
     Supervisor, Throttle, TokenSigner, spawn_supervised,
 };
 use crate::config::AuthServerConfig;
+use crate::store::cipher::{CipherError, KeyCipher};
+use crate::store::{MemoryStore, SharedStore, SqliteStore, Store, StoreError};
 use crate::users::{UserDirectory, UserError};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -55,8 +57,6 @@ pub struct AuthState {
     pub signers: SignerPool,
     pub throttle: ActorRef<Throttle>,
     pub revocations: ActorRef<Revocations>,
-    /// The public half of the signing key, for introspection.
-    pub verifying_key: Arc<jsonwebtoken::DecodingKey>,
     pub metadata: Arc<serde_json::Value>,
 }
 
@@ -73,6 +73,10 @@ pub enum BuildError {
     Users(#[from] UserError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
 }
 
 /// The authorization server, bound to its port and ready to run.
@@ -81,6 +85,7 @@ pub struct AuthServer {
     router: Router,
     state: AuthState,
     key: Arc<ActiveKey>,
+    store: SharedStore,
 }
 
 impl AuthServer {
@@ -98,14 +103,31 @@ impl AuthServer {
         listener: TcpListener,
         config: AuthServerConfig,
     ) -> Result<Self, BuildError> {
-        let users = UserDirectory::demo().await?;
-        let key = ActiveKey::generate().await?;
+        let (store, cipher): (SharedStore, KeyCipher) = if config.in_memory {
+            tracing::info!(
+                "in-memory mode: clients, consents, revocations and signing keys are lost at exit"
+            );
+            (Arc::new(MemoryStore::new()), KeyCipher::ephemeral()?)
+        } else {
+            let store = SqliteStore::open(&config.data_dir).await?;
+            let secret = match &config.key_encryption_secret {
+                Some(secret) => secret.as_bytes().to_vec(),
+                None => crate::store::cipher::secret_from_file(&config.data_dir)?,
+            };
+            tracing::info!(store = %store.describe(), "store opened");
+            (Arc::new(store), KeyCipher::from_secret(&secret)?)
+        };
+        let cipher = Arc::new(cipher);
+        let users = crate::users::load(config.users_file.as_deref(), &store).await?;
+        let key = crate::actors::signing_keys::load_or_create(&store, &cipher).await?;
+        let (current_key, signer_key) = tokio::sync::watch::channel(Arc::clone(&key));
         let supervisor = Supervisor::start();
         let clients = spawn_supervised::<ClientRegistry>(
             &supervisor,
             ClientRegistryArgs {
                 max_clients: config.max_clients,
                 unused_ttl: Duration::from_secs(config.unused_client_ttl_seconds),
+                store: Arc::clone(&store),
             },
         )
         .await;
@@ -121,6 +143,7 @@ impl AuthServer {
             &supervisor,
             ConsentsArgs {
                 ttl: Duration::from_secs(config.consent_ttl_seconds),
+                store: Arc::clone(&store),
             },
         )
         .await;
@@ -135,11 +158,23 @@ impl AuthServer {
             },
         )
         .await;
-        let keys = spawn_supervised::<SigningKeys>(&supervisor, Arc::clone(&key)).await;
+        let keys = spawn_supervised::<SigningKeys>(
+            &supervisor,
+            SigningKeysArgs {
+                store: Arc::clone(&store),
+                cipher,
+                current: Arc::new(current_key),
+                rotation: (config.key_rotation_seconds > 0)
+                    .then(|| Duration::from_secs(config.key_rotation_seconds)),
+                publication_delay: Duration::from_secs(config.key_publication_delay_seconds),
+                retention: Duration::from_secs(config.access_token_ttl_seconds),
+            },
+        )
+        .await;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut signers = Vec::with_capacity(cores);
         for _ in 0..cores {
-            signers.push(spawn_supervised::<TokenSigner>(&supervisor, Arc::clone(&key)).await);
+            signers.push(spawn_supervised::<TokenSigner>(&supervisor, signer_key.clone()).await);
         }
         let throttle = spawn_supervised::<Throttle>(
             &supervisor,
@@ -158,15 +193,10 @@ impl AuthServer {
             &supervisor,
             RevocationsArgs {
                 max_entries: 1_000_000,
+                store: Arc::clone(&store),
             },
         )
         .await;
-        let jwk: jsonwebtoken::jwk::Jwk =
-            serde_json::from_value(key.jwk.clone()).map_err(|e| KeyError::Encode(e.to_string()))?;
-        let verifying_key = Arc::new(
-            jsonwebtoken::DecodingKey::from_jwk(&jwk)
-                .map_err(|e| KeyError::Encode(e.to_string()))?,
-        );
         let cookie = SessionCookie::new(config.is_https(), &config.session_secret);
         let metadata = Arc::new(metadata::document(&config));
         let state = AuthState {
@@ -182,7 +212,6 @@ impl AuthServer {
             signers: SignerPool::new(signers),
             throttle,
             revocations,
-            verifying_key,
             metadata,
         };
         let router = router(state.clone());
@@ -191,6 +220,7 @@ impl AuthServer {
             router,
             state,
             key,
+            store,
         })
     }
 
@@ -207,7 +237,14 @@ impl AuthServer {
         Arc::clone(&self.key)
     }
 
-    /// Serves until `shutdown` resolves.
+    /// The store behind the actors.
+    pub fn store(&self) -> SharedStore {
+        Arc::clone(&self.store)
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish
+    /// (bounded by [`crate::http::DRAIN_TIMEOUT`]), waits for the actors that write to the store
+    /// to finish what they were doing, and closes the store.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -219,8 +256,27 @@ impl AuthServer {
             "authorization server listening"
         );
         let read_timeout = Duration::from_secs(self.state.config.read_timeout_seconds);
-        crate::http::serve(self.listener, self.router, read_timeout, shutdown).await
+        let served = crate::http::serve(self.listener, self.router, read_timeout, shutdown).await;
+        flush(&self.state).await;
+        self.store.close().await;
+        tracing::info!(
+            server = "auth",
+            "authorization server stopped; store closed"
+        );
+        served
     }
+}
+
+/// Waits until every actor that writes to the store has handled what is in its mailbox: a
+/// message sent now is handled after them. Bounded by the actors' reply timeout.
+async fn flush(state: &AuthState) {
+    use crate::actors::Flush;
+    let _ = tokio::join!(
+        crate::actors::ask(&state.clients, Flush),
+        crate::actors::ask(&state.consents, Flush),
+        crate::actors::ask(&state.revocations, Flush),
+        crate::actors::ask(&state.keys, Flush),
+    );
 }
 
 /// Takes a token from the source's bucket for `endpoint`. A throttle that cannot answer admits

@@ -5,7 +5,7 @@
 //! is only asked once the whole request is valid.
 
 use super::AuthState;
-use crate::actors::clients::{NewClient, Register, RegistryFull, TokenEndpointAuthMethod};
+use crate::actors::clients::{NewClient, Register, RegisterError, TokenEndpointAuthMethod};
 use crate::actors::throttle::Endpoint;
 use crate::actors::{AskError, ask};
 use crate::http::error::{JsonError, no_store, too_many_requests};
@@ -162,7 +162,7 @@ pub async fn handler(
     let new_client = validate(&body, &state.config.extra_redirect_schemes)?;
     let registered = match ask(&state.clients, Register(new_client)).await {
         Ok(r) => r,
-        Err(AskError::Rejected(RegistryFull)) => {
+        Err(AskError::Rejected(RegisterError::Full)) => {
             return Err(JsonError::new(
                 ErrorCode::TemporarilyUnavailable,
                 "the client registry is full; try again later",

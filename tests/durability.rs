@@ -1,0 +1,588 @@
+//! Durability: what the authorization server acknowledged survives a restart (graceful, or a
+//! crash of the process), signing keys rotate without a failed validation, users come from a
+//! users file, and a stop signal drains in-flight requests before the process exits 0.
+//! Real servers over HTTP; restarts reuse the data directory and the ports (so the issuer).
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Runs the authorization flow for an existing client; returns the access token.
+async fn token_with(app: &TestApp, client_id: &str, user: &str, password: &str) -> String {
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let callback = authorize_as(app, &browser, client_id, &pkce, user, password).await;
+    let code = query_param(&callback, "code").unwrap();
+    let response = redeem(app, client_id, &code, &pkce.verifier).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// The `kid` of a token's header.
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+async fn jwks_kids(app: &TestApp) -> Vec<String> {
+    let jwks: Value = app
+        .http
+        .get(format!("{}/oauth/jwks", app.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The status of an MCP `initialize` with this token at the resource server.
+async fn rs_status(app: &TestApp, token: &str) -> u16 {
+    mcp_post(app, Some(token), None, initialize_body())
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_restart_keeps_clients_consents_and_access_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), &[]).await;
+    let client_id = register(&app).await;
+    let before = token_with(&app, &client_id, "alice", "password123").await;
+    assert_eq!(rs_status(&app, &before).await, 200);
+
+    let app = app.restart().await;
+
+    // The access token issued before the restart still validates at the (restarted) RS.
+    assert_eq!(rs_status(&app, &before).await, 200);
+    // The client is still registered, and alice's consent is remembered: after login the
+    // browser goes straight back to the client.
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let start = browser
+        .get(&authorize_url(&app, &client_id, &pkce, &[]))
+        .await;
+    assert_eq!(start.status(), 302, "the client is known after the restart");
+    let after_login = login(&browser, &location(&start).unwrap(), "alice", "password123").await;
+    let callback = location(&after_login).unwrap();
+    assert!(
+        callback.starts_with(REDIRECT),
+        "no consent page the second time: {callback}"
+    );
+    let code = query_param(&callback, "code").unwrap();
+    let response = redeem(&app, &client_id, &code, &pkce.verifier).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let after = body["access_token"].as_str().unwrap();
+    assert_eq!(rs_status(&app, after).await, 200);
+    // The same signing key: it was stored, not made anew.
+    assert_eq!(kid_of(after), kid_of(&before));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let app = spawn_app_in(&data, &[]).await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("mcp-oauth.db")), 0o600);
+        assert_eq!(mode(&data.join("key-encryption.secret")), 0o600);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_key_encryption_secret_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(
+        dir.path(),
+        &["--key-encryption-secret", "the first secret, long enough"],
+    )
+    .await;
+    app.stop().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        auth: mcp_oauth::config::AuthServerConfig,
+    }
+    let cli = <Cli as clap::Parser>::try_parse_from([
+        "test",
+        "--issuer",
+        &format!("http://127.0.0.1:{port}"),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--key-encryption-secret",
+        "another secret, also long enough",
+    ])
+    .unwrap();
+    let built = mcp_oauth::AuthServer::build_on(listener, cli.auth.validate().unwrap()).await;
+    let err = built
+        .err()
+        .expect("a key sealed with another secret is refused");
+    assert!(err.to_string().contains("decrypted"), "{err}");
+}
+
+/// A confidential client that may introspect.
+async fn introspector(app: &TestApp) -> (String, String) {
+    let body = register_with(
+        app,
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}),
+    )
+    .await;
+    (
+        body["client_id"].as_str().unwrap().to_string(),
+        body["client_secret"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn active(app: &TestApp, who: &(String, String), token: &str) -> bool {
+    let response = app
+        .http
+        .post(format!("{}/introspect", app.issuer))
+        .basic_auth(&who.0, Some(&who.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["active"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn revocations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), &[]).await;
+    let who = introspector(&app).await;
+    let client_id = register(&app).await;
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let callback = authorize_as(&app, &browser, &client_id, &pkce, "alice", "password123").await;
+    let code = query_param(&callback, "code").unwrap();
+    let first = redeem(&app, &client_id, &code, &pkce.verifier).await;
+    let token: Value = first.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let kept = token_with(&app, &client_id, "alice", "password123").await;
+    assert!(active(&app, &who, &token).await);
+    // A replayed code revokes the token its first redemption produced (AZ-6).
+    let replay = redeem(&app, &client_id, &code, &pkce.verifier).await;
+    assert_eq!(replay.status(), 400);
+    assert!(!active(&app, &who, &token).await);
+
+    let app = app.restart().await;
+    assert!(
+        !active(&app, &who, &token).await,
+        "still revoked after restart"
+    );
+    assert!(active(&app, &who, &kept).await, "others stay active");
+    app.stop().await;
+}
+
+/// A store that cannot commit: nothing is acknowledged, the client is told to retry (503), and
+/// what is already in memory keeps being served.
+#[tokio::test]
+async fn a_failing_store_is_temporarily_unavailable_never_a_lost_acknowledgement() {
+    let app = spawn_app().await;
+    let known = register(&app).await;
+    app.store.close().await;
+    let response = app
+        .http
+        .post(format!("{}/register", app.issuer))
+        .json(&json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // A known client is served from memory; the remembered consent cannot be read, so the
+    // browser gets the "busy, retry" page rather than a wrong answer.
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let start = browser.get(&authorize_url(&app, &known, &pkce, &[])).await;
+    assert_eq!(start.status(), 302, "a known client is served from memory");
+    let after_login = login(&browser, &location(&start).unwrap(), "alice", "password123").await;
+    assert_eq!(after_login.status(), 503);
+    assert!(after_login.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn in_memory_mode_forgets_everything_at_restart() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let app = app.restart().await;
+    let pkce = Pkce::new();
+    let start = app
+        .http
+        .get(authorize_url(&app, &client_id, &pkce, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 400, "an in-memory registration is gone");
+    app.stop().await;
+}
+
+/// Key rotation in real time with short intervals: a key signs for 4 s, is published 2 s
+/// before, and a retired key stays published for the token lifetime (10 s) plus a margin.
+#[tokio::test]
+async fn signing_keys_rotate_without_a_failed_validation() {
+    let app = spawn_app_with(&[
+        "--key-rotation-interval",
+        "4",
+        "--key-publication-delay",
+        "2",
+        "--access-token-ttl",
+        "10",
+        "--jwks-cooldown",
+        "0",
+    ])
+    .await;
+    let client_id = register(&app).await;
+    let old = token_with(&app, &client_id, "alice", "password123").await;
+    let old_kid = kid_of(&old);
+    assert_eq!(rs_status(&app, &old).await, 200);
+    // A new key is published before it signs: the JWKS holds two keys while the old one signs.
+    let mut published_early = false;
+    let new = loop {
+        let kids = jwks_kids(&app).await;
+        let token = token_with(&app, &client_id, "alice", "password123").await;
+        if kid_of(&token) != old_kid {
+            assert!(kids.contains(&kid_of(&token)) || published_early);
+            break token;
+        }
+        if kids.len() > 1 {
+            published_early = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        published_early,
+        "the next key was in the JWKS before it signed"
+    );
+    // New tokens use the new key; the RS fetches it on the unknown kid. The old token still
+    // validates.
+    assert_eq!(rs_status(&app, &new).await, 200);
+    assert_eq!(rs_status(&app, &old).await, 200);
+    // Introspection knows both keys too.
+    let who = introspector(&app).await;
+    assert!(active(&app, &who, &old).await);
+    assert!(active(&app, &who, &new).await);
+    assert!(jwks_kids(&app).await.contains(&old_kid));
+    // The retired key leaves the JWKS, but only once every token it signed has expired.
+    let old_exp = {
+        let payload = old.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["exp"].as_u64().unwrap()
+    };
+    while jwks_kids(&app).await.contains(&old_kid) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(jsonwebtoken::get_current_timestamp() > old_exp);
+    // Keys retired later are still there while their tokens live.
+    assert!(jwks_kids(&app).await.contains(&kid_of(&new)));
+}
+
+/// An authorization request for a client: a known client is sent to the login page (302), an
+/// unknown one gets an error page.
+fn authorize_probe(base: &str, client_id: &str, pkce: &Pkce) -> String {
+    url::Url::parse_with_params(
+        &format!("{base}/authorize"),
+        &[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", &pkce.challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap()
+    .to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the real `auth-server` binary on `port` with its store in `dir`.
+fn start_auth_server(port: u16, dir: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_auth-server"))
+        .args([
+            "--issuer",
+            &format!("http://127.0.0.1:{port}"),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--rate-register",
+            "0",
+            "--log-format",
+            "json",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the server answers its metadata.
+async fn wait_ready(http: &reqwest::Client, base: &str, child: &mut Child) {
+    loop {
+        if let Ok(r) = http
+            .get(format!("{base}/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_acknowledged_registration_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut server = start_auth_server(port, dir.path(), &[]);
+    wait_ready(&http, &base, &mut server).await;
+
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut burst = Vec::new();
+    for _ in 0..16 {
+        let http = http.clone();
+        let base = base.clone();
+        let acked = acked_tx.clone();
+        burst.push(tokio::spawn(async move {
+            loop {
+                let response = http
+                    .post(format!("{base}/register"))
+                    .json(
+                        &json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}),
+                    )
+                    .send()
+                    .await;
+                let Ok(response) = response else { return };
+                if response.status() != 201 {
+                    continue;
+                }
+                let Ok(body) = response.json::<Value>().await else {
+                    return;
+                };
+                let _ = acked.send(body["client_id"].as_str().unwrap().to_string());
+            }
+        }));
+    }
+    drop(acked_tx);
+    // Crash in the middle of the burst, after a good number of acknowledgements.
+    let mut acked = HashSet::new();
+    while acked.len() < 40 {
+        acked.insert(acked_rx.recv().await.unwrap());
+    }
+    server.kill().unwrap(); // SIGKILL: no shutdown, no flush.
+    server.wait().unwrap();
+    for task in burst {
+        task.await.unwrap();
+    }
+    while let Ok(id) = acked_rx.try_recv() {
+        acked.insert(id);
+    }
+
+    let mut server = start_auth_server(port, dir.path(), &[]);
+    wait_ready(&http, &base, &mut server).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let pkce = Pkce::new();
+    for client_id in &acked {
+        let response = no_redirects
+            .get(authorize_probe(&base, client_id, &pkce))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(
+            status == 302 && !body.contains("unknown client"),
+            "client {client_id} acknowledged before the crash is unknown after it: {status} {body}"
+        );
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_stop_signal_finishes_in_flight_requests_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut server = start_auth_server(port, dir.path(), &[]);
+    wait_ready(&http, &base, &mut server).await;
+
+    // A registration whose body arrives in two parts, the second after the signal.
+    let body =
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}).to_string();
+    let (first, second) = body.split_at(10);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /register HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    // Let the server read the head, so the request is in flight.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(second.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let status = server.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    // The registration it acknowledged while stopping was committed.
+    let client_id = answer
+        .split("\"client_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let mut server = start_auth_server(port, dir.path(), &[]);
+    wait_ready(&http, &base, &mut server).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let pkce = Pkce::new();
+    let response = no_redirects
+        .get(authorize_probe(&base, &client_id, &pkce))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// `mcp-oauth hash-password` reads stdin and prints an argon2id PHC string.
+fn hash_password(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let hash = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    hash
+}
+
+#[tokio::test]
+async fn a_users_file_replaces_the_demo_users_and_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = hash_password("correct horse battery");
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "[[users]]\nusername = \"carol\"\npassword_hash = \"{hash}\"\ndisplay_name = \"Carol\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let app = spawn_app_in(&data, &["--users-file", users.to_str().unwrap()]).await;
+    let token = token_for(&app, "carol", "correct horse battery").await;
+    assert_eq!(rs_status(&app, &token).await, 200);
+    // alice (a demo user) cannot sign in.
+    let client_id = register(&app).await;
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let start = browser
+        .get(&authorize_url(&app, &client_id, &pkce, &[]))
+        .await;
+    let refused = login(&browser, &location(&start).unwrap(), "alice", "password123").await;
+    assert_eq!(
+        refused.status(),
+        401,
+        "the login page again, not a redirect"
+    );
+    app.stop().await;
+    // Without the file, the users stored from it are used.
+    let app = spawn_app_in(&data, &[]).await;
+    let token = token_for(&app, "carol", "correct horse battery").await;
+    assert_eq!(rs_status(&app, &token).await, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_users_file_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        "[[users]]\nusername = \"dave\"\npassword_hash = \"plain-text\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_auth-server"))
+        .args([
+            "--issuer",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "--in-memory",
+            "--users-file",
+            users.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a PHC string"), "{stderr}");
+}
