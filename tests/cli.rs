@@ -41,6 +41,13 @@ fn help_lists_every_setting() {
         "REQUIRED_SCOPES",
         "AUTH_SERVER_LISTEN",
         "MCP_SERVER_LISTEN",
+        "AUTH_SERVER_REFRESH_GRACE_SECONDS",
+        "AUTH_SERVER_REFRESH_IDLE_TTL_SECONDS",
+        "AUTH_SERVER_REFRESH_ABSOLUTE_TTL_SECONDS",
+        "AUTH_SERVER_INTROSPECTION_SECRET",
+        "MCP_INTROSPECT",
+        "MCP_INTROSPECTION_SECRET",
+        "MCP_INTROSPECTION_CACHE_SECONDS",
     ] {
         assert!(help.contains(var), "--help names {var}");
     }
@@ -67,6 +74,27 @@ fn bad_settings_exit_2_with_one_clear_line() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("AUTH_SERVER_SESSION_SECRET"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = run(
+        &[
+            "--refresh-idle-ttl-seconds",
+            "100",
+            "--refresh-absolute-ttl-seconds",
+            "10",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("AUTH_SERVER_REFRESH_IDLE_TTL_SECONDS"),
+        "{err}"
+    );
+
+    let out = run(&["--introspection-secret", "short"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("AUTH_SERVER_INTROSPECTION_SECRET"), "{err}");
 }
 
 #[test]
