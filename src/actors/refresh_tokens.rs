@@ -922,4 +922,75 @@ mod tests {
         ));
         assert_eq!(tokens.ask(Count).await.unwrap(), 0);
     }
+
+    /// A store that loads one family and loses every compare-and-swap, as a shared store would
+    /// when another server rotated first.
+    struct LosingStore(FamilyRecord);
+
+    impl RefreshTokenStore for LosingStore {
+        fn insert_family(&self, _: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn rotate(&self, _: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
+            Box::pin(async { Ok(false) })
+        }
+        fn remove_families(&self, _: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(async { Err(StoreError("unavailable".into())) })
+        }
+        fn load_live(&self, _: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
+            let record = self.0.clone();
+            Box::pin(async move { Ok(vec![record]) })
+        }
+    }
+
+    #[tokio::test]
+    async fn loaded_families_are_served_and_a_lost_swap_or_failed_store_changes_nothing() {
+        let token = Secret::random(32);
+        let now_ms = unix_now_ms();
+        let record = FamilyRecord {
+            family_id: "f1".into(),
+            client_id: "c1".into(),
+            subject: "alice".into(),
+            scope: "mcp.read".into(),
+            resource: "r".into(),
+            flow: "0123456789ab".into(),
+            origin_jti: "a0".into(),
+            created_at_ms: now_ms,
+            absolute_expires_at_ms: now_ms + 1_000_000,
+            idle_expires_at_ms: now_ms + 100_000,
+            generation: 0,
+            current: hash_token(&token),
+            previous: None,
+            rotated_at_ms: None,
+            salt: None,
+            tokens: vec![hash_token(&token)],
+        };
+        let tokens = RefreshTokens::spawn(RefreshTokensArgs {
+            idle_ttl: Duration::from_secs(100),
+            absolute_ttl: Duration::from_secs(1000),
+            grace: Duration::from_secs(5),
+            max_families: 10,
+            store: Arc::new(LosingStore(record)),
+        });
+        assert_eq!(tokens.ask(Count).await.unwrap(), 1);
+        let found = tokens
+            .ask(Inspect {
+                token: token.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.map(|f| f.grant.subject), Some("alice".to_string()));
+        // Another server rotated it first: refused, and the family is as it was.
+        assert!(matches!(
+            tokens.ask(refresh(&token)).await,
+            Err(SendError::HandlerError(RefreshError::Unknown))
+        ));
+        // The store cannot remove: the revocation fails and memory keeps the family.
+        let revoke = RevokeToken {
+            token: token.clone(),
+            client_id: "c1".into(),
+        };
+        assert!(tokens.ask(revoke).await.is_err());
+        assert_eq!(tokens.ask(Count).await.unwrap(), 1);
+    }
 }
