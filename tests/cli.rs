@@ -107,8 +107,12 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
             "127.0.0.1:0",
             "--log-format",
             "json",
+            // One switch: the combined binary shares an introspection secret by itself.
+            "--introspect",
         ])
         .current_dir(std::env::temp_dir())
+        .env_remove("MCP_INTROSPECTION_SECRET")
+        .env_remove("AUTH_SERVER_INTROSPECTION_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -117,6 +121,7 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut listening = 0;
+    let mut introspecting = false;
     while listening < 2 && Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
         let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
@@ -125,9 +130,11 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
             .is_some_and(|m| m.ends_with("listening"))
         {
             listening += 1;
+            introspecting |= event["introspect"] == true;
         }
     }
     assert_eq!(listening, 2, "both servers announce themselves");
+    assert!(introspecting, "the MCP server introspects");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
