@@ -143,6 +143,37 @@ pub struct AuthServerConfig {
     #[arg(long = "auth-read-timeout", env = "AUTH_SERVER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub read_timeout_seconds: u64,
 
+    /// Seconds after a refresh during which the refresh token it retired may be presented once
+    /// more (two concurrent refreshes): that caller gets the same new refresh token. 0 turns the
+    /// window off: any reuse revokes the token's family.
+    #[arg(long = "refresh-grace-seconds", env = "AUTH_SERVER_REFRESH_GRACE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub refresh_grace_seconds: u64,
+
+    /// A refresh token family unused for this many seconds ends.
+    #[arg(long = "refresh-idle-ttl-seconds", env = "AUTH_SERVER_REFRESH_IDLE_TTL_SECONDS", default_value_t = 14 * 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub refresh_idle_ttl_seconds: u64,
+
+    /// A refresh token family ends this many seconds after its authorization, used or not.
+    #[arg(long = "refresh-absolute-ttl-seconds", env = "AUTH_SERVER_REFRESH_ABSOLUTE_TTL_SECONDS", default_value_t = 90 * 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub refresh_absolute_ttl_seconds: u64,
+
+    /// Most live refresh token families; beyond it a code redemption answers no refresh token.
+    #[arg(
+        long = "max-refresh-families",
+        env = "AUTH_SERVER_MAX_REFRESH_FAMILIES",
+        default_value_t = 1_000_000
+    )]
+    pub max_refresh_families: usize,
+
+    /// A credential for resource servers at `/introspect` (`Authorization: Bearer <secret>`),
+    /// besides confidential clients; 16+ characters. Unset: only confidential clients.
+    #[arg(
+        long = "introspection-secret",
+        env = "AUTH_SERVER_INTROSPECTION_SECRET",
+        hide_env_values = true
+    )]
+    pub introspection_secret: Option<String>,
+
     /// Address the authorization server listens on (default: loopback, the issuer's port).
     #[arg(long = "auth-listen", env = "AUTH_SERVER_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -247,6 +278,33 @@ pub struct McpServerConfig {
     #[arg(long = "mcp-read-timeout", env = "MCP_SERVER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub mcp_read_timeout_seconds: u64,
 
+    /// Also ask the authorization server's introspection endpoint (RFC 7662) about every token
+    /// that validates locally, so that revoked access tokens are refused before they expire.
+    #[arg(long = "introspect", env = "MCP_INTROSPECT", default_value_t = false)]
+    pub introspect: bool,
+
+    /// The introspection endpoint: a path on the authorization server, or an absolute URL.
+    #[arg(
+        long = "introspection-endpoint",
+        env = "MCP_INTROSPECTION_ENDPOINT",
+        default_value = "/introspect"
+    )]
+    pub introspection_endpoint: String,
+
+    /// The credential this server presents at the introspection endpoint (the authorization
+    /// server's `--introspection-secret`). Required with `--introspect`, except in the combined
+    /// binary, which shares one.
+    #[arg(
+        long = "rs-introspection-secret",
+        env = "MCP_INTROSPECTION_SECRET",
+        hide_env_values = true
+    )]
+    pub rs_introspection_secret: Option<String>,
+
+    /// Seconds an introspection answer is reused for the same token.
+    #[arg(long = "introspection-cache-seconds", env = "MCP_INTROSPECTION_CACHE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub introspection_cache_seconds: u64,
+
     /// Address the MCP server listens on (default: loopback, the resource server URL's port).
     #[arg(long = "mcp-listen", env = "MCP_SERVER_LISTEN")]
     pub mcp_listen: Option<SocketAddr>,
@@ -323,6 +381,22 @@ impl AuthServerConfig {
                 reason: "must be at least 16 characters".into(),
             });
         }
+        if self.refresh_idle_ttl_seconds > self.refresh_absolute_ttl_seconds {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_REFRESH_IDLE_TTL_SECONDS",
+                reason: "must not exceed AUTH_SERVER_REFRESH_ABSOLUTE_TTL_SECONDS".into(),
+            });
+        }
+        if self
+            .introspection_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 16)
+        {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_INTROSPECTION_SECRET",
+                reason: "must be at least 16 characters".into(),
+            });
+        }
         if self.known_resources.is_empty() {
             let base = self.resource.trim_end_matches('/');
             self.known_resources = vec![self.resource.clone(), format!("{base}/mcp")];
@@ -356,6 +430,29 @@ impl McpServerConfig {
                 reason: "contains an empty scope".into(),
             });
         }
+        if self.introspect {
+            match &self.rs_introspection_secret {
+                None => {
+                    return Err(ConfigError {
+                        setting: "MCP_INTROSPECTION_SECRET",
+                        reason: "required with MCP_INTROSPECT".into(),
+                    });
+                }
+                Some(s) if s.len() < 16 => {
+                    return Err(ConfigError {
+                        setting: "MCP_INTROSPECTION_SECRET",
+                        reason: "must be at least 16 characters".into(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if !self.introspection_endpoint.starts_with('/') {
+            parse_base_url(&self.introspection_endpoint).map_err(|reason| ConfigError {
+                setting: "MCP_INTROSPECTION_ENDPOINT",
+                reason,
+            })?;
+        }
         if !self.jwks_endpoint.starts_with('/') {
             parse_base_url(&self.jwks_endpoint).map_err(|reason| ConfigError {
                 setting: "JWKS_ENDPOINT",
@@ -380,6 +477,19 @@ impl McpServerConfig {
             )
         } else {
             self.jwks_endpoint.clone()
+        }
+    }
+
+    /// The introspection URL: an absolute URL as given, or the path on the authorization server.
+    pub fn introspection_url(&self) -> String {
+        if self.introspection_endpoint.starts_with('/') {
+            format!(
+                "{}{}",
+                self.authorization_server.trim_end_matches('/'),
+                self.introspection_endpoint
+            )
+        } else {
+            self.introspection_endpoint.clone()
         }
     }
 

@@ -41,6 +41,13 @@ fn help_lists_every_setting() {
         "REQUIRED_SCOPES",
         "AUTH_SERVER_LISTEN",
         "MCP_SERVER_LISTEN",
+        "AUTH_SERVER_REFRESH_GRACE_SECONDS",
+        "AUTH_SERVER_REFRESH_IDLE_TTL_SECONDS",
+        "AUTH_SERVER_REFRESH_ABSOLUTE_TTL_SECONDS",
+        "AUTH_SERVER_INTROSPECTION_SECRET",
+        "MCP_INTROSPECT",
+        "MCP_INTROSPECTION_SECRET",
+        "MCP_INTROSPECTION_CACHE_SECONDS",
     ] {
         assert!(help.contains(var), "--help names {var}");
     }
@@ -67,6 +74,27 @@ fn bad_settings_exit_2_with_one_clear_line() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("AUTH_SERVER_SESSION_SECRET"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = run(
+        &[
+            "--refresh-idle-ttl-seconds",
+            "100",
+            "--refresh-absolute-ttl-seconds",
+            "10",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("AUTH_SERVER_REFRESH_IDLE_TTL_SECONDS"),
+        "{err}"
+    );
+
+    let out = run(&["--introspection-secret", "short"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("AUTH_SERVER_INTROSPECTION_SECRET"), "{err}");
 }
 
 #[test]
@@ -80,8 +108,12 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
             "--in-memory",
             "--log-format",
             "json",
+            // One switch: the combined binary shares an introspection secret by itself.
+            "--introspect",
         ])
         .current_dir(std::env::temp_dir())
+        .env_remove("MCP_INTROSPECTION_SECRET")
+        .env_remove("AUTH_SERVER_INTROSPECTION_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -90,6 +122,7 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut listening = 0;
+    let mut introspecting = false;
     while listening < 2 && Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
         let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
@@ -98,9 +131,11 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
             .is_some_and(|m| m.ends_with("listening"))
         {
             listening += 1;
+            introspecting |= event["introspect"] == true;
         }
     }
     assert_eq!(listening, 2, "both servers announce themselves");
+    assert!(introspecting, "the MCP server introspects");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -40,10 +40,13 @@ async fn accepted_registrations() {
     assert_eq!(body["token_endpoint_auth_method"], "none");
     assert_eq!(body["scope"], "mcp.read");
     assert_eq!(body["client_name"], "Inspector");
-    // Defaults: a public client for the code grant.
+    // Defaults: a public client for the code grant, with refresh tokens.
     let body = register_with(&app, json!({"redirect_uris": ["http://127.0.0.1/cb"]})).await;
     assert_eq!(body["token_endpoint_auth_method"], "none");
-    assert_eq!(body["grant_types"], json!(["authorization_code"]));
+    assert_eq!(
+        body["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
     assert_eq!(body["response_types"], json!(["code"]));
     // Two registrations never share an id.
     let again = register_with(&app, json!({"redirect_uris": ["http://127.0.0.1/cb"]})).await;

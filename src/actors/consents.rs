@@ -49,6 +49,20 @@ pub struct Revoke {
     pub client_id: String,
 }
 
+/// The clients a user has a live consent for, with what was approved (the account page).
+#[derive(Debug)]
+pub struct ListFor {
+    pub subject: String,
+}
+
+/// One remembered consent, as the account page shows it.
+#[derive(Debug, Clone)]
+pub struct ConsentSummary {
+    pub client_id: String,
+    pub scope: ScopeSet,
+    pub resources: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ConsentsArgs {
     pub ttl: Duration,
@@ -180,6 +194,26 @@ impl Message<Revoke> for Consents {
             .remove(&(msg.subject, msg.client_id))
             .is_some();
         Ok(stored || cached)
+    }
+}
+
+impl Message<ListFor> for Consents {
+    type Reply = Vec<ConsentSummary>;
+
+    async fn handle(&mut self, msg: ListFor, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let now = Instant::now();
+        let mut list: Vec<ConsentSummary> = self
+            .consents
+            .iter()
+            .filter(|((subject, _), c)| *subject == msg.subject && c.expires_at > now)
+            .map(|((_, client_id), c)| ConsentSummary {
+                client_id: client_id.clone(),
+                scope: c.scope.clone(),
+                resources: c.resources.iter().cloned().collect(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        list
     }
 }
 

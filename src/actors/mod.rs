@@ -2,7 +2,8 @@
 //! HTTP handlers talk to them.
 //!
 //! Authorization server: [`ClientRegistry`], [`AuthorizationCodes`], [`Consents`], [`Sessions`],
-//! [`SigningKeys`] (with its [`TokenSigner`] pool), [`Revocations`], [`Throttle`]. Resource server: [`JwksCache`], [`McpSessions`].
+//! [`SigningKeys`] (with its [`TokenSigner`] pool), [`RefreshTokens`], [`Revocations`], [`Throttle`].
+//! Resource server: [`JwksCache`], [`McpSessions`], [`IntrospectionCache`].
 //!
 //! Every actor runs under a [`Supervisor`] that restarts it if it panics, with a bounded mailbox.
 //! Handlers use [`ask`]: it never waits for mailbox room (a full mailbox is [`AskError::Busy`],
@@ -19,8 +20,10 @@ pub mod clients;
 pub mod codes;
 pub mod consents;
 pub mod expiry;
+pub mod introspection_cache;
 pub mod jwks_cache;
 pub mod mcp_sessions;
+pub mod refresh_tokens;
 pub mod revocations;
 pub mod sessions;
 pub mod signing_keys;
@@ -29,8 +32,10 @@ pub mod throttle;
 pub use clients::ClientRegistry;
 pub use codes::AuthorizationCodes;
 pub use consents::Consents;
+pub use introspection_cache::IntrospectionCache;
 pub use jwks_cache::JwksCache;
 pub use mcp_sessions::McpSessions;
+pub use refresh_tokens::RefreshTokens;
 pub use revocations::Revocations;
 pub use sessions::Sessions;
 pub use signing_keys::{SignerPool, SigningKeys, TokenSigner};

@@ -49,9 +49,20 @@ fn hash_password() -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     mcp_oauth::memory::configure_allocator();
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     if let Some(Command::HashPassword) = cli.command {
         return hash_password();
+    }
+    // One switch turns on introspection in the combined binary: the resource server uses the
+    // authorization server's credential, or both share one made for this run.
+    if cli.mcp.introspect && cli.mcp.rs_introspection_secret.is_none() {
+        let secret = cli
+            .auth
+            .introspection_secret
+            .clone()
+            .unwrap_or_else(|| mcp_oauth::trace::random_token(32));
+        cli.auth.introspection_secret = Some(secret.clone());
+        cli.mcp.rs_introspection_secret = Some(secret);
     }
     let (auth, mcp) = match (cli.auth.validate(), cli.mcp.validate()) {
         (Ok(auth), Ok(mcp)) => (auth, mcp),

@@ -502,3 +502,83 @@ pub async fn rpc_result(response: reqwest::Response) -> Value {
     };
     serde_json::from_str(&json_text).unwrap()
 }
+
+/// The resource-server introspection credential the token-lifecycle tests configure.
+pub const INTROSPECTION_SECRET: &str = "rs-introspection-secret-for-tests";
+
+/// Settings that turn introspection on at both servers with [`INTROSPECTION_SECRET`], without
+/// the RS's answer cache (so that a refusal follows a revocation at once).
+pub const INTROSPECT_FLAGS: &[&str] = &[
+    "--introspection-secret",
+    INTROSPECTION_SECRET,
+    "--introspect",
+    "--rs-introspection-secret",
+    INTROSPECTION_SECRET,
+    "--introspection-cache-seconds",
+    "0",
+];
+
+/// Runs a full flow for `client_id` as alice and redeems the code; returns the token response.
+pub async fn tokens_for_client(app: &TestApp, client_id: &str) -> Value {
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let callback = authorize_as(app, &browser, client_id, &pkce, "alice", "password123").await;
+    let code = query_param(&callback, "code").unwrap();
+    let response = redeem(app, client_id, &code, &pkce.verifier).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// `grant_type=refresh_token` for a public client, with extra form fields.
+pub async fn refresh(
+    app: &TestApp,
+    client_id: &str,
+    refresh_token: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", client_id),
+    ];
+    form.extend_from_slice(extra);
+    app.http
+        .post(format!("{}/token", app.issuer))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Introspects a token with the resource-server credential; returns the JSON answer.
+pub async fn introspect_as_rs(app: &TestApp, token: &str) -> Value {
+    let response = app
+        .http
+        .post(format!("{}/introspect", app.issuer))
+        .bearer_auth(INTROSPECTION_SECRET)
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Revokes a token as a public client (RFC 7009); returns the response.
+pub async fn revoke_token(
+    app: &TestApp,
+    client_id: &str,
+    token: &str,
+    hint: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![("token", token), ("client_id", client_id)];
+    if let Some(hint) = hint {
+        form.push(("token_type_hint", hint));
+    }
+    app.http
+        .post(format!("{}/revoke", app.issuer))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}

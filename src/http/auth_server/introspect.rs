@@ -1,23 +1,177 @@
-//! `POST /introspect`: token introspection (RFC 7662) for confidential clients, such as a
-//! resource server that prefers asking to validating. A token is active when this server signed
-//! it, it has not expired, and it has not been revoked (a replayed code revokes its token).
-//! Anything else, including tokens this server cannot read, is `{"active": false}`.
+//! `POST /introspect`: token introspection (RFC 7662) for resource servers and confidential
+//! clients.
+//!
+//! Who may ask: a resource server presenting the configured introspection credential
+//! (`Authorization: Bearer <AUTH_SERVER_INTROSPECTION_SECRET>`, RFC 7662 section 2.1) may
+//! introspect any token; a confidential client (`client_secret_basic` or `client_secret_post`)
+//! only the tokens issued to it (another client's token reads as inactive). Public clients and
+//! unauthenticated callers get 401 `invalid_client`.
+//!
+//! An access token is active when this server signed it, it has not expired, and it has not been
+//! revoked (RFC 7009, a replayed code, or its refresh-token family ending). A refresh token is
+//! active when it is the current token of a live family; a rotated, revoked or expired one is not,
+//! and introspecting never rotates or revokes anything. `token_type_hint` only chooses which
+//! kind is tried first. Anything else is `{"active": false}`, with nothing more.
 
 use super::AuthState;
 use super::token::authenticate_client;
 use crate::actors::ask;
+use crate::actors::refresh_tokens::Inspect;
 use crate::actors::revocations::IsRevoked;
 use crate::actors::signing_keys::VerifyingKey;
 use crate::http::error::{JsonError, no_store};
 use crate::oauth::ErrorCode;
 use crate::oauth::params::Params;
+use crate::trace::Secret;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, Validation, decode};
 use serde_json::{Value, json};
+
+/// Longest token read; anything longer is not one of ours.
+const MAX_TOKEN_LEN: usize = 8192;
+
+/// The claims of an access token this server signed (with any key it still publishes, current or
+/// retired) and that has not expired, or `None`. Revocation is not checked here.
+pub(super) async fn verify_access_token(
+    state: &AuthState,
+    token: &str,
+) -> Result<Option<Value>, JsonError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Ok(None);
+    }
+    let kid = jsonwebtoken::decode_header(token)
+        .ok()
+        .and_then(|header| header.kid)
+        .filter(|kid| kid.len() <= 256);
+    let Some(kid) = kid else {
+        return Ok(None);
+    };
+    let Some(key) = ask(&state.keys, VerifyingKey { kid }).await? else {
+        return Ok(None);
+    };
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[state.config.issuer.as_str()]);
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
+    validation.leeway = 0;
+    Ok(decode::<Value>(token, &key, &validation)
+        .ok()
+        .map(|data| data.claims))
+}
+
+/// Who is asking.
+enum Caller {
+    /// The resource-server credential: may introspect any token.
+    ResourceServer,
+    /// A confidential client: only its own tokens.
+    Client(String),
+}
+
+/// The resource-server credential, when configured and presented.
+fn resource_server_credential(state: &AuthState, headers: &HeaderMap) -> Option<bool> {
+    let expected = state.config.introspection_secret.as_deref()?;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, presented) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), presented.trim().as_bytes()).into())
+}
+
+async fn authenticate(
+    state: &AuthState,
+    headers: &HeaderMap,
+    form: &Params,
+) -> Result<Caller, JsonError> {
+    let invalid = |description: &'static str| JsonError::new(ErrorCode::InvalidClient, description);
+    match resource_server_credential(state, headers) {
+        Some(true) => return Ok(Caller::ResourceServer),
+        Some(false) => return Err(invalid("introspection credential refused")),
+        None => {}
+    }
+    let is_bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if is_bearer {
+        return Err(invalid("introspection credential refused"));
+    }
+    let client = authenticate_client(state, headers, form).await?;
+    if client.is_public() {
+        return Err(invalid("introspection requires client authentication"));
+    }
+    Ok(Caller::Client(client.client_id.clone()))
+}
+
+fn may_see(caller: &Caller, client_id: &str) -> bool {
+    match caller {
+        Caller::ResourceServer => true,
+        Caller::Client(own) => own == client_id,
+    }
+}
+
+async fn access_token(
+    state: &AuthState,
+    caller: &Caller,
+    token: &str,
+) -> Result<Option<Value>, JsonError> {
+    let Some(c) = verify_access_token(state, token).await? else {
+        return Ok(None);
+    };
+    if !may_see(caller, c["client_id"].as_str().unwrap_or_default()) {
+        return Ok(None);
+    }
+    let jti = c["jti"].as_str().unwrap_or_default().to_string();
+    if ask(&state.revocations, IsRevoked { jti }).await? {
+        return Ok(None);
+    }
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "Bearer",
+        "scope": c["scope"],
+        "client_id": c["client_id"],
+        "sub": c["sub"],
+        "aud": c["aud"],
+        "iss": c["iss"],
+        "exp": c["exp"],
+        "iat": c["iat"],
+        "jti": c["jti"],
+    })))
+}
+
+async fn refresh_token(
+    state: &AuthState,
+    caller: &Caller,
+    token: &str,
+) -> Result<Option<Value>, JsonError> {
+    if token.len() > 512 {
+        return Ok(None);
+    }
+    let inspect = Inspect {
+        token: Secret::new(token),
+    };
+    let Some(found) = ask(&state.refresh_tokens, inspect).await? else {
+        return Ok(None);
+    };
+    if !may_see(caller, &found.grant.client_id) {
+        return Ok(None);
+    }
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "refresh_token",
+        "scope": found.grant.scope.to_string(),
+        "client_id": found.grant.client_id,
+        "sub": found.grant.subject,
+        "aud": found.grant.resource,
+        "iss": state.config.issuer,
+        "exp": found.expires_at,
+        "iat": found.issued_at,
+    })))
+}
 
 pub async fn handler(
     State(state): State<AuthState>,
@@ -32,54 +186,23 @@ pub async fn handler(
     }
     let form = Params::parse(&body)
         .map_err(|_| JsonError::new(ErrorCode::InvalidRequest, "a parameter is repeated"))?;
-    let client = authenticate_client(&state, &headers, &form).await?;
-    if client.is_public() {
-        return Err(JsonError::new(
-            ErrorCode::InvalidClient,
-            "introspection requires a confidential client",
-        ));
-    }
+    let caller = authenticate(&state, &headers, &form).await?;
     let token = form
         .get("token")
         .ok_or_else(|| JsonError::new(ErrorCode::InvalidRequest, "token is required"))?;
-    let mut answer = json!({"active": false});
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_issuer(&[state.config.issuer.as_str()]);
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
-    validation.leeway = 0;
-    // The key by the token's `kid`: any published key, current or retired.
-    let kid = (token.len() <= 8192)
-        .then(|| jsonwebtoken::decode_header(token).ok())
-        .flatten()
-        .and_then(|header| header.kid)
-        .filter(|kid| kid.len() <= 256);
-    let key = match kid {
-        Some(kid) => ask(&state.keys, VerifyingKey { kid }).await?,
-        None => None,
-    };
-    if let Some(key) = key
-        && let Ok(data) = decode::<Value>(token, &key, &validation)
-    {
-        let jti = data.claims["jti"].as_str().unwrap_or_default().to_string();
-        let revoked = ask(&state.revocations, IsRevoked { jti }).await?;
-        if !revoked {
-            let c = &data.claims;
-            answer = json!({
-                "active": true,
-                "token_type": "Bearer",
-                "scope": c["scope"],
-                "client_id": c["client_id"],
-                "sub": c["sub"],
-                "aud": c["aud"],
-                "iss": c["iss"],
-                "exp": c["exp"],
-                "iat": c["iat"],
-                "jti": c["jti"],
-            });
+    let refresh_first = form.get("token_type_hint") == Some("refresh_token");
+    let answer = if refresh_first {
+        match refresh_token(&state, &caller, token).await? {
+            Some(found) => Some(found),
+            None => access_token(&state, &caller, token).await?,
         }
-    }
-    let mut response = Json(answer).into_response();
+    } else {
+        match access_token(&state, &caller, token).await? {
+            Some(found) => Some(found),
+            None => refresh_token(&state, &caller, token).await?,
+        }
+    };
+    let mut response = Json(answer.unwrap_or_else(|| json!({"active": false}))).into_response();
     no_store(&mut response);
     Ok(response)
 }

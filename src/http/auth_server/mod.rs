@@ -2,6 +2,7 @@
 //! RFC 8414 / OpenID discovery metadata, the JWKS, and the login and consent pages. One file per
 //! endpoint; `flow.rs` holds the steps shared by `/authorize`, `/login` and `/consent`.
 
+mod account;
 mod authorize;
 mod consent;
 mod flow;
@@ -11,18 +12,20 @@ mod login;
 mod metadata;
 pub mod pages;
 mod register;
+mod revoke;
 mod token;
 
 use crate::actors::clients::ClientRegistryArgs;
 use crate::actors::codes::AuthorizationCodesArgs;
 use crate::actors::consents::ConsentsArgs;
+use crate::actors::refresh_tokens::{MemoryRefreshTokenStore, RefreshTokensArgs};
 use crate::actors::revocations::RevocationsArgs;
 use crate::actors::sessions::SessionsArgs;
 use crate::actors::signing_keys::{ActiveKey, KeyError, SigningKeysArgs};
 use crate::actors::throttle::{Endpoint, Limited, ThrottleArgs};
 use crate::actors::{
-    AuthorizationCodes, ClientRegistry, Consents, Revocations, Sessions, SignerPool, SigningKeys,
-    Supervisor, Throttle, TokenSigner, spawn_supervised,
+    AuthorizationCodes, ClientRegistry, Consents, RefreshTokens, Revocations, Sessions, SignerPool,
+    SigningKeys, Supervisor, Throttle, TokenSigner, spawn_supervised,
 };
 use crate::config::AuthServerConfig;
 use crate::store::cipher::{CipherError, KeyCipher};
@@ -57,6 +60,7 @@ pub struct AuthState {
     pub signers: SignerPool,
     pub throttle: ActorRef<Throttle>,
     pub revocations: ActorRef<Revocations>,
+    pub refresh_tokens: ActorRef<RefreshTokens>,
     pub metadata: Arc<serde_json::Value>,
 }
 
@@ -197,6 +201,17 @@ impl AuthServer {
             },
         )
         .await;
+        let refresh_tokens = spawn_supervised::<RefreshTokens>(
+            &supervisor,
+            RefreshTokensArgs {
+                idle_ttl: Duration::from_secs(config.refresh_idle_ttl_seconds),
+                absolute_ttl: Duration::from_secs(config.refresh_absolute_ttl_seconds),
+                grace: Duration::from_secs(config.refresh_grace_seconds),
+                max_families: config.max_refresh_families,
+                store: Arc::new(MemoryRefreshTokenStore),
+            },
+        )
+        .await;
         let cookie = SessionCookie::new(config.is_https(), &config.session_secret);
         let metadata = Arc::new(metadata::document(&config));
         let state = AuthState {
@@ -212,6 +227,7 @@ impl AuthServer {
             signers: SignerPool::new(signers),
             throttle,
             revocations,
+            refresh_tokens,
             metadata,
         };
         let router = router(state.clone());
@@ -318,6 +334,7 @@ fn router(state: AuthState) -> Router {
         .route("/register", post(register::handler))
         .route("/token", post(token::handler))
         .route("/introspect", post(introspect::handler))
+        .route("/revoke", post(revoke::handler))
         .route("/oauth/jwks", get(jwks::handler))
         .layer(DefaultBodyLimit::max(64 * 1024));
     let pages = Router::new()
@@ -328,6 +345,8 @@ fn router(state: AuthState) -> Router {
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/consent", get(consent::show).post(consent::submit))
+        .route("/account", get(account::show))
+        .route("/account/revoke", post(account::revoke))
         .layer(DefaultBodyLimit::max(16 * 1024));
     // An issuer with a path serves its endpoints under that path, and its metadata at the
     // path-inserted well-known URLs too (RFC 8414 section 3.1). CORS covers the machine-facing

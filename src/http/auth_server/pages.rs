@@ -1,4 +1,4 @@
-//! The authorization server's HTML pages (login, consent, errors), the headers every page carries
+//! The authorization server's HTML pages (login, consent, account, errors), the headers every page carries
 //! (PG-2), and the session cookie (PG-1). Templates are askama's, which escapes all output; strings
 //! a client chose (its name) are also length-capped before they reach a page.
 
@@ -35,6 +35,26 @@ pub struct ConsentPage<'a> {
     pub loopback_only: bool,
     pub csrf_token: &'a str,
     pub request_id: &'a str,
+}
+
+/// One application on the account page.
+pub struct AccountClient {
+    pub client_id: String,
+    /// Display name, already capped.
+    pub name: String,
+    pub scope: String,
+    pub resources: String,
+    pub refresh_families: usize,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage<'a> {
+    pub action: &'a str,
+    pub user_name: &'a str,
+    pub clients: Vec<AccountClient>,
+    pub csrf_token: &'a str,
+    pub notice: Option<&'a str>,
 }
 
 #[derive(Template)]

@@ -86,7 +86,12 @@ pub fn validate(body: &Value, extra_schemes: &[String]) -> Result<NewClient, Jso
         Some(m) => TokenEndpointAuthMethod::parse(&m)
             .ok_or_else(|| metadata_error("unsupported token_endpoint_auth_method"))?,
     };
-    let grant_types = string_list(body, "grant_types", &["authorization_code"])?;
+    // Refresh tokens by default: MCP clients stay connected for days (OAuth 2.1 section 4.3).
+    let grant_types = string_list(
+        body,
+        "grant_types",
+        &["authorization_code", "refresh_token"],
+    )?;
     if grant_types.is_empty()
         || grant_types
             .iter()

@@ -4,12 +4,19 @@
 //! clients, `client_id` in the form), `client_secret_basic` or `client_secret_post`. The
 //! `authorization_code` grant asks `AuthorizationCodes` to redeem the code (verifier, client,
 //! redirect URI and resource checked and the code consumed in one step), then the signer pool to
-//! sign an RFC 9068 access token. Every answer is JSON with `Cache-Control: no-store`, and error
-//! descriptions are fixed text that never echoes input.
+//! sign an RFC 9068 access token; a client registered for `refresh_token` also gets the first
+//! token of a new refresh-token family. The `refresh_token` grant asks `RefreshTokens` to rotate
+//! the presented token (client, resource and scope checked first, reuse detected, the grace window
+//! applied: see `actors/refresh_tokens.rs`), then signs a new access token. A replayed code
+//! revokes the access token and the refresh-token family it produced. Every answer is JSON with
+//! `Cache-Control: no-store`, and error descriptions are fixed text that never echoes input.
 
 use super::AuthState;
 use crate::actors::clients::{Client, Lookup, MarkUsed, unix_now};
 use crate::actors::codes::{Redeem, RedeemError};
+use crate::actors::refresh_tokens::{
+    EndedFamilies, FamilyGrant, Issue, Refresh, RefreshError, RevokeIssuedWith,
+};
 use crate::actors::revocations::Revoke;
 use crate::actors::throttle::Endpoint;
 use crate::actors::{AskError, ask};
@@ -18,6 +25,7 @@ use crate::oauth::ErrorCode;
 use crate::oauth::params::Params;
 use crate::oauth::pkce;
 use crate::oauth::resource;
+use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::AccessTokenClaims;
 use crate::trace::Secret;
 use axum::Json;
@@ -136,6 +144,7 @@ pub async fn handler(
     match form.get("grant_type") {
         None => Err(invalid_request("grant_type is required")),
         Some("authorization_code") => authorization_code(&state, &client, &form).await,
+        Some("refresh_token") => refresh_token(&state, &client, &form).await,
         Some(_) => Err(JsonError::new(
             ErrorCode::UnsupportedGrantType,
             "this grant type is not supported",
@@ -197,10 +206,13 @@ async fn authorization_code(
             // token it produced (RFC 9700 section 4.5).
             tracing::warn!(flow = %flow, jti = %jti, "authorization code replayed; revoking the token it produced");
             let revoke = Revoke {
-                jti,
+                jti: jti.clone(),
                 ttl: std::time::Duration::from_secs(state.config.access_token_ttl_seconds + 60),
             };
             ask(&state.revocations, revoke).await?;
+            // And the refresh-token family it started, with any access token refreshed from it.
+            let family = ask(&state.refresh_tokens, RevokeIssuedWith { jti }).await?;
+            revoke_access_tokens(state, &family).await?;
             return Err(JsonError::new(
                 ErrorCode::InvalidGrant,
                 "the code was already used",
@@ -209,26 +221,43 @@ async fn authorization_code(
         Err(AskError::Rejected(err)) => return Err(redeem_error(err)),
         Err(other) => return Err(other.into()),
     };
-    let now = unix_now();
-    let ttl = state.config.access_token_ttl_seconds;
-    let claims = AccessTokenClaims {
-        iss: state.config.issuer.clone(),
-        sub: grant.subject.clone(),
-        aud: grant.resource.clone(),
-        exp: now + ttl,
-        iat: now,
-        nbf: None,
-        jti,
-        client_id: grant.client_id.clone(),
-        scope: grant.scope.to_string(),
-        flow: Some(grant.flow.to_string()),
-    };
-    let token = state.signers.sign(claims).await?;
+    let token = sign_access_token(
+        state,
+        &grant.subject,
+        &grant.client_id,
+        &grant.resource,
+        &grant.scope,
+        &grant.flow,
+        jti.clone(),
+    )
+    .await?;
     // The client completed a flow: it is kept, not reaped as an abandoned registration.
     let mark = MarkUsed {
         client_id: grant.client_id.clone(),
     };
     ask(&state.clients, mark).await?;
+    let refresh = if client.grant_types.iter().any(|g| g == "refresh_token") {
+        let issue = Issue {
+            client_id: grant.client_id.clone(),
+            subject: grant.subject.clone(),
+            scope: grant.scope.clone(),
+            resource: grant.resource.clone(),
+            flow: grant.flow.clone(),
+            access_jti: jti,
+            access_ttl: access_ttl(state),
+        };
+        match ask(&state.refresh_tokens, issue).await {
+            Ok(token) => Some(token),
+            // The code is spent: the client still gets its access token, and signs in again
+            // when it expires.
+            Err(err) => {
+                tracing::warn!(flow = %grant.flow, error = ?err, "no refresh token issued");
+                None
+            }
+        }
+    } else {
+        None
+    };
     tracing::info!(
         flow = %grant.flow,
         client_id = %grant.client_id,
@@ -236,17 +265,210 @@ async fn authorization_code(
         aud = %grant.resource,
         scope = %grant.scope,
         token = %Secret::new(token.clone()),
+        refresh_token = ?refresh,
         "access token issued"
     );
-    let mut response = Json(json!({
-        "access_token": token,
+    Ok(token_response(
+        state,
+        &token,
+        &grant.scope,
+        refresh.as_ref(),
+    ))
+}
+
+fn access_ttl(state: &AuthState) -> std::time::Duration {
+    std::time::Duration::from_secs(state.config.access_token_ttl_seconds)
+}
+
+/// Signs an access token for a grant.
+async fn sign_access_token(
+    state: &AuthState,
+    subject: &str,
+    client_id: &str,
+    resource: &str,
+    scope: &ScopeSet,
+    flow: &crate::trace::FlowId,
+    jti: String,
+) -> Result<String, JsonError> {
+    let now = unix_now();
+    let claims = AccessTokenClaims {
+        iss: state.config.issuer.clone(),
+        sub: subject.to_string(),
+        aud: resource.to_string(),
+        exp: now + state.config.access_token_ttl_seconds,
+        iat: now,
+        nbf: None,
+        jti,
+        client_id: client_id.to_string(),
+        scope: scope.to_string(),
+        flow: Some(flow.to_string()),
+    };
+    Ok(state.signers.sign(claims).await?)
+}
+
+/// The successful token response (OAuth 2.1 section 3.2.3).
+fn token_response(
+    state: &AuthState,
+    access_token: &str,
+    scope: &ScopeSet,
+    refresh_token: Option<&Secret>,
+) -> Response {
+    let mut body = json!({
+        "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": ttl,
-        "scope": grant.scope.to_string(),
-    }))
-    .into_response();
+        "expires_in": state.config.access_token_ttl_seconds,
+        "scope": scope.to_string(),
+    });
+    if let Some(refresh) = refresh_token {
+        body["refresh_token"] = json!(refresh.expose());
+    }
+    let mut response = Json(body).into_response();
     no_store(&mut response);
-    Ok(response)
+    response
+}
+
+/// Revokes, by `jti` until they expire, the access tokens of families that ended.
+pub async fn revoke_access_tokens(
+    state: &AuthState,
+    ended: &EndedFamilies,
+) -> Result<(), JsonError> {
+    for (jti, ttl) in &ended.access_tokens {
+        let revoke = Revoke {
+            jti: jti.clone(),
+            ttl: *ttl + std::time::Duration::from_secs(60),
+        };
+        ask(&state.revocations, revoke).await?;
+    }
+    Ok(())
+}
+
+/// `grant_type=refresh_token` (OAuth 2.1 section 4.3).
+async fn refresh_token(
+    state: &AuthState,
+    client: &Client,
+    form: &Params,
+) -> Result<Response, JsonError> {
+    if !client.grant_types.iter().any(|g| g == "refresh_token") {
+        return Err(JsonError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the refresh_token grant",
+        ));
+    }
+    let token = form
+        .get("refresh_token")
+        .ok_or_else(|| invalid_request("refresh_token is required"))?;
+    if token.len() > 512 {
+        return Err(JsonError::new(
+            ErrorCode::InvalidGrant,
+            "the refresh token is invalid, expired or revoked",
+        ));
+    }
+    let scope = match form.get("scope") {
+        None => None,
+        Some(s) => Some(ScopeSet::parse(s).map_err(|_| {
+            JsonError::new(ErrorCode::InvalidScope, "the scope parameter is malformed")
+        })?),
+    };
+    let resource = match form.get("resource") {
+        None => None,
+        Some(requested) => {
+            if resource::validate_shape(requested).is_err() {
+                return Err(JsonError::new(
+                    ErrorCode::InvalidTarget,
+                    "resource must be an absolute URI without a fragment",
+                ));
+            }
+            Some(
+                state
+                    .config
+                    .known_resources
+                    .iter()
+                    .find(|k| resource::same_resource(k, requested))
+                    .cloned()
+                    .unwrap_or_else(|| requested.to_string()),
+            )
+        }
+    };
+    let jti = uuid::Uuid::new_v4().to_string();
+    let refresh = Refresh {
+        token: Secret::new(token),
+        client_id: client.client_id.clone(),
+        resource,
+        scope,
+        access_jti: jti.clone(),
+        access_ttl: access_ttl(state),
+    };
+    let refreshed = match ask(&state.refresh_tokens, refresh).await {
+        Ok(refreshed) => refreshed,
+        Err(AskError::Rejected(RefreshError::Reused(ended))) => {
+            revoke_access_tokens(state, &ended).await?;
+            return Err(JsonError::new(
+                ErrorCode::InvalidGrant,
+                "the refresh token is invalid, expired or revoked",
+            ));
+        }
+        Err(AskError::Rejected(err)) => return Err(refresh_error(err)),
+        Err(other) => return Err(other.into()),
+    };
+    let FamilyGrant {
+        subject,
+        client_id,
+        resource,
+        flow,
+        ..
+    } = &refreshed.grant;
+    let token = sign_access_token(
+        state,
+        subject,
+        client_id,
+        resource,
+        &refreshed.scope,
+        flow,
+        jti,
+    )
+    .await?;
+    tracing::info!(
+        flow = %flow,
+        client_id = %client_id,
+        sub = %subject,
+        aud = %resource,
+        scope = %refreshed.scope,
+        token = %Secret::new(token.clone()),
+        refresh_token = %refreshed.refresh_token,
+        grace = refreshed.grace,
+        "access token refreshed"
+    );
+    Ok(token_response(
+        state,
+        &token,
+        &refreshed.scope,
+        Some(&refreshed.refresh_token),
+    ))
+}
+
+fn refresh_error(err: RefreshError) -> JsonError {
+    match err {
+        RefreshError::Unknown | RefreshError::Reused(_) => JsonError::new(
+            ErrorCode::InvalidGrant,
+            "the refresh token is invalid, expired or revoked",
+        ),
+        RefreshError::WrongClient => JsonError::new(
+            ErrorCode::InvalidGrant,
+            "the refresh token was not issued to this client",
+        ),
+        RefreshError::WrongResource => JsonError::new(
+            ErrorCode::InvalidTarget,
+            "resource does not match the refresh token",
+        ),
+        RefreshError::WiderScope => JsonError::new(
+            ErrorCode::InvalidScope,
+            "the requested scope exceeds the scope originally granted",
+        ),
+        RefreshError::Full | RefreshError::Store(_) => JsonError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the server is busy; retry shortly",
+        ),
+    }
 }
 
 fn redeem_error(err: RedeemError) -> JsonError {

@@ -6,8 +6,11 @@
 //! 3. Validation: RS256 only, `typ` `at+jwt`, no `crit`, the key from `JwksCache` by `kid`,
 //!    `iss` exact, `aud` one of this server's endpoint URLs, `exp`/`nbf`/`iat` with a small
 //!    leeway. Any failure: 401 `invalid_token`.
-//! 4. Scopes: a token without every required scope gets 403 `insufficient_scope` naming them.
-//! 5. The MCP session belongs to the subject that opened it: another subject gets 403.
+//! 4. With `--introspect`: the AS's introspection endpoint (through a short cache) must still
+//!    call the token active; a revoked one gets 401 `invalid_token`, and when the AS cannot be
+//!    asked the answer is 503 (fail closed).
+//! 5. Scopes: a token without every required scope gets 403 `insufficient_scope` naming them.
+//! 6. The MCP session belongs to the subject that opened it: another subject gets 403.
 //!
 //! Then the request goes to rmcp with the [`Caller`] attached, and the JSON-RPC method is traced
 //! with the token's flow id.
@@ -61,6 +64,8 @@ enum Refusal {
     InsufficientScope,
     SessionNotFound,
     Unavailable,
+    /// The AS's introspection endpoint could not be asked.
+    IntrospectionUnavailable,
 }
 
 fn prm_url(state: &McpState, path: &str) -> String {
@@ -120,6 +125,12 @@ fn refuse(state: &McpState, path: &str, refusal: Refusal) -> Response {
             None,
             "temporarily_unavailable",
             "the server is busy; retry shortly",
+        ),
+        Refusal::IntrospectionUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "temporarily_unavailable",
+            "the authorization server could not confirm that the token is still valid; retry shortly",
         ),
     };
     let mut response = (
@@ -316,6 +327,20 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
             return refuse(&state, &path, refusal);
         }
     };
+    if let Some(introspector) = &state.introspection {
+        match introspector.is_active(token).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(server = "mcp", token = %fingerprint(token), "token refused: no longer active");
+                return refuse(
+                    &state,
+                    &path,
+                    Refusal::InvalidToken("the token has been revoked"),
+                );
+            }
+            Err(_) => return refuse(&state, &path, Refusal::IntrospectionUnavailable),
+        }
+    }
     let granted = ScopeSet::parse(&claims.scope).unwrap_or_default();
     if !state.required.is_subset(&granted) {
         tracing::info!(

@@ -1,16 +1,19 @@
 //! The MCP resource server: rmcp's streamable HTTP service at `/mcp` and at `/`, behind the
 //! bearer middleware (`bearer.rs`), with RFC 9728 metadata (`metadata.rs`) and the tools
-//! (`tools.rs`). Its state is immutable configuration and two actors: `JwksCache` (the AS's keys)
-//! and `McpSessions` (which user owns which MCP session).
+//! (`tools.rs`). Its state is immutable configuration and its actors: `JwksCache` (the AS's keys),
+//! `McpSessions` (which user owns which MCP session) and, with `--introspect`,
+//! `IntrospectionCache` (recent introspection answers, `introspection.rs`).
 
 mod bearer;
+pub mod introspection;
 mod metadata;
 mod origin;
 pub mod tools;
 
+use crate::actors::introspection_cache::IntrospectionCacheArgs;
 use crate::actors::jwks_cache::JwksCacheArgs;
 use crate::actors::mcp_sessions::McpSessionsArgs;
-use crate::actors::{JwksCache, McpSessions, Supervisor, spawn_supervised};
+use crate::actors::{IntrospectionCache, JwksCache, McpSessions, Supervisor, spawn_supervised};
 use crate::config::McpServerConfig;
 use crate::oauth::scope::ScopeSet;
 use axum::Router;
@@ -41,6 +44,8 @@ pub struct McpState {
     pub validation: Arc<Validation>,
     pub required: Arc<ScopeSet>,
     pub origins: Arc<RequestOrigins>,
+    /// Set with `--introspect`: every locally valid token is also checked at the AS.
+    pub introspection: Option<introspection::Introspector>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +93,7 @@ impl McpServer {
             JwksCacheArgs {
                 jwks_url: config.jwks_url(),
                 cooldown: Duration::from_secs(config.jwks_cooldown_seconds),
-                http,
+                http: http.clone(),
             },
         )
         .await;
@@ -100,6 +105,25 @@ impl McpServer {
             },
         )
         .await;
+        let introspection = match (&config.introspect, &config.rs_introspection_secret) {
+            (true, Some(secret)) => {
+                let cache = spawn_supervised::<IntrospectionCache>(
+                    &supervisor,
+                    IntrospectionCacheArgs {
+                        ttl: Duration::from_secs(config.introspection_cache_seconds),
+                        max_entries: 100_000,
+                    },
+                )
+                .await;
+                Some(introspection::Introspector {
+                    url: config.introspection_url(),
+                    secret: crate::trace::Secret::new(secret.as_str()),
+                    http,
+                    cache,
+                })
+            }
+            _ => None,
+        };
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[config.authorization_server.as_str()]);
         let root = config.root_resource();
@@ -118,6 +142,7 @@ impl McpServer {
             validation: Arc::new(validation),
             required: Arc::new(required),
             origins: Arc::new(origins),
+            introspection,
         };
         let router = router(state.clone());
         Ok(McpServer {
@@ -143,6 +168,7 @@ impl McpServer {
             server = "mcp",
             resource = %self.state.config.root_resource(),
             authorization_server = %self.state.config.authorization_server,
+            introspect = self.state.introspection.is_some(),
             listen = %self.listener.local_addr()?,
             "MCP server listening"
         );
