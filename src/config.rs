@@ -166,12 +166,13 @@ pub struct McpServerConfig {
     )]
     pub jwks_endpoint: String,
 
-    /// Scopes every MCP request needs, comma-separated.
+    /// Scopes every MCP request needs, comma-separated; a tool call also needs its tool's scope
+    /// (`mcp.read` for greet and whoami, `mcp.write` for save_note).
     #[arg(
         long = "required-scopes",
         env = "REQUIRED_SCOPES",
         value_delimiter = ',',
-        default_value = "mcp.read,mcp.write"
+        default_value = "mcp.read"
     )]
     pub required_scopes: Vec<String>,
 
