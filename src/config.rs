@@ -2,8 +2,10 @@
 //! Python example's names) and a default, after `.env` in the working directory is read.
 //! `--help` lists every setting. A bad setting is one clear line naming it and exit code 2.
 
-use clap::Args;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use url::Url;
 
 /// The session secret used when none is configured: fine for a laptop, refused for https issuers.
@@ -145,6 +147,34 @@ pub struct AuthServerConfig {
     /// Address the authorization server listens on (default: loopback, the issuer's port).
     #[arg(long = "auth-listen", env = "AUTH_SERVER_LISTEN")]
     pub listen: Option<SocketAddr>,
+
+    /// A TOML file of pre-registered clients (`[[client]]` tables: client_id, client_name,
+    /// redirect_uris, token_endpoint_auth_method = "none" or client_secret_hash, optional
+    /// grant_types and scope). They are never removed.
+    #[arg(long = "clients-file", env = "AUTH_SERVER_CLIENTS_FILE")]
+    pub clients_file: Option<PathBuf>,
+
+    /// The clients read from `clients_file` by [`AuthServerConfig::validate`].
+    #[arg(skip)]
+    pub preregistered: Vec<std::sync::Arc<crate::actors::clients::Client>>,
+
+    /// Turn dynamic client registration off: `/register` refuses every request and the metadata
+    /// names no registration endpoint.
+    #[arg(long = "no-dynamic-registration", env = "AUTH_SERVER_NO_DYNAMIC_REGISTRATION", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub no_dynamic_registration: bool,
+
+    /// Turn Client ID Metadata Documents off: an URL `client_id` is then an unknown client.
+    #[arg(long = "no-client-metadata-documents", env = "AUTH_SERVER_NO_CLIENT_METADATA_DOCUMENTS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub no_client_metadata_documents: bool,
+
+    /// Development only: fetch client metadata documents from private, loopback and link-local
+    /// addresses, and over plain http.
+    #[arg(long = "cimd-allow-private", env = "AUTH_SERVER_CIMD_ALLOW_PRIVATE", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub cimd_allow_private: bool,
+
+    /// Seconds a client metadata document fetch may take, connection included.
+    #[arg(long = "cimd-timeout", env = "AUTH_SERVER_CIMD_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub cimd_timeout_seconds: u64,
 }
 
 /// Settings of the MCP resource server.
@@ -274,6 +304,13 @@ impl AuthServerConfig {
         }
         if !self.known_resources.contains(&self.resource) {
             self.known_resources.push(self.resource.clone());
+        }
+        if let Some(path) = &self.clients_file {
+            self.preregistered = crate::clients_file::load(path, &self.extra_redirect_schemes)
+                .map_err(|e| ConfigError {
+                    setting: "AUTH_SERVER_CLIENTS_FILE",
+                    reason: e.to_string(),
+                })?;
         }
         Ok(self)
     }

@@ -5,7 +5,9 @@
 //! constant time. The registry is bounded: when full, registration answers "try later" instead of
 //! growing without limit. MCP clients often register on every connect, so a client that never
 //! obtains a token is reaped after a configurable time through the actor's one timer; a client
-//! that has redeemed a code ([`MarkUsed`]) stays.
+//! that has redeemed a code ([`MarkUsed`]) stays. Clients from the configuration file
+//! (`--clients-file`) are in the registry from the start, their secrets kept as the argon2 hashes
+//! the file gives, and are never reaped.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::trace::Secret;
@@ -19,6 +21,8 @@ use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
+
+pub use crate::oauth::client_metadata::ApplicationType;
 
 /// How a client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +51,26 @@ impl TokenEndpointAuthMethod {
     }
 }
 
+/// Where a client's record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Dynamic client registration (`POST /register`).
+    Registered,
+    /// The configuration file (`--clients-file`).
+    Configured,
+    /// A Client ID Metadata Document fetched from its `client_id` URL.
+    MetadataDocument,
+}
+
 /// A registered client. Immutable once registered; shared as `Arc<Client>`.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub client_id: String,
     pub secret_sha256: Option<[u8; 32]>,
+    /// A configured client's secret, as an argon2 PHC string.
+    pub secret_argon2: Option<String>,
+    pub application_type: ApplicationType,
+    pub kind: ClientKind,
     pub client_name: Option<String>,
     pub redirect_uris: Vec<String>,
     pub grant_types: Vec<String>,
@@ -67,8 +86,17 @@ impl Client {
         self.token_endpoint_auth_method == TokenEndpointAuthMethod::None
     }
 
-    /// Compares a presented secret with the stored digest in constant time.
+    /// Compares a presented secret with the stored digest in constant time (argon2 for a
+    /// configured client's hash: slow on purpose, so call it off the async threads).
     pub fn secret_matches(&self, presented: &str) -> bool {
+        if let Some(phc) = &self.secret_argon2 {
+            use argon2::password_hash::{PasswordHash, PasswordVerifier};
+            return PasswordHash::new(phc).is_ok_and(|hash| {
+                argon2::Argon2::default()
+                    .verify_password(presented.as_bytes(), &hash)
+                    .is_ok()
+            });
+        }
         match &self.secret_sha256 {
             Some(stored) => {
                 let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
@@ -94,6 +122,7 @@ pub struct NewClient {
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
     pub scope: Option<String>,
     pub client_uri: Option<String>,
+    pub application_type: ApplicationType,
 }
 
 /// Registers a client; replies with the record and, for a confidential client, its secret (the
@@ -139,11 +168,13 @@ pub struct ClientRegistry {
     args: ClientRegistryArgs,
 }
 
-/// Arguments of the registry: its bound, and how long an unused client is kept.
+/// Arguments of the registry: its bound, how long an unused client is kept, and the clients
+/// from the configuration.
 #[derive(Debug, Clone)]
 pub struct ClientRegistryArgs {
     pub max_clients: usize,
     pub unused_ttl: Duration,
+    pub preregistered: Vec<Arc<Client>>,
 }
 
 impl Actor for ClientRegistry {
@@ -155,8 +186,20 @@ impl Actor for ClientRegistry {
     }
 
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        // Configured clients count as used: never reaped.
+        let clients = args
+            .preregistered
+            .iter()
+            .map(|client| {
+                let registration = Registration {
+                    client: Arc::clone(client),
+                    used: true,
+                };
+                (client.client_id.clone(), registration)
+            })
+            .collect();
         Ok(ClientRegistry {
-            clients: HashMap::new(),
+            clients,
             expiry: ExpiryQueue::default(),
             args,
         })
@@ -186,6 +229,9 @@ impl Message<Register> for ClientRegistry {
             token_endpoint_auth_method: meta.token_endpoint_auth_method,
             scope: meta.scope,
             client_uri: meta.client_uri,
+            secret_argon2: None,
+            application_type: meta.application_type,
+            kind: ClientKind::Registered,
             issued_at: unix_now(),
         });
         self.clients.insert(
@@ -283,6 +329,7 @@ mod tests {
             token_endpoint_auth_method: TokenEndpointAuthMethod::None,
             scope: None,
             client_uri: None,
+            application_type: ApplicationType::Native,
         }
     }
 
@@ -291,6 +338,7 @@ mod tests {
         let registry = ClientRegistry::spawn(ClientRegistryArgs {
             max_clients: 3,
             unused_ttl: Duration::from_secs(3600),
+            preregistered: Vec::new(),
         });
         let used = registry.ask(Register(new_client())).await.unwrap();
         let _unused = registry.ask(Register(new_client())).await.unwrap();
@@ -316,5 +364,40 @@ mod tests {
             registry.ask(Register(new_client())).await.is_ok(),
             "room again"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn configured_clients_are_never_reaped() {
+        let configured = Arc::new(Client {
+            client_id: "configured".into(),
+            secret_sha256: None,
+            secret_argon2: None,
+            application_type: ApplicationType::Native,
+            kind: ClientKind::Configured,
+            client_name: Some("Configured".into()),
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            grant_types: vec!["authorization_code".into()],
+            response_types: vec!["code".into()],
+            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+            scope: None,
+            client_uri: None,
+            issued_at: 0,
+        });
+        let registry = ClientRegistry::spawn(ClientRegistryArgs {
+            max_clients: 10,
+            unused_ttl: Duration::from_secs(60),
+            preregistered: vec![configured],
+        });
+        let _unused = registry.ask(Register(new_client())).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(registry.ask(Count).await.unwrap(), 1);
+        let kept = registry
+            .ask(Lookup {
+                client_id: "configured".into(),
+            })
+            .await
+            .unwrap();
+        assert!(kept.is_some_and(|c| c.kind == ClientKind::Configured));
     }
 }

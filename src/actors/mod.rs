@@ -1,7 +1,7 @@
 //! The actors that own all mutable state of both servers, and the one helper through which the
 //! HTTP handlers talk to them.
 //!
-//! Authorization server: [`ClientRegistry`], [`AuthorizationCodes`], [`Consents`], [`Sessions`],
+//! Authorization server: [`ClientRegistry`], [`ClientMetadataDocuments`], [`AuthorizationCodes`], [`Consents`], [`Sessions`],
 //! [`SigningKeys`] (with its [`TokenSigner`] pool), [`Revocations`], [`Throttle`]. Resource server: [`JwksCache`], [`McpSessions`].
 //!
 //! Every actor runs under a [`Supervisor`] that restarts it if it panics, with a bounded mailbox.
@@ -10,6 +10,7 @@
 //! writes the flow-trace line for the message: actor, message (secrets as fingerprints), outcome
 //! and duration.
 
+pub mod client_metadata;
 pub mod clients;
 pub mod codes;
 pub mod consents;
@@ -21,6 +22,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod throttle;
 
+pub use client_metadata::ClientMetadataDocuments;
 pub use clients::ClientRegistry;
 pub use codes::AuthorizationCodes;
 pub use consents::Consents;

@@ -2,7 +2,9 @@
 //! RFC 8414 / OpenID discovery metadata, the JWKS, and the login and consent pages. One file per
 //! endpoint; `flow.rs` holds the steps shared by `/authorize`, `/login` and `/consent`.
 
+mod assets;
 mod authorize;
+mod client_lookup;
 mod consent;
 mod flow;
 mod introspect;
@@ -13,6 +15,7 @@ pub mod pages;
 mod register;
 mod token;
 
+use crate::actors::client_metadata::ClientMetadataArgs;
 use crate::actors::clients::ClientRegistryArgs;
 use crate::actors::codes::AuthorizationCodesArgs;
 use crate::actors::consents::ConsentsArgs;
@@ -21,8 +24,8 @@ use crate::actors::sessions::SessionsArgs;
 use crate::actors::signing_keys::{ActiveKey, KeyError};
 use crate::actors::throttle::{Endpoint, Limited, ThrottleArgs};
 use crate::actors::{
-    AuthorizationCodes, ClientRegistry, Consents, Revocations, Sessions, SignerPool, SigningKeys,
-    Supervisor, Throttle, TokenSigner, spawn_supervised,
+    AuthorizationCodes, ClientMetadataDocuments, ClientRegistry, Consents, Revocations, Sessions,
+    SignerPool, SigningKeys, Supervisor, Throttle, TokenSigner, spawn_supervised,
 };
 use crate::config::AuthServerConfig;
 use crate::users::{UserDirectory, UserError};
@@ -49,6 +52,8 @@ pub struct AuthState {
     pub users: UserDirectory,
     pub cookie: SessionCookie,
     pub clients: ActorRef<ClientRegistry>,
+    /// Fetched Client ID Metadata Documents (URL client ids).
+    pub client_documents: ActorRef<ClientMetadataDocuments>,
     pub codes: ActorRef<AuthorizationCodes>,
     pub consents: ActorRef<Consents>,
     pub sessions: ActorRef<Sessions>,
@@ -107,6 +112,17 @@ impl AuthServer {
             ClientRegistryArgs {
                 max_clients: config.max_clients,
                 unused_ttl: Duration::from_secs(config.unused_client_ttl_seconds),
+                preregistered: config.preregistered.clone(),
+            },
+        )
+        .await;
+        let client_documents = spawn_supervised::<ClientMetadataDocuments>(
+            &supervisor,
+            ClientMetadataArgs {
+                allow_private: config.cimd_allow_private,
+                timeout: Duration::from_secs(config.cimd_timeout_seconds),
+                max_entries: 10_000,
+                extra_schemes: config.extra_redirect_schemes.clone(),
             },
         )
         .await;
@@ -176,6 +192,7 @@ impl AuthServer {
             users,
             cookie,
             clients,
+            client_documents,
             codes,
             consents,
             sessions,
@@ -273,6 +290,7 @@ fn router(state: AuthState) -> Router {
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/consent", get(consent::show).post(consent::submit))
+        .route("/assets/style.css", get(assets::stylesheet))
         .layer(DefaultBodyLimit::max(16 * 1024));
     // An issuer with a path serves its endpoints under that path, and its metadata at the
     // path-inserted well-known URLs too (RFC 8414 section 3.1). CORS covers the machine-facing

@@ -33,6 +33,10 @@ pub struct ConsentPage<'a> {
     pub resource: &'a str,
     pub redirect_host: &'a str,
     pub loopback_only: bool,
+    /// The first letter of the client's name, for its badge.
+    pub client_initial: String,
+    /// The host of a URL client id (a client metadata document).
+    pub document_host: Option<String>,
     pub csrf_token: &'a str,
     pub request_id: &'a str,
 }
