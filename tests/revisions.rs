@@ -359,3 +359,173 @@ async fn stateful_sessions_stay_bound_to_their_user() {
     let who: Value = serde_json::from_str(&text_of(&rpc_result(response).await)).unwrap();
     assert_eq!(who["sub"], "bob");
 }
+
+#[tokio::test]
+async fn md1_path_inserted_metadata_and_openid_configuration_always_agree() {
+    // An issuer with a path: RFC 8414 inserts the well-known part before the path, OpenID
+    // Discovery appends it; clients of different revisions probe different forms (2025-11-25:
+    // path-inserted OAuth, path-inserted OpenID, then OpenID appended).
+    let app = spawn_app_at("/auth", &[]).await;
+    let origin = app.issuer.trim_end_matches("/auth").to_string();
+    let urls = [
+        format!("{origin}/.well-known/oauth-authorization-server/auth"),
+        format!("{origin}/.well-known/openid-configuration/auth"),
+        format!("{origin}/auth/.well-known/openid-configuration"),
+        format!("{origin}/auth/.well-known/oauth-authorization-server"),
+    ];
+    let mut documents = Vec::new();
+    for url in &urls {
+        let response = app.http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        documents.push(response.json::<Value>().await.unwrap());
+    }
+    for (url, document) in urls.iter().zip(&documents) {
+        assert_eq!(document, &documents[0], "{url}");
+    }
+    let md = &documents[0];
+    assert_eq!(md["issuer"], app.issuer);
+    assert_eq!(md["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(md["client_id_metadata_document_supported"], true);
+    for endpoint in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "registration_endpoint",
+        "jwks_uri",
+    ] {
+        assert!(
+            md[endpoint]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}/", app.issuer)),
+            "{endpoint}: {md}"
+        );
+    }
+    // The root forms belong to another issuer: not served.
+    let root = app
+        .http
+        .get(format!("{origin}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 404);
+}
+
+#[tokio::test]
+async fn az3_iss_on_every_authorization_response_under_an_issuer_path() {
+    // RFC 9207 with an issuer that has a path: success and error carry `iss` exactly.
+    let app = spawn_app_at("/auth", &[]).await;
+    let client_id = register(&app).await;
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let callback = authorize_as(&app, &browser, &client_id, &pkce, "alice", "password123").await;
+    assert_eq!(
+        query_param(&callback, "iss").as_deref(),
+        Some(app.issuer.as_str())
+    );
+    assert!(query_param(&callback, "code").is_some());
+    let refused = browser
+        .get(
+            &authorize_url(&app, &client_id, &pkce, &[])
+                .replace("response_type=code", "response_type=token"),
+        )
+        .await;
+    let to = location(&refused).unwrap();
+    assert_eq!(
+        query_param(&to, "error").as_deref(),
+        Some("unsupported_response_type")
+    );
+    assert_eq!(
+        query_param(&to, "iss").as_deref(),
+        Some(app.issuer.as_str())
+    );
+}
+
+#[tokio::test]
+async fn az2_a_loopback_port_may_change_between_registration_and_authorization() {
+    // VS Code, Claude Code and Copilot CLI register one port and listen on another (RFC 8252
+    // section 7.3); the code is bound to the URI actually used.
+    let app = spawn_app().await;
+    let client_id = register(&app).await; // registered with port 53682
+    let moved = "http://127.0.0.1:40123/callback";
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let url = authorize_url(&app, &client_id, &pkce, &[]).replace(
+        &url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
+        &url::form_urlencoded::byte_serialize(moved.as_bytes()).collect::<String>(),
+    );
+    let start = browser.get(&url).await;
+    assert_eq!(start.status(), 302);
+    let after_login = login(&browser, &location(&start).unwrap(), "alice", "password123").await;
+    let approved = decide(&browser, &location(&after_login).unwrap(), "approve").await;
+    assert_eq!(approved.status(), 302, "302, never 307");
+    let callback = location(&approved).unwrap();
+    assert!(callback.starts_with(moved), "{callback}");
+    let code = query_param(&callback, "code").unwrap();
+    let token = |redirect: &'static str| {
+        let http = app.http.clone();
+        let url = format!("{}/token", app.issuer);
+        let (code, verifier, client_id) = (code.clone(), pkce.verifier.clone(), client_id.clone());
+        async move {
+            http.post(url)
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", redirect),
+                    ("client_id", client_id.as_str()),
+                    ("code_verifier", verifier.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(token(moved).await.status(), 200);
+}
+
+#[tokio::test]
+async fn pg2_pages_use_the_servers_own_stylesheet() {
+    for path in ["", "/auth"] {
+        let app = spawn_app_at(path, &[]).await;
+        let css = app
+            .http
+            .get(format!("{}/assets/style.css", app.issuer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(css.status(), 200, "{path}");
+        assert!(
+            css.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/css")
+        );
+        assert!(
+            css.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("max-age")
+        );
+        assert!(css.text().await.unwrap().contains(".card"));
+        let client_id = register(&app).await;
+        let browser = Browser::new();
+        let start = browser
+            .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+            .await;
+        let page = browser.get(&location(&start).unwrap()).await;
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("style-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        let html = page.text().await.unwrap();
+        // Linked relatively: it resolves under the issuer's path.
+        assert!(
+            html.contains(r#"<link rel="stylesheet" href="assets/style.css">"#),
+            "{html}"
+        );
+        assert!(!html.contains("<style"), "no inline styles");
+    }
+}

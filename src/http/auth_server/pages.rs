@@ -78,7 +78,7 @@ pub fn with_page_headers(mut response: Response) -> Response {
         HeaderValue::from_static(
             // No `form-action`: browsers apply it to the redirects that follow a form post, and
             // the consent form's redirect goes to the client.
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
