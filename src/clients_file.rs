@@ -14,7 +14,7 @@
 //! client_secret_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."
 //! ```
 
-use crate::actors::clients::{Client, ClientKind, TokenEndpointAuthMethod, unix_now};
+use crate::actors::clients::{Client, ClientKind, TokenEndpointAuthMethod};
 use crate::oauth::client_metadata::{self, Source};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -134,21 +134,10 @@ pub fn parse(text: &str, extra_schemes: &[String]) -> Result<Vec<Arc<Client>>, C
         });
         let validated = client_metadata::validate(&metadata, extra_schemes, Source::Registration)
             .map_err(|err| fail(&err.description))?;
-        clients.push(Arc::new(Client {
-            client_id,
-            secret_sha256: None,
-            secret_argon2: entry.client_secret_hash,
-            application_type: validated.application_type,
-            kind: ClientKind::Configured,
-            client_name: validated.client_name,
-            redirect_uris: validated.redirect_uris,
-            grant_types: validated.grant_types,
-            response_types: validated.response_types,
-            token_endpoint_auth_method: method,
-            scope: validated.scope,
-            client_uri: validated.client_uri,
-            issued_at: unix_now(),
-        }));
+        let mut client = Client::from_metadata(client_id, validated, ClientKind::Configured);
+        client.token_endpoint_auth_method = method;
+        client.secret_argon2 = entry.client_secret_hash;
+        clients.push(Arc::new(client));
     }
     Ok(clients)
 }

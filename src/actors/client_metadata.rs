@@ -16,7 +16,7 @@
 //! time limit on the whole fetch; at most [`MAX_DOCUMENT_BYTES`] read. `allow_private` (a
 //! development setting) lifts the address rule and allows plain http.
 
-use crate::actors::clients::{Client, ClientKind, unix_now};
+use crate::actors::clients::{Client, ClientKind};
 use crate::oauth::client_id_url::{self, UrlError};
 use crate::oauth::client_metadata::{self, Source};
 use futures::FutureExt;
@@ -340,20 +340,6 @@ async fn fetch_inner(
     }
     let meta = client_metadata::validate(&document, &args.extra_schemes, Source::Document { url })
         .map_err(|err| DocumentError::Invalid(err.description))?;
-    let client = Client {
-        client_id: url.to_string(),
-        secret_sha256: None,
-        secret_argon2: None,
-        application_type: meta.application_type,
-        kind: ClientKind::MetadataDocument,
-        client_name: meta.client_name,
-        redirect_uris: meta.redirect_uris,
-        grant_types: meta.grant_types,
-        response_types: meta.response_types,
-        token_endpoint_auth_method: meta.token_endpoint_auth_method,
-        scope: meta.scope,
-        client_uri: meta.client_uri,
-        issued_at: unix_now(),
-    };
+    let client = Client::from_metadata(url.to_string(), meta, ClientKind::MetadataDocument);
     Ok((Arc::new(client), lifetime))
 }

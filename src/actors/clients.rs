@@ -106,6 +106,26 @@ impl Client {
         }
     }
 
+    /// A public client described by validated metadata (a metadata document, or a configured
+    /// client before its secret is set).
+    pub fn from_metadata(client_id: String, meta: NewClient, kind: ClientKind) -> Client {
+        Client {
+            client_id,
+            secret_sha256: None,
+            secret_argon2: None,
+            application_type: meta.application_type,
+            kind,
+            client_name: meta.client_name,
+            redirect_uris: meta.redirect_uris,
+            grant_types: meta.grant_types,
+            response_types: meta.response_types,
+            token_endpoint_auth_method: meta.token_endpoint_auth_method,
+            scope: meta.scope,
+            client_uri: meta.client_uri,
+            issued_at: unix_now(),
+        }
+    }
+
     /// The name shown to users: the registered name, or the id when there is none.
     pub fn display_name(&self) -> &str {
         self.client_name.as_deref().unwrap_or(&self.client_id)
