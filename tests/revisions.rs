@@ -156,6 +156,23 @@ async fn rs2_step_up_a_read_token_calls_greet_and_gets_403_on_save_note() {
     ]);
     let refused = mcp_post(&app, Some(&read_only), Some(&session), batch).await;
     assert_eq!(refused.status(), 403);
+    // A body that reads one way to the scope check and maybe another to the MCP library
+    // (a repeated key) needs every tool's scope.
+    let ambiguous = r#"{"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+        "params": {"name": "greet", "name": "save_note", "arguments": {"name": "x", "text": "y"}}}"#;
+    let refused = app
+        .http
+        .post(app.mcp_url())
+        .bearer_auth(&read_only)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &session)
+        .body(ambiguous)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(www(&refused).contains(r#"scope="mcp.read mcp.write""#));
 }
 
 #[tokio::test]

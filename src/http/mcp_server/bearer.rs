@@ -454,11 +454,14 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
             mcp_method = %rpcs.as_ref().map_or_else(|| "(unparsed)".into(), Rpcs::describe),
             "mcp request"
         );
-        if let Some(rpcs) = &rpcs {
-            let needed = rpcs.tool_scopes().union(&state.required);
-            if let Some(refusal) = scope_refusal(&claims, &granted, &needed) {
-                return refuse(&state, &path, refusal);
-            }
+        // A body this parser cannot read (duplicate keys, say) might still read as a tool call
+        // to rmcp: it needs every tool's scope, so no reading of it gets past the check.
+        let needed = match &rpcs {
+            Some(rpcs) => rpcs.tool_scopes().union(&state.required),
+            None => state.challenge_scope.as_ref().clone(),
+        };
+        if let Some(refusal) = scope_refusal(&claims, &granted, &needed) {
+            return refuse(&state, &path, refusal);
         }
         let opens_session = rpcs.as_ref().is_some_and(|r| r.has("initialize"));
         parts
