@@ -67,6 +67,13 @@ async fn serve(State(server): State<DocServer>, Path(name): Path<String>) -> Res
     };
     match name.as_str() {
         "good.json" | "good2.json" | "good3.json" => json(document(&url, json!({})), "max-age=300"),
+        "web.json" => json(
+            document(
+                &url,
+                json!({"redirect_uris": ["https://app.example.com/callback"], "client_name": "Web App"}),
+            ),
+            "max-age=300",
+        ),
         "nostore.json" => json(document(&url, json!({})), "no-store"),
         "slow.json" => {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -174,6 +181,39 @@ async fn cl3_a_metadata_document_client_completes_the_flow() {
     assert!(body["access_token"].is_string());
     // Cached per its Cache-Control: /authorize and /token used one fetch.
     assert_eq!(docs.hits("good.json"), 1);
+}
+
+#[tokio::test]
+async fn cl3_no_localhost_warning_for_an_https_redirect() {
+    let docs = DocServer::start().await;
+    let app = cimd_app(&[]).await;
+    let client_id = docs.url("web.json");
+    let browser = Browser::new();
+    let mut url = url::Url::parse(&authorize_url(&app, &client_id, &Pkce::new(), &[])).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "redirect_uri" {
+                "https://app.example.com/callback".to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let start = browser.get(url.as_str()).await;
+    let after_login = login(&browser, &location(&start).unwrap(), "bob", "hunter2").await;
+    let page = browser
+        .get(&location(&after_login).unwrap())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Authorize Web App"), "{page}");
+    assert!(page.contains("<dd>app.example.com</dd>"), "{page}");
+    assert!(page.contains("metadata document on 127.0.0.1"), "{page}");
+    assert!(!page.contains("class=\"warn\""), "{page}");
 }
 
 #[tokio::test]
