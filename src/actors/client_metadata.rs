@@ -90,7 +90,6 @@ enum Entry {
 pub struct ClientMetadataDocuments {
     entries: HashMap<String, Entry>,
     args: ClientMetadataArgs,
-    fetches: u64,
 }
 
 impl Actor for ClientMetadataDocuments {
@@ -105,7 +104,6 @@ impl Actor for ClientMetadataDocuments {
         Ok(ClientMetadataDocuments {
             entries: HashMap::new(),
             args,
-            fetches: 0,
         })
     }
 }
@@ -133,10 +131,6 @@ struct Store {
     outcome: Outcome,
     lifetime: Option<Duration>,
 }
-
-/// How many documents have been fetched (tests and the trace use it).
-#[derive(Debug)]
-pub struct FetchCount;
 
 impl ClientMetadataDocuments {
     /// Makes room for one entry: drops expired ones, then the one closest to expiry.
@@ -188,7 +182,6 @@ impl Message<Resolve> for ClientMetadataDocuments {
         if !self.make_room(now) {
             return Resolved(ready(Err(DocumentError::Busy)));
         }
-        self.fetches += 1;
         let url = msg.client_id;
         let args = self.args.clone();
         let actor = ctx.actor_ref().clone();
@@ -241,14 +234,6 @@ impl Message<Store> for ClientMetadataDocuments {
                 self.entries.remove(&msg.url);
             }
         }
-    }
-}
-
-impl Message<FetchCount> for ClientMetadataDocuments {
-    type Reply = u64;
-
-    async fn handle(&mut self, _: FetchCount, _: &mut Context<Self, u64>) -> u64 {
-        self.fetches
     }
 }
 
