@@ -108,12 +108,20 @@ pub async fn authenticate_client(
     let authenticated = match secret {
         None => client.is_public(),
         Some(_) if client.is_public() => false,
-        // A configured client's argon2 hash: verified on a blocking thread.
+        // A configured client's argon2 hash: verified on a blocking thread, sharing the
+        // password checks' one-per-core limit.
         Some(secret) if client.secret_argon2.is_some() => {
             let (client, secret) = (Arc::clone(&client), secret.to_string());
-            tokio::task::spawn_blocking(move || client.secret_matches(&secret))
+            state
+                .users
+                .check_limited(move || client.secret_matches(&secret))
                 .await
-                .unwrap_or(false)
+                .map_err(|_| {
+                    JsonError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "the server is busy; try again",
+                    )
+                })?
         }
         Some(secret) => client.secret_matches(secret),
     };
