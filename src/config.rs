@@ -2,7 +2,8 @@
 //! Python example's names) and a default, after `.env` in the working directory is read.
 //! `--help` lists every setting. A bad setting is one clear line naming it and exit code 2.
 
-use clap::Args;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use url::Url;
@@ -214,6 +215,34 @@ pub struct AuthServerConfig {
     /// How long a new signing key is published in the JWKS before it signs, in seconds.
     #[arg(long = "key-publication-delay", env = "AUTH_SERVER_KEY_PUBLICATION_DELAY_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub key_publication_delay_seconds: u64,
+
+    /// A TOML file of pre-registered clients (`[[client]]` tables: client_id, client_name,
+    /// redirect_uris, token_endpoint_auth_method = "none" or client_secret_hash, optional
+    /// grant_types and scope). They are never removed.
+    #[arg(long = "clients-file", env = "AUTH_SERVER_CLIENTS_FILE")]
+    pub clients_file: Option<PathBuf>,
+
+    /// The clients read from `clients_file` by [`AuthServerConfig::validate`].
+    #[arg(skip)]
+    pub preregistered: Vec<std::sync::Arc<crate::actors::clients::Client>>,
+
+    /// Turn dynamic client registration off: `/register` refuses every request and the metadata
+    /// names no registration endpoint.
+    #[arg(long = "no-dynamic-registration", env = "AUTH_SERVER_NO_DYNAMIC_REGISTRATION", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub no_dynamic_registration: bool,
+
+    /// Turn Client ID Metadata Documents off: an URL `client_id` is then an unknown client.
+    #[arg(long = "no-client-metadata-documents", env = "AUTH_SERVER_NO_CLIENT_METADATA_DOCUMENTS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub no_client_metadata_documents: bool,
+
+    /// Development only: fetch client metadata documents from private, loopback and link-local
+    /// addresses, and over plain http.
+    #[arg(long = "cimd-allow-private", env = "AUTH_SERVER_CIMD_ALLOW_PRIVATE", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub cimd_allow_private: bool,
+
+    /// Seconds a client metadata document fetch may take, connection included.
+    #[arg(long = "cimd-timeout", env = "AUTH_SERVER_CIMD_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub cimd_timeout_seconds: u64,
 }
 
 /// Settings of the MCP resource server.
@@ -235,12 +264,13 @@ pub struct McpServerConfig {
     )]
     pub jwks_endpoint: String,
 
-    /// Scopes every MCP request needs, comma-separated.
+    /// Scopes every MCP request needs, comma-separated; a tool call also needs its tool's scope
+    /// (`mcp.read` for greet and whoami, `mcp.write` for save_note).
     #[arg(
         long = "required-scopes",
         env = "REQUIRED_SCOPES",
         value_delimiter = ',',
-        default_value = "mcp.read,mcp.write"
+        default_value = "mcp.read"
     )]
     pub required_scopes: Vec<String>,
 
@@ -403,6 +433,13 @@ impl AuthServerConfig {
         }
         if !self.known_resources.contains(&self.resource) {
             self.known_resources.push(self.resource.clone());
+        }
+        if let Some(path) = &self.clients_file {
+            self.preregistered = crate::clients_file::load(path, &self.extra_redirect_schemes)
+                .map_err(|e| ConfigError {
+                    setting: "AUTH_SERVER_CLIENTS_FILE",
+                    reason: e.to_string(),
+                })?;
         }
         Ok(self)
     }

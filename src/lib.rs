@@ -6,6 +6,7 @@
 //! - [`trace`]: the flow trace, and the secret type that keeps secrets out of it.
 
 pub mod actors;
+pub mod clients_file;
 pub mod config;
 pub mod http;
 pub mod memory;

@@ -214,6 +214,24 @@ impl UserDirectory {
         .map_err(|e| UserError::Hash(e.to_string()))?
     }
 
+    /// Runs another password-hash check (a configured client's secret) on a blocking thread,
+    /// under the same limit of one check per core. `Err(Busy)` as for [`Self::authenticate`].
+    pub async fn check_limited(
+        &self,
+        check: impl FnOnce() -> bool + Send + 'static,
+    ) -> Result<bool, Busy> {
+        let permit = tokio::time::timeout(CHECK_WAIT, Arc::clone(&self.checks).acquire_owned())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            check()
+        })
+        .await
+        .map_err(|_| Busy)
+    }
+
     /// Checks a username and password on a blocking thread; the same work whether or not the
     /// user exists. `Err(Busy)` when no check could start within a few seconds.
     pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<User>, Busy> {

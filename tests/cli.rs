@@ -48,6 +48,11 @@ fn help_lists_every_setting() {
         "MCP_INTROSPECT",
         "MCP_INTROSPECTION_SECRET",
         "MCP_INTROSPECTION_CACHE_SECONDS",
+        "AUTH_SERVER_CLIENTS_FILE",
+        "AUTH_SERVER_NO_DYNAMIC_REGISTRATION",
+        "AUTH_SERVER_NO_CLIENT_METADATA_DOCUMENTS",
+        "AUTH_SERVER_CIMD_ALLOW_PRIVATE",
+        "AUTH_SERVER_CIMD_TIMEOUT_SECONDS",
     ] {
         assert!(help.contains(var), "--help names {var}");
     }

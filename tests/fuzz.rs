@@ -1512,7 +1512,8 @@ fn must_refuse(
     }
     let scope_ok = str_of(claims.get("scope"))
         .and_then(|s| ScopeSet::parse(&s).ok())
-        .is_some_and(|s| s.contains("mcp.read") && s.contains("mcp.write"));
+        // The baseline scope every MCP request needs (RS-2); tools may need more.
+        .is_some_and(|s| s.contains("mcp.read"));
     if !scope_ok {
         return Some("scope");
     }

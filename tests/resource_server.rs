@@ -266,7 +266,7 @@ async fn malformed_authorization_headers_never_500() {
 async fn a_token_without_a_required_scope_gets_403_insufficient_scope() {
     let app = spawn_app().await;
     let mut c = claims(&app);
-    c["scope"] = json!("mcp.read");
+    c["scope"] = json!("mcp.write");
     let token = mint(&app, &header(&app), &c);
     let response = init_with_auth(&app, &format!("Bearer {token}")).await;
     assert_eq!(response.status(), 403);

@@ -5,7 +5,9 @@
 //! constant time. The registry is bounded: when full, registration answers "try later" instead of
 //! growing without limit. MCP clients often register on every connect, so a client that never
 //! obtains a token is reaped after a configurable time through the actor's one timer; a client
-//! that has redeemed a code ([`MarkUsed`]) stays.
+//! that has redeemed a code ([`MarkUsed`]) stays. Clients from the configuration file
+//! (`--clients-file`) are in the registry from the start, their secrets kept as the argon2 hashes
+//! the file gives, and are never reaped nor stored.
 //!
 //! Durability: every client is in the store ([`crate::store::ClientStore`]). The registry loads
 //! them at start, answers a registration only after the store committed it, looks a client up in
@@ -25,6 +27,8 @@ use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
+
+pub use crate::oauth::client_metadata::ApplicationType;
 
 /// How a client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +57,26 @@ impl TokenEndpointAuthMethod {
     }
 }
 
+/// Where a client's record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Dynamic client registration (`POST /register`).
+    Registered,
+    /// The configuration file (`--clients-file`).
+    Configured,
+    /// A Client ID Metadata Document fetched from its `client_id` URL.
+    MetadataDocument,
+}
+
 /// A registered client. Immutable once registered; shared as `Arc<Client>`.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub client_id: String,
     pub secret_sha256: Option<[u8; 32]>,
+    /// A configured client's secret, as an argon2 PHC string.
+    pub secret_argon2: Option<String>,
+    pub application_type: ApplicationType,
+    pub kind: ClientKind,
     pub client_name: Option<String>,
     pub redirect_uris: Vec<String>,
     pub grant_types: Vec<String>,
@@ -73,14 +92,43 @@ impl Client {
         self.token_endpoint_auth_method == TokenEndpointAuthMethod::None
     }
 
-    /// Compares a presented secret with the stored digest in constant time.
+    /// Compares a presented secret with the stored digest in constant time (argon2 for a
+    /// configured client's hash: slow on purpose, so call it off the async threads).
     pub fn secret_matches(&self, presented: &str) -> bool {
+        if let Some(phc) = &self.secret_argon2 {
+            use argon2::password_hash::{PasswordHash, PasswordVerifier};
+            return PasswordHash::new(phc).is_ok_and(|hash| {
+                argon2::Argon2::default()
+                    .verify_password(presented.as_bytes(), &hash)
+                    .is_ok()
+            });
+        }
         match &self.secret_sha256 {
             Some(stored) => {
                 let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
                 digest.ct_eq(stored).into()
             }
             None => false,
+        }
+    }
+
+    /// A public client described by validated metadata (a metadata document, or a configured
+    /// client before its secret is set).
+    pub fn from_metadata(client_id: String, meta: NewClient, kind: ClientKind) -> Client {
+        Client {
+            client_id,
+            secret_sha256: None,
+            secret_argon2: None,
+            application_type: meta.application_type,
+            kind,
+            client_name: meta.client_name,
+            redirect_uris: meta.redirect_uris,
+            grant_types: meta.grant_types,
+            response_types: meta.response_types,
+            token_endpoint_auth_method: meta.token_endpoint_auth_method,
+            scope: meta.scope,
+            client_uri: meta.client_uri,
+            issued_at: unix_now(),
         }
     }
 
@@ -100,6 +148,7 @@ pub struct NewClient {
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
     pub scope: Option<String>,
     pub client_uri: Option<String>,
+    pub application_type: ApplicationType,
 }
 
 /// Registers a client; replies with the record and, for a confidential client, its secret (the
@@ -151,12 +200,14 @@ pub struct ClientRegistry {
     args: ClientRegistryArgs,
 }
 
-/// Arguments of the registry: its bound, how long an unused client is kept, and the store.
+/// Arguments of the registry: its bound, how long an unused client is kept, the store, and the
+/// clients from the configuration.
 #[derive(Debug, Clone)]
 pub struct ClientRegistryArgs {
     pub max_clients: usize,
     pub unused_ttl: Duration,
     pub store: SharedStore,
+    pub preregistered: Vec<Arc<Client>>,
 }
 
 /// How long a reaping that the store could not commit waits before it is tried again.
@@ -191,6 +242,17 @@ impl Actor for ClientRegistry {
             Err(err) => {
                 tracing::error!(actor = "ClientRegistry", error = %err, "clients not loaded")
             }
+        }
+        // Configured clients count as used (never reaped) and win over a stored client that has
+        // the same id.
+        for client in &registry.args.preregistered {
+            registry.clients.insert(
+                client.client_id.clone(),
+                Registration {
+                    client: Arc::clone(client),
+                    used: true,
+                },
+            );
         }
         Ok(registry)
     }
@@ -241,6 +303,9 @@ impl Message<Register> for ClientRegistry {
             token_endpoint_auth_method: meta.token_endpoint_auth_method,
             scope: meta.scope,
             client_uri: meta.client_uri,
+            secret_argon2: None,
+            application_type: meta.application_type,
+            kind: ClientKind::Registered,
             issued_at: unix_now(),
         });
         // Acknowledged only once committed: a crash after this answer loses nothing.
@@ -377,6 +442,7 @@ mod tests {
             token_endpoint_auth_method: TokenEndpointAuthMethod::None,
             scope: None,
             client_uri: None,
+            application_type: ApplicationType::Native,
         }
     }
 
@@ -387,6 +453,7 @@ mod tests {
             max_clients: 3,
             unused_ttl: Duration::from_secs(3600),
             store: Arc::clone(&store),
+            preregistered: Vec::new(),
         });
         let used = registry.ask(Register(new_client())).await.unwrap();
         let _unused = registry.ask(Register(new_client())).await.unwrap();
@@ -417,5 +484,41 @@ mod tests {
             registry.ask(Register(new_client())).await.is_ok(),
             "room again"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn configured_clients_are_never_reaped() {
+        let configured = Arc::new(Client {
+            client_id: "configured".into(),
+            secret_sha256: None,
+            secret_argon2: None,
+            application_type: ApplicationType::Native,
+            kind: ClientKind::Configured,
+            client_name: Some("Configured".into()),
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            grant_types: vec!["authorization_code".into()],
+            response_types: vec!["code".into()],
+            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+            scope: None,
+            client_uri: None,
+            issued_at: 0,
+        });
+        let registry = ClientRegistry::spawn(ClientRegistryArgs {
+            max_clients: 10,
+            unused_ttl: Duration::from_secs(60),
+            store: Arc::new(crate::store::MemoryStore::new()),
+            preregistered: vec![configured],
+        });
+        let _unused = registry.ask(Register(new_client())).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(registry.ask(Count).await.unwrap(), 1);
+        let kept = registry
+            .ask(Lookup {
+                client_id: "configured".into(),
+            })
+            .await
+            .unwrap();
+        assert!(kept.is_some_and(|c| c.kind == ClientKind::Configured));
     }
 }

@@ -1,9 +1,10 @@
 //! The actors that own all mutable state of both servers, and the one helper through which the
 //! HTTP handlers talk to them.
 //!
-//! Authorization server: [`ClientRegistry`], [`AuthorizationCodes`], [`Consents`], [`Sessions`],
-//! [`SigningKeys`] (with its [`TokenSigner`] pool), [`RefreshTokens`], [`Revocations`], [`Throttle`].
-//! Resource server: [`JwksCache`], [`McpSessions`], [`IntrospectionCache`].
+//! Authorization server: [`ClientRegistry`], [`ClientMetadataDocuments`], [`AuthorizationCodes`],
+//! [`Consents`], [`Sessions`], [`SigningKeys`] (with its [`TokenSigner`] pool), [`RefreshTokens`],
+//! [`Revocations`], [`Throttle`]. Resource server: [`JwksCache`], [`McpSessions`],
+//! [`IntrospectionCache`].
 //!
 //! Every actor runs under a [`Supervisor`] that restarts it if it panics, with a bounded mailbox.
 //! Handlers use [`ask`]: it never waits for mailbox room (a full mailbox is [`AskError::Busy`],
@@ -16,6 +17,7 @@
 //! nothing) and answer a change only once the store has committed it. [`Flush`] is the barrier
 //! shutdown sends them before closing the store.
 
+pub mod client_metadata;
 pub mod clients;
 pub mod codes;
 pub mod consents;
@@ -29,6 +31,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod throttle;
 
+pub use client_metadata::ClientMetadataDocuments;
 pub use clients::ClientRegistry;
 pub use codes::AuthorizationCodes;
 pub use consents::Consents;

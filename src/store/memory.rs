@@ -7,8 +7,10 @@ use super::{
     ClientRecord, ClientStore, ConsentRecord, ConsentStore, KeyRecord, KeyStore, RevocationStore,
     Store, StoreError, UserRecord, UserStore, merge_consent,
 };
+use crate::actors::refresh_tokens::{self, FamilyRecord, RefreshTokenStore, Rotation};
 use crate::oauth::scope::ScopeSet;
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,7 @@ struct Tables {
     revocations: HashMap<String, u64>,
     users: BTreeMap<String, UserRecord>,
     keys: BTreeMap<String, KeyRecord>,
+    refresh_families: HashMap<String, FamilyRecord>,
 }
 
 #[derive(Default)]
@@ -247,5 +250,75 @@ impl Store for MemoryStore {
 
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+}
+
+/// Refresh-token families, with the same compare-and-swap rotation as the SQLite store.
+impl RefreshTokenStore for MemoryStore {
+    fn insert_family(
+        &self,
+        family: &FamilyRecord,
+    ) -> BoxFuture<'_, Result<(), refresh_tokens::StoreError>> {
+        let mut family = family.clone();
+        if !family.tokens.contains(&family.current) {
+            family.tokens.push(family.current);
+        }
+        let done = self
+            .with(|t| {
+                t.refresh_families.insert(family.family_id.clone(), family);
+            })
+            .map_err(|e| refresh_tokens::StoreError(e.to_string()));
+        Box::pin(async move { done })
+    }
+
+    fn rotate(
+        &self,
+        rotation: &Rotation,
+    ) -> BoxFuture<'_, Result<bool, refresh_tokens::StoreError>> {
+        let done = self
+            .with(|t| match t.refresh_families.get_mut(&rotation.family_id) {
+                Some(family) if family.current == rotation.presented => {
+                    family.previous = Some(family.current);
+                    family.current = rotation.next;
+                    family.tokens.push(rotation.next);
+                    family.salt = Some(rotation.salt);
+                    family.generation = rotation.generation;
+                    family.rotated_at_ms = Some(rotation.rotated_at_ms);
+                    family.idle_expires_at_ms = rotation.idle_expires_at_ms;
+                    true
+                }
+                _ => false,
+            })
+            .map_err(|e| refresh_tokens::StoreError(e.to_string()));
+        Box::pin(async move { done })
+    }
+
+    fn remove_families(
+        &self,
+        family_ids: &[String],
+    ) -> BoxFuture<'_, Result<(), refresh_tokens::StoreError>> {
+        let done = self
+            .with(|t| {
+                for id in family_ids {
+                    t.refresh_families.remove(id);
+                }
+            })
+            .map_err(|e| refresh_tokens::StoreError(e.to_string()));
+        Box::pin(async move { done })
+    }
+
+    fn load_live(
+        &self,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<FamilyRecord>, refresh_tokens::StoreError>> {
+        let done = self
+            .with(|t| {
+                t.refresh_families.retain(|_, f| {
+                    f.absolute_expires_at_ms > now_ms && f.idle_expires_at_ms > now_ms
+                });
+                t.refresh_families.values().cloned().collect()
+            })
+            .map_err(|e| refresh_tokens::StoreError(e.to_string()));
+        Box::pin(async move { done })
     }
 }

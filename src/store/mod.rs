@@ -24,6 +24,7 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 use crate::actors::clients::Client;
+use crate::actors::refresh_tokens::RefreshTokenStore;
 use crate::oauth::scope::ScopeSet;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -157,7 +158,9 @@ pub trait KeyStore: Send + Sync {
 
 /// Everything the authorization server keeps.
 #[async_trait]
-pub trait Store: ClientStore + ConsentStore + RevocationStore + UserStore + KeyStore {
+pub trait Store:
+    ClientStore + ConsentStore + RevocationStore + UserStore + KeyStore + RefreshTokenStore
+{
     /// What backs the store, for the log (`sqlite:<path>`, `memory`).
     fn describe(&self) -> String;
     /// True when the store survives the process (the data directory), false for `--in-memory`.

@@ -8,9 +8,11 @@ use super::{
     ClientRecord, ClientStore, ConsentRecord, ConsentStore, KeyRecord, KeyStore, RevocationStore,
     Store, StoreError, UserRecord, UserStore, from_json_list, merge_consent, to_json_list,
 };
-use crate::actors::clients::{Client, TokenEndpointAuthMethod};
+use crate::actors::clients::{ApplicationType, Client, ClientKind, TokenEndpointAuthMethod};
+use crate::actors::refresh_tokens::{self, FamilyRecord, RefreshTokenStore, Rotation, TokenHash};
 use crate::oauth::scope::ScopeSet;
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -102,9 +104,14 @@ fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
         None => None,
     };
     let method: String = row.try_get("token_endpoint_auth_method")?;
+    let application_type: String = row.try_get("application_type")?;
     let client = Client {
         client_id: row.try_get("client_id")?,
         secret_sha256,
+        secret_argon2: None,
+        application_type: ApplicationType::parse(&application_type)
+            .ok_or_else(|| StoreError("a stored client's application type is unknown".into()))?,
+        kind: ClientKind::Registered,
         client_name: row.try_get("client_name")?,
         redirect_uris: from_json_list(&row.try_get::<String, _>("redirect_uris")?)?,
         grant_types: from_json_list(&row.try_get::<String, _>("grant_types")?)?,
@@ -145,7 +152,8 @@ fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
 }
 
 const CLIENT_COLUMNS: &str = "client_id, secret_sha256, client_name, redirect_uris, grant_types, \
-     response_types, token_endpoint_auth_method, scope, client_uri, issued_at, used";
+     response_types, token_endpoint_auth_method, scope, client_uri, issued_at, used, \
+     application_type";
 
 #[async_trait]
 impl ClientStore for SqliteStore {
@@ -169,7 +177,7 @@ impl ClientStore for SqliteStore {
     async fn insert_client(&self, record: &ClientRecord) -> Result<(), StoreError> {
         let c = &record.client;
         sqlx::query(&format!(
-            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&c.client_id)
         .bind(c.secret_sha256.map(|d| d.to_vec()))
@@ -182,6 +190,7 @@ impl ClientStore for SqliteStore {
         .bind(&c.client_uri)
         .bind(int(c.issued_at))
         .bind(i64::from(record.used))
+        .bind(c.application_type.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -434,6 +443,216 @@ impl Store for SqliteStore {
     }
 }
 
+/// A refresh-token store error, from the store's own.
+fn refresh_error(err: impl std::fmt::Display) -> refresh_tokens::StoreError {
+    refresh_tokens::StoreError(err.to_string())
+}
+
+fn digest(bytes: Option<Vec<u8>>) -> Result<Option<TokenHash>, refresh_tokens::StoreError> {
+    bytes
+        .map(|b| {
+            TokenHash::try_from(b.as_slice())
+                .map_err(|_| refresh_error("a stored refresh-token digest is corrupt"))
+        })
+        .transpose()
+}
+
+fn family_from_row(row: &SqliteRow) -> Result<FamilyRecord, refresh_tokens::StoreError> {
+    let get_i = |name: &str| -> Result<i64, refresh_tokens::StoreError> {
+        row.try_get::<i64, _>(name).map_err(refresh_error)
+    };
+    let get_s = |name: &str| -> Result<String, refresh_tokens::StoreError> {
+        row.try_get::<String, _>(name).map_err(refresh_error)
+    };
+    Ok(FamilyRecord {
+        family_id: get_s("family_id")?,
+        client_id: get_s("client_id")?,
+        subject: get_s("subject")?,
+        scope: get_s("scope")?,
+        resource: get_s("resource")?,
+        flow: get_s("flow")?,
+        origin_jti: get_s("origin_jti")?,
+        created_at_ms: unsigned(get_i("created_at_ms")?),
+        absolute_expires_at_ms: unsigned(get_i("absolute_expires_at_ms")?),
+        idle_expires_at_ms: unsigned(get_i("idle_expires_at_ms")?),
+        generation: unsigned(get_i("generation")?),
+        current: digest(Some(row.try_get("current").map_err(refresh_error)?))?
+            .ok_or_else(|| refresh_error("a stored family has no current token"))?,
+        previous: digest(row.try_get("previous").map_err(refresh_error)?)?,
+        rotated_at_ms: row
+            .try_get::<Option<i64>, _>("rotated_at_ms")
+            .map_err(refresh_error)?
+            .map(unsigned),
+        salt: digest(row.try_get("salt").map_err(refresh_error)?)?,
+        tokens: Vec::new(),
+    })
+}
+
+/// Refresh-token families: each method is one transaction; a rotation is a compare-and-swap on
+/// the family's current token, so single use holds in the database itself.
+impl RefreshTokenStore for SqliteStore {
+    fn insert_family(
+        &self,
+        family: &FamilyRecord,
+    ) -> BoxFuture<'_, Result<(), refresh_tokens::StoreError>> {
+        let family = family.clone();
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(refresh_error)?;
+            sqlx::query(
+                "INSERT INTO refresh_families (family_id, client_id, subject, scope, resource, \
+                 flow, origin_jti, created_at_ms, absolute_expires_at_ms, idle_expires_at_ms, \
+                 generation, current, previous, rotated_at_ms, salt) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&family.family_id)
+            .bind(&family.client_id)
+            .bind(&family.subject)
+            .bind(&family.scope)
+            .bind(&family.resource)
+            .bind(&family.flow)
+            .bind(&family.origin_jti)
+            .bind(int(family.created_at_ms))
+            .bind(int(family.absolute_expires_at_ms))
+            .bind(int(family.idle_expires_at_ms))
+            .bind(int(family.generation))
+            .bind(family.current.to_vec())
+            .bind(family.previous.map(|d| d.to_vec()))
+            .bind(family.rotated_at_ms.map(int))
+            .bind(family.salt.map(|d| d.to_vec()))
+            .execute(&mut *tx)
+            .await
+            .map_err(refresh_error)?;
+            let mut tokens = family.tokens.clone();
+            if !tokens.contains(&family.current) {
+                tokens.push(family.current);
+            }
+            for token in tokens {
+                sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)")
+                    .bind(token.to_vec())
+                    .bind(&family.family_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(refresh_error)?;
+            }
+            tx.commit().await.map_err(refresh_error)
+        })
+    }
+
+    fn rotate(
+        &self,
+        rotation: &Rotation,
+    ) -> BoxFuture<'_, Result<bool, refresh_tokens::StoreError>> {
+        let rotation = rotation.clone();
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(refresh_error)?;
+            let swapped = sqlx::query(
+                "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
+                 generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
+                 WHERE family_id = ? AND current = ?",
+            )
+            .bind(rotation.next.to_vec())
+            .bind(rotation.salt.to_vec())
+            .bind(int(rotation.generation))
+            .bind(int(rotation.rotated_at_ms))
+            .bind(int(rotation.idle_expires_at_ms))
+            .bind(&rotation.family_id)
+            .bind(rotation.presented.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(refresh_error)?
+            .rows_affected()
+                == 1;
+            if !swapped {
+                tx.rollback().await.map_err(refresh_error)?;
+                return Ok(false);
+            }
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)")
+                .bind(rotation.next.to_vec())
+                .bind(&rotation.family_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(refresh_error)?;
+            tx.commit().await.map_err(refresh_error)?;
+            Ok(true)
+        })
+    }
+
+    fn remove_families(
+        &self,
+        family_ids: &[String],
+    ) -> BoxFuture<'_, Result<(), refresh_tokens::StoreError>> {
+        let family_ids = family_ids.to_vec();
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(refresh_error)?;
+            for id in &family_ids {
+                sqlx::query("DELETE FROM refresh_tokens WHERE family_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(refresh_error)?;
+                sqlx::query("DELETE FROM refresh_families WHERE family_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(refresh_error)?;
+            }
+            tx.commit().await.map_err(refresh_error)
+        })
+    }
+
+    fn load_live(
+        &self,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<FamilyRecord>, refresh_tokens::StoreError>> {
+        Box::pin(async move {
+            let now = int(now_ms);
+            let mut tx = self.pool.begin().await.map_err(refresh_error)?;
+            // Families past a deadline are dead whatever happens: drop them and their tokens.
+            let dead = "SELECT family_id FROM refresh_families \
+                        WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?";
+            sqlx::query(&format!(
+                "DELETE FROM refresh_tokens WHERE family_id IN ({dead})"
+            ))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(refresh_error)?;
+            sqlx::query(
+                "DELETE FROM refresh_families \
+                 WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?",
+            )
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(refresh_error)?;
+            tx.commit().await.map_err(refresh_error)?;
+            let rows = sqlx::query("SELECT * FROM refresh_families")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(refresh_error)?;
+            let mut families = std::collections::HashMap::new();
+            for row in &rows {
+                let family = family_from_row(row)?;
+                families.insert(family.family_id.clone(), family);
+            }
+            let tokens = sqlx::query("SELECT token_hash, family_id FROM refresh_tokens")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(refresh_error)?;
+            for row in &tokens {
+                let id: String = row.try_get("family_id").map_err(refresh_error)?;
+                let hash = digest(Some(row.try_get("token_hash").map_err(refresh_error)?))?;
+                if let (Some(family), Some(hash)) = (families.get_mut(&id), hash) {
+                    family.tokens.push(hash);
+                }
+            }
+            Ok(families.into_values().collect())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +662,9 @@ mod tests {
             client: Client {
                 client_id: id.into(),
                 secret_sha256: Some([7; 32]),
+                secret_argon2: None,
+                application_type: ApplicationType::Web,
+                kind: ClientKind::Registered,
                 client_name: Some("c".into()),
                 redirect_uris: vec!["http://127.0.0.1/cb".into()],
                 grant_types: vec!["authorization_code".into()],

@@ -8,10 +8,11 @@
 //! login page, or on to consent.
 
 use super::AuthState;
+use super::client_lookup::{NotFound, find_client};
 use super::flow::{busy, found, proceed};
 use super::pages::{cap, error_page};
 use crate::actors::ask;
-use crate::actors::clients::{Client, Lookup};
+use crate::actors::clients::Client;
 use crate::actors::sessions::{AuthorizationRequest, Open, Park};
 use crate::oauth::ErrorCode;
 use crate::oauth::params::Params;
@@ -70,17 +71,24 @@ async fn client_and_redirect(
     if client_id.len() > 512 {
         return Err(bad_request("The client_id is not valid."));
     }
-    let lookup = Lookup {
-        client_id: client_id.to_string(),
-    };
-    let client = match ask(&state.clients, lookup).await {
-        Ok(Some(client)) => client,
-        Ok(None) => {
+    let client = match find_client(state, client_id).await {
+        Ok(client) => client,
+        Err(NotFound::Unknown) => {
             return Err(bad_request(
                 "The application is not registered with this server (unknown client_id).",
             ));
         }
-        Err(err) => return Err(busy(err)),
+        // The document's redirect URIs cannot be trusted: the reason goes on a page (CL-3).
+        Err(NotFound::Document(err)) => {
+            return Err(error_page(
+                StatusCode::BAD_REQUEST,
+                "Application not recognised",
+                &format!(
+                    "The application identifies itself with a metadata document URL, which cannot be used: {err}."
+                ),
+            ));
+        }
+        Err(NotFound::Busy(err)) => return Err(busy(err)),
     };
     let redirect_uri = match params.get("redirect_uri") {
         Some(uri) => {

@@ -1,5 +1,6 @@
 //! `GET|POST /consent`: the consent page (AZ-5): the client's name, each scope with what it
-//! allows, the resource and the redirect host; Approve issues the code, Deny answers
+//! allows, the resource and the redirect host, the host of a metadata-document client id, and a
+//! warning when the result goes to this computer only (CL-3); Approve issues the code, Deny answers
 //! `access_denied`. The parked request is taken out of the session once, so a decision cannot be
 //! replayed or applied to another request.
 
@@ -59,6 +60,13 @@ pub async fn show(
     let loopback_only = url::Url::parse(&request.redirect_uri)
         .is_ok_and(|u| u.scheme() == "http" && redirect_uri::is_loopback_host(&u));
     let action = state.config.endpoint("/consent");
+    let document_host = crate::oauth::client_id_url::is_url_client_id(&request.client_id)
+        .then(|| redirect_uri::display_host(&request.client_id));
+    let client_initial = request
+        .client_name
+        .chars()
+        .find(|c| c.is_alphanumeric())
+        .map_or_else(|| "?".to_string(), |c| c.to_uppercase().to_string());
     render(
         StatusCode::OK,
         &ConsentPage {
@@ -69,6 +77,8 @@ pub async fn show(
             resource: &request.resource,
             redirect_host: &redirect_host,
             loopback_only,
+            client_initial,
+            document_host,
             csrf_token: view.csrf.expose(),
             request_id,
         },

@@ -1,6 +1,8 @@
 //! `GET /.well-known/oauth-authorization-server` (RFC 8414) and
 //! `GET /.well-known/openid-configuration` (OpenID Connect Discovery): one document, served at
-//! both, so the two always agree (MD-1). Built once at start from the configuration.
+//! both, so the two always agree (MD-1). Built once at start from the configuration. Without
+//! dynamic registration it names no `registration_endpoint`; `client_id_metadata_document_supported`
+//! says whether URL client ids are fetched (CL-3).
 
 use super::AuthState;
 use crate::oauth::scope;
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 
 pub fn document(config: &crate::config::AuthServerConfig) -> Value {
     let scopes: Vec<&str> = scope::SUPPORTED.iter().map(|(s, _)| *s).collect();
-    json!({
+    let mut document = json!({
         "issuer": config.issuer,
         "authorization_endpoint": config.endpoint("/authorize"),
         "token_endpoint": config.endpoint("/token"),
@@ -32,7 +34,14 @@ pub fn document(config: &crate::config::AuthServerConfig) -> Value {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "resource_indicators_supported": true,
-    })
+        "client_id_metadata_document_supported": !config.no_client_metadata_documents,
+    });
+    if config.no_dynamic_registration
+        && let Some(fields) = document.as_object_mut()
+    {
+        fields.remove("registration_endpoint");
+    }
+    document
 }
 
 pub async fn handler(State(state): State<AuthState>) -> Response {

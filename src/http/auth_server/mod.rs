@@ -3,7 +3,9 @@
 //! endpoint; `flow.rs` holds the steps shared by `/authorize`, `/login` and `/consent`.
 
 mod account;
+mod assets;
 mod authorize;
+mod client_lookup;
 mod consent;
 mod flow;
 mod introspect;
@@ -15,17 +17,19 @@ mod register;
 mod revoke;
 mod token;
 
+use crate::actors::client_metadata::ClientMetadataArgs;
 use crate::actors::clients::ClientRegistryArgs;
 use crate::actors::codes::AuthorizationCodesArgs;
 use crate::actors::consents::ConsentsArgs;
-use crate::actors::refresh_tokens::{MemoryRefreshTokenStore, RefreshTokensArgs};
+use crate::actors::refresh_tokens::{RefreshTokenStore, RefreshTokensArgs};
 use crate::actors::revocations::RevocationsArgs;
 use crate::actors::sessions::SessionsArgs;
 use crate::actors::signing_keys::{ActiveKey, KeyError, SigningKeysArgs};
 use crate::actors::throttle::{Endpoint, Limited, ThrottleArgs};
 use crate::actors::{
-    AuthorizationCodes, ClientRegistry, Consents, RefreshTokens, Revocations, Sessions, SignerPool,
-    SigningKeys, Supervisor, Throttle, TokenSigner, spawn_supervised,
+    AuthorizationCodes, ClientMetadataDocuments, ClientRegistry, Consents, RefreshTokens,
+    Revocations, Sessions, SignerPool, SigningKeys, Supervisor, Throttle, TokenSigner,
+    spawn_supervised,
 };
 use crate::config::AuthServerConfig;
 use crate::store::cipher::{CipherError, KeyCipher};
@@ -53,6 +57,8 @@ pub struct AuthState {
     pub users: UserDirectory,
     pub cookie: SessionCookie,
     pub clients: ActorRef<ClientRegistry>,
+    /// Fetched Client ID Metadata Documents (URL client ids).
+    pub client_documents: ActorRef<ClientMetadataDocuments>,
     pub codes: ActorRef<AuthorizationCodes>,
     pub consents: ActorRef<Consents>,
     pub sessions: ActorRef<Sessions>,
@@ -132,6 +138,17 @@ impl AuthServer {
                 max_clients: config.max_clients,
                 unused_ttl: Duration::from_secs(config.unused_client_ttl_seconds),
                 store: Arc::clone(&store),
+                preregistered: config.preregistered.clone(),
+            },
+        )
+        .await;
+        let client_documents = spawn_supervised::<ClientMetadataDocuments>(
+            &supervisor,
+            ClientMetadataArgs {
+                allow_private: config.cimd_allow_private,
+                timeout: Duration::from_secs(config.cimd_timeout_seconds),
+                max_entries: 10_000,
+                extra_schemes: config.extra_redirect_schemes.clone(),
             },
         )
         .await;
@@ -208,7 +225,7 @@ impl AuthServer {
                 absolute_ttl: Duration::from_secs(config.refresh_absolute_ttl_seconds),
                 grace: Duration::from_secs(config.refresh_grace_seconds),
                 max_families: config.max_refresh_families,
-                store: Arc::new(MemoryRefreshTokenStore),
+                store: Arc::clone(&store) as Arc<dyn RefreshTokenStore>,
             },
         )
         .await;
@@ -220,6 +237,7 @@ impl AuthServer {
             users,
             cookie,
             clients,
+            client_documents,
             codes,
             consents,
             sessions,
@@ -347,6 +365,7 @@ fn router(state: AuthState) -> Router {
         .route("/consent", get(consent::show).post(consent::submit))
         .route("/account", get(account::show))
         .route("/account/revoke", post(account::revoke))
+        .route("/assets/style.css", get(assets::stylesheet))
         .layer(DefaultBodyLimit::max(16 * 1024));
     // An issuer with a path serves its endpoints under that path, and its metadata at the
     // path-inserted well-known URLs too (RFC 8414 section 3.1). CORS covers the machine-facing

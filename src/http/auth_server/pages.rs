@@ -33,6 +33,10 @@ pub struct ConsentPage<'a> {
     pub resource: &'a str,
     pub redirect_host: &'a str,
     pub loopback_only: bool,
+    /// The first letter of the client's name, for its badge.
+    pub client_initial: String,
+    /// The host of a URL client id (a client metadata document).
+    pub document_host: Option<String>,
     pub csrf_token: &'a str,
     pub request_id: &'a str,
 }
@@ -94,7 +98,7 @@ pub fn with_page_headers(mut response: Response) -> Response {
         HeaderValue::from_static(
             // No `form-action`: browsers apply it to the redirects that follow a form post, and
             // the consent form's redirect goes to the client.
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

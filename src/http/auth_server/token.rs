@@ -12,7 +12,8 @@
 //! `Cache-Control: no-store`, and error descriptions are fixed text that never echoes input.
 
 use super::AuthState;
-use crate::actors::clients::{Client, Lookup, MarkUsed, unix_now};
+use super::client_lookup::{NotFound, find_client};
+use crate::actors::clients::{Client, MarkUsed, unix_now};
 use crate::actors::codes::{Redeem, RedeemError};
 use crate::actors::refresh_tokens::{
     EndedFamilies, FamilyGrant, Issue, Refresh, RefreshError, RevokeIssuedWith,
@@ -107,17 +108,30 @@ pub async fn authenticate_client(
     if client_id.len() > 512 {
         return Err(invalid_client());
     }
-    let client = ask(
-        &state.clients,
-        Lookup {
-            client_id: client_id.to_string(),
-        },
-    )
-    .await?
-    .ok_or_else(invalid_client)?;
+    let client = match find_client(state, client_id).await {
+        Ok(client) => client,
+        Err(NotFound::Busy(err)) => return Err(err.into()),
+        Err(NotFound::Unknown | NotFound::Document(_)) => return Err(invalid_client()),
+    };
     let authenticated = match secret {
         None => client.is_public(),
-        Some(secret) => !client.is_public() && client.secret_matches(secret),
+        Some(_) if client.is_public() => false,
+        // A configured client's argon2 hash: verified on a blocking thread, sharing the
+        // password checks' one-per-core limit.
+        Some(secret) if client.secret_argon2.is_some() => {
+            let (client, secret) = (Arc::clone(&client), secret.to_string());
+            state
+                .users
+                .check_limited(move || client.secret_matches(&secret))
+                .await
+                .map_err(|_| {
+                    JsonError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "the server is busy; try again",
+                    )
+                })?
+        }
+        Some(secret) => client.secret_matches(secret),
     };
     if !authenticated {
         return Err(invalid_client());

@@ -9,8 +9,16 @@
 //! 4. With `--introspect`: the AS's introspection endpoint (through a short cache) must still
 //!    call the token active; a revoked one gets 401 `invalid_token`, and when the AS cannot be
 //!    asked the answer is 503 (fail closed).
-//! 5. Scopes: a token without every required scope gets 403 `insufficient_scope` naming them.
+//! 5. Scopes (RS-2, step-up): every request needs the baseline scopes (`--required-scopes`,
+//!    `mcp.read` by default); a `tools/call` needs the scope its tool declares
+//!    (`tools::TOOL_SCOPES`). A token without them gets 403 `insufficient_scope` whose `scope`
+//!    names what the token already has plus what is missing, so a client that replaces its
+//!    scopes with the challenge's (2025-11-25) and one that adds them (2026-07-28) both ask for
+//!    enough. `tools/list` lists every tool.
 //! 6. The MCP session belongs to the subject that opened it: another subject gets 403.
+//! 7. Routing: a request with an `Mcp-Session-Id`, an `initialize`, or a GET/DELETE goes to the
+//!    stateful service (sessions of the 2025 revisions); any other POST is served statelessly
+//!    (2026-07-28 requests, and clients that never open a session), see [`Route`].
 //!
 //! Then the request goes to rmcp with the [`Caller`] attached, and the JSON-RPC method is traced
 //! with the token's flow id.
@@ -61,7 +69,7 @@ enum Refusal {
     NoToken,
     BadRequest(&'static str),
     InvalidToken(&'static str),
-    InsufficientScope,
+    InsufficientScope(ScopeSet),
     SessionNotFound,
     Unavailable,
     /// The AS's introspection endpoint could not be asked.
@@ -79,7 +87,7 @@ fn prm_url(state: &McpState, path: &str) -> String {
 
 fn refuse(state: &McpState, path: &str, refusal: Refusal) -> Response {
     let prm = prm_url(state, path);
-    let scope = state.required.to_string();
+    let scope = state.challenge_scope.to_string();
     let (status, challenge, error, description) = match refusal {
         Refusal::Forbidden(why) => (StatusCode::FORBIDDEN, None, "forbidden", why),
         Refusal::NoToken => (
@@ -106,10 +114,10 @@ fn refuse(state: &McpState, path: &str, refusal: Refusal) -> Response {
             "invalid_token",
             why,
         ),
-        Refusal::InsufficientScope => (
+        Refusal::InsufficientScope(needed) => (
             StatusCode::FORBIDDEN,
             Some(format!(
-                r#"Bearer error="insufficient_scope", scope="{scope}", resource_metadata="{prm}", error_description="the token lacks a required scope""#
+                r#"Bearer error="insufficient_scope", scope="{needed}", resource_metadata="{prm}", error_description="the token lacks a required scope""#
             )),
             "insufficient_scope",
             "the token lacks a required scope",
@@ -247,37 +255,94 @@ async fn validate(state: &McpState, token: &str) -> Result<TokenClaims, Refusal>
     Ok(data.claims)
 }
 
-/// The JSON-RPC method names of a request body (one, or several in a batch), for the trace.
-fn methods(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Params {
-        name: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Rpc {
-        method: Option<String>,
-        params: Option<Params>,
-    }
-    fn describe(rpc: Rpc) -> String {
-        match (rpc.method, rpc.params.and_then(|p| p.name)) {
-            (Some(method), Some(name)) if method == "tools/call" => {
-                format!("{method} {}", name.chars().take(64).collect::<String>())
-            }
-            (Some(method), _) => method.chars().take(64).collect(),
-            (None, _) => "(response)".into(),
+/// Which rmcp service serves a request: the stateful one (MCP sessions) or the stateless one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Stateful,
+    Stateless,
+}
+
+/// What the middleware reads from a JSON-RPC body: each message's method and, for `tools/call`,
+/// the tool's name.
+struct Rpcs(Vec<(Option<String>, Option<String>)>);
+
+impl Rpcs {
+    fn parse(body: &[u8]) -> Option<Rpcs> {
+        #[derive(Deserialize)]
+        struct Params {
+            name: Option<serde_json::Value>,
         }
+        #[derive(Deserialize)]
+        struct Rpc {
+            method: Option<String>,
+            params: Option<Params>,
+        }
+        fn one(rpc: Rpc) -> (Option<String>, Option<String>) {
+            let name = rpc
+                .params
+                .and_then(|p| p.name)
+                .and_then(|n| n.as_str().map(str::to_string));
+            (rpc.method, name)
+        }
+        if let Ok(rpc) = serde_json::from_slice::<Rpc>(body) {
+            return Some(Rpcs(vec![one(rpc)]));
+        }
+        serde_json::from_slice::<Vec<Rpc>>(body)
+            .ok()
+            .map(|batch| Rpcs(batch.into_iter().map(one).collect()))
     }
-    if let Ok(one) = serde_json::from_slice::<Rpc>(body) {
-        return describe(one);
+
+    fn has(&self, method: &str) -> bool {
+        self.0.iter().any(|(m, _)| m.as_deref() == Some(method))
     }
-    if let Ok(batch) = serde_json::from_slice::<Vec<Rpc>>(body) {
-        return batch
-            .into_iter()
-            .map(describe)
+
+    /// The scopes the tools called need; a tool this server lacks needs nothing here (rmcp
+    /// answers it with a JSON-RPC error).
+    fn tool_scopes(&self) -> ScopeSet {
+        ScopeSet::from_names(
+            self.0
+                .iter()
+                .filter(|(m, _)| m.as_deref() == Some("tools/call"))
+                .filter_map(|(_, name)| name.as_deref().and_then(super::tools::required_scope)),
+        )
+    }
+
+    /// For the trace: `initialize`, `tools/call greet`, ...
+    fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|(method, name)| match (method, name) {
+                (Some(method), Some(name)) if method == "tools/call" => {
+                    format!("{method} {}", name.chars().take(64).collect::<String>())
+                }
+                (Some(method), _) => method.chars().take(64).collect(),
+                (None, _) => "(response)".into(),
+            })
             .collect::<Vec<_>>()
-            .join(",");
+            .join(",")
     }
-    "(unparsed)".into()
+}
+
+/// 403 `insufficient_scope` when `granted` lacks part of `needed`. The challenge names the
+/// token's own (supported) scopes plus the missing ones: a client that requests exactly the
+/// challenge's scopes keeps what it had.
+fn scope_refusal(claims: &TokenClaims, granted: &ScopeSet, needed: &ScopeSet) -> Option<Refusal> {
+    if needed.is_subset(granted) {
+        return None;
+    }
+    tracing::info!(
+        flow = claims.flow.as_deref().unwrap_or("-"),
+        sub = %claims.sub,
+        missing = %granted.missing(needed),
+        "insufficient scope"
+    );
+    let kept = ScopeSet::from_names(
+        granted
+            .iter()
+            .filter(|s| crate::oauth::scope::is_supported(s))
+            .map(str::to_string),
+    );
+    Some(Refusal::InsufficientScope(kept.union(needed)))
 }
 
 pub async fn middleware(State(state): State<McpState>, request: Request, next: Next) -> Response {
@@ -342,14 +407,8 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
         }
     }
     let granted = ScopeSet::parse(&claims.scope).unwrap_or_default();
-    if !state.required.is_subset(&granted) {
-        tracing::info!(
-            flow = claims.flow.as_deref().unwrap_or("-"),
-            sub = %claims.sub,
-            missing = %granted.missing(&state.required),
-            "insufficient scope"
-        );
-        return refuse(&state, &path, Refusal::InsufficientScope);
+    if let Some(refusal) = scope_refusal(&claims, &granted, &state.required) {
+        return refuse(&state, &path, refusal);
     }
     let session = headers
         .get(SESSION_HEADER)
@@ -412,16 +471,35 @@ pub async fn middleware(State(state): State<McpState>, request: Request, next: N
                     .into_response();
             }
         };
+        let rpcs = Rpcs::parse(&bytes);
         tracing::info!(
             flow = %flow,
             sub = %claims.sub,
             client_id = %claims.client_id,
-            mcp_method = %methods(&bytes),
+            mcp_method = %rpcs.as_ref().map_or_else(|| "(unparsed)".into(), Rpcs::describe),
             "mcp request"
         );
+        // A body this parser cannot read (duplicate keys, say) might still read as a tool call
+        // to rmcp: it needs every tool's scope, so no reading of it gets past the check.
+        let needed = match &rpcs {
+            Some(rpcs) => rpcs.tool_scopes().union(&state.required),
+            None => state.challenge_scope.as_ref().clone(),
+        };
+        if let Some(refusal) = scope_refusal(&claims, &granted, &needed) {
+            return refuse(&state, &path, refusal);
+        }
+        let opens_session = rpcs.as_ref().is_some_and(|r| r.has("initialize"));
+        parts
+            .extensions
+            .insert(if session.is_some() || opens_session {
+                Route::Stateful
+            } else {
+                Route::Stateless
+            });
         Request::from_parts(parts, Body::from(bytes))
     } else {
         tracing::info!(flow = %flow, sub = %claims.sub, http_method = %method, "mcp request");
+        parts.extensions.insert(Route::Stateful);
         Request::from_parts(parts, body)
     };
 

@@ -17,16 +17,20 @@ use crate::actors::{IntrospectionCache, JwksCache, McpSessions, Supervisor, spaw
 use crate::config::McpServerConfig;
 use crate::oauth::scope::ScopeSet;
 use axum::Router;
-use axum::routing::get;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
 use jsonwebtoken::{Algorithm, Validation};
 use kameo::actor::ActorRef;
 use origin::RequestOrigins;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -42,7 +46,11 @@ pub struct McpState {
     pub jwks: ActorRef<JwksCache>,
     pub sessions: ActorRef<McpSessions>,
     pub validation: Arc<Validation>,
+    /// Scopes every MCP request needs (the baseline; tools may need more).
     pub required: Arc<ScopeSet>,
+    /// Scopes named in the 401 challenge: the baseline and every tool's scope, so a client
+    /// that authorizes once can call every tool.
+    pub challenge_scope: Arc<ScopeSet>,
     pub origins: Arc<RequestOrigins>,
     /// Set with `--introspect`: every locally valid token is also checked at the AS.
     pub introspection: Option<introspection::Introspector>,
@@ -133,6 +141,9 @@ impl McpServer {
         validation.validate_nbf = true;
         let required =
             ScopeSet::from_names(config.required_scopes.iter().map(|s| s.trim().to_string()));
+        let challenge_scope = required.union(&ScopeSet::from_names(
+            tools::TOOL_SCOPES.iter().map(|(_, scope)| *scope),
+        ));
         let origins = RequestOrigins::new(&config, local.ip().is_loopback());
         let state = McpState {
             supervisor,
@@ -141,6 +152,7 @@ impl McpServer {
             sessions,
             validation: Arc::new(validation),
             required: Arc::new(required),
+            challenge_scope: Arc::new(challenge_scope),
             origins: Arc::new(origins),
             introspection,
         };
@@ -177,20 +189,62 @@ impl McpServer {
     }
 }
 
+type Service<M> = StreamableHttpService<tools::McpTools, M>;
+
+/// The two rmcp services behind the bearer middleware.
+#[derive(Clone)]
+struct Services {
+    stateful: Service<LocalSessionManager>,
+    stateless: Service<NeverSessionManager>,
+}
+
+/// Hands the request to the service the middleware chose ([`bearer::Route`]).
+async fn dispatch(State(services): State<Services>, request: Request) -> Response {
+    let route = request
+        .extensions()
+        .get::<bearer::Route>()
+        .copied()
+        .unwrap_or(bearer::Route::Stateful);
+    let response = match route {
+        bearer::Route::Stateful => services.stateful.oneshot(request).await,
+        bearer::Route::Stateless => services.stateless.oneshot(request).await,
+    };
+    match response {
+        Ok(response) => response.map(axum::body::Body::new).into_response(),
+        Err(never) => match never {},
+    }
+}
+
 fn router(state: McpState) -> Router {
     let body_timeout = Duration::from_secs(state.config.mcp_read_timeout_seconds);
     // Host and Origin are checked by our own middleware (one rule, one place), so rmcp's
     // built-in loopback-only host check is turned off.
-    let mcp = StreamableHttpService::new(
+    let stateful = StreamableHttpService::new(
         || Ok(tools::McpTools::new()),
         LocalSessionManager::default().into(),
         StreamableHttpServerConfig::default()
             .disable_allowed_hosts()
             .disable_allowed_origins(),
     );
+    // Requests outside any session (2026-07-28, or a 2025 client that sends `tools/call`
+    // without `initialize`): each is served on its own and answered with plain JSON.
+    let stateless = StreamableHttpService::new(
+        || Ok(tools::McpTools::new()),
+        NeverSessionManager::default().into(),
+        StreamableHttpServerConfig::default()
+            .disable_allowed_hosts()
+            .disable_allowed_origins()
+            .with_legacy_session_mode(false)
+            .with_json_response(true),
+    );
+    let services = Services {
+        stateful,
+        stateless,
+    };
     let protected = Router::new()
-        .route_service("/mcp", mcp.clone())
-        .route_service("/", mcp)
+        .route("/mcp", any(dispatch))
+        .route("/", any(dispatch))
+        .with_state(services)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             bearer::middleware,

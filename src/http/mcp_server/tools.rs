@@ -1,7 +1,9 @@
-//! The MCP tools: `greet` (a greeting for the given name, as in the example) and `whoami` (the
+//! The MCP tools: `greet` (a greeting for the given name, as in the example), `whoami` (the
 //! caller's subject, client and scopes from the validated token, which shows the authorization
-//! context reaching the tools). The bearer middleware puts the [`Caller`] into the request; rmcp
-//! hands the request parts to tools as an extension.
+//! context reaching the tools) and `save_note` (a write: it needs `mcp.write`). The bearer
+//! middleware puts the [`Caller`] into the request; rmcp hands the request parts to tools as an
+//! extension. Each tool declares the scope it needs in [`TOOL_SCOPES`]; the middleware answers a
+//! call with a too-narrow token with 403 `insufficient_scope` before the tool runs (RS-2).
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
@@ -17,6 +19,28 @@ pub struct Caller {
     pub client_id: String,
     pub scopes: Vec<String>,
     pub flow: String,
+}
+
+/// The scope each tool needs. Listing tools needs only the baseline scope; calling one needs its
+/// scope here. A tool missing from this table cannot be called (see the test below).
+pub const TOOL_SCOPES: &[(&str, &str)] = &[
+    ("greet", "mcp.read"),
+    ("whoami", "mcp.read"),
+    ("save_note", "mcp.write"),
+];
+
+/// The scope the named tool needs; `None` for a tool this server does not have.
+pub fn required_scope(tool: &str) -> Option<&'static str> {
+    TOOL_SCOPES
+        .iter()
+        .find(|(name, _)| *name == tool)
+        .map(|(_, scope)| *scope)
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct SaveNoteRequest {
+    /// The text of the note.
+    pub text: String,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -65,13 +89,45 @@ impl McpTools {
             None => String::from("{\"error\":\"no authenticated caller\"}"),
         }
     }
+
+    #[tool(description = "Save a note for the signed-in user (needs the mcp.write scope).")]
+    fn save_note(
+        &self,
+        Extension(parts): Extension<http::request::Parts>,
+        Parameters(SaveNoteRequest { text }): Parameters<SaveNoteRequest>,
+    ) -> String {
+        let text: String = text.chars().take(2000).collect();
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => format!("Saved a note for {}: {text}", caller.subject),
+            None => String::from("no authenticated caller"),
+        }
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for McpTools {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
-            "An MCP server protected by OAuth 2.1. Tools: greet (say hello) and whoami (show the caller).",
+            "An MCP server protected by OAuth 2.1. Tools: greet (say hello), whoami (show the caller) and save_note (needs mcp.write).",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_declares_its_scope() {
+        let tools = McpTools::new().tool_router.list_all();
+        assert_eq!(tools.len(), TOOL_SCOPES.len());
+        for tool in tools {
+            let scope = required_scope(&tool.name);
+            assert!(
+                scope.is_some_and(crate::oauth::scope::is_supported),
+                "{} has no supported scope",
+                tool.name
+            );
+        }
     }
 }
