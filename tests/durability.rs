@@ -93,6 +93,50 @@ async fn a_restart_keeps_clients_consents_and_access_tokens() {
     app.stop().await;
 }
 
+/// TK-3 across a restart: a refresh token issued before it still refreshes after it, rotation
+/// goes on where it stopped, and reuse of a token rotated before the restart is still detected.
+#[tokio::test]
+async fn a_restart_keeps_refresh_token_families() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), &[]).await;
+    let client_id = register(&app).await;
+    let issued = tokens_for_client(&app, &client_id).await;
+    let first = issued["refresh_token"].as_str().unwrap().to_string();
+    let rotated: Value = refresh(&app, &client_id, &first, &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second = rotated["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+
+    let app = app.restart().await;
+
+    let response = refresh(&app, &client_id, &second, &[]).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the current token refreshes after a restart"
+    );
+    let body: Value = response.json().await.unwrap();
+    let third = body["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        rs_status(&app, body["access_token"].as_str().unwrap()).await,
+        200
+    );
+    // The token retired before the restart is recognised as reuse: the family ends, and its
+    // newest token with it.
+    let reuse = refresh(&app, &client_id, &first, &[]).await;
+    assert_eq!(reuse.status(), 400);
+    let after_reuse = refresh(&app, &client_id, &third, &[]).await;
+    assert_eq!(after_reuse.status(), 400, "reuse ended the whole family");
+
+    // And the family's end is stored too.
+    let app = app.restart().await;
+    assert_eq!(refresh(&app, &client_id, &third, &[]).await.status(), 400);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_data_directory_is_private() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,37 +187,22 @@ async fn a_wrong_key_encryption_secret_stops_the_start() {
 }
 
 /// A confidential client that may introspect.
-async fn introspector(app: &TestApp) -> (String, String) {
-    let body = register_with(
-        app,
-        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}),
-    )
-    .await;
-    (
-        body["client_id"].as_str().unwrap().to_string(),
-        body["client_secret"].as_str().unwrap().to_string(),
-    )
-}
-
-async fn active(app: &TestApp, who: &(String, String), token: &str) -> bool {
-    let response = app
-        .http
-        .post(format!("{}/introspect", app.issuer))
-        .basic_auth(&who.0, Some(&who.1))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    body["active"].as_bool().unwrap()
+/// Whether the AS's introspection endpoint calls `token` active, asked with the resource
+/// server's credential (which may introspect any token).
+async fn active(app: &TestApp, token: &str) -> bool {
+    introspect_as_rs(app, token).await["active"]
+        .as_bool()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn revocations_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_in(dir.path(), &[]).await;
-    let who = introspector(&app).await;
+    let app = spawn_app_in(
+        dir.path(),
+        &["--introspection-secret", INTROSPECTION_SECRET],
+    )
+    .await;
     let client_id = register(&app).await;
     let pkce = Pkce::new();
     let browser = Browser::new();
@@ -183,18 +212,15 @@ async fn revocations_survive_a_restart() {
     let token: Value = first.json().await.unwrap();
     let token = token["access_token"].as_str().unwrap().to_string();
     let kept = token_with(&app, &client_id, "alice", "password123").await;
-    assert!(active(&app, &who, &token).await);
+    assert!(active(&app, &token).await);
     // A replayed code revokes the token its first redemption produced (AZ-6).
     let replay = redeem(&app, &client_id, &code, &pkce.verifier).await;
     assert_eq!(replay.status(), 400);
-    assert!(!active(&app, &who, &token).await);
+    assert!(!active(&app, &token).await);
 
     let app = app.restart().await;
-    assert!(
-        !active(&app, &who, &token).await,
-        "still revoked after restart"
-    );
-    assert!(active(&app, &who, &kept).await, "others stay active");
+    assert!(!active(&app, &token).await, "still revoked after restart");
+    assert!(active(&app, &kept).await, "others stay active");
     app.stop().await;
 }
 
@@ -248,6 +274,8 @@ async fn in_memory_mode_forgets_everything_at_restart() {
 #[tokio::test]
 async fn signing_keys_rotate_without_a_failed_validation() {
     let app = spawn_app_with(&[
+        "--introspection-secret",
+        INTROSPECTION_SECRET,
         "--key-rotation-interval",
         "4",
         "--key-publication-delay",
@@ -285,9 +313,8 @@ async fn signing_keys_rotate_without_a_failed_validation() {
     assert_eq!(rs_status(&app, &new).await, 200);
     assert_eq!(rs_status(&app, &old).await, 200);
     // Introspection knows both keys too.
-    let who = introspector(&app).await;
-    assert!(active(&app, &who, &old).await);
-    assert!(active(&app, &who, &new).await);
+    assert!(active(&app, &old).await);
+    assert!(active(&app, &new).await);
     assert!(jwks_kids(&app).await.contains(&old_kid));
     // The retired key leaves the JWKS, but only once every token it signed has expired.
     let old_exp = {

@@ -249,12 +249,14 @@ async fn scope_can_only_narrow() {
     )
     .await;
     assert_eq!(narrow["scope"], "mcp.read");
-    // The access token carries the narrower scope: the RS (which needs both) refuses it.
+    // The access token carries the narrower scope: the RS refuses it a tool that needs
+    // `mcp.write`.
     let response = mcp_post(
         &app,
         Some(&field(&narrow, "access_token")),
         None,
-        initialize_body(),
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "save_note", "arguments": {"text": "x"}}}),
     )
     .await;
     assert_eq!(response.status(), 403);
