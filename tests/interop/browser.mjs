@@ -36,7 +36,7 @@ export async function launchBrowser() {
 
 /** A fresh browser profile: no cookies, so the user has to sign in. */
 export async function newUserAgent(browser) {
-  return browser.newContext({ viewport: { width: 720, height: 640 }, deviceScaleFactor: 1 });
+  return browser.newContext({ viewport: { width: 720, height: 760 }, deviceScaleFactor: 1 });
 }
 
 /** A loopback port nobody listens on now, for a client's redirect URI. */
@@ -95,7 +95,7 @@ export async function authorizeInBrowser(context, authorizationUrl, { username, 
   const shoot = async (name) => {
     if (!screenshotDir) return;
     mkdirSync(screenshotDir, { recursive: true });
-    await page.screenshot({ path: path.join(screenshotDir, `${name}.png`) });
+    await page.screenshot({ path: path.join(screenshotDir, `${name}.png`), fullPage: true });
   };
   try {
     await page.goto(authorizationUrl, { timeout: 20000 });
@@ -109,7 +109,7 @@ export async function authorizeInBrowser(context, authorizationUrl, { username, 
         await shoot('login');
         await page.fill('input[name=username]', username);
         await page.fill('input[name=password]', password);
-        await settle(() => page.click('form button[type=submit]'));
+        await settle(() => page.click('form:has(input[name=username]) button[type=submit]'));
       } else if (await page.$('button[name=decision][value=approve]')) {
         if (pages.includes('consent')) throw new Error('the consent page came back after approving');
         pages.push('consent');

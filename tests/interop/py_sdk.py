@@ -127,7 +127,7 @@ async def user_flow(username: str, mode: str, revision: str) -> None:
     provider = OAuthClientProvider(
         server_url=MCP_URL,
         client_metadata=OAuthClientMetadata(
-            client_name=f"interop py-sdk {username}",
+            client_name="Python SDK client",
             redirect_uris=[f"http://127.0.0.1:{free_port()}/callback"],
             grant_types=["authorization_code", "refresh_token"],
             response_types=["code"],
@@ -138,10 +138,10 @@ async def user_flow(username: str, mode: str, revision: str) -> None:
         callback_handler=user.callback_handler,
     )
     names = [
-        f"{prefix}: OAuthClientProvider flow with registration, PKCE, browser login and consent",
-        f"{prefix}: tools/list",
-        f"{prefix}: tools/call greet",
-        f"{prefix}: tools/call whoami names {username}",
+        f"{prefix} OAuthClientProvider flow with registration, PKCE, browser login and consent",
+        f"{prefix} tools/list",
+        f"{prefix} tools/call greet",
+        f"{prefix} tools/call whoami names {username}",
     ]
     results: dict[str, str | None] = {}
 

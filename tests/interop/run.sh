@@ -120,7 +120,7 @@ run_checks() {
   elif [ "$code" -ne 0 ]; then
     echo "FAIL $name: exited $code (log: $log)" | tee -a "$RESULTS"
   fi
-  if grep -q '^FAIL ' <(tail -n +"$((before + 1))" "$RESULTS"); then
+  if [ -s "$log" ] && grep -q '^FAIL ' <(tail -n +"$((before + 1))" "$RESULTS"); then
     echo "-- last lines of $log:"
     tail -15 "$log" | sed 's/^/   /'
   fi
@@ -134,9 +134,27 @@ run_checks conformance "$NODE22" conformance.mjs
 stop_server
 trap - EXIT
 
-PASSED=$(grep -c '^PASS ' "$RESULTS")
-FAILED=$(grep -c '^FAIL ' "$RESULTS")
+# A check named in expected-failures.txt may fail without failing the run; once it passes, the
+# run fails until its line is removed, so the list cannot hide a fix or outlive a feature.
+EXPECTED="$HERE/expected-failures.txt"
+PASSED=0 FAILED=0 XFAILED=0
+while IFS= read -r line; do
+  name=${line#* }
+  name=${name%%: *}
+  listed=0
+  if [ -f "$EXPECTED" ] && grep -v '^#' "$EXPECTED" | grep -qxF -- "$name"; then listed=1; fi
+  case "$line" in
+    "PASS "*)
+      if [ "$listed" = 1 ]; then
+        echo "FAIL $name: passes, but expected-failures.txt still lists it; remove the line"
+        FAILED=$((FAILED + 1))
+      else PASSED=$((PASSED + 1)); fi ;;
+    "FAIL "*)
+      if [ "$listed" = 1 ]; then XFAILED=$((XFAILED + 1)); else FAILED=$((FAILED + 1)); fi ;;
+  esac
+done <"$RESULTS"
 END=$(date +%s)
 say "install and build $((INSTALLED - SUITE_START))s, checks $((END - INSTALLED))s; server log: $WORK/server.log"
+[ "$XFAILED" -eq 0 ] || say "$XFAILED failures expected by tests/interop/expected-failures.txt"
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]

@@ -177,38 +177,38 @@ async function userFlow(browser, username, revision, pin) {
   const provider = new BrowserOAuthProvider({
     context,
     username,
-    clientName: `interop ts-sdk ${username}`,
+    clientName: 'TypeScript SDK client',
     redirectUrl: `http://127.0.0.1:${await freePort()}/callback`,
     screenshotDir: username === 'alice' ? SCREENSHOT_DIR : undefined,
   });
   const client = new Client({ name: 'mcp-oauth-interop-ts', version: '1.0.0' });
   let transport;
   const steps = [
-    [`${prefix}: auth() flow with registration, PKCE, browser login and consent`, async () => {
+    [`${prefix} auth() flow with registration, PKCE, browser login and consent`, async () => {
       transport = await connect(client, provider, pin);
       checkAuthorizationRequest(provider);
       if (transport.protocolVersion !== revision) {
         throw new Error(`the session speaks ${transport.protocolVersion}, expected ${revision}`);
       }
     }],
-    [`${prefix}: tools/list`, async () => {
+    [`${prefix} tools/list`, async () => {
       const { tools } = await client.listTools();
       const names = tools.map((t) => t.name);
       for (const want of ['greet', 'whoami']) {
         if (!names.includes(want)) throw new Error(`tools/list lacks ${want}: ${names.join(', ')}`);
       }
     }],
-    [`${prefix}: tools/call greet`, async () => {
+    [`${prefix} tools/call greet`, async () => {
       const text = toolText(await client.callTool({ name: 'greet', arguments: { name: username } }));
       if (!text.includes(`Hello, ${username}!`)) throw new Error(`greet answered ${JSON.stringify(text)}`);
     }],
-    [`${prefix}: tools/call whoami names ${username}`, async () => {
+    [`${prefix} tools/call whoami names ${username}`, async () => {
       const text = toolText(await client.callTool({ name: 'whoami', arguments: {} }));
       const who = JSON.parse(text);
       if (who.sub !== username) throw new Error(`whoami answered ${text}`);
       if (who.client_id !== provider.clientInformation().client_id) throw new Error(`whoami client_id ${who.client_id}`);
     }],
-    [`${prefix}: session lifecycle: DELETE ends the MCP session, its id then gets 404`, async () => {
+    [`${prefix} session lifecycle (DELETE ends the MCP session, its id then gets 404)`, async () => {
       const sessionId = transport.sessionId;
       if (!sessionId) throw new Error('the server opened no MCP session (no Mcp-Session-Id)');
       await transport.terminateSession();
@@ -241,13 +241,13 @@ async function stepUpFlow(browser) {
   const provider = new BrowserOAuthProvider({
     context,
     username: 'alice',
-    clientName: 'interop ts-sdk step-up',
+    clientName: 'TypeScript SDK client (step-up)',
     redirectUrl: `http://127.0.0.1:${await freePort()}/callback`,
     firstScope: 'mcp.read',
   });
   const client = new Client({ name: 'mcp-oauth-interop-ts-step-up', version: '1.0.0' });
   const steps = [
-    [`${prefix}: a token with mcp.read only connects and lists save_note`, async () => {
+    [`${prefix} a token with mcp.read only connects and lists save_note`, async () => {
       await connect(client, provider);
       checkAuthorizationRequest(provider);
       const granted = provider.tokens().scope ?? '';
@@ -262,7 +262,7 @@ async function stepUpFlow(browser) {
       const names = tools.map((t) => t.name);
       if (!names.includes('save_note')) throw new Error(`tools/list has no save_note tool: ${names.join(', ')}`);
     }],
-    [`${prefix}: save_note gets 403 insufficient_scope, the SDK re-authorizes for mcp.write and succeeds`, async () => {
+    [`${prefix} save_note gets 403 insufficient_scope, the SDK re-authorizes for mcp.write and succeeds`, async () => {
       const before = provider.authorizations.length;
       const call = () => client.callTool({ name: 'save_note', arguments: { text: 'interop note' } });
       let result;
