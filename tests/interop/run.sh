@@ -102,7 +102,8 @@ SCRATCH="$WORK/scratch"
 rm -rf "$SCRATCH" && mkdir -p "$SCRATCH"
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
-export MCP_URL="$RS/mcp" ISSUER SCRATCH NODE="$(command -v node)"
+NODE=$(command -v node) || die "node is missing"
+export MCP_URL="$RS/mcp" ISSUER SCRATCH NODE
 export SCREENSHOT_DIR="$ROOT/docs/screenshots" INTEROP_SCREENSHOTS="${INTEROP_SCREENSHOTS:-0}"
 
 # Runs one check program; its PASS/FAIL lines go to the results, its other output to a log.

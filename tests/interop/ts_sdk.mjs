@@ -280,7 +280,16 @@ async function stepUpFlow(browser) {
         result = await call();
       }
       if (result.isError) throw new Error(`save_note failed after step-up: ${toolText(result)}`);
-      const who = JSON.parse(toolText(await client.callTool({ name: 'whoami', arguments: {} })));
+      const asked = provider.authorizations.length;
+      const whoami = await client.callTool({ name: 'whoami', arguments: {} }).catch((err) => {
+        if (!(err instanceof UnauthorizedError)) throw err;
+        const scope = provider.authorizations[asked]?.url.searchParams.get('scope');
+        throw new Error(
+          `whoami after the step-up needed yet another authorization (scope "${scope}"): the new token lost ` +
+            `mcp.read; the 403 for save_note should name every scope the client needs (mcp.read mcp.write)`,
+        );
+      });
+      const who = JSON.parse(toolText(whoami));
       if (!who.scopes?.includes('mcp.write')) throw new Error(`whoami after step-up shows scopes ${JSON.stringify(who.scopes)}`);
     }],
   ];
