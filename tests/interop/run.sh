@@ -56,7 +56,9 @@ fi
 say "cargo build --release --locked"
 (cd "$ROOT" && cargo build --release --locked) >"$WORK/cargo.log" 2>&1 ||
   { tail -30 "$WORK/cargo.log"; die "cargo build --release failed"; }
-BIN="$ROOT/target/release/mcp-oauth"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+BIN="$TARGET_DIR/release/mcp-oauth"
 INSTALLED=$(date +%s)
 
 # --- Start the servers ---------------------------------------------------------------------
