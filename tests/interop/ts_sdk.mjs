@@ -1,0 +1,326 @@
+// The official TypeScript SDK client (@modelcontextprotocol/sdk) against the release servers.
+// The SDK runs its own auth() flow through an OAuthClientProvider: it reads the 401 challenge,
+// fetches the protected resource and authorization server metadata, registers itself
+// dynamically, builds the authorization URL with PKCE (S256), and later redeems the code. The
+// provider's redirectToAuthorization hands that URL to a real headless Chromium where the user
+// signs in and approves (browser.mjs); the callback URL the browser lands on gives the code that
+// goes to the SDK's finishAuth. Then tools/list, tools/call greet and whoami, as alice (the SDK's
+// latest revision, 2025-11-25) and as bob (initialize pinned to 2025-06-18), and a step-up: a client authorized for mcp.read only calls save_note (mcp.write), and the SDK
+// re-authorizes on the 403 insufficient_scope.
+//
+// Environment: MCP_URL (the RS endpoint), ISSUER, SCRATCH (a directory for the access token the
+// conformance run uses), INTEROP_SCREENSHOTS=1 and SCREENSHOT_DIR to write the page screenshots.
+// Prints `PASS name` / `FAIL name: reason` lines.
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { authorizeInBrowser, freePort, launchBrowser, newUserAgent } from './browser.mjs';
+
+const MCP_URL = new URL(process.env.MCP_URL ?? 'http://localhost:8990/mcp');
+const ISSUER = process.env.ISSUER ?? 'http://localhost:8999';
+const SCRATCH = process.env.SCRATCH;
+const SCREENSHOT_DIR = process.env.INTEROP_SCREENSHOTS === '1' ? process.env.SCREENSHOT_DIR : undefined;
+const PASSWORDS = { alice: 'password123', bob: 'hunter2' };
+
+function pass(name) {
+  console.log(`PASS ${name}`);
+}
+function fail(name, reason) {
+  console.log(`FAIL ${name}: ${String(reason).replace(/\s+/g, ' ').slice(0, 400)}`);
+}
+
+/**
+ * An OAuthClientProvider whose user agent is a real browser. Everything the SDK stores lives in
+ * memory; every authorization URL it produced and every callback the browser reached is kept
+ * for the assertions.
+ */
+class BrowserOAuthProvider {
+  constructor({ context, username, clientName, redirectUrl, firstScope, screenshotDir }) {
+    this.context = context;
+    this.username = username;
+    this.clientName = clientName;
+    this._redirectUrl = redirectUrl;
+    this.firstScope = firstScope;
+    this.screenshotDir = screenshotDir;
+    this.authorizations = [];
+    this.pendingCallback = null;
+  }
+  get redirectUrl() {
+    return this._redirectUrl;
+  }
+  get clientMetadata() {
+    return {
+      client_name: this.clientName,
+      redirect_uris: [this._redirectUrl],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    };
+  }
+  state() {
+    this._state = randomBytes(16).toString('base64url');
+    return this._state;
+  }
+  clientInformation() {
+    return this._client;
+  }
+  saveClientInformation(info) {
+    this._client = info;
+  }
+  tokens() {
+    return this._tokens;
+  }
+  saveTokens(tokens) {
+    this._tokens = tokens;
+  }
+  saveCodeVerifier(verifier) {
+    this._verifier = verifier;
+  }
+  codeVerifier() {
+    if (!this._verifier) throw new Error('no code verifier saved');
+    return this._verifier;
+  }
+  async redirectToAuthorization(url) {
+    const asked = new URL(url);
+    // The step-up check starts from a client that asks for less than the challenge named.
+    if (this.firstScope && this.authorizations.length === 0) asked.searchParams.set('scope', this.firstScope);
+    const { callbackUrl, pages } = await authorizeInBrowser(this.context, asked.href, {
+      username: this.username,
+      password: PASSWORDS[this.username],
+      screenshotDir: this.authorizations.length === 0 ? this.screenshotDir : undefined,
+    });
+    this.authorizations.push({ url: asked, pages, state: this._state });
+    this.pendingCallback = new URL(callbackUrl);
+  }
+  /** The code from the callback, after checking state and the RFC 9207 issuer. */
+  takeCode() {
+    const cb = this.pendingCallback;
+    this.pendingCallback = null;
+    if (!cb) throw new Error('the SDK asked for no authorization, yet the server refused');
+    const last = this.authorizations[this.authorizations.length - 1];
+    const error = cb.searchParams.get('error');
+    if (error) throw new Error(`authorization error ${error}: ${cb.searchParams.get('error_description') ?? ''}`);
+    if (cb.searchParams.get('state') !== last.state) throw new Error('the callback state differs from the request');
+    if (cb.searchParams.get('iss') !== ISSUER) {
+      throw new Error(`the callback iss is ${cb.searchParams.get('iss')}, expected ${ISSUER} (RFC 9207)`);
+    }
+    const code = cb.searchParams.get('code');
+    if (!code) throw new Error('the callback has no code');
+    return code;
+  }
+}
+
+/**
+ * A transport for the SDK; with `pin`, the client's initialize asks for that protocol revision
+ * instead of the SDK's latest (the SDK accepts any revision it supports in the answer).
+ */
+function transportFor(provider, pin) {
+  const transport = new StreamableHTTPClientTransport(MCP_URL, { authProvider: provider });
+  if (pin) {
+    const send = transport.send.bind(transport);
+    transport.send = (message, options) => {
+      if (message.method === 'initialize') {
+        message = { ...message, params: { ...message.params, protocolVersion: pin } };
+      }
+      return send(message, options);
+    };
+  }
+  return transport;
+}
+
+/**
+ * Connects, completing each authorization the SDK asks for in the browser (at most three: the
+ * first, and one step-up the server may ask for during initialize).
+ */
+async function connect(client, provider, pin) {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const transport = transportFor(provider, pin);
+    try {
+      await client.connect(transport);
+      return transport;
+    } catch (err) {
+      if (!(err instanceof UnauthorizedError)) throw err;
+      await transport.finishAuth(provider.takeCode());
+    }
+  }
+  throw new Error(`still unauthorized after ${provider.authorizations.length} authorizations`);
+}
+
+function toolText(result) {
+  return (result.content ?? [])
+    .filter((c) => c.type === 'text')
+    .map((c) => c.text)
+    .join('');
+}
+
+function checkAuthorizationRequest(provider) {
+  const first = provider.authorizations[0];
+  if (!first) throw new Error('the SDK never sent the user to the authorization server');
+  const q = first.url.searchParams;
+  if (q.get('code_challenge_method') !== 'S256' || !q.get('code_challenge')) throw new Error('no PKCE S256 challenge');
+  if (!q.get('resource')) throw new Error('no resource indicator (RFC 8707)');
+  if (!provider.clientInformation()?.client_id) throw new Error('no dynamically registered client_id');
+  if (!first.pages.includes('login') || !first.pages.includes('consent')) {
+    throw new Error(`the user saw ${first.pages.join(', ')}, expected login and consent`);
+  }
+  if (!provider.tokens()?.access_token) throw new Error('the SDK holds no access token');
+}
+
+async function userFlow(browser, username, revision, pin) {
+  const prefix = `ts-sdk ${username} (${revision})`;
+  const context = await newUserAgent(browser);
+  const provider = new BrowserOAuthProvider({
+    context,
+    username,
+    clientName: 'TypeScript SDK client',
+    redirectUrl: `http://127.0.0.1:${await freePort()}/callback`,
+    screenshotDir: username === 'alice' ? SCREENSHOT_DIR : undefined,
+  });
+  const client = new Client({ name: 'mcp-oauth-interop-ts', version: '1.0.0' });
+  let transport;
+  const steps = [
+    [`${prefix} auth() flow with registration, PKCE, browser login and consent`, async () => {
+      transport = await connect(client, provider, pin);
+      checkAuthorizationRequest(provider);
+      if (transport.protocolVersion !== revision) {
+        throw new Error(`the session speaks ${transport.protocolVersion}, expected ${revision}`);
+      }
+    }],
+    [`${prefix} tools/list`, async () => {
+      const { tools } = await client.listTools();
+      const names = tools.map((t) => t.name);
+      for (const want of ['greet', 'whoami']) {
+        if (!names.includes(want)) throw new Error(`tools/list lacks ${want}: ${names.join(', ')}`);
+      }
+    }],
+    [`${prefix} tools/call greet`, async () => {
+      const text = toolText(await client.callTool({ name: 'greet', arguments: { name: username } }));
+      if (!text.includes(`Hello, ${username}!`)) throw new Error(`greet answered ${JSON.stringify(text)}`);
+    }],
+    [`${prefix} tools/call whoami names ${username}`, async () => {
+      const text = toolText(await client.callTool({ name: 'whoami', arguments: {} }));
+      const who = JSON.parse(text);
+      if (who.sub !== username) throw new Error(`whoami answered ${text}`);
+      if (who.client_id !== provider.clientInformation().client_id) throw new Error(`whoami client_id ${who.client_id}`);
+    }],
+    [`${prefix} session lifecycle (DELETE ends the MCP session, its id then gets 404)`, async () => {
+      const sessionId = transport.sessionId;
+      if (!sessionId) throw new Error('the server opened no MCP session (no Mcp-Session-Id)');
+      await transport.terminateSession();
+      const answer = await fetch(MCP_URL, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${provider.tokens().access_token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': sessionId,
+          'mcp-protocol-version': transport.protocolVersion,
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/list', params: {} }),
+      });
+      await answer.body?.cancel();
+      if (answer.status !== 404) throw new Error(`a request on the ended session got ${answer.status}, expected 404`);
+    }],
+  ];
+  await runSteps(steps);
+  if (username === 'alice' && SCRATCH && provider.tokens()?.access_token) {
+    writeFileSync(path.join(SCRATCH, 'alice-access-token'), provider.tokens().access_token);
+  }
+  await client.close().catch(() => {});
+  await context.close();
+}
+
+async function stepUpFlow(browser) {
+  const prefix = 'ts-sdk step-up';
+  const context = await newUserAgent(browser);
+  const provider = new BrowserOAuthProvider({
+    context,
+    username: 'alice',
+    clientName: 'TypeScript SDK client (step-up)',
+    redirectUrl: `http://127.0.0.1:${await freePort()}/callback`,
+    firstScope: 'mcp.read',
+  });
+  const client = new Client({ name: 'mcp-oauth-interop-ts-step-up', version: '1.0.0' });
+  const steps = [
+    [`${prefix} a token with mcp.read only connects and lists save_note`, async () => {
+      await connect(client, provider);
+      checkAuthorizationRequest(provider);
+      const granted = provider.tokens().scope ?? '';
+      if (provider.authorizations.length > 1) {
+        throw new Error(
+          `the server refused the mcp.read token at connect and the SDK re-authorized with scope ` +
+            `"${provider.authorizations[1].url.searchParams.get('scope')}": greet/whoami/initialize must need mcp.read only`,
+        );
+      }
+      if (granted.split(' ').includes('mcp.write')) throw new Error(`the first token already has mcp.write: "${granted}"`);
+      const { tools } = await client.listTools();
+      const names = tools.map((t) => t.name);
+      if (!names.includes('save_note')) throw new Error(`tools/list has no save_note tool: ${names.join(', ')}`);
+    }],
+    [`${prefix} save_note gets 403 insufficient_scope, the SDK re-authorizes for mcp.write and succeeds`, async () => {
+      const before = provider.authorizations.length;
+      const call = () => client.callTool({ name: 'save_note', arguments: { text: 'interop note' } });
+      let result;
+      try {
+        result = await call();
+        if (provider.authorizations.length === before) {
+          throw new Error(`save_note succeeded without step-up (token scope "${provider.tokens().scope}"): ${toolText(result)}`);
+        }
+      } catch (err) {
+        if (!(err instanceof UnauthorizedError)) throw err;
+        if (provider.authorizations.length !== before + 1) throw new Error('the SDK did not re-authorize on the 403');
+        const asked = provider.authorizations[before].url.searchParams.get('scope') ?? '';
+        if (!asked.split(' ').includes('mcp.write')) throw new Error(`the re-authorization asked for "${asked}", not mcp.write`);
+        await client.transport.finishAuth(provider.takeCode());
+        result = await call();
+      }
+      if (result.isError) throw new Error(`save_note failed after step-up: ${toolText(result)}`);
+      const asked = provider.authorizations.length;
+      const whoami = await client.callTool({ name: 'whoami', arguments: {} }).catch((err) => {
+        if (!(err instanceof UnauthorizedError)) throw err;
+        const scope = provider.authorizations[asked]?.url.searchParams.get('scope');
+        throw new Error(
+          `whoami after the step-up needed yet another authorization (scope "${scope}"): the new token lost ` +
+            `mcp.read; the 403 for save_note should name every scope the client needs (mcp.read mcp.write)`,
+        );
+      });
+      const who = JSON.parse(toolText(whoami));
+      if (!who.scopes?.includes('mcp.write')) throw new Error(`whoami after step-up shows scopes ${JSON.stringify(who.scopes)}`);
+    }],
+  ];
+  await runSteps(steps);
+  await client.close().catch(() => {});
+  await context.close();
+}
+
+/** Runs the steps in order; once one fails, the rest fail as not reached. */
+async function runSteps(steps) {
+  let broken = null;
+  for (const [name, step] of steps) {
+    if (broken) {
+      fail(name, `not reached: ${broken}`);
+      continue;
+    }
+    try {
+      await step();
+      pass(name);
+    } catch (err) {
+      broken = 'an earlier step failed';
+      fail(name, err?.message ?? err);
+    }
+  }
+}
+
+const browser = await launchBrowser();
+try {
+  await userFlow(browser, 'alice', LATEST_PROTOCOL_VERSION);
+  await userFlow(browser, 'bob', '2025-06-18', '2025-06-18');
+  await stepUpFlow(browser);
+} finally {
+  await browser.close();
+}
