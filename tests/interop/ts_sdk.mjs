@@ -40,7 +40,8 @@ function fail(name, reason) {
  * for the assertions.
  */
 class BrowserOAuthProvider {
-  constructor({ context, username, clientName, redirectUrl, firstScope, screenshotDir }) {
+  constructor({ context, username, clientName, redirectUrl, firstScope, screenshotDir, grantTypes }) {
+    this.grantTypes = grantTypes ?? ['authorization_code', 'refresh_token'];
     this.context = context;
     this.username = username;
     this.clientName = clientName;
@@ -57,7 +58,7 @@ class BrowserOAuthProvider {
     return {
       client_name: this.clientName,
       redirect_uris: [this._redirectUrl],
-      grant_types: ['authorization_code', 'refresh_token'],
+      grant_types: this.grantTypes,
       response_types: ['code'],
       token_endpoint_auth_method: 'none',
     };
@@ -244,6 +245,11 @@ async function stepUpFlow(browser) {
     clientName: 'TypeScript SDK client (step-up)',
     redirectUrl: `http://127.0.0.1:${await freePort()}/callback`,
     firstScope: 'mcp.read',
+    // This SDK answers a 403 insufficient_scope by refreshing when it holds a refresh token, and a
+    // refresh can never widen the scope (OAuth 2.1 section 4.3.1): the retry fails. A client that
+    // wants step-up with this SDK registers without the refresh_token grant, so that the SDK
+    // starts a new authorization for the wider scope.
+    grantTypes: ['authorization_code'],
   });
   const client = new Client({ name: 'mcp-oauth-interop-ts-step-up', version: '1.0.0' });
   const steps = [
