@@ -109,6 +109,8 @@ impl Servers {
         };
         let child = command
             .args([
+                // Measure the servers, not the disk: nothing is written to a data directory.
+                "--in-memory",
                 "--issuer",
                 &issuer,
                 "--resource",
@@ -1285,6 +1287,7 @@ async fn run_bench(
     let auth_alone = idle_rss_alone(
         "auth-server",
         &[
+            "--in-memory".into(),
             "--issuer".into(),
             issuer.clone(),
             "--resource".into(),
