@@ -148,13 +148,15 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
 }
 
 fn verify(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
+    let ok = PasswordHash::new(hash)
         .map(|parsed| {
             hasher()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok()
         })
-        .unwrap_or(false)
+        .unwrap_or(false);
+    crate::memory::release_thread_memory();
+    ok
 }
 
 impl UserDirectory {
@@ -226,7 +228,9 @@ impl UserDirectory {
             .map_err(|_| Busy)?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            check()
+            let answer = check();
+            crate::memory::release_thread_memory();
+            answer
         })
         .await
         .map_err(|_| Busy)

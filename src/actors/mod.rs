@@ -74,7 +74,13 @@ macro_rules! flushable {
     )*};
 }
 
-flushable!(ClientRegistry, Consents, Revocations, SigningKeys);
+flushable!(
+    ClientRegistry,
+    Consents,
+    RefreshTokens,
+    Revocations,
+    SigningKeys
+);
 
 /// Why an actor did not answer a request.
 #[derive(Debug, thiserror::Error)]

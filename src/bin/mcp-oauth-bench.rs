@@ -1252,16 +1252,33 @@ async fn run_bench(
         mib(after)
     );
 
-    // Trace on versus off, on the hottest path.
-    let traced = Servers::start_with_log(&no_limits, "info")?;
-    traced.wait_ready(&http).await?;
-    let on = tools_call(&traced.urls(), seconds, concurrency, 1).await?;
-    drop(traced);
+    // Trace on versus off, on the hottest path: fresh servers for each run, off and on
+    // alternating three times, medians (one pair of runs moves by ~10% on a shared machine).
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for traced in [false, true] {
+            let servers = if traced {
+                Servers::start_with_log(&no_limits, mcp_oauth::trace::DEFAULT_FILTER)?
+            } else {
+                Servers::start(&no_limits)?
+            };
+            servers.wait_ready(&http).await?;
+            let rate = tools_call(&servers.urls(), seconds, concurrency, 1)
+                .await?
+                .rate();
+            if traced { &mut on } else { &mut off }.push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (on_rate, off_rate) = (median(&mut on), median(&mut off));
     println!(
-        "Flow trace at info (written to a file): tools/call {:.0}/s versus {:.0}/s with it off ({:+.1}%).",
-        on.rate(),
-        one.rate(),
-        100.0 * (on.rate() - one.rate()) / one.rate().max(1.0)
+        "Flow trace on (the default filter, written to a file): tools/call {on_rate:.0}/s versus {off_rate:.0}/s with it off ({:+.1}%; medians of three alternating runs, on {:?}, off {:?}).",
+        100.0 * (on_rate - off_rate) / off_rate.max(1.0),
+        on.iter().map(|r| r.round()).collect::<Vec<_>>(),
+        off.iter().map(|r| r.round()).collect::<Vec<_>>(),
     );
 
     // Sweep of concurrency for the plot.

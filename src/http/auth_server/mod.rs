@@ -309,6 +309,7 @@ async fn flush(state: &AuthState) {
         crate::actors::ask(&state.clients, Flush),
         crate::actors::ask(&state.consents, Flush),
         crate::actors::ask(&state.revocations, Flush),
+        crate::actors::ask(&state.refresh_tokens, Flush),
         crate::actors::ask(&state.keys, Flush),
     );
 }
