@@ -232,7 +232,24 @@ async fn idle_rss_alone(binary: &str, args: &[String], probe: &str) -> anyhow::R
 }
 
 impl Drop for Servers {
+    /// Stops the servers as an operator would (SIGTERM, then they drain and exit), so that a
+    /// wrapping profiler writes its output; SIGKILL only if they do not exit in time.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let patience = if std::env::var_os("MCP_OAUTH_BENCH_WRAP").is_some() {
+            120
+        } else {
+            15
+        };
+        let deadline = Instant::now() + Duration::from_secs(patience);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -732,11 +749,8 @@ async fn run_profile(requests: usize, concurrency: usize, log: &str) -> anyhow::
         out.summary(),
         started.elapsed().as_secs_f64()
     );
-    // SIGTERM (not SIGKILL) so that a wrapping profiler writes its output.
-    let _ = Command::new("kill")
-        .args(["-TERM", &servers.child.id().to_string()])
-        .status();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Dropping the servers stops them with SIGTERM, so that a wrapping profiler writes its output.
+    drop(servers);
     Ok(())
 }
 
