@@ -38,18 +38,7 @@ async fn discover_and_run(user: &str, password: &str) {
     assert_eq!(prm["bearer_methods_supported"], json!(["header"]));
 
     // MD-1: the AS metadata.
-    let md: Value = app
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            app.issuer
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let md: Value = as_metadata(&app).await;
     assert_eq!(md["issuer"], app.issuer);
     assert_eq!(md["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(md["response_types_supported"], json!(["code"]));

@@ -14,20 +14,6 @@ fn field(body: &Value, name: &str) -> String {
         .to_string()
 }
 
-async fn introspect_basic(app: &TestApp, client_id: &str, secret: &str, token: &str) -> Value {
-    let response = app
-        .http
-        .post(format!("{}/introspect", app.issuer))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    response.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn introspection_requires_authentication() {
     let app = spawn_app_with(&["--introspection-secret", INTROSPECTION_SECRET]).await;
@@ -99,7 +85,7 @@ async fn a_confidential_client_sees_only_its_own_tokens() {
     let public = register(&app).await;
     let others = field(&tokens_for_client(&app, &public).await, "access_token");
     assert_eq!(
-        introspect_basic(&app, &confidential, &secret, &others).await,
+        introspect_as_client(&app, &confidential, &secret, &others).await,
         json!({"active": false})
     );
 }

@@ -48,18 +48,7 @@ async fn mcp_accepts(app: &TestApp, access_token: &str) -> bool {
 #[tokio::test]
 async fn refresh_tokens_only_for_clients_that_registered_the_grant() {
     let app = spawn_app().await;
-    let metadata: Value = app
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            app.issuer
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata: Value = as_metadata(&app).await;
     assert_eq!(
         metadata["grant_types_supported"],
         json!(["authorization_code", "refresh_token"])

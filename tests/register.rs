@@ -175,18 +175,7 @@ async fn cors_on_machine_endpoints_only() {
 #[tokio::test]
 async fn openid_configuration_equals_rfc8414_metadata() {
     let app = spawn_app().await;
-    let a: Value = app
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            app.issuer
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a: Value = as_metadata(&app).await;
     let b: Value = app
         .http
         .get(format!("{}/.well-known/openid-configuration", app.issuer))

@@ -31,18 +31,7 @@ async fn mcp_status(app: &TestApp, token: &str) -> u16 {
 #[tokio::test]
 async fn metadata_lists_the_revocation_endpoint() {
     let app = spawn_app().await;
-    let metadata: Value = app
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            app.issuer
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata: Value = as_metadata(&app).await;
     assert_eq!(
         metadata["revocation_endpoint"],
         format!("{}/revoke", app.issuer)

@@ -426,20 +426,6 @@ async fn confidential_clients() {
     .await;
 }
 
-async fn introspect(app: &TestApp, client_id: &str, secret: &str, token: &str) -> Value {
-    let response = app
-        .http
-        .post(format!("{}/introspect", app.issuer))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    response.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_replayed_code_revokes_its_token_but_a_stranger_revokes_nothing() {
     let app = spawn_app().await;
@@ -482,7 +468,7 @@ async fn a_replayed_code_revokes_its_token_but_a_stranger_revokes_nothing() {
     .await
     .unwrap();
     let token = first["access_token"].as_str().unwrap().to_string();
-    let active = introspect(&app, &client_id, &secret, &token).await;
+    let active = introspect_as_client(&app, &client_id, &secret, &token).await;
     assert_eq!(active["active"], true);
     assert_eq!(active["sub"], "alice");
     assert_eq!(active["client_id"], client_id);
@@ -505,7 +491,7 @@ async fn a_replayed_code_revokes_its_token_but_a_stranger_revokes_nothing() {
     .await;
     assert_error(stranger, 400, "invalid_grant", "replay, other client").await;
     assert_eq!(
-        introspect(&app, &client_id, &secret, &token).await["active"],
+        introspect_as_client(&app, &client_id, &secret, &token).await["active"],
         true
     );
 
@@ -513,13 +499,13 @@ async fn a_replayed_code_revokes_its_token_but_a_stranger_revokes_nothing() {
     let replay = redeem_as(client_id.clone(), Some(secret.clone()), code, pkce.verifier).await;
     assert_error(replay, 400, "invalid_grant", "replay").await;
     assert_eq!(
-        introspect(&app, &client_id, &secret, &token).await["active"],
+        introspect_as_client(&app, &client_id, &secret, &token).await["active"],
         false
     );
 
     // Garbage and public clients.
     assert_eq!(
-        introspect(&app, &client_id, &secret, "not-a-token").await["active"],
+        introspect_as_client(&app, &client_id, &secret, "not-a-token").await["active"],
         false
     );
     let public = app

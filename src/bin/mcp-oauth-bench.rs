@@ -1390,46 +1390,60 @@ fn write_plot(path: &std::path::Path, points: &[(usize, f64, f64)]) -> anyhow::R
     let max_c = points.iter().map(|p| p.0).max().unwrap_or(1) as f64;
     let max_rate = points.iter().map(|p| p.1).fold(1.0, f64::max);
     let max_p99 = points.iter().map(|p| p.2).fold(0.1, f64::max);
-    let mut chart = ChartBuilder::on(&left)
-        .caption("tools/call greet: throughput", ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d((1f64..max_c * 1.1).log_scale(), 0f64..max_rate * 1.15)?;
-    chart
-        .configure_mesh()
-        .x_desc("concurrency")
-        .y_desc("requests/s")
-        .draw()?;
-    chart.draw_series(LineSeries::new(
-        points.iter().map(|p| (p.0 as f64, p.1)),
+    let rates: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.1)).collect();
+    let p99s: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.2)).collect();
+    draw_panel(
+        &left,
+        "tools/call greet: throughput",
+        "requests/s",
+        max_c,
+        max_rate,
+        &rates,
         &BLUE,
-    ))?;
-    chart.draw_series(
-        points
-            .iter()
-            .map(|p| Circle::new((p.0 as f64, p.1), 3, BLUE.filled())),
     )?;
-    let mut chart = ChartBuilder::on(&right)
-        .caption("tools/call greet: p99 latency", ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d((1f64..max_c * 1.1).log_scale(), 0f64..max_p99 * 1.15)?;
-    chart
-        .configure_mesh()
-        .x_desc("concurrency")
-        .y_desc("p99 (ms)")
-        .draw()?;
-    chart.draw_series(LineSeries::new(
-        points.iter().map(|p| (p.0 as f64, p.2)),
+    draw_panel(
+        &right,
+        "tools/call greet: p99 latency",
+        "p99 (ms)",
+        max_c,
+        max_p99,
+        &p99s,
         &RED,
-    ))?;
-    chart.draw_series(
-        points
-            .iter()
-            .map(|p| Circle::new((p.0 as f64, p.2), 3, RED.filled())),
     )?;
     root.present()?;
+    Ok(())
+}
+
+/// One panel of the plot: `series` against concurrency (log scale), as a line with dots.
+fn draw_panel<DB: plotters::prelude::DrawingBackend>(
+    area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    y_desc: &str,
+    max_x: f64,
+    max_y: f64,
+    series: &[(f64, f64)],
+    color: &plotters::style::RGBColor,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    use plotters::prelude::*;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d((1f64..max_x * 1.1).log_scale(), 0f64..max_y * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrency")
+        .y_desc(y_desc)
+        .draw()?;
+    chart.draw_series(LineSeries::new(series.iter().copied(), color))?;
+    chart.draw_series(
+        series
+            .iter()
+            .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+    )?;
     Ok(())
 }

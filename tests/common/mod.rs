@@ -551,6 +551,41 @@ pub async fn refresh(
 }
 
 /// Introspects a token with the resource-server credential; returns the JSON answer.
+/// The authorization server's RFC 8414 metadata.
+pub async fn as_metadata(app: &TestApp) -> Value {
+    app.http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            app.issuer
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Introspects `token` as a confidential client (HTTP Basic); the answer must be 200, not cached.
+pub async fn introspect_as_client(
+    app: &TestApp,
+    client_id: &str,
+    secret: &str,
+    token: &str,
+) -> Value {
+    let response = app
+        .http
+        .post(format!("{}/introspect", app.issuer))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
 pub async fn introspect_as_rs(app: &TestApp, token: &str) -> Value {
     let response = app
         .http
