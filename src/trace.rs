@@ -120,9 +120,36 @@ impl tracing_subscriber::fmt::time::FormatTime for Rfc3339Micros {
     }
 }
 
+/// Lines the trace may hold for its writer thread. The channel allocates and touches every slot
+/// up front, so this is memory an idle server holds: 16,384 lines take 0.5 MiB, where the
+/// library's default (128,000) took 4 MiB. The writer drains the channel in batches (below), so
+/// it falls behind only when the disk does; lines beyond this are dropped, and counted.
+const TRACE_BUFFERED_LINES: usize = 16_384;
+
+/// Bytes the writer thread gathers before a `write` to stdout. stdout is line-buffered, which
+/// would cost one system call per trace line; the thread flushes whenever it has drained the
+/// channel, so a line still reaches the terminal as soon as the writer is idle.
+const TRACE_WRITE_BUFFER: usize = 64 * 1024;
+
+/// Keeps the trace's writer thread running; dropping it flushes what is buffered and reports on
+/// stderr how many lines were dropped because the writer fell behind, if any were.
+pub struct TraceGuard {
+    _worker: tracing_appender::non_blocking::WorkerGuard,
+    dropped: tracing_appender::non_blocking::ErrorCounter,
+}
+
+impl Drop for TraceGuard {
+    fn drop(&mut self) {
+        let dropped = self.dropped.dropped_lines();
+        if dropped > 0 {
+            eprintln!("flow trace: {dropped} lines were dropped because the writer fell behind");
+        }
+    }
+}
+
 /// Installs the global subscriber. Keep the returned guard alive: it flushes the non-blocking
 /// writer when dropped.
-pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init(format: LogFormat) -> TraceGuard {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::{EnvFilter, Targets};
     use tracing_subscriber::prelude::*;
@@ -139,15 +166,24 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     };
     // Colours only for a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let lines = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_ansi(ansi)
-        .with_timer(Rfc3339Micros)
-        .with_target(false);
+    let (writer, worker) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(TRACE_BUFFERED_LINES)
+        .thread_name("flow-trace")
+        .finish(std::io::BufWriter::with_capacity(
+            TRACE_WRITE_BUFFER,
+            std::io::stdout(),
+        ));
+    let dropped = writer.error_counter();
     let lines = match format {
-        LogFormat::Pretty => lines.compact().boxed(),
-        LogFormat::Json => lines.json().flatten_event(true).boxed(),
+        LogFormat::Pretty => layer(writer, ansi).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_timer(Rfc3339Micros)
+            .with_target(false)
+            .json()
+            .flatten_event(true)
+            .boxed(),
     };
     // A second init (tests, embedding) keeps the subscriber already installed.
     let _ = tracing_subscriber::registry()
@@ -155,7 +191,148 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
         .with(env_filter)
         .with(lines)
         .try_init();
-    guard
+    TraceGuard {
+        _worker: worker,
+        dropped,
+    }
+}
+
+/// The human-readable trace layer, writing to `writer`: one compact line per event, with
+/// [`TraceFields`]. Tests install it over a captured writer to read the real format.
+pub fn layer<S, W>(writer: W, ansi: bool) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .with_timer(Rfc3339Micros)
+        .with_target(false)
+        .fmt_fields(TraceFields)
+        .compact()
+}
+
+/// Writes an event's or a span's fields as `name=value` (the message bare), like the library's
+/// default, with the same protection: control characters in a value (terminal escapes, and line
+/// breaks that could forge a line) are escaped, since client names, ids and URLs come from
+/// clients. The default escapes by passing each character through the formatter one at a time,
+/// the largest cost of a trace line on the hottest paths; this formats a value once into a
+/// reused buffer, scans its bytes, and writes clean text (nearly every value) in one piece.
+pub struct TraceFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TraceFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut visitor = FieldWriter {
+            writer,
+            result: Ok(()),
+            padded: false,
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct FieldWriter<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    result: fmt::Result,
+    padded: bool,
+}
+
+impl FieldWriter<'_> {
+    fn field(&mut self, name: &str, value: &dyn fmt::Debug) {
+        // Metadata of `log` records, already shown in the line's prefix.
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        self.result = (|| {
+            if self.padded {
+                self.writer.write_char(' ')?;
+            }
+            self.padded = true;
+            if name != "message" {
+                let name = name.strip_prefix("r#").unwrap_or(name);
+                if self.writer.has_ansi_escapes() {
+                    write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")?;
+                } else {
+                    self.writer.write_str(name)?;
+                    self.writer.write_char('=')?;
+                }
+            }
+            write_value(&mut self.writer, value)
+        })();
+    }
+}
+
+impl tracing::field::Visit for FieldWriter<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.field(field.name(), &format_args!("{value}"));
+        } else {
+            self.field(field.name(), &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        self.field(field.name(), value);
+    }
+}
+
+/// Formats `value` with `Debug` into a per-thread buffer and writes it sanitized.
+fn write_value(out: &mut impl fmt::Write, value: &dyn fmt::Debug) -> fmt::Result {
+    use fmt::Write;
+    use std::cell::RefCell;
+    thread_local! {
+        static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            write!(buffer, "{value:?}")?;
+            let written = write_sanitized(out, &buffer);
+            // An occasional huge value should not stay resident in every thread.
+            if buffer.capacity() > 16 * 1024 {
+                *buffer = String::new();
+            }
+            written
+        }
+        // A value whose `Debug` itself logs: format it on its own.
+        Err(_) => write_sanitized(out, &format!("{value:?}")),
+    })
+}
+
+/// Writes `text`, escaping C0 control characters other than tab, DEL, and the C1 controls
+/// (U+0080 to U+009F, which some terminals read as escape sequences) as `\u{..}`.
+pub fn write_sanitized(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    let bytes = text.as_bytes();
+    let mut clean_from = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // In UTF-8 a C1 control is 0xC2 followed by 0x80..=0x9F; every other byte of a multi-byte
+        // character is 0x80 or above and never a control on its own.
+        let control = if (b < 0x20 && b != b'\t') || b == 0x7f {
+            Some((u32::from(b), 1))
+        } else if b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) {
+            Some((u32::from(bytes[i + 1]), 2))
+        } else {
+            None
+        };
+        match control {
+            Some((code, len)) => {
+                out.write_str(&text[clean_from..i])?;
+                write!(out, "\\u{{{code:x}}}")?;
+                i += len;
+                clean_from = i;
+            }
+            None => i += 1,
+        }
+    }
+    out.write_str(&text[clean_from..])
 }
 
 #[cfg(test)]
@@ -170,5 +347,60 @@ mod tests {
         assert_eq!(fingerprint("x").len(), 9);
         assert_ne!(Secret::random(32), Secret::random(32));
         assert_eq!(random_token(32).len(), 43);
+    }
+
+    fn sanitized(text: &str) -> String {
+        let mut out = String::new();
+        write_sanitized(&mut out, text).unwrap();
+        out
+    }
+
+    #[test]
+    fn control_characters_in_values_are_escaped() {
+        assert_eq!(
+            sanitized("plain text, üñí and tabs\t"),
+            "plain text, üñí and tabs\t"
+        );
+        assert_eq!(sanitized("\x1b[31mred"), "\\u{1b}[31mred");
+        assert_eq!(sanitized("a\nforged line"), "a\\u{a}forged line");
+        assert_eq!(sanitized("bel\x07del\x7f"), "bel\\u{7}del\\u{7f}");
+        assert_eq!(sanitized("csi\u{9b}31m é"), "csi\\u{9b}31m é");
+        assert_eq!(sanitized("\u{85}"), "\\u{85}");
+        assert_eq!(sanitized(""), "");
+    }
+
+    /// The real layer, over a captured writer: the line format and the escaping of a hostile
+    /// value, in a message and in a field.
+    #[test]
+    fn trace_lines_escape_hostile_values() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::prelude::*;
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(layer(move || writer.clone(), false));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("auth", flow = "f1");
+            let _entered = span.enter();
+            let name = "evil\x1b]0;owned\x07\nFAKE LINE";
+            tracing::info!(client_name = name, count = 3, "registered {name}");
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.lines().count(), 1, "one line: {log:?}");
+        assert!(!log.contains('\x1b') && !log.contains('\x07'), "{log:?}");
+        assert!(log.contains(" INFO auth: registered evil\\u{1b}]0;owned\\u{7}\\u{a}FAKE LINE "));
+        // `Debug` of a string already escapes it; the value is quoted, as by default.
+        assert!(log.contains(r#"client_name="evil\u{1b}]0;owned\u{7}\nFAKE LINE" count=3"#));
+        assert!(log.trim_end().ends_with("flow=\"f1\""), "{log:?}");
     }
 }

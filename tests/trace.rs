@@ -25,10 +25,13 @@ impl Write for Captured {
 async fn one_flow_id_across_both_servers_and_no_secrets() {
     let captured = Captured::default();
     let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(mcp_oauth::trace::DEFAULT_FILTER)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
+    // The binaries' own line format, over a captured writer.
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new(
+            mcp_oauth::trace::DEFAULT_FILTER,
+        ))
+        .with(mcp_oauth::trace::layer(move || writer.clone(), false))
         .init();
 
     let app = spawn_app().await;
