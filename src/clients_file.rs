@@ -136,7 +136,7 @@ pub fn parse(text: &str, extra_schemes: &[String]) -> Result<Vec<Arc<Client>>, C
             .map_err(|err| fail(&err.description))?;
         let mut client = Client::from_metadata(client_id, validated, ClientKind::Configured);
         client.token_endpoint_auth_method = method;
-        client.secret_argon2 = entry.client_secret_hash;
+        client.secret_argon2 = entry.client_secret_hash.map(String::into_boxed_str);
         clients.push(Arc::new(client));
     }
     Ok(clients)

@@ -68,22 +68,76 @@ pub enum ClientKind {
     MetadataDocument,
 }
 
-/// A registered client. Immutable once registered; shared as `Arc<Client>`.
+/// The grant types a client may use. `authorization_code` is always one of them (registration
+/// requires it); the only other grant this server supports is `refresh_token`, so the set is a
+/// flag rather than a list of strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantTypes {
+    refresh_token: bool,
+}
+
+impl GrantTypes {
+    /// `authorization_code` alone.
+    pub const AUTHORIZATION_CODE: GrantTypes = GrantTypes {
+        refresh_token: false,
+    };
+    /// `authorization_code` and `refresh_token`: the registration default.
+    pub const WITH_REFRESH_TOKEN: GrantTypes = GrantTypes {
+        refresh_token: true,
+    };
+
+    /// The set a list of grant type names describes, if this server supports it: it must name
+    /// `authorization_code`, and nothing beyond it and `refresh_token`.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Option<GrantTypes> {
+        let mut code = false;
+        let mut refresh_token = false;
+        for name in names {
+            match name.as_ref() {
+                "authorization_code" => code = true,
+                "refresh_token" => refresh_token = true,
+                _ => return None,
+            }
+        }
+        code.then_some(GrantTypes { refresh_token })
+    }
+
+    /// Whether the client may use refresh tokens.
+    pub fn refresh_token(self) -> bool {
+        self.refresh_token
+    }
+
+    /// The names, as registration metadata lists them.
+    pub fn names(self) -> &'static [&'static str] {
+        if self.refresh_token {
+            &["authorization_code", "refresh_token"]
+        } else {
+            &["authorization_code"]
+        }
+    }
+}
+
+/// The response types every client has: the authorization code flow is the only one.
+pub const RESPONSE_TYPES: [&str; 1] = ["code"];
+
+/// A registered client. Immutable once registered; shared as `Arc<Client>` by the registry, the
+/// in-memory store and the handlers. Kept compact, since a server may hold a million of them: the
+/// id is one `Arc<str>` shared with the registry's map and reaping queue, strings are boxed
+/// slices, a secret digest is boxed (public clients, the most common, have none), and the grant
+/// types are a flag.
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub client_id: String,
-    pub secret_sha256: Option<[u8; 32]>,
+    pub client_id: Arc<str>,
+    pub secret_sha256: Option<Box<[u8; 32]>>,
     /// A configured client's secret, as an argon2 PHC string.
-    pub secret_argon2: Option<String>,
+    pub secret_argon2: Option<Box<str>>,
     pub application_type: ApplicationType,
     pub kind: ClientKind,
-    pub client_name: Option<String>,
-    pub redirect_uris: Vec<String>,
-    pub grant_types: Vec<String>,
-    pub response_types: Vec<String>,
+    pub client_name: Option<Box<str>>,
+    pub redirect_uris: Box<[Box<str>]>,
+    pub grant_types: GrantTypes,
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
-    pub scope: Option<String>,
-    pub client_uri: Option<String>,
+    pub scope: Option<Box<str>>,
+    pub client_uri: Option<Box<str>>,
     pub issued_at: u64,
 }
 
@@ -106,7 +160,7 @@ impl Client {
         match &self.secret_sha256 {
             Some(stored) => {
                 let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-                digest.ct_eq(stored).into()
+                digest.ct_eq(&**stored).into()
             }
             None => false,
         }
@@ -114,22 +168,32 @@ impl Client {
 
     /// A public client described by validated metadata (a metadata document, or a configured
     /// client before its secret is set).
-    pub fn from_metadata(client_id: String, meta: NewClient, kind: ClientKind) -> Client {
+    pub fn from_metadata(
+        client_id: impl Into<Arc<str>>,
+        meta: NewClient,
+        kind: ClientKind,
+    ) -> Client {
         Client {
-            client_id,
+            client_id: client_id.into(),
             secret_sha256: None,
             secret_argon2: None,
             application_type: meta.application_type,
             kind,
-            client_name: meta.client_name,
-            redirect_uris: meta.redirect_uris,
+            client_name: meta.client_name.map(String::into_boxed_str),
+            redirect_uris: boxed_strs(meta.redirect_uris),
             grant_types: meta.grant_types,
-            response_types: meta.response_types,
             token_endpoint_auth_method: meta.token_endpoint_auth_method,
-            scope: meta.scope,
-            client_uri: meta.client_uri,
+            scope: meta.scope.map(String::into_boxed_str),
+            client_uri: meta.client_uri.map(String::into_boxed_str),
             issued_at: unix_now(),
         }
+    }
+
+    /// Whether `uri` is one of the registered redirect URIs, exactly.
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris
+            .iter()
+            .any(|registered| &**registered == uri)
     }
 
     /// The name shown to users: the registered name, or the id when there is none.
@@ -138,13 +202,17 @@ impl Client {
     }
 }
 
+/// A list of strings as one boxed slice of boxed strings, without spare capacity.
+pub fn boxed_strs(list: Vec<String>) -> Box<[Box<str>]> {
+    list.into_iter().map(String::into_boxed_str).collect()
+}
+
 /// Validated metadata of a client to register.
 #[derive(Debug, Clone)]
 pub struct NewClient {
     pub client_name: Option<String>,
     pub redirect_uris: Vec<String>,
-    pub grant_types: Vec<String>,
-    pub response_types: Vec<String>,
+    pub grant_types: GrantTypes,
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
     pub scope: Option<String>,
     pub client_uri: Option<String>,
@@ -195,8 +263,8 @@ struct Registration {
 }
 
 pub struct ClientRegistry {
-    clients: HashMap<String, Registration>,
-    expiry: ExpiryQueue<String>,
+    clients: HashMap<Arc<str>, Registration>,
+    expiry: ExpiryQueue<Arc<str>>,
     args: ClientRegistryArgs,
 }
 
@@ -261,7 +329,7 @@ impl Actor for ClientRegistry {
 impl ClientRegistry {
     /// Keeps a stored client in the map, with its reaping deadline if it was never used.
     fn remember(&mut self, record: ClientRecord, actor: &ActorRef<Self>) -> Arc<Client> {
-        let client = Arc::new(record.client);
+        let client = record.client;
         if !record.used {
             let reap_at = client
                 .issued_at
@@ -291,26 +359,15 @@ impl Message<Register> for ClientRegistry {
         let secret = (meta.token_endpoint_auth_method != TokenEndpointAuthMethod::None)
             .then(|| Secret::random(32));
         let client = Arc::new(Client {
-            // 128 random bits, base64url: unguessable and URL-safe (CL-1).
-            client_id: crate::trace::random_token(16),
             secret_sha256: secret
                 .as_ref()
-                .map(|s| Sha256::digest(s.expose().as_bytes()).into()),
-            client_name: meta.client_name,
-            redirect_uris: meta.redirect_uris,
-            grant_types: meta.grant_types,
-            response_types: meta.response_types,
-            token_endpoint_auth_method: meta.token_endpoint_auth_method,
-            scope: meta.scope,
-            client_uri: meta.client_uri,
-            secret_argon2: None,
-            application_type: meta.application_type,
-            kind: ClientKind::Registered,
-            issued_at: unix_now(),
+                .map(|s| Box::new(Sha256::digest(s.expose().as_bytes()).into())),
+            // 128 random bits, base64url: unguessable and URL-safe (CL-1).
+            ..Client::from_metadata(crate::trace::random_token(16), meta, ClientKind::Registered)
         });
         // Acknowledged only once committed: a crash after this answer loses nothing.
         let record = ClientRecord {
-            client: Client::clone(&client),
+            client: Arc::clone(&client),
             used: false,
         };
         self.args.store.insert_client(&record).await?;
@@ -341,7 +398,7 @@ impl Message<Lookup> for ClientRegistry {
     type Reply = Result<Option<Arc<Client>>, StoreError>;
 
     async fn handle(&mut self, msg: Lookup, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        if let Some(registration) = self.clients.get(&msg.client_id) {
+        if let Some(registration) = self.clients.get(msg.client_id.as_str()) {
             return Ok(Some(Arc::clone(&registration.client)));
         }
         match self.args.store.client(&msg.client_id).await? {
@@ -355,7 +412,7 @@ impl Message<MarkUsed> for ClientRegistry {
     type Reply = Result<(), StoreError>;
 
     async fn handle(&mut self, msg: MarkUsed, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        if let Some(registration) = self.clients.get_mut(&msg.client_id)
+        if let Some(registration) = self.clients.get_mut(msg.client_id.as_str())
             && !registration.used
         {
             self.args.store.mark_client_used(&msg.client_id).await?;
@@ -437,13 +494,42 @@ mod tests {
         NewClient {
             client_name: None,
             redirect_uris: vec!["http://127.0.0.1/cb".into()],
-            grant_types: vec!["authorization_code".into()],
-            response_types: vec!["code".into()],
+            grant_types: GrantTypes::AUTHORIZATION_CODE,
             token_endpoint_auth_method: TokenEndpointAuthMethod::None,
             scope: None,
             client_uri: None,
             application_type: ApplicationType::Native,
         }
+    }
+
+    #[test]
+    fn grant_types_are_a_flag() {
+        assert_eq!(
+            GrantTypes::parse(&["refresh_token", "authorization_code"]),
+            Some(GrantTypes::WITH_REFRESH_TOKEN)
+        );
+        assert_eq!(
+            GrantTypes::parse(&["authorization_code"]),
+            Some(GrantTypes::AUTHORIZATION_CODE)
+        );
+        assert_eq!(GrantTypes::parse(&["refresh_token"]), None);
+        assert_eq!(GrantTypes::parse(&["authorization_code", "implicit"]), None);
+        assert_eq!(GrantTypes::parse::<&str>(&[]), None);
+        assert_eq!(
+            GrantTypes::WITH_REFRESH_TOKEN.names(),
+            ["authorization_code", "refresh_token"]
+        );
+        assert!(!GrantTypes::AUTHORIZATION_CODE.refresh_token());
+    }
+
+    /// The record stays small: the registry holds up to `--max-clients` of them.
+    #[test]
+    fn a_client_record_is_compact() {
+        assert!(
+            std::mem::size_of::<Client>() <= 128,
+            "{} bytes",
+            std::mem::size_of::<Client>()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -461,7 +547,7 @@ mod tests {
         assert!(registry.ask(Register(new_client())).await.is_err(), "full");
         registry
             .ask(MarkUsed {
-                client_id: used.client.client_id.clone(),
+                client_id: used.client.client_id.to_string(),
             })
             .await
             .unwrap();
@@ -475,7 +561,7 @@ mod tests {
         assert!(stored[0].used);
         let kept = registry
             .ask(Lookup {
-                client_id: used.client.client_id.clone(),
+                client_id: used.client.client_id.to_string(),
             })
             .await
             .unwrap();
@@ -495,9 +581,8 @@ mod tests {
             application_type: ApplicationType::Native,
             kind: ClientKind::Configured,
             client_name: Some("Configured".into()),
-            redirect_uris: vec!["http://127.0.0.1/cb".into()],
-            grant_types: vec!["authorization_code".into()],
-            response_types: vec!["code".into()],
+            redirect_uris: Box::new(["http://127.0.0.1/cb".into()]),
+            grant_types: GrantTypes::AUTHORIZATION_CODE,
             token_endpoint_auth_method: TokenEndpointAuthMethod::None,
             scope: None,
             client_uri: None,

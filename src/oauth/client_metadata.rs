@@ -9,7 +9,7 @@
 //! loopback or private-use URI, else `web`. OpenID's default (`web`) would refuse those clients,
 //! and an inferred type never accepts a URI the explicit one would refuse.
 
-use crate::actors::clients::{NewClient, TokenEndpointAuthMethod};
+use crate::actors::clients::{GrantTypes, NewClient, TokenEndpointAuthMethod};
 use crate::oauth::ErrorCode;
 use crate::oauth::redirect_uri;
 use crate::oauth::scope::ScopeSet;
@@ -214,9 +214,8 @@ pub fn validate(
             "grant_types may contain only authorization_code and refresh_token",
         ));
     }
-    if !grant_types.iter().any(|g| g == "authorization_code") {
-        return Err(invalid("grant_types must include authorization_code"));
-    }
+    let grant_types = GrantTypes::parse(&grant_types)
+        .ok_or_else(|| invalid("grant_types must include authorization_code"))?;
     let response_types = string_list(body, "response_types", &["code"])?;
     if response_types != ["code"] {
         return Err(invalid("response_types must be [\"code\"]"));
@@ -254,7 +253,6 @@ pub fn validate(
         client_name,
         redirect_uris,
         grant_types,
-        response_types,
         token_endpoint_auth_method: method,
         scope,
         client_uri,

@@ -12,12 +12,12 @@ use crate::oauth::scope::ScopeSet;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 struct Tables {
-    clients: HashMap<String, ClientRecord>,
+    clients: HashMap<Arc<str>, ClientRecord>,
     consents: HashMap<(String, String), ConsentRecord>,
     revocations: HashMap<String, u64>,
     users: BTreeMap<String, UserRecord>,
@@ -65,7 +65,7 @@ impl ClientStore for MemoryStore {
                 return Err(StoreError("the client id exists".into()));
             }
             t.clients
-                .insert(record.client.client_id.clone(), record.clone());
+                .insert(Arc::clone(&record.client.client_id), record.clone());
             Ok(())
         })?
     }

@@ -47,10 +47,11 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-/// A registered client and whether it has completed a flow (used clients are never reaped).
+/// A registered client and whether it has completed a flow (used clients are never reaped). The
+/// client is shared with the registry: the in-memory store keeps no copy of its own.
 #[derive(Debug, Clone)]
 pub struct ClientRecord {
-    pub client: Client,
+    pub client: Arc<Client>,
     pub used: bool,
 }
 
@@ -200,7 +201,7 @@ pub fn instant_of(unix: u64) -> tokio::time::Instant {
 pub type SharedStore = Arc<dyn Store>;
 
 /// Serialises a list of strings for a text column.
-pub(crate) fn to_json_list(items: &[String]) -> String {
+pub(crate) fn to_json_list<S: AsRef<str> + serde::Serialize>(items: &[S]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
 

@@ -8,7 +8,10 @@ use super::{
     ClientRecord, ClientStore, ConsentRecord, ConsentStore, KeyRecord, KeyStore, RevocationStore,
     Store, StoreError, UserRecord, UserStore, from_json_list, merge_consent, to_json_list,
 };
-use crate::actors::clients::{ApplicationType, Client, ClientKind, TokenEndpointAuthMethod};
+use crate::actors::clients::{
+    ApplicationType, Client, ClientKind, GrantTypes, RESPONSE_TYPES, TokenEndpointAuthMethod,
+    boxed_strs,
+};
 use crate::actors::refresh_tokens::{self, FamilyRecord, RefreshTokenStore, Rotation, TokenHash};
 use crate::oauth::scope::ScopeSet;
 use async_trait::async_trait;
@@ -19,6 +22,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The database file's name in the data directory.
@@ -97,33 +101,39 @@ impl SqliteStore {
 fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
     let secret: Option<Vec<u8>> = row.try_get("secret_sha256")?;
     let secret_sha256 = match secret {
-        Some(bytes) => Some(
-            <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| StoreError("a stored client secret digest is corrupt".into()))?,
-        ),
+        Some(bytes) => Some(Box::new(<[u8; 32]>::try_from(bytes.as_slice()).map_err(
+            |_| StoreError("a stored client secret digest is corrupt".into()),
+        )?)),
         None => None,
     };
     let method: String = row.try_get("token_endpoint_auth_method")?;
     let application_type: String = row.try_get("application_type")?;
+    let grant_types = from_json_list(&row.try_get::<String, _>("grant_types")?)?;
     let client = Client {
-        client_id: row.try_get("client_id")?,
+        client_id: row.try_get::<String, _>("client_id")?.into(),
         secret_sha256,
         secret_argon2: None,
         application_type: ApplicationType::parse(&application_type)
             .ok_or_else(|| StoreError("a stored client's application type is unknown".into()))?,
         kind: ClientKind::Registered,
-        client_name: row.try_get("client_name")?,
-        redirect_uris: from_json_list(&row.try_get::<String, _>("redirect_uris")?)?,
-        grant_types: from_json_list(&row.try_get::<String, _>("grant_types")?)?,
-        response_types: from_json_list(&row.try_get::<String, _>("response_types")?)?,
+        client_name: row
+            .try_get::<Option<String>, _>("client_name")?
+            .map(String::into_boxed_str),
+        redirect_uris: boxed_strs(from_json_list(&row.try_get::<String, _>("redirect_uris")?)?),
+        grant_types: GrantTypes::parse(&grant_types)
+            .ok_or_else(|| StoreError("a stored client's grant types are unknown".into()))?,
         token_endpoint_auth_method: TokenEndpointAuthMethod::parse(&method)
             .ok_or_else(|| StoreError("a stored client's auth method is unknown".into()))?,
-        scope: row.try_get("scope")?,
-        client_uri: row.try_get("client_uri")?,
+        scope: row
+            .try_get::<Option<String>, _>("scope")?
+            .map(String::into_boxed_str),
+        client_uri: row
+            .try_get::<Option<String>, _>("client_uri")?
+            .map(String::into_boxed_str),
         issued_at: unsigned(row.try_get("issued_at")?),
     };
     Ok(ClientRecord {
-        client,
+        client: Arc::new(client),
         used: row.try_get::<i64, _>("used")? != 0,
     })
 }
@@ -179,15 +189,15 @@ impl ClientStore for SqliteStore {
         sqlx::query(&format!(
             "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
-        .bind(&c.client_id)
-        .bind(c.secret_sha256.map(|d| d.to_vec()))
-        .bind(&c.client_name)
+        .bind(&*c.client_id)
+        .bind(c.secret_sha256.as_ref().map(|d| d.to_vec()))
+        .bind(c.client_name.as_deref())
         .bind(to_json_list(&c.redirect_uris))
-        .bind(to_json_list(&c.grant_types))
-        .bind(to_json_list(&c.response_types))
+        .bind(to_json_list(c.grant_types.names()))
+        .bind(to_json_list(&RESPONSE_TYPES))
         .bind(c.token_endpoint_auth_method.as_str())
-        .bind(&c.scope)
-        .bind(&c.client_uri)
+        .bind(c.scope.as_deref())
+        .bind(c.client_uri.as_deref())
         .bind(int(c.issued_at))
         .bind(i64::from(record.used))
         .bind(c.application_type.as_str())
@@ -659,21 +669,20 @@ mod tests {
 
     fn client(id: &str) -> ClientRecord {
         ClientRecord {
-            client: Client {
+            client: Arc::new(Client {
                 client_id: id.into(),
-                secret_sha256: Some([7; 32]),
+                secret_sha256: Some(Box::new([7; 32])),
                 secret_argon2: None,
                 application_type: ApplicationType::Web,
                 kind: ClientKind::Registered,
                 client_name: Some("c".into()),
-                redirect_uris: vec!["http://127.0.0.1/cb".into()],
-                grant_types: vec!["authorization_code".into()],
-                response_types: vec!["code".into()],
+                redirect_uris: Box::new(["http://127.0.0.1/cb".into()]),
+                grant_types: GrantTypes::AUTHORIZATION_CODE,
                 token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
                 scope: None,
                 client_uri: None,
                 issued_at: 1,
-            },
+            }),
             used: false,
         }
     }
@@ -737,7 +746,7 @@ mod tests {
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let clients = store.clients().await.unwrap();
         assert_eq!(clients.len(), 1);
-        assert_eq!(clients[0].client.secret_sha256, Some([7; 32]));
+        assert_eq!(clients[0].client.secret_sha256, Some(Box::new([7; 32])));
         assert!(clients[0].used);
         assert_eq!(store.consents(350).await.unwrap(), vec![fresh]);
         store.close().await;

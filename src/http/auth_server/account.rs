@@ -89,7 +89,7 @@ async fn clients_of(state: &AuthState, subject: &str) -> Result<Vec<AccountClien
     let mut clients: Vec<AccountClient> = by_client.into_values().collect();
     for client in &mut clients {
         let lookup = Lookup {
-            client_id: client.client_id.clone(),
+            client_id: client.client_id.to_string(),
         };
         if let Ok(Some(registered)) = ask(&state.clients, lookup).await {
             client.name = cap(registered.display_name(), 80);

@@ -103,8 +103,8 @@ async fn client_and_redirect(
             }
             uri.to_string()
         }
-        None => match client.redirect_uris.as_slice() {
-            [only] => only.clone(),
+        None => match &*client.redirect_uris {
+            [only] => only.to_string(),
             _ => {
                 return Err(bad_request(
                     "The request has no redirect_uri and the application registered several.",
@@ -237,7 +237,7 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
         "authorization request"
     );
     let request = AuthorizationRequest {
-        client_id: client.client_id.clone(),
+        client_id: client.client_id.to_string(),
         client_name: cap(client.display_name(), 80),
         redirect_uri,
         state: params

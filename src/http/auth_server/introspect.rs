@@ -104,7 +104,7 @@ async fn authenticate(
     if client.is_public() {
         return Err(invalid("introspection requires client authentication"));
     }
-    Ok(Caller::Client(client.client_id.clone()))
+    Ok(Caller::Client(client.client_id.to_string()))
 }
 
 fn may_see(caller: &Caller, client_id: &str) -> bool {

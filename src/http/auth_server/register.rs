@@ -7,7 +7,7 @@
 //! `--no-dynamic-registration` every request is refused.
 
 use super::AuthState;
-use crate::actors::clients::{NewClient, Register, RegisterError};
+use crate::actors::clients::{NewClient, RESPONSE_TYPES, Register, RegisterError};
 use crate::actors::throttle::Endpoint;
 use crate::actors::{AskError, ask};
 use crate::http::error::{JsonError, no_store, too_many_requests};
@@ -67,11 +67,11 @@ pub async fn handler(
     };
     let client = &registered.client;
     let mut answer = json!({
-        "client_id": client.client_id,
+        "client_id": &*client.client_id,
         "client_id_issued_at": client.issued_at,
         "redirect_uris": client.redirect_uris,
-        "grant_types": client.grant_types,
-        "response_types": client.response_types,
+        "grant_types": client.grant_types.names(),
+        "response_types": RESPONSE_TYPES,
         "token_endpoint_auth_method": client.token_endpoint_auth_method.as_str(),
         "application_type": client.application_type.as_str(),
     });

@@ -103,7 +103,7 @@ pub async fn handler(
         .get("token")
         .ok_or_else(|| JsonError::new(ErrorCode::InvalidRequest, "token is required"))?;
     let access_first = form.get("token_type_hint") == Some("access_token");
-    let id = client.client_id.as_str();
+    let id: &str = &client.client_id;
     let outcome = if access_first {
         match revoke_access_token(&state, id, token).await? {
             Outcome::NotFound => revoke_refresh_token(&state, id, token).await?,

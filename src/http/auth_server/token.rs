@@ -171,12 +171,6 @@ async fn authorization_code(
     client: &Client,
     form: &Params,
 ) -> Result<Response, JsonError> {
-    if !client.grant_types.iter().any(|g| g == "authorization_code") {
-        return Err(JsonError::new(
-            ErrorCode::UnauthorizedClient,
-            "this client may not use the authorization_code grant",
-        ));
-    }
     let code = form
         .get("code")
         .ok_or_else(|| invalid_request("code is required"))?;
@@ -207,7 +201,7 @@ async fn authorization_code(
     let jti = uuid::Uuid::new_v4().to_string();
     let redeem = Redeem {
         code: Secret::new(code),
-        client_id: client.client_id.clone(),
+        client_id: client.client_id.to_string(),
         redirect_uri: form.get("redirect_uri").map(str::to_string),
         verifier: Secret::new(verifier),
         resource,
@@ -250,7 +244,7 @@ async fn authorization_code(
         client_id: grant.client_id.clone(),
     };
     ask(&state.clients, mark).await?;
-    let refresh = if client.grant_types.iter().any(|g| g == "refresh_token") {
+    let refresh = if client.grant_types.refresh_token() {
         let issue = Issue {
             client_id: grant.client_id.clone(),
             subject: grant.subject.clone(),
@@ -362,7 +356,7 @@ async fn refresh_token(
     client: &Client,
     form: &Params,
 ) -> Result<Response, JsonError> {
-    if !client.grant_types.iter().any(|g| g == "refresh_token") {
+    if !client.grant_types.refresh_token() {
         return Err(JsonError::new(
             ErrorCode::UnauthorizedClient,
             "this client may not use the refresh_token grant",
@@ -406,7 +400,7 @@ async fn refresh_token(
     let jti = uuid::Uuid::new_v4().to_string();
     let refresh = Refresh {
         token: Secret::new(token),
-        client_id: client.client_id.clone(),
+        client_id: client.client_id.to_string(),
         resource,
         scope,
         access_jti: jti.clone(),
