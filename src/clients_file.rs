@@ -14,7 +14,7 @@
 //! client_secret_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."
 //! ```
 
-use crate::actors::clients::{Client, ClientKind, TokenEndpointAuthMethod};
+use crate::actors::clients::{Client, ClientKind, SecretHash, TokenEndpointAuthMethod};
 use crate::oauth::client_metadata::{self, Source};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -136,7 +136,9 @@ pub fn parse(text: &str, extra_schemes: &[String]) -> Result<Vec<Arc<Client>>, C
             .map_err(|err| fail(&err.description))?;
         let mut client = Client::from_metadata(client_id, validated, ClientKind::Configured);
         client.token_endpoint_auth_method = method;
-        client.secret_argon2 = entry.client_secret_hash.map(String::into_boxed_str);
+        client.secret = entry
+            .client_secret_hash
+            .map(|phc| Box::new(SecretHash::Argon2(phc)));
         clients.push(Arc::new(client));
     }
     Ok(clients)

@@ -15,13 +15,12 @@
 //! client from the store with a conditional delete, so a client marked used meanwhile is kept.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
-use crate::store::{ClientRecord, SharedStore, StoreError, instant_of};
+use crate::store::{ClientMap, ClientRecord, SharedStore, StoreError, instant_of};
 use crate::trace::Secret;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -116,20 +115,27 @@ impl GrantTypes {
     }
 }
 
+/// How a confidential client's secret is kept: never in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretHash {
+    /// A registered client's secret (256 random bits) as its SHA-256 digest.
+    Sha256([u8; 32]),
+    /// A configured client's secret, as the argon2 PHC string the clients file gives.
+    Argon2(String),
+}
+
 /// The response types every client has: the authorization code flow is the only one.
 pub const RESPONSE_TYPES: [&str; 1] = ["code"];
 
 /// A registered client. Immutable once registered; shared as `Arc<Client>` by the registry, the
 /// in-memory store and the handlers. Kept compact, since a server may hold a million of them: the
 /// id is one `Arc<str>` shared with the registry's map and reaping queue, strings are boxed
-/// slices, a secret digest is boxed (public clients, the most common, have none), and the grant
+/// slices, a secret's hash is boxed (public clients, the most common, have none), and the grant
 /// types are a flag.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub client_id: Arc<str>,
-    pub secret_sha256: Option<Box<[u8; 32]>>,
-    /// A configured client's secret, as an argon2 PHC string.
-    pub secret_argon2: Option<Box<str>>,
+    pub secret: Option<Box<SecretHash>>,
     pub application_type: ApplicationType,
     pub kind: ClientKind,
     pub client_name: Option<Box<str>>,
@@ -149,21 +155,26 @@ impl Client {
     /// Compares a presented secret with the stored digest in constant time (argon2 for a
     /// configured client's hash: slow on purpose, so call it off the async threads).
     pub fn secret_matches(&self, presented: &str) -> bool {
-        if let Some(phc) = &self.secret_argon2 {
-            use argon2::password_hash::{PasswordHash, PasswordVerifier};
-            return PasswordHash::new(phc).is_ok_and(|hash| {
-                argon2::Argon2::default()
-                    .verify_password(presented.as_bytes(), &hash)
-                    .is_ok()
-            });
-        }
-        match &self.secret_sha256 {
-            Some(stored) => {
+        match self.secret.as_deref() {
+            Some(SecretHash::Argon2(phc)) => {
+                use argon2::password_hash::{PasswordHash, PasswordVerifier};
+                PasswordHash::new(phc).is_ok_and(|hash| {
+                    argon2::Argon2::default()
+                        .verify_password(presented.as_bytes(), &hash)
+                        .is_ok()
+                })
+            }
+            Some(SecretHash::Sha256(stored)) => {
                 let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-                digest.ct_eq(&**stored).into()
+                digest.ct_eq(stored).into()
             }
             None => false,
         }
+    }
+
+    /// Whether checking the secret is an argon2 verification (slow on purpose).
+    pub fn secret_is_argon2(&self) -> bool {
+        matches!(self.secret.as_deref(), Some(SecretHash::Argon2(_)))
     }
 
     /// A public client described by validated metadata (a metadata document, or a configured
@@ -175,8 +186,7 @@ impl Client {
     ) -> Client {
         Client {
             client_id: client_id.into(),
-            secret_sha256: None,
-            secret_argon2: None,
+            secret: None,
             application_type: meta.application_type,
             kind,
             client_name: meta.client_name.map(String::into_boxed_str),
@@ -257,13 +267,8 @@ pub struct Registered {
     pub secret: Option<Secret>,
 }
 
-struct Registration {
-    client: Arc<Client>,
-    used: bool,
-}
-
 pub struct ClientRegistry {
-    clients: HashMap<Arc<str>, Registration>,
+    clients: ClientMap,
     expiry: ExpiryQueue<Arc<str>>,
     args: ClientRegistryArgs,
 }
@@ -291,7 +296,7 @@ impl Actor for ClientRegistry {
 
     async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
         let mut registry = ClientRegistry {
-            clients: HashMap::new(),
+            clients: ClientMap::default(),
             expiry: ExpiryQueue::default(),
             args,
         };
@@ -314,13 +319,10 @@ impl Actor for ClientRegistry {
         // Configured clients count as used (never reaped) and win over a stored client that has
         // the same id.
         for client in &registry.args.preregistered {
-            registry.clients.insert(
-                client.client_id.clone(),
-                Registration {
-                    client: Arc::clone(client),
-                    used: true,
-                },
-            );
+            registry.clients.insert(ClientRecord {
+                client: Arc::clone(client),
+                used: true,
+            });
         }
         Ok(registry)
     }
@@ -337,13 +339,10 @@ impl ClientRegistry {
             self.expiry
                 .schedule(instant_of(reap_at), client.client_id.clone(), actor);
         }
-        self.clients.insert(
-            client.client_id.clone(),
-            Registration {
-                client: Arc::clone(&client),
-                used: record.used,
-            },
-        );
+        self.clients.insert(ClientRecord {
+            client: Arc::clone(&client),
+            used: record.used,
+        });
         client
     }
 }
@@ -359,9 +358,11 @@ impl Message<Register> for ClientRegistry {
         let secret = (meta.token_endpoint_auth_method != TokenEndpointAuthMethod::None)
             .then(|| Secret::random(32));
         let client = Arc::new(Client {
-            secret_sha256: secret
-                .as_ref()
-                .map(|s| Box::new(Sha256::digest(s.expose().as_bytes()).into())),
+            secret: secret.as_ref().map(|s| {
+                Box::new(SecretHash::Sha256(
+                    Sha256::digest(s.expose().as_bytes()).into(),
+                ))
+            }),
             // 128 random bits, base64url: unguessable and URL-safe (CL-1).
             ..Client::from_metadata(crate::trace::random_token(16), meta, ClientKind::Registered)
         });
@@ -371,13 +372,7 @@ impl Message<Register> for ClientRegistry {
             used: false,
         };
         self.args.store.insert_client(&record).await?;
-        self.clients.insert(
-            client.client_id.clone(),
-            Registration {
-                client: Arc::clone(&client),
-                used: false,
-            },
-        );
+        self.clients.insert(record);
         self.expiry.schedule(
             Instant::now() + self.args.unused_ttl,
             client.client_id.clone(),
@@ -526,7 +521,7 @@ mod tests {
     #[test]
     fn a_client_record_is_compact() {
         assert!(
-            std::mem::size_of::<Client>() <= 128,
+            std::mem::size_of::<Client>() <= 104,
             "{} bytes",
             std::mem::size_of::<Client>()
         );
@@ -576,8 +571,7 @@ mod tests {
     async fn configured_clients_are_never_reaped() {
         let configured = Arc::new(Client {
             client_id: "configured".into(),
-            secret_sha256: None,
-            secret_argon2: None,
+            secret: None,
             application_type: ApplicationType::Native,
             kind: ClientKind::Configured,
             client_name: Some("Configured".into()),

@@ -54,6 +54,15 @@ enum Cmd {
         #[arg(long, default_value = "warn")]
         log: String,
     },
+    /// Memory alone (also part of `run`): each server's idle RSS, and RSS per registered client.
+    Memory {
+        /// Clients to register.
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Registration and failed-login floods; reports status counts and RSS before and after.
     Flood {
         /// Requests per flood.
@@ -462,6 +471,10 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             log,
         } => run_profile(requests, concurrency.max(1), &log).await,
+        Cmd::Memory {
+            clients,
+            concurrency,
+        } => run_memory(clients, concurrency.max(1), Duration::from_secs(60)).await,
         Cmd::Run {
             seconds,
             concurrency,
@@ -1009,24 +1022,28 @@ fn print_row(name: &str, m: &Measured, target: &str) {
     );
 }
 
+/// The servers' flags that lift every per-source and per-account limit: the bench measures the
+/// servers' capacity, not their throttles.
+const NO_LIMITS: [&str; 10] = [
+    "--rate-register",
+    "0",
+    "--rate-token",
+    "0",
+    "--rate-login",
+    "0",
+    "--login-failures-per-source",
+    "0",
+    "--login-failures-per-account",
+    "0",
+];
+
 async fn run_bench(
     seconds: Duration,
     concurrency: usize,
     sweep: &[usize],
     plot: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let no_limits = [
-        "--rate-register",
-        "0",
-        "--rate-token",
-        "0",
-        "--rate-login",
-        "0",
-        "--login-failures-per-source",
-        "0",
-        "--login-failures-per-account",
-        "0",
-    ];
+    let no_limits = NO_LIMITS;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!(
         "## mcp-oauth-bench run: {} s per measurement, concurrency {concurrency}, {cores} cores, load generator on the same machine\n",
@@ -1309,6 +1326,12 @@ async fn run_bench(
     write_plot(plot, &points)?;
     println!("\nPlot: {}", plot.display());
 
+    run_memory(10_000, concurrency, seconds * 12).await
+}
+
+/// Each server's idle RSS alone, then the RSS `clients` registrations add.
+async fn run_memory(clients: usize, concurrency: usize, limit: Duration) -> anyhow::Result<()> {
+    let http = load_client(concurrency)?;
     // Each server alone, idle.
     let (as_port, rs_port) = (free_port()?, free_port()?);
     let (issuer, rs) = (
@@ -1345,10 +1368,10 @@ async fn run_bench(
     );
 
     // What each registered client costs.
-    let servers = Servers::start(&no_limits)?;
+    let servers = Servers::start(&NO_LIMITS)?;
     servers.wait_ready(&http).await?;
     let before = settled_rss(&servers).await;
-    let out = registrations(&servers, &http, 10_000, concurrency, seconds * 12).await;
+    let out = registrations(&servers, &http, clients, concurrency, limit).await;
     let after = settled_rss(&servers).await;
     let stored = out.statuses.get(&201).copied().unwrap_or(0);
     println!(

@@ -4,20 +4,20 @@
 //! what it had, and a restart of the process starts empty, as before there was a store.
 
 use super::{
-    ClientRecord, ClientStore, ConsentRecord, ConsentStore, KeyRecord, KeyStore, RevocationStore,
-    Store, StoreError, UserRecord, UserStore, merge_consent,
+    ClientMap, ClientRecord, ClientStore, ConsentRecord, ConsentStore, KeyRecord, KeyStore,
+    RevocationStore, Store, StoreError, UserRecord, UserStore, merge_consent,
 };
 use crate::actors::refresh_tokens::{self, FamilyRecord, RefreshTokenStore, Rotation};
 use crate::oauth::scope::ScopeSet;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 struct Tables {
-    clients: HashMap<Arc<str>, ClientRecord>,
+    clients: ClientMap,
     consents: HashMap<(String, String), ConsentRecord>,
     revocations: HashMap<String, u64>,
     users: BTreeMap<String, UserRecord>,
@@ -52,7 +52,7 @@ impl MemoryStore {
 #[async_trait]
 impl ClientStore for MemoryStore {
     async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        self.with(|t| t.clients.values().cloned().collect())
+        self.with(|t| t.clients.iter().cloned().collect())
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
@@ -61,11 +61,10 @@ impl ClientStore for MemoryStore {
 
     async fn insert_client(&self, record: &ClientRecord) -> Result<(), StoreError> {
         self.with(|t| {
-            if t.clients.contains_key(&record.client.client_id) {
+            if t.clients.get(&record.client.client_id).is_some() {
                 return Err(StoreError("the client id exists".into()));
             }
-            t.clients
-                .insert(Arc::clone(&record.client.client_id), record.clone());
+            t.clients.insert(record.clone());
             Ok(())
         })?
     }

@@ -55,6 +55,70 @@ pub struct ClientRecord {
     pub used: bool,
 }
 
+/// Clients by id, each held once. The id is read from the client itself, so unlike a `HashMap`
+/// no key is kept beside the record: a slot is the `Arc` and the `used` flag, 16 bytes. The
+/// registry and the in-memory store each keep one; both may hold `--max-clients` records.
+#[derive(Default)]
+pub struct ClientMap {
+    table: hashbrown::HashTable<ClientRecord>,
+    hasher: std::hash::RandomState,
+}
+
+impl ClientMap {
+    fn hash(&self, client_id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(client_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<&ClientRecord> {
+        self.table
+            .find(self.hash(client_id), |r| &*r.client.client_id == client_id)
+    }
+
+    pub fn get_mut(&mut self, client_id: &str) -> Option<&mut ClientRecord> {
+        let hash = self.hash(client_id);
+        self.table
+            .find_mut(hash, |r| &*r.client.client_id == client_id)
+    }
+
+    /// Inserts the record, replacing one with the same client id.
+    pub fn insert(&mut self, record: ClientRecord) {
+        use std::hash::BuildHasher;
+        let hash = self.hash(&record.client.client_id);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |r| r.client.client_id == record.client.client_id,
+            |r| hasher.hash_one(&*r.client.client_id),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = record,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(record);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, client_id: &str) -> Option<ClientRecord> {
+        let hash = self.hash(client_id);
+        self.table
+            .find_entry(hash, |r| &*r.client.client_id == client_id)
+            .ok()
+            .map(|slot| slot.remove().0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ClientRecord> {
+        self.table.iter()
+    }
+}
+
 /// A user's remembered approval for a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentRecord {
@@ -234,5 +298,56 @@ pub(crate) fn merge_consent(
         scope: old_scope.union(scope),
         resources,
         expires_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::clients::{ClientKind, GrantTypes, NewClient, TokenEndpointAuthMethod};
+
+    fn client(id: &str) -> Arc<Client> {
+        let meta = NewClient {
+            client_name: None,
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            grant_types: GrantTypes::AUTHORIZATION_CODE,
+            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+            scope: None,
+            client_uri: None,
+            application_type: crate::actors::clients::ApplicationType::Native,
+        };
+        Arc::new(Client::from_metadata(id, meta, ClientKind::Registered))
+    }
+
+    #[test]
+    fn client_map_keys_records_by_their_own_id() {
+        let mut map = ClientMap::default();
+        for i in 0..1000 {
+            map.insert(ClientRecord {
+                client: client(&format!("c{i}")),
+                used: false,
+            });
+        }
+        assert_eq!(map.len(), 1000);
+        // Same id: replaced, not added.
+        map.insert(ClientRecord {
+            client: client("c7"),
+            used: true,
+        });
+        assert_eq!(map.len(), 1000);
+        assert!(map.get("c7").is_some_and(|r| r.used));
+        assert!(map.get("c8").is_some_and(|r| !r.used));
+        assert!(map.get("c1000").is_none());
+        if let Some(r) = map.get_mut("c8") {
+            r.used = true;
+        }
+        assert_eq!(map.iter().filter(|r| r.used).count(), 2);
+        assert_eq!(
+            map.remove("c8").map(|r| r.client.client_id.clone()),
+            Some("c8".into())
+        );
+        assert!(map.remove("c8").is_none());
+        assert!(map.get("c8").is_none());
+        assert_eq!(map.len(), 999);
     }
 }

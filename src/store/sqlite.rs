@@ -9,8 +9,8 @@ use super::{
     Store, StoreError, UserRecord, UserStore, from_json_list, merge_consent, to_json_list,
 };
 use crate::actors::clients::{
-    ApplicationType, Client, ClientKind, GrantTypes, RESPONSE_TYPES, TokenEndpointAuthMethod,
-    boxed_strs,
+    ApplicationType, Client, ClientKind, GrantTypes, RESPONSE_TYPES, SecretHash,
+    TokenEndpointAuthMethod, boxed_strs,
 };
 use crate::actors::refresh_tokens::{self, FamilyRecord, RefreshTokenStore, Rotation, TokenHash};
 use crate::oauth::scope::ScopeSet;
@@ -100,10 +100,11 @@ impl SqliteStore {
 
 fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
     let secret: Option<Vec<u8>> = row.try_get("secret_sha256")?;
-    let secret_sha256 = match secret {
-        Some(bytes) => Some(Box::new(<[u8; 32]>::try_from(bytes.as_slice()).map_err(
-            |_| StoreError("a stored client secret digest is corrupt".into()),
-        )?)),
+    let secret = match secret {
+        Some(bytes) => Some(Box::new(SecretHash::Sha256(
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| StoreError("a stored client secret digest is corrupt".into()))?,
+        ))),
         None => None,
     };
     let method: String = row.try_get("token_endpoint_auth_method")?;
@@ -111,8 +112,7 @@ fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
     let grant_types = from_json_list(&row.try_get::<String, _>("grant_types")?)?;
     let client = Client {
         client_id: row.try_get::<String, _>("client_id")?.into(),
-        secret_sha256,
-        secret_argon2: None,
+        secret,
         application_type: ApplicationType::parse(&application_type)
             .ok_or_else(|| StoreError("a stored client's application type is unknown".into()))?,
         kind: ClientKind::Registered,
@@ -190,7 +190,11 @@ impl ClientStore for SqliteStore {
             "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&*c.client_id)
-        .bind(c.secret_sha256.as_ref().map(|d| d.to_vec()))
+        .bind(match c.secret.as_deref() {
+            Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
+            // Configured clients are never stored; the clients file keeps their hashes.
+            Some(SecretHash::Argon2(_)) | None => None,
+        })
         .bind(c.client_name.as_deref())
         .bind(to_json_list(&c.redirect_uris))
         .bind(to_json_list(c.grant_types.names()))
@@ -671,8 +675,7 @@ mod tests {
         ClientRecord {
             client: Arc::new(Client {
                 client_id: id.into(),
-                secret_sha256: Some(Box::new([7; 32])),
-                secret_argon2: None,
+                secret: Some(Box::new(SecretHash::Sha256([7; 32]))),
                 application_type: ApplicationType::Web,
                 kind: ClientKind::Registered,
                 client_name: Some("c".into()),
@@ -746,7 +749,10 @@ mod tests {
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let clients = store.clients().await.unwrap();
         assert_eq!(clients.len(), 1);
-        assert_eq!(clients[0].client.secret_sha256, Some(Box::new([7; 32])));
+        assert_eq!(
+            clients[0].client.secret.as_deref(),
+            Some(&SecretHash::Sha256([7; 32]))
+        );
         assert!(clients[0].used);
         assert_eq!(store.consents(350).await.unwrap(), vec![fresh]);
         store.close().await;

@@ -118,7 +118,7 @@ pub async fn authenticate_client(
         Some(_) if client.is_public() => false,
         // A configured client's argon2 hash: verified on a blocking thread, sharing the
         // password checks' one-per-core limit.
-        Some(secret) if client.secret_argon2.is_some() => {
+        Some(secret) if client.secret_is_argon2() => {
             let (client, secret) = (Arc::clone(&client), secret.to_string());
             state
                 .users
