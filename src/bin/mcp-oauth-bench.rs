@@ -82,6 +82,8 @@ struct Servers {
     child: Child,
     issuer: String,
     rs: String,
+    /// Their stdout and stderr: the flow trace, and the count of trace lines dropped if any.
+    log_file: PathBuf,
 }
 
 impl Servers {
@@ -116,6 +118,7 @@ impl Servers {
             }
             None => Command::new(bin),
         };
+        let output = std::fs::File::create(&log_file)?;
         let child = command
             .args([
                 // Measure the servers, not the disk: nothing is written to a data directory.
@@ -131,11 +134,16 @@ impl Servers {
             ])
             .args(extra)
             .env("RUST_LOG", log)
-            .stdout(std::fs::File::create(&log_file)?)
-            .stderr(Stdio::null())
+            .stderr(output.try_clone()?)
+            .stdout(output)
             .spawn()
             .context("starting mcp-oauth")?;
-        Ok(Servers { child, issuer, rs })
+        Ok(Servers {
+            child,
+            issuer,
+            rs,
+            log_file,
+        })
     }
 
     async fn wait_ready(&self, http: &reqwest::Client) -> anyhow::Result<()> {
@@ -1286,6 +1294,7 @@ async fn run_bench(
     // Trace on versus off, on the hottest path: fresh servers for each run, off and on
     // alternating three times, medians (one pair of runs moves by ~10% on a shared machine).
     let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut lines, mut dropped) = (0, 0);
     for _ in 0..3 {
         for traced in [false, true] {
             let servers = if traced {
@@ -1298,6 +1307,19 @@ async fn run_bench(
                 .await?
                 .rate();
             if traced { &mut on } else { &mut off }.push(rate);
+            // Stop the servers (they flush the trace), then count what the trace wrote, and
+            // what it dropped because the writer fell behind (which would flatter the figure).
+            let log_file = servers.log_file.clone();
+            drop(servers);
+            if traced {
+                let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+                lines += log.lines().count();
+                dropped += log
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("flow trace: "))
+                    .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+                    .sum::<u64>();
+            }
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -1311,6 +1333,7 @@ async fn run_bench(
         on.iter().map(|r| r.round()).collect::<Vec<_>>(),
         off.iter().map(|r| r.round()).collect::<Vec<_>>(),
     );
+    println!("The traced runs wrote {lines} lines and dropped {dropped}.");
 
     // Sweep of concurrency for the plot.
     let servers = Servers::start(&no_limits)?;
