@@ -70,9 +70,16 @@ pub enum ClientKind {
 /// The grant types a client may use. `authorization_code` is always one of them (registration
 /// requires it); the only other grant this server supports is `refresh_token`, so the set is a
 /// flag rather than a list of strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct GrantTypes {
     refresh_token: bool,
+}
+
+/// As the list of names, the way the trace showed it when it was one.
+impl std::fmt::Debug for GrantTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
 }
 
 impl GrantTypes {
