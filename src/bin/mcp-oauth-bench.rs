@@ -22,6 +22,13 @@ struct Cli {
     command: Cmd,
 }
 
+/// The request a profile repeats.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProfilePath {
+    ToolsCall,
+    Token,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Throughput and latency of every hot path, RSS, trace cost and the RS256 signing limit.
@@ -53,6 +60,9 @@ enum Cmd {
         /// The servers' `RUST_LOG`.
         #[arg(long, default_value = "warn")]
         log: String,
+        /// What to profile: `tools/call greet`, or `/token` code redemptions (codes made first).
+        #[arg(long, value_enum, default_value_t = ProfilePath::ToolsCall)]
+        path: ProfilePath,
     },
     /// Memory alone (also part of `run`): each server's idle RSS, and RSS per registered client.
     Memory {
@@ -171,6 +181,11 @@ impl Servers {
     /// Resident set size of the server process, in KiB.
     fn rss_kib(&self) -> u64 {
         rss_of(self.child.id())
+    }
+
+    /// CPU time the servers have used so far (user and system).
+    fn cpu(&self) -> Duration {
+        cpu_of(&self.child.id().to_string())
     }
 
     /// Samples the server's RSS every 50 ms until the returned sampler is stopped; the sampler
@@ -478,7 +493,8 @@ async fn main() -> anyhow::Result<()> {
             requests,
             concurrency,
             log,
-        } => run_profile(requests, concurrency.max(1), &log).await,
+            path,
+        } => run_profile(requests, concurrency.max(1), &log, path).await,
         Cmd::Memory {
             clients,
             concurrency,
@@ -735,12 +751,33 @@ async fn full_flow(
 }
 
 /// `profile`: a fixed count of tools/call requests against servers that a profiler may wrap.
-async fn run_profile(requests: usize, concurrency: usize, log: &str) -> anyhow::Result<()> {
-    let servers = Servers::start_with_log(&[], log)?;
+async fn run_profile(
+    requests: usize,
+    concurrency: usize,
+    log: &str,
+    path: ProfilePath,
+) -> anyhow::Result<()> {
+    let servers = Servers::start_with_log(&NO_LIMITS, log)?;
     let http = load_client(concurrency)?;
     servers.wait_ready(&http).await?;
     let view = servers.urls();
+    // Set-up: an MCP session, or the codes to redeem (a signed-in user with a remembered consent).
     let (token, session) = token_and_session(&view, &http).await?;
+    let mut codes = Vec::new();
+    let mut client_id = String::new();
+    if path == ProfilePath::Token {
+        let (browser, id) = returning_user(&view).await?;
+        for _ in 0..requests {
+            let (verifier, challenge) = pkce_pair();
+            let r = browser
+                .get(authorize_url(&view, &id, &challenge))
+                .send()
+                .await?;
+            codes.push((code_of(&location(&r)?)?, verifier));
+        }
+        client_id = id;
+    }
+    let codes = std::sync::Arc::new(codes);
     let url = format!("{}/mcp", view.rs);
     // Under callgrind, count only the requests: zero the counters once the servers are set up.
     if std::env::var("MCP_OAUTH_BENCH_WRAP").is_ok_and(|w| w.contains("callgrind")) {
@@ -751,12 +788,24 @@ async fn run_profile(requests: usize, concurrency: usize, log: &str) -> anyhow::
     }
     let started = Instant::now();
     let out = flood(requests, concurrency, Duration::from_secs(3600), |i| {
-        let request = http
-            .post(&url)
-            .bearer_auth(&token)
-            .header("mcp-session-id", &session)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "greet", "arguments": {"name": "bench"}}}));
+        let request = match path {
+            ProfilePath::ToolsCall => http
+                .post(&url)
+                .bearer_auth(&token)
+                .header("mcp-session-id", &session)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "greet", "arguments": {"name": "bench"}}})),
+            ProfilePath::Token => {
+                let (code, verifier) = &codes[i];
+                http.post(format!("{}/token", view.issuer)).form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("client_id", client_id.as_str()),
+                    ("code_verifier", verifier.as_str()),
+                ])
+            }
+        };
         async move {
             let r = request.send().await?;
             let status = r.status().as_u16();
@@ -765,8 +814,12 @@ async fn run_profile(requests: usize, concurrency: usize, log: &str) -> anyhow::
         }
     })
     .await;
+    let what = match path {
+        ProfilePath::ToolsCall => "tools/call",
+        ProfilePath::Token => "/token redemptions",
+    };
     println!(
-        "{requests} tools/call with RUST_LOG={log}: {} in {:.1} s",
+        "{requests} {what} with RUST_LOG={log}: {} in {:.1} s",
         out.summary(),
         started.elapsed().as_secs_f64()
     );
@@ -979,6 +1032,26 @@ async fn tools_call(
     .await)
 }
 
+/// CPU time (user and system) a process has used, from `/proc/<pid>/stat`; zero if unreadable.
+fn cpu_of(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and
+    // 13th, in clock ticks (100 per second on Linux).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 /// The raw RS256 signing rate of the crypto backend, key parsed once, on every core.
 fn raw_signing_rate(seconds: Duration) -> f64 {
     use aws_lc_rs::rand::SystemRandom;
@@ -1058,7 +1131,10 @@ async fn run_bench(
         seconds.as_secs()
     );
 
-    let signing_limit = raw_signing_rate(seconds);
+    // A first measure of the signing limit sizes the codes prepared for the minting measurement;
+    // the limit the minting rate is compared with is measured again just before and just after
+    // it, so that a machine whose speed drifts during the run (a shared host) does not skew it.
+    let first_signing = raw_signing_rate(seconds);
 
     let servers = Servers::start(&no_limits)?;
     let http = load_client(concurrency)?;
@@ -1155,7 +1231,7 @@ async fn run_bench(
     );
 
     // Token minting: redeem codes made beforehand, enough for the whole measurement.
-    let wanted = (signing_limit * seconds.as_secs_f64() * 1.2) as usize + 1000;
+    let wanted = (first_signing * seconds.as_secs_f64() * 1.2) as usize + 1000;
     let prepare_deadline = Instant::now() + seconds * 4;
     let mut makers = Vec::new();
     for _ in 0..concurrency {
@@ -1189,6 +1265,8 @@ async fn run_bench(
         client_id.clone(),
         codes.clone(),
     );
+    let signing_before = raw_signing_rate(seconds);
+    let (server_cpu, generator_cpu) = (servers.cpu(), cpu_of("self"));
     let minting = closed_loop(seconds, concurrency, 200, move |_| {
         let (h, cid, codes, next) = (h.clone(), cid.clone(), codes2.clone(), next.clone());
         let (si, sr) = (s_issuer.clone(), s_rs.clone());
@@ -1211,6 +1289,13 @@ async fn run_bench(
             codes.len()
         );
     }
+    let (server_cpu, generator_cpu) = (
+        servers.cpu().saturating_sub(server_cpu),
+        cpu_of("self").saturating_sub(generator_cpu),
+    );
+    let minting_cpu = (minting.elapsed, server_cpu, generator_cpu);
+    let signing_after = raw_signing_rate(seconds);
+    let signing_limit = (signing_before + signing_after) / 2.0;
     let minting_rate = minting.ok as f64 / minting.elapsed.as_secs_f64();
     print_row(
         &format!("token minting (/token redemptions, {} codes)", codes.len()),
@@ -1281,8 +1366,16 @@ async fn run_bench(
 
     println!();
     println!(
-        "Raw RS256 signing limit (aws-lc-rs, key parsed once, {cores} threads): {signing_limit:.0}/s; token minting reached {minting_rate:.0}/s = {:.0}% of it.",
+        "Raw RS256 signing limit (aws-lc-rs, key parsed once, {cores} threads, the servers idle): {signing_limit:.0}/s, the mean of {signing_before:.0}/s just before the minting measurement and {signing_after:.0}/s just after ({first_signing:.0}/s at the start of the run); token minting reached {minting_rate:.0}/s = {:.0}% of it.",
         100.0 * minting_rate / signing_limit.max(1.0)
+    );
+    let (wall, server_cpu, generator_cpu) = minting_cpu;
+    let available = wall.as_secs_f64() * cores as f64;
+    println!(
+        "CPU during token minting: the servers {:.0}%, the load generator {:.0}% of the {cores} cores ({:.1} s of {available:.1} s), the rest the kernel's other work and idle time.",
+        100.0 * server_cpu.as_secs_f64() / available,
+        100.0 * generator_cpu.as_secs_f64() / available,
+        (server_cpu + generator_cpu).as_secs_f64(),
     );
     println!(
         "RSS of both servers (one process): idle {}, after tools/call load {}, after the run {}.",
