@@ -1,7 +1,7 @@
 //! The binaries: `--help` lists every setting, a bad setting is one clear line and exit code 2,
 //! the default binary starts both servers, logs JSON on request and stops cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -123,13 +123,22 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Read the output as a terminal would, all along: a reader that stops reading stalls the
+    // trace's writer once the pipe is full.
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
+    let (sender, lines) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut lines = lines.into_iter();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut listening = 0;
     let mut introspecting = false;
+    let mut mcp_listen = String::new();
     while listening < 2 && Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
+        let Some(line) = lines.next() else { break };
         let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
         if event["message"]
             .as_str()
@@ -137,10 +146,27 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
         {
             listening += 1;
             introspecting |= event["introspect"] == true;
+            if event["message"] == "MCP server listening" {
+                mcp_listen = event["listen"].as_str().unwrap_or_default().to_string();
+            }
         }
     }
     assert_eq!(listening, 2, "both servers announce themselves");
     assert!(introspecting, "the MCP server introspects");
+    // A burst of requests, each traced: the trace's writer batches its output, and stopping
+    // the server must still write every line.
+    let burst = 300;
+    for _ in 0..burst {
+        let mut stream = std::net::TcpStream::connect(&mcp_listen).unwrap();
+        write!(
+            stream,
+            "POST /mcp HTTP/1.1\r\nHost: {mcp_listen}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -155,6 +181,20 @@ fn starts_both_servers_logs_json_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+    reader.join().unwrap();
+    let rest: Vec<serde_json::Value> = lines
+        .map(|line| serde_json::from_str(&line).expect("JSON log lines"))
+        .collect();
+    let answered = rest
+        .iter()
+        .filter(|e| e["message"] == "response out" && e["status"] == 401)
+        .count();
+    assert_eq!(answered, burst, "every traced answer is written");
+    assert!(
+        rest.iter()
+            .any(|e| e["message"] == "authorization server stopped; store closed"),
+        "the last lines are written at exit"
+    );
 }
 
 #[test]
