@@ -134,13 +134,13 @@ const TRACE_WRITE_BUFFER: usize = 4096;
 /// How long the writer thread rests after each flush (see [`PacedOutput`]).
 const TRACE_PACE: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// The trace's output: stdout through a [`TRACE_WRITE_BUFFER`]-byte buffer. The writer thread flushes
-/// its output each time it has drained the channel, then would wait on the channel again, so
-/// that under load every line a request thread sends wakes it: a futex call and a context switch
-/// per line, the largest cost of the trace that an instruction profile does not show. Resting
-/// [`TRACE_PACE`] after each flush lets the lines of that moment gather in the channel (which
-/// holds [`TRACE_BUFFERED_LINES`], far more than arrive in 10 ms) and be written together. A
-/// line reaches the terminal at most that much later; an idle server's writer waits on the
+/// The trace's output: stdout through a [`TRACE_WRITE_BUFFER`]-byte buffer. The writer thread
+/// flushes its output each time it has drained the channel, then would wait on the channel again,
+/// so that under load every line a request thread sends wakes it: a futex call and a context
+/// switch per line, the largest cost of the trace that an instruction profile does not show.
+/// Resting [`TRACE_PACE`] after each flush lets the lines of that moment gather in the channel
+/// (which holds [`TRACE_BUFFERED_LINES`], far more than arrive in 10 ms) and be written together.
+/// A line reaches the terminal at most that much later; an idle server's writer waits on the
 /// channel as before, so a single line shows at once.
 struct PacedOutput(std::io::BufWriter<std::io::Stdout>);
 

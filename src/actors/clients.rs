@@ -135,10 +135,10 @@ pub enum SecretHash {
 pub const RESPONSE_TYPES: [&str; 1] = ["code"];
 
 /// A registered client. Immutable once registered; shared as `Arc<Client>` by the registry, the
-/// in-memory store and the handlers. Kept compact, since a server may hold a million of them: the
-/// id is one `Arc<str>` shared with the registry's map and reaping queue, strings are boxed
-/// slices, a secret's hash is boxed (public clients, the most common, have none), and the grant
-/// types are a flag.
+/// in-memory store and the handlers. Kept compact, since a server may hold `--max-clients` of
+/// them: the id is an `Arc<str>` the registry's reaping queue shares (its maps key the record by
+/// this id, without a copy: [`crate::store::ClientMap`]), strings are boxed slices, a secret's
+/// hash is boxed (public clients, the most common, have none), and the grant types are a flag.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub client_id: Arc<str>,
@@ -204,13 +204,6 @@ impl Client {
             client_uri: meta.client_uri.map(String::into_boxed_str),
             issued_at: unix_now(),
         }
-    }
-
-    /// Whether `uri` is one of the registered redirect URIs, exactly.
-    pub fn has_redirect_uri(&self, uri: &str) -> bool {
-        self.redirect_uris
-            .iter()
-            .any(|registered| &**registered == uri)
     }
 
     /// The name shown to users: the registered name, or the id when there is none.
