@@ -641,6 +641,47 @@ fn load_client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
 
 const REDIRECT: &str = "http://127.0.0.1:9/cb";
 
+/// A keep-alive HTTP/1.1 connection through hyper's own client API: no connection pool, no URL
+/// parsing, no middleware. Token minting uses these, one per concurrent worker, so that the load
+/// generator takes as little as it can of the cores it shares with the servers (the figure is a
+/// fraction of the machine's signing limit).
+type LeanConnection = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+async fn lean_connection(base_url: &str) -> anyhow::Result<LeanConnection> {
+    let address = base_url
+        .strip_prefix("http://")
+        .context("an http:// URL")?
+        .trim_end_matches('/');
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Redeems a code over a lean connection; the answer's status, its body read to the end.
+async fn lean_redeem(
+    connection: &tokio::sync::Mutex<LeanConnection>,
+    host: &str,
+    form: String,
+) -> anyhow::Result<u16> {
+    use http_body_util::BodyExt;
+    let request = http::Request::post("/token")
+        .header(http::header::HOST, host)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(form)))?;
+    let mut connection = connection.lock().await;
+    connection.ready().await?;
+    let response = connection.send_request(request).await?;
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
+}
+
 fn pkce_pair() -> (String, String) {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1258,28 +1299,36 @@ async fn run_bench(
     }
     let codes = std::sync::Arc::new(codes);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (h, s_issuer, s_rs, cid, codes2) = (
-        http.clone(),
-        servers.issuer.clone(),
-        servers.rs.clone(),
-        client_id.clone(),
-        codes.clone(),
-    );
+    // One lean connection per worker (`closed_loop` passes the worker in the top bits).
+    let mut connections = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        connections.push(tokio::sync::Mutex::new(
+            lean_connection(&servers.issuer).await?,
+        ));
+    }
+    let connections = std::sync::Arc::new(connections);
+    let host = servers.issuer.trim_start_matches("http://").to_string();
+    let (cid, codes2) = (client_id.clone(), codes.clone());
     let signing_before = raw_signing_rate(seconds);
     let (server_cpu, generator_cpu) = (servers.cpu(), cpu_of("self"));
-    let minting = closed_loop(seconds, concurrency, 200, move |_| {
-        let (h, cid, codes, next) = (h.clone(), cid.clone(), codes2.clone(), next.clone());
-        let (si, sr) = (s_issuer.clone(), s_rs.clone());
+    let minting = closed_loop(seconds, concurrency, 200, move |call| {
+        let (connections, host) = (connections.clone(), host.clone());
+        let (cid, codes, next) = (cid.clone(), codes2.clone(), next.clone());
         async move {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some((code, verifier)) = codes.get(i) else {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 return Ok(0);
             };
-            Ok(redeem(&h, &Servers::view(&si, &sr), &cid, code, verifier)
-                .await?
-                .status()
-                .as_u16())
+            let form = form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("redirect_uri", REDIRECT)
+                .append_pair("client_id", &cid)
+                .append_pair("code_verifier", verifier)
+                .finish();
+            let worker = (call >> 40) as usize % connections.len();
+            lean_redeem(&connections[worker], &host, form).await
         }
     })
     .await;
