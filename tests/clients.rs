@@ -128,26 +128,12 @@ async fn cimd_app(extra: &[&str]) -> TestApp {
     spawn_app_with(&flags).await
 }
 
-async fn metadata(app: &TestApp) -> Value {
-    app.http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            app.issuer
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn cl3_a_metadata_document_client_completes_the_flow() {
     let docs = DocServer::start().await;
     let app = cimd_app(&[]).await;
     assert_eq!(
-        metadata(&app).await["client_id_metadata_document_supported"],
+        as_metadata(&app).await["client_id_metadata_document_supported"],
         true
     );
     let client_id = docs.url("good.json");
@@ -382,7 +368,7 @@ async fn cl3_documents_can_be_turned_off() {
     let docs = DocServer::start().await;
     let app = cimd_app(&["--no-client-metadata-documents"]).await;
     assert_eq!(
-        metadata(&app).await["client_id_metadata_document_supported"],
+        as_metadata(&app).await["client_id_metadata_document_supported"],
         false
     );
     let response = app
@@ -502,7 +488,7 @@ scope = "mcp.read"
     let (status, answer) = register_status(&app, json!({"redirect_uris": [REDIRECT]})).await;
     assert_eq!(status, 400);
     assert_eq!(answer["error"], "invalid_client_metadata");
-    let md = metadata(&app).await;
+    let md = as_metadata(&app).await;
     assert!(md.get("registration_endpoint").is_none(), "{md}");
     let openid: Value = app
         .http

@@ -217,6 +217,22 @@ pub fn boxed_strs(list: Vec<String>) -> Box<[Box<str>]> {
     list.into_iter().map(String::into_boxed_str).collect()
 }
 
+#[cfg(test)]
+impl NewClient {
+    /// A public native client with one loopback redirect URI: the fixture of unit tests.
+    pub(crate) fn public_loopback() -> NewClient {
+        NewClient {
+            client_name: None,
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            grant_types: GrantTypes::AUTHORIZATION_CODE,
+            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+            scope: None,
+            client_uri: None,
+            application_type: ApplicationType::Native,
+        }
+    }
+}
+
 /// Validated metadata of a client to register.
 #[derive(Debug, Clone)]
 pub struct NewClient {
@@ -486,15 +502,7 @@ mod tests {
     use kameo::actor::Spawn;
 
     fn new_client() -> NewClient {
-        NewClient {
-            client_name: None,
-            redirect_uris: vec!["http://127.0.0.1/cb".into()],
-            grant_types: GrantTypes::AUTHORIZATION_CODE,
-            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
-            scope: None,
-            client_uri: None,
-            application_type: ApplicationType::Native,
-        }
+        NewClient::public_loopback()
     }
 
     #[test]

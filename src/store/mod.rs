@@ -304,19 +304,14 @@ pub(crate) fn merge_consent(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::clients::{ClientKind, GrantTypes, NewClient, TokenEndpointAuthMethod};
+    use crate::actors::clients::{ClientKind, NewClient};
 
     fn client(id: &str) -> Arc<Client> {
-        let meta = NewClient {
-            client_name: None,
-            redirect_uris: vec!["http://127.0.0.1/cb".into()],
-            grant_types: GrantTypes::AUTHORIZATION_CODE,
-            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
-            scope: None,
-            client_uri: None,
-            application_type: crate::actors::clients::ApplicationType::Native,
-        };
-        Arc::new(Client::from_metadata(id, meta, ClientKind::Registered))
+        Arc::new(Client::from_metadata(
+            id,
+            NewClient::public_loopback(),
+            ClientKind::Registered,
+        ))
     }
 
     #[test]

@@ -550,7 +550,6 @@ pub async fn refresh(
         .unwrap()
 }
 
-/// Introspects a token with the resource-server credential; returns the JSON answer.
 /// The authorization server's RFC 8414 metadata.
 pub async fn as_metadata(app: &TestApp) -> Value {
     app.http
