@@ -14,7 +14,7 @@
 //! client_secret_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."
 //! ```
 
-use crate::actors::clients::{Client, ClientKind, SecretHash, TokenEndpointAuthMethod};
+use crate::oauth::client::{Client, ClientKind, SecretHash, TokenEndpointAuthMethod};
 use crate::oauth::client_metadata::{self, Source};
 use serde::Deserialize;
 use std::collections::HashSet;

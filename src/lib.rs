@@ -15,5 +15,8 @@ pub mod store;
 pub mod trace;
 pub mod users;
 
+#[cfg(test)]
+mod layering;
+
 pub use http::auth_server::AuthServer;
 pub use http::mcp_server::McpServer;

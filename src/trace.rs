@@ -16,11 +16,21 @@ use std::fmt;
 /// A short, stable fingerprint of a secret value: enough to match two log lines, useless to
 /// recover the value.
 pub fn fingerprint(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
+    let digest = sha256(value);
     format!(
         "#{:02x}{:02x}{:02x}{:02x}",
         digest[0], digest[1], digest[2], digest[3]
     )
+}
+
+/// The SHA-256 digest of a secret: the only form in which codes, tokens, session ids and
+/// registered clients' secrets are kept or looked up. They are at least 128 random bits, so a
+/// fast hash is the right one.
+pub type SecretDigest = [u8; 32];
+
+/// The SHA-256 digest of a secret value (a presented one, not yet wrapped in a [`Secret`]).
+pub fn sha256(value: &str) -> SecretDigest {
+    Sha256::digest(value.as_bytes()).into()
 }
 
 /// A secret string. Prints as its fingerprint; read the value with [`Secret::expose`].
@@ -39,6 +49,11 @@ impl Secret {
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Its SHA-256 digest, the form in which it is kept.
+    pub fn sha256(&self) -> SecretDigest {
+        sha256(&self.0)
     }
 }
 

@@ -76,7 +76,7 @@ pub fn read_users_file(path: &Path) -> Result<Vec<UserRecord>, UserError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let file: UsersFile = toml::from_str(&text).map_err(|e| fail(e.message().to_string()))?;
+    let file: UsersFile = basic_toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
     let mut seen = std::collections::HashSet::new();
     let mut users = Vec::with_capacity(file.users.len());
     for user in file.users {

@@ -1,14 +1,15 @@
 //! `ClientMetadataDocuments`: the Client ID Metadata Documents the authorization server has
 //! fetched (CL-3). A `client_id` that is a URL names its own metadata; `/authorize` and `/token`
-//! send [`Resolve`] and get the client it describes.
+//! send [`ResolveClientDocument`] and get the client it describes.
 //!
 //! The actor owns the cache and the fetches in flight. A fetch runs in its own task (the actor
-//! never waits on the network) and reports back with [`Store`]; every [`Resolve`] of a URL that
-//! is being fetched shares that one fetch (single flight). A document is kept as long as its
-//! `Cache-Control` allows (`oauth::client_id_url::cache_lifetime`: `no-store` not at all,
-//! `max-age` clamped to a minute..a day), a failure for [`FAILURE_TTL`] so that a bad URL cannot
-//! make the server fetch in a loop. Entries expire on read; the cache holds at most
-//! `max_entries`, and the entry closest to expiry makes room for a new one.
+//! never waits on the network) and reports back with [`CacheClientDocument`]; every
+//! [`ResolveClientDocument`] of a URL that is being fetched shares that one fetch (single flight).
+//! A document is kept as long as its `Cache-Control` allows
+//! (`oauth::client_id_url::cache_lifetime`: `no-store` not at all, `max-age` clamped to a
+//! minute..a day), a failure for [`FAILURE_TTL`] so that a bad URL cannot make the server fetch in
+//! a loop. Entries expire on read; the cache holds at most `max_entries`, and the entry closest to
+//! expiry makes room for a new one.
 //!
 //! The fetch (SSRF rules): https only; the host is resolved here and every address it resolves
 //! to must be public (`oauth::client_id_url::is_public`), then the HTTP client connects only to
@@ -16,7 +17,7 @@
 //! time limit on the whole fetch; at most [`MAX_DOCUMENT_BYTES`] read. `allow_private` (a
 //! development setting) lifts the address rule and allows plain http.
 
-use crate::actors::clients::{Client, ClientKind};
+use crate::oauth::client::{Client, ClientKind};
 use crate::oauth::client_id_url::{self, UrlError};
 use crate::oauth::client_metadata::{self, Source};
 use futures::FutureExt;
@@ -110,11 +111,11 @@ impl Actor for ClientMetadataDocuments {
 
 /// The client a URL client id describes: from the cache, or the (shared) fetch of its document.
 #[derive(Debug)]
-pub struct Resolve {
+pub struct ResolveClientDocument {
     pub client_id: String,
 }
 
-/// The answer to [`Resolve`]: await it outside the actor.
+/// The answer to [`ResolveClientDocument`]: await it outside the actor.
 #[derive(Reply)]
 pub struct Resolved(pub SharedFetch);
 
@@ -126,7 +127,7 @@ impl Resolved {
 
 /// A fetch finished (sent by the fetch task).
 #[derive(Debug)]
-struct Store {
+struct CacheClientDocument {
     url: String,
     outcome: Outcome,
     lifetime: Option<Duration>,
@@ -165,10 +166,14 @@ fn ready(outcome: Outcome) -> SharedFetch {
     futures::future::ready(outcome).boxed().shared()
 }
 
-impl Message<Resolve> for ClientMetadataDocuments {
+impl Message<ResolveClientDocument> for ClientMetadataDocuments {
     type Reply = Resolved;
 
-    async fn handle(&mut self, msg: Resolve, ctx: &mut Context<Self, Resolved>) -> Resolved {
+    async fn handle(
+        &mut self,
+        msg: ResolveClientDocument,
+        ctx: &mut Context<Self, Resolved>,
+    ) -> Resolved {
         let now = Instant::now();
         match self.entries.get(&msg.client_id) {
             Some(Entry::Ready {
@@ -188,7 +193,7 @@ impl Message<Resolve> for ClientMetadataDocuments {
         let task_url = url.clone();
         let task = tokio::spawn(async move {
             let (outcome, lifetime) = fetch(&task_url, &args).await;
-            let store = Store {
+            let store = CacheClientDocument {
                 url: task_url,
                 outcome: outcome.clone(),
                 lifetime,
@@ -204,10 +209,10 @@ impl Message<Resolve> for ClientMetadataDocuments {
     }
 }
 
-impl Message<Store> for ClientMetadataDocuments {
+impl Message<CacheClientDocument> for ClientMetadataDocuments {
     type Reply = ();
 
-    async fn handle(&mut self, msg: Store, _: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: CacheClientDocument, _: &mut Context<Self, ()>) {
         let lifetime = match &msg.outcome {
             Ok(_) => msg.lifetime,
             Err(_) => Some(FAILURE_TTL),

@@ -1,21 +1,30 @@
 //! `AuthorizationCodes`: issued authorization codes until they are redeemed or expire (AZ-6, TK-2).
 //!
 //! A code is 256 random bits and is kept only as its SHA-256 digest, bound to the client, the
-//! redirect URI, the PKCE challenge, the scopes, the resource and the flow. [`Redeem`] checks and
-//! consumes it in one handler, so two concurrent redemptions cannot both win. A code presented by
-//! another client is refused without being consumed (a thief cannot burn it); any other failed
-//! check consumes it. A redeemed code is remembered until its original deadline: a replay by its
-//! own client is reported with the `jti` of the token it produced, so that the token can be
-//! revoked. Entries expire after the configured TTL through the actor's one timer.
+//! redirect URI, the PKCE challenge, the scopes, the resource and the flow. [`RedeemCode`] checks
+//! and consumes it in one handler, so two concurrent redemptions cannot both win. A code presented
+//! by another client is refused without being consumed (a thief cannot burn it); any other failed
+//! check consumes it. Entries expire after the configured TTL through the actor's one timer.
+//!
+//! A redeemed code is remembered until its original deadline. A replay by its own client means
+//! the code leaked (RFC 9700 section 4.5): before answering [`RedeemError::Replayed`], the actor
+//! revokes the access token the first redemption produced (`Revocations`) and ends the
+//! refresh-token family it started, with the access tokens refreshed from it (`RefreshTokens`,
+//! [`RevokeCodeFamily`]). If either cannot be done, the answer is
+//! [`RedeemError::ReplayNotRevoked`] and nothing is acknowledged. Neither actor asks this one
+//! anything, so waiting for them inside the handler cannot deadlock.
 
+use crate::actors::ask::ask;
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::actors::refresh_tokens::{RefreshTokens, RevokeCodeFamily};
+use crate::actors::revocations::{Revocations, RevokeAccessToken};
 use crate::oauth::pkce;
 use crate::oauth::scope::ScopeSet;
+use crate::oauth::token::CLOCK_LEEWAY;
 use crate::trace::{FlowId, Secret};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -34,11 +43,11 @@ pub struct Grant {
 
 /// Issues a code for a grant; replies with the code.
 #[derive(Debug)]
-pub struct Issue(pub Grant);
+pub struct IssueCode(pub Grant);
 
 /// Redeems a code at the token endpoint.
 #[derive(Debug)]
-pub struct Redeem {
+pub struct RedeemCode {
     pub code: Secret,
     pub client_id: String,
     pub redirect_uri: Option<String>,
@@ -61,16 +70,20 @@ pub enum RedeemError {
     WrongVerifier,
     #[error("the resource does not match the authorization request")]
     WrongResource,
-    /// The code was already redeemed; `jti` names the token it produced.
+    /// The code was already redeemed by this client; the token it produced (`jti`) and the
+    /// refresh-token family it started are revoked.
     #[error("the code was already used")]
     Replayed { jti: String, flow: FlowId },
+    /// The code was replayed, but what it produced could not all be revoked: try again later.
+    #[error("the replayed code's tokens could not all be revoked")]
+    ReplayNotRevoked,
     #[error("too many outstanding codes")]
     Full,
 }
 
 /// The number of live codes (for tests and the benchmark).
 #[derive(Debug)]
-pub struct Count;
+pub struct CountCodes;
 
 type CodeKey = [u8; 32];
 
@@ -100,17 +113,22 @@ impl Entry {
 pub struct AuthorizationCodesArgs {
     pub ttl: Duration,
     pub max_codes: usize,
+    /// The lifetime of the access tokens a redemption produces (how long a replay revokes one).
+    pub access_ttl: Duration,
+    /// Where a replayed code's access token is revoked.
+    pub revocations: ActorRef<Revocations>,
+    /// Where a replayed code's refresh-token family is ended.
+    pub refresh_tokens: ActorRef<RefreshTokens>,
 }
 
 pub struct AuthorizationCodes {
     codes: HashMap<CodeKey, Entry>,
     expiry: ExpiryQueue<CodeKey>,
-    ttl: Duration,
-    max_codes: usize,
+    args: AuthorizationCodesArgs,
 }
 
 fn key_of(code: &Secret) -> CodeKey {
-    Sha256::digest(code.expose().as_bytes()).into()
+    code.sha256()
 }
 
 impl Actor for AuthorizationCodes {
@@ -125,22 +143,25 @@ impl Actor for AuthorizationCodes {
         Ok(AuthorizationCodes {
             codes: HashMap::new(),
             expiry: ExpiryQueue::default(),
-            ttl: args.ttl,
-            max_codes: args.max_codes,
+            args,
         })
     }
 }
 
-impl Message<Issue> for AuthorizationCodes {
+impl Message<IssueCode> for AuthorizationCodes {
     type Reply = Result<Secret, RedeemError>;
 
-    async fn handle(&mut self, msg: Issue, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        if self.codes.len() >= self.max_codes {
+    async fn handle(
+        &mut self,
+        msg: IssueCode,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if self.codes.len() >= self.args.max_codes {
             return Err(RedeemError::Full);
         }
         let code = Secret::random(32);
         let key = key_of(&code);
-        let expires_at = Instant::now() + self.ttl;
+        let expires_at = Instant::now() + self.args.ttl;
         self.codes.insert(
             key,
             Entry::Live {
@@ -153,10 +174,10 @@ impl Message<Issue> for AuthorizationCodes {
     }
 }
 
-impl Message<Redeem> for AuthorizationCodes {
+impl Message<RedeemCode> for AuthorizationCodes {
     type Reply = Result<Grant, RedeemError>;
 
-    async fn handle(&mut self, msg: Redeem, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(&mut self, msg: RedeemCode, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
         let key = key_of(&msg.code);
         let now = Instant::now();
         match self.codes.get(&key) {
@@ -174,16 +195,13 @@ impl Message<Redeem> for AuthorizationCodes {
             }) => {
                 // Only the client that redeemed it, proving the same verifier, can trigger the
                 // revocation: a replay by anyone else revokes nothing.
-                return if *client_id == msg.client_id
-                    && pkce::verify_s256(msg.verifier.expose(), code_challenge)
+                if *client_id != msg.client_id
+                    || !pkce::verify_s256(msg.verifier.expose(), code_challenge)
                 {
-                    Err(RedeemError::Replayed {
-                        jti: jti.clone(),
-                        flow: flow.clone(),
-                    })
-                } else {
-                    Err(RedeemError::Unknown)
-                };
+                    return Err(RedeemError::Unknown);
+                }
+                let (jti, flow) = (jti.clone(), flow.clone());
+                return Err(self.revoke_replayed(jti, flow).await);
             }
             Some(Entry::Live { grant, .. }) if grant.client_id != msg.client_id => {
                 return Err(RedeemError::WrongClient);
@@ -222,6 +240,28 @@ impl Message<Redeem> for AuthorizationCodes {
     }
 }
 
+impl AuthorizationCodes {
+    /// A replayed code leaked: whoever redeemed it first may not be its client. Revokes the
+    /// access token it produced and ends the refresh-token family it started (with the access
+    /// tokens refreshed from it); the answer to the replay.
+    async fn revoke_replayed(&self, jti: String, flow: FlowId) -> RedeemError {
+        tracing::warn!(actor = "AuthorizationCodes", flow = %flow, jti = %jti, "authorization code replayed; revoking the token it produced");
+        let revoke = RevokeAccessToken {
+            jti: jti.clone(),
+            // Past `exp`, plus the leeway a resource server may grant.
+            ttl: self.args.access_ttl + CLOCK_LEEWAY,
+        };
+        if ask(&self.args.revocations, revoke).await.is_err() {
+            return RedeemError::ReplayNotRevoked;
+        }
+        let family = RevokeCodeFamily { jti: jti.clone() };
+        if ask(&self.args.refresh_tokens, family).await.is_err() {
+            return RedeemError::ReplayNotRevoked;
+        }
+        RedeemError::Replayed { jti, flow }
+    }
+}
+
 impl Message<Sweep> for AuthorizationCodes {
     type Reply = ();
 
@@ -245,10 +285,10 @@ impl Message<Sweep> for AuthorizationCodes {
     }
 }
 
-impl Message<Count> for AuthorizationCodes {
+impl Message<CountCodes> for AuthorizationCodes {
     type Reply = usize;
 
-    async fn handle(&mut self, _: Count, _: &mut Context<Self, Self::Reply>) -> usize {
+    async fn handle(&mut self, _: CountCodes, _: &mut Context<Self, Self::Reply>) -> usize {
         self.codes.len()
     }
 }
@@ -256,7 +296,11 @@ impl Message<Count> for AuthorizationCodes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::refresh_tokens::{CountFamilies, IssueRefreshToken, RefreshTokensArgs};
+    use crate::actors::revocations::{IsRevoked, RevocationsArgs};
+    use crate::store::{MemoryRefreshTokenStore, MemoryStore};
     use kameo::actor::Spawn;
+    use std::sync::Arc;
 
     fn grant(challenge: &str) -> Grant {
         Grant {
@@ -270,8 +314,8 @@ mod tests {
         }
     }
 
-    fn redeem(code: &Secret, client: &str, verifier: &str) -> Redeem {
-        Redeem {
+    fn redeem(code: &Secret, client: &str, verifier: &str) -> RedeemCode {
+        RedeemCode {
             code: code.clone(),
             client_id: client.into(),
             redirect_uri: Some("http://127.0.0.1:9/cb".into()),
@@ -284,24 +328,73 @@ mod tests {
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-    fn spawn(ttl: u64) -> ActorRef<AuthorizationCodes> {
-        AuthorizationCodes::spawn(AuthorizationCodesArgs {
+    /// The codes actor with the actors a replay revokes through; `max_revocations` bounds the
+    /// revocation list.
+    fn spawn_with(
+        ttl: u64,
+        max_revocations: usize,
+    ) -> (
+        ActorRef<AuthorizationCodes>,
+        ActorRef<Revocations>,
+        ActorRef<RefreshTokens>,
+    ) {
+        let revocations = Revocations::spawn(RevocationsArgs {
+            max_entries: max_revocations,
+            store: Arc::new(MemoryStore::new()),
+        });
+        let refresh_tokens = RefreshTokens::spawn(RefreshTokensArgs {
+            idle_ttl: Duration::from_secs(1000),
+            absolute_ttl: Duration::from_secs(1000),
+            grace: Duration::from_secs(0),
+            max_families: 10,
+            store: Arc::new(MemoryRefreshTokenStore),
+            revocations: revocations.clone(),
+        });
+        let codes = AuthorizationCodes::spawn(AuthorizationCodesArgs {
             ttl: Duration::from_secs(ttl),
             max_codes: 10,
-        })
+            access_ttl: Duration::from_secs(3600),
+            revocations: revocations.clone(),
+            refresh_tokens: refresh_tokens.clone(),
+        });
+        (codes, revocations, refresh_tokens)
+    }
+
+    fn spawn(ttl: u64) -> ActorRef<AuthorizationCodes> {
+        spawn_with(ttl, 100).0
+    }
+
+    /// The refresh-token family a redemption with access token `jti` starts.
+    fn family_of(jti: &str) -> IssueRefreshToken {
+        IssueRefreshToken {
+            client_id: "c1".into(),
+            subject: "alice".into(),
+            scope: ScopeSet::parse("mcp.read").unwrap(),
+            resource: "http://localhost:8990".into(),
+            flow: FlowId::mint(),
+            access_jti: jti.into(),
+            access_ttl: Duration::from_secs(3600),
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn single_use_and_replay_detection() {
-        let codes = spawn(600);
-        let code = codes.ask(Issue(grant(CHALLENGE))).await.unwrap();
+        let (codes, revocations, refresh_tokens) = spawn_with(600, 100);
+        let code = codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
         let first = codes.ask(redeem(&code, "c1", VERIFIER)).await;
         assert!(first.is_ok());
+        refresh_tokens.ask(family_of("jti-1")).await.unwrap();
         let replay = codes.ask(redeem(&code, "c1", VERIFIER)).await;
         assert!(matches!(
             replay,
             Err(kameo::error::SendError::HandlerError(RedeemError::Replayed { ref jti, .. })) if jti == "jti-1"
         ));
+        // Before the answer: the token the code produced is revoked, its family ended.
+        let revoked = IsRevoked {
+            jti: "jti-1".into(),
+        };
+        assert!(revocations.ask(revoked).await.unwrap());
+        assert_eq!(refresh_tokens.ask(CountFamilies).await.unwrap(), 0);
         // Another client replaying it learns nothing.
         let other = codes.ask(redeem(&code, "c2", VERIFIER)).await;
         assert!(matches!(
@@ -311,9 +404,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_replay_that_cannot_be_revoked_is_not_answered_as_revoked() {
+        let (codes, _, refresh_tokens) = spawn_with(600, 0);
+        let code = codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
+        assert!(codes.ask(redeem(&code, "c1", VERIFIER)).await.is_ok());
+        refresh_tokens.ask(family_of("jti-1")).await.unwrap();
+        assert!(matches!(
+            codes.ask(redeem(&code, "c1", VERIFIER)).await,
+            Err(kameo::error::SendError::HandlerError(
+                RedeemError::ReplayNotRevoked
+            ))
+        ));
+        // The family is untouched: the replay can be tried again once the list has room.
+        assert_eq!(refresh_tokens.ask(CountFamilies).await.unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn wrong_client_does_not_burn_but_wrong_verifier_does() {
         let codes = spawn(600);
-        let code = codes.ask(Issue(grant(CHALLENGE))).await.unwrap();
+        let code = codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
         let stolen = codes.ask(redeem(&code, "c2", VERIFIER)).await;
         assert!(matches!(
             stolen,
@@ -323,7 +432,7 @@ mod tests {
         ));
         assert!(codes.ask(redeem(&code, "c1", VERIFIER)).await.is_ok());
 
-        let code = codes.ask(Issue(grant(CHALLENGE))).await.unwrap();
+        let code = codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
         let wrong = codes
             .ask(redeem(&code, "c1", "x".repeat(43).as_str()))
             .await;
@@ -339,15 +448,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn codes_expire_and_the_timer_removes_them() {
         let codes = spawn(600);
-        let code = codes.ask(Issue(grant(CHALLENGE))).await.unwrap();
-        let _other = codes.ask(Issue(grant(CHALLENGE))).await.unwrap();
-        assert_eq!(codes.ask(Count).await.unwrap(), 2);
+        let code = codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
+        let _other = codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
+        assert_eq!(codes.ask(CountCodes).await.unwrap(), 2);
         tokio::time::sleep(Duration::from_secs(599)).await;
-        assert_eq!(codes.ask(Count).await.unwrap(), 2);
+        assert_eq!(codes.ask(CountCodes).await.unwrap(), 2);
         tokio::time::sleep(Duration::from_secs(2)).await;
         // Let the timer's Sweep reach the actor.
         tokio::task::yield_now().await;
-        assert_eq!(codes.ask(Count).await.unwrap(), 0);
+        assert_eq!(codes.ask(CountCodes).await.unwrap(), 0);
         assert!(matches!(
             codes.ask(redeem(&code, "c1", VERIFIER)).await,
             Err(kameo::error::SendError::HandlerError(RedeemError::Unknown))
@@ -357,7 +466,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn concurrent_redemptions_exactly_one_wins() {
         let codes = spawn(600);
-        let code = codes.ask(Issue(grant(CHALLENGE))).await.unwrap();
+        let code = codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
         let mut tasks = Vec::new();
         for _ in 0..16 {
             let codes = codes.clone();
@@ -379,10 +488,10 @@ mod tests {
     async fn bounded() {
         let codes = spawn(600);
         for _ in 0..10 {
-            codes.ask(Issue(grant(CHALLENGE))).await.unwrap();
+            codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
         }
         assert!(matches!(
-            codes.ask(Issue(grant(CHALLENGE))).await,
+            codes.ask(IssueCode(grant(CHALLENGE))).await,
             Err(kameo::error::SendError::HandlerError(RedeemError::Full))
         ));
     }

@@ -8,7 +8,8 @@
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::scope::ScopeSet;
-use crate::store::{ConsentRecord, SharedStore, StoreError, instant_of, unix_now};
+use crate::oauth::time::{instant_of, unix_now};
+use crate::store::{ConsentRecord, SharedStore, StoreError};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -26,7 +27,7 @@ struct Consent {
 
 /// Does a remembered consent cover this request?
 #[derive(Debug)]
-pub struct Check {
+pub struct CheckConsent {
     pub subject: String,
     pub client_id: String,
     pub scope: ScopeSet,
@@ -35,7 +36,7 @@ pub struct Check {
 
 /// Records the user's approval (merged with what was approved before).
 #[derive(Debug)]
-pub struct Grant {
+pub struct GrantConsent {
     pub subject: String,
     pub client_id: String,
     pub scope: ScopeSet,
@@ -44,14 +45,14 @@ pub struct Grant {
 
 /// Forgets a user's consent for a client.
 #[derive(Debug)]
-pub struct Revoke {
+pub struct RevokeConsent {
     pub subject: String,
     pub client_id: String,
 }
 
 /// The clients a user has a live consent for, with what was approved (the account page).
 #[derive(Debug)]
-pub struct ListFor {
+pub struct ListConsents {
     pub subject: String,
 }
 
@@ -125,10 +126,14 @@ impl Consents {
     }
 }
 
-impl Message<Check> for Consents {
+impl Message<CheckConsent> for Consents {
     type Reply = Result<bool, StoreError>;
 
-    async fn handle(&mut self, msg: Check, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: CheckConsent,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let key = (msg.subject, msg.client_id);
         let covers = |c: &Consent| {
             c.expires_at > Instant::now()
@@ -150,10 +155,14 @@ impl Message<Check> for Consents {
     }
 }
 
-impl Message<Grant> for Consents {
+impl Message<GrantConsent> for Consents {
     type Reply = Result<(), StoreError>;
 
-    async fn handle(&mut self, msg: Grant, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: GrantConsent,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let now = unix_now();
         let merged = self
             .store
@@ -181,10 +190,14 @@ impl Message<Grant> for Consents {
     }
 }
 
-impl Message<Revoke> for Consents {
+impl Message<RevokeConsent> for Consents {
     type Reply = Result<bool, StoreError>;
 
-    async fn handle(&mut self, msg: Revoke, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: RevokeConsent,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let stored = self
             .store
             .delete_consent(&msg.subject, &msg.client_id)
@@ -197,10 +210,14 @@ impl Message<Revoke> for Consents {
     }
 }
 
-impl Message<ListFor> for Consents {
+impl Message<ListConsents> for Consents {
     type Reply = Vec<ConsentSummary>;
 
-    async fn handle(&mut self, msg: ListFor, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: ListConsents,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let now = Instant::now();
         let mut list: Vec<ConsentSummary> = self
             .consents
@@ -243,8 +260,8 @@ mod tests {
     use super::*;
     use kameo::actor::Spawn;
 
-    fn check(scope: &str, resource: &str) -> Check {
-        Check {
+    fn check(scope: &str, resource: &str) -> CheckConsent {
+        CheckConsent {
             subject: "alice".into(),
             client_id: "c1".into(),
             scope: ScopeSet::parse(scope).unwrap(),
@@ -261,7 +278,7 @@ mod tests {
         });
         assert!(!consents.ask(check("mcp.read", "r")).await.unwrap());
         consents
-            .ask(Grant {
+            .ask(GrantConsent {
                 subject: "alice".into(),
                 client_id: "c1".into(),
                 scope: ScopeSet::parse("mcp.read").unwrap(),

@@ -12,7 +12,6 @@ use crate::trace::Secret;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -20,7 +19,7 @@ use tokio::time::Instant;
 type TokenKey = [u8; 32];
 
 fn key_of(token: &Secret) -> TokenKey {
-    Sha256::digest(token.expose().as_bytes()).into()
+    token.sha256()
 }
 
 /// The remembered answer for a token, if any: `Some(active)`.

@@ -21,7 +21,7 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 /// Finds the key with this id, fetching the JWKS if the id is new and the cooldown allows.
 #[derive(Debug)]
-pub struct Lookup {
+pub struct LookupJwk {
     pub kid: String,
 }
 
@@ -118,10 +118,10 @@ impl JwksCache {
     }
 }
 
-impl Message<Lookup> for JwksCache {
+impl Message<LookupJwk> for JwksCache {
     type Reply = Result<Arc<DecodingKey>, JwksError>;
 
-    async fn handle(&mut self, msg: Lookup, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(&mut self, msg: LookupJwk, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
         if let Some(key) = self.keys.get(&msg.kid) {
             return Ok(Arc::clone(key));
         }

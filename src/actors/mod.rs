@@ -17,6 +17,7 @@
 //! nothing) and answer a change only once the store has committed it. [`Flush`] is the barrier
 //! shutdown sends them before closing the store.
 
+pub mod ask;
 pub mod client_metadata;
 pub mod clients;
 pub mod codes;
@@ -30,6 +31,7 @@ pub mod revocations;
 pub mod sessions;
 pub mod signing_keys;
 pub mod throttle;
+pub mod token_signer;
 
 pub use client_metadata::ClientMetadataDocuments;
 pub use clients::ClientRegistry;
@@ -41,24 +43,22 @@ pub use mcp_sessions::McpSessions;
 pub use refresh_tokens::RefreshTokens;
 pub use revocations::Revocations;
 pub use sessions::Sessions;
-pub use signing_keys::{SignerPool, SigningKeys, TokenSigner};
+pub use signing_keys::SigningKeys;
 pub use throttle::Throttle;
+pub use token_signer::{SignerPool, TokenSigner};
 
-use kameo::Reply;
+pub use ask::{AskError, REPLY_TIMEOUT, ask};
+
 use kameo::actor::{Actor, ActorRef, Spawn};
-use kameo::error::{Infallible, SendError};
+use kameo::error::Infallible;
 use kameo::mailbox;
 use kameo::message::Message;
 use kameo::supervision::RestartPolicy;
-use std::fmt::Debug;
 use std::time::Duration;
 
 /// Mailbox capacity of every actor: room for bursts, small enough that a flood is shed (503)
 /// instead of queued without bound.
 pub const MAILBOX_CAPACITY: usize = 1024;
-
-/// How long a handler waits for an actor's reply before answering 503.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A barrier: answered once the actor has handled every message sent before it. Shutdown sends
 /// it to the actors that write to the store before closing the store.
@@ -81,74 +81,6 @@ flushable!(
     Revocations,
     SigningKeys
 );
-
-/// Why an actor did not answer a request.
-#[derive(Debug, thiserror::Error)]
-pub enum AskError<E> {
-    /// The actor's mailbox is full: shed the request (503, Retry-After).
-    #[error("the {0} actor is busy")]
-    Busy(&'static str),
-    /// The actor is stopped or restarting, or did not reply in time.
-    #[error("the {0} actor is unavailable")]
-    Unavailable(&'static str),
-    /// The actor answered with an error of its own.
-    #[error("rejected")]
-    Rejected(E),
-}
-
-type ReplyOk<A, M> = <<A as Message<M>>::Reply as Reply>::Ok;
-type ReplyErr<A, M> = <<A as Message<M>>::Reply as Reply>::Error;
-
-/// Sends `msg` to `actor` and waits for the reply, tracing the exchange.
-pub async fn ask<A, M>(
-    actor: &ActorRef<A>,
-    msg: M,
-) -> Result<ReplyOk<A, M>, AskError<ReplyErr<A, M>>>
-where
-    A: Actor + Message<M>,
-    M: Send + Debug + 'static,
-    ReplyErr<A, M>: Debug,
-{
-    let name = <A as Actor>::name();
-    let described = tracing::enabled!(tracing::Level::INFO).then(|| format!("{msg:?}"));
-    let started = std::time::Instant::now();
-    let result = actor.ask(msg).reply_timeout(REPLY_TIMEOUT).try_send().await;
-    let micros = started.elapsed().as_micros() as u64;
-    let described = described.unwrap_or_default();
-    match result {
-        Ok(reply) => {
-            tracing::info!(outcome = "ok", us = micros, "{name} <- {described}");
-            Ok(reply)
-        }
-        Err(SendError::HandlerError(err)) => {
-            tracing::info!(outcome = ?err, us = micros, "{name} <- {described}");
-            Err(AskError::Rejected(err))
-        }
-        Err(SendError::MailboxFull(_)) => {
-            tracing::warn!(
-                actor = name,
-                outcome = "mailbox full",
-                "{name} <- {described}"
-            );
-            Err(AskError::Busy(name))
-        }
-        Err(err) => {
-            tracing::warn!(actor = name, outcome = %err_kind(&err), "{name} <- {described}");
-            Err(AskError::Unavailable(name))
-        }
-    }
-}
-
-fn err_kind<M, E>(err: &SendError<M, E>) -> &'static str {
-    match err {
-        SendError::ActorNotRunning(_) => "not running",
-        SendError::ActorStopped => "stopped",
-        SendError::ActorRestarting(_) => "restarting",
-        SendError::MailboxFull(_) => "mailbox full",
-        SendError::HandlerError(_) => "handler error",
-        SendError::Timeout(_) => "timed out",
-    }
-}
 
 /// The parent of a server's actors: restarts a child that panics (up to five times in ten
 /// seconds) with the arguments it was first given.

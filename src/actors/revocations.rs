@@ -1,14 +1,20 @@
 //! `Revocations`: access tokens revoked before they expire, by `jti`. A replayed authorization
-//! code revokes the token its first redemption produced (AZ-6, RFC 9700 section 4.5). Entries are
-//! kept until the token would have expired anyway, then dropped by the actor's one timer; the set
-//! is bounded (a full set keeps refusing nothing new, and says so in the log).
+//! code revokes the token its first redemption produced (AZ-6, RFC 9700 section 4.5), an ended
+//! refresh-token family the tokens minted from it, `/revoke` the token presented. Entries are kept
+//! until the token would have expired anyway, then dropped by the actor's one timer. The list is
+//! bounded and fails closed: when it is full a new revocation is refused
+//! ([`RevocationError::Full`]), so nothing is acknowledged that is not recorded.
 //!
 //! Durability: revocations are in the store ([`crate::store::RevocationStore`]), loaded at start
 //! and acknowledged only once committed. A `jti` missing from the map is not revoked, unless the
 //! store is shared by replicas, in which case the store is asked.
+//!
+//! This actor asks no other actor: `RefreshTokens` and `AuthorizationCodes` ask it while they
+//! handle a message, so it must never ask them back.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
-use crate::store::{SharedStore, StoreError, instant_of, unix_now};
+use crate::oauth::time::{instant_of, unix_now};
+use crate::store::{SharedStore, StoreError};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -18,9 +24,21 @@ use tokio::time::Instant;
 
 /// Revokes the token with this id until `ttl` from now (its remaining lifetime).
 #[derive(Debug)]
-pub struct Revoke {
+pub struct RevokeAccessToken {
     pub jti: String,
     pub ttl: Duration,
+}
+
+/// Why a revocation was not recorded. Either way nothing changed, and the caller must not
+/// acknowledge the revocation (503, try again later).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RevocationError {
+    /// The list holds its maximum number of revoked tokens.
+    #[error("the revocation list is full")]
+    Full,
+    /// The store did not commit the revocation.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Is the token with this id revoked?
@@ -76,13 +94,18 @@ impl Actor for Revocations {
     }
 }
 
-impl Message<Revoke> for Revocations {
-    type Reply = Result<(), StoreError>;
+impl Message<RevokeAccessToken> for Revocations {
+    type Reply = Result<(), RevocationError>;
 
-    async fn handle(&mut self, msg: Revoke, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        if self.revoked.len() >= self.args.max_entries {
-            tracing::warn!(actor = "Revocations", jti = %msg.jti, "revocation list full; not recorded");
-            return Ok(());
+    async fn handle(
+        &mut self,
+        msg: RevokeAccessToken,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        // A token already listed only has its deadline moved: that takes no room.
+        if self.revoked.len() >= self.args.max_entries && !self.revoked.contains_key(&msg.jti) {
+            tracing::warn!(actor = "Revocations", jti = %msg.jti, "revocation list full; revocation refused");
+            return Err(RevocationError::Full);
         }
         self.args
             .store
@@ -126,5 +149,56 @@ impl Message<Sweep> for Revocations {
         {
             tracing::warn!(actor = "Revocations", error = %err, "expired revocations stay stored until the next sweep");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use kameo::actor::Spawn;
+    use kameo::error::SendError;
+    use std::sync::Arc;
+
+    fn revoke(jti: &str, seconds: u64) -> RevokeAccessToken {
+        RevokeAccessToken {
+            jti: jti.into(),
+            ttl: Duration::from_secs(seconds),
+        }
+    }
+
+    async fn is_revoked(revocations: &ActorRef<Revocations>, jti: &str) -> bool {
+        revocations
+            .ask(IsRevoked { jti: jti.into() })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_list_refuses_new_revocations_until_entries_expire() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let revocations = Revocations::spawn(RevocationsArgs {
+            max_entries: 2,
+            store: Arc::clone(&store),
+        });
+        revocations.ask(revoke("a", 10)).await.unwrap();
+        revocations.ask(revoke("b", 100)).await.unwrap();
+        // Full: refused, not recorded, in memory or in the store.
+        assert!(matches!(
+            revocations.ask(revoke("c", 100)).await,
+            Err(SendError::HandlerError(RevocationError::Full))
+        ));
+        assert!(!is_revoked(&revocations, "c").await);
+        assert!(!store.is_revoked("c", unix_now()).await.unwrap());
+        // A token already listed takes no new room.
+        revocations.ask(revoke("a", 20)).await.unwrap();
+        assert!(is_revoked(&revocations, "a").await);
+        // Once an entry expires, its room is free again.
+        tokio::time::sleep(Duration::from_secs(21)).await;
+        tokio::task::yield_now().await;
+        assert!(!is_revoked(&revocations, "a").await);
+        revocations.ask(revoke("c", 100)).await.unwrap();
+        assert!(is_revoked(&revocations, "c").await);
+        assert!(is_revoked(&revocations, "b").await);
     }
 }

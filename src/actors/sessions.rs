@@ -16,7 +16,6 @@ use crate::trace::{FlowId, Secret};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -24,7 +23,7 @@ use tokio::time::Instant;
 type SessionKey = [u8; 32];
 
 fn key_of(sid: &Secret) -> SessionKey {
-    Sha256::digest(sid.expose().as_bytes()).into()
+    sid.sha256()
 }
 
 /// A validated authorization request, waiting for login and consent.
@@ -93,7 +92,7 @@ pub struct Open;
 
 /// Reads a session by the id from its cookie.
 #[derive(Debug)]
-pub struct Resolve {
+pub struct ResolveSession {
     pub sid: Secret,
 }
 
@@ -236,10 +235,14 @@ impl Message<Open> for Sessions {
     }
 }
 
-impl Message<Resolve> for Sessions {
+impl Message<ResolveSession> for Sessions {
     type Reply = Option<SessionView>;
 
-    async fn handle(&mut self, msg: Resolve, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: ResolveSession,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         self.live_session(&msg.sid).map(|(_, s)| SessionView {
             user: s.user.clone(),
             csrf: s.csrf.clone(),

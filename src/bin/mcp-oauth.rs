@@ -6,6 +6,7 @@ mcp_oauth::use_mimalloc!();
 
 use clap::{Parser, Subcommand};
 use mcp_oauth::config::{AuthServerConfig, McpServerConfig};
+use mcp_oauth::http::auth_server::BuildError;
 use mcp_oauth::trace::LogFormat;
 use mcp_oauth::{AuthServer, McpServer};
 use std::io::Read;
@@ -45,6 +46,12 @@ fn hash_password() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A bad setting: one line naming it, and exit code 2.
+fn bad_setting(error: &mcp_oauth::config::ConfigError) -> ! {
+    eprintln!("error: {error}");
+    std::process::exit(2)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     mcp_oauth::memory::configure_allocator();
@@ -66,13 +73,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let (auth, mcp) = match (cli.auth.validate(), cli.mcp.validate()) {
         (Ok(auth), Ok(mcp)) => (auth, mcp),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: {e}");
-            std::process::exit(2)
-        }
+        (Err(e), _) | (_, Err(e)) => bad_setting(&e),
     };
     let _guard = mcp_oauth::trace::init(cli.log_format);
-    let auth = AuthServer::build(auth).await?;
+    let auth = match AuthServer::build(auth).await {
+        Err(BuildError::Setting(e)) => bad_setting(&e),
+        built => built?,
+    };
     let mcp = McpServer::build(mcp).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal = async move {

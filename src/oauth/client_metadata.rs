@@ -9,8 +9,8 @@
 //! loopback or private-use URI, else `web`. OpenID's default (`web`) would refuse those clients,
 //! and an inferred type never accepts a URI the explicit one would refuse.
 
-use crate::actors::clients::{GrantTypes, NewClient, TokenEndpointAuthMethod};
 use crate::oauth::ErrorCode;
+use crate::oauth::client::{ApplicationType, GrantTypes, NewClient, TokenEndpointAuthMethod};
 use crate::oauth::redirect_uri;
 use crate::oauth::scope::ScopeSet;
 use serde_json::{Map, Value};
@@ -18,61 +18,6 @@ use std::borrow::Cow;
 
 const MAX_REDIRECT_URIS: usize = 20;
 const MAX_NAME_CHARS: usize = 200;
-
-/// The kind of application a client is (OpenID DCR `application_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApplicationType {
-    Native,
-    Web,
-}
-
-impl ApplicationType {
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "native" => Some(Self::Native),
-            "web" => Some(Self::Web),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Native => "native",
-            Self::Web => "web",
-        }
-    }
-
-    /// The type of a client that did not say: `native` when a redirect URI is a loopback or
-    /// private-use one, else `web`.
-    pub fn infer(redirect_uris: &[String]) -> Self {
-        let native = redirect_uris.iter().any(|uri| {
-            url::Url::parse(uri).is_ok_and(|u| {
-                !matches!(u.scheme(), "http" | "https") || redirect_uri::is_loopback_host(&u)
-            })
-        });
-        if native { Self::Native } else { Self::Web }
-    }
-
-    /// Checks a redirect URI (already valid for registration) against this type's rules.
-    pub fn allows(self, uri: &str) -> Result<(), &'static str> {
-        let Ok(url) = url::Url::parse(uri) else {
-            return Err("redirect URIs must be absolute URIs");
-        };
-        match self {
-            Self::Web if url.scheme() != "https" => {
-                Err("web applications may register only https redirect URIs")
-            }
-            Self::Web if redirect_uri::is_loopback_host(&url) => {
-                Err("web applications may not use a loopback host in redirect URIs")
-            }
-            Self::Web => Ok(()),
-            Self::Native if url.scheme() == "http" && !redirect_uri::is_loopback_host(&url) => {
-                Err("native applications may use http only with a loopback host")
-            }
-            Self::Native => Ok(()),
-        }
-    }
-}
 
 /// Why metadata is refused: the OAuth error code and a fixed description that never echoes input.
 #[derive(Debug, Clone, PartialEq, Eq)]

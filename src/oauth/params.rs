@@ -4,6 +4,14 @@
 
 use std::collections::HashMap;
 
+/// Longest `client_id` an endpoint looks up; a longer one names no client (a URL client id is at
+/// most [`crate::oauth::client_id_url::MAX_URL_LEN`] long, the same).
+pub const MAX_CLIENT_ID_LEN: usize = 512;
+
+/// Longest refresh token an endpoint looks up; the ones this server issues are much shorter, so a
+/// longer one is not ours.
+pub const MAX_REFRESH_TOKEN_LEN: usize = 512;
+
 /// Parameters by name, each present at most once. Parameters sent without a value are treated as
 /// omitted (RFC 6749 section 3.1).
 #[derive(Debug, Default, Clone)]

@@ -38,11 +38,23 @@ pub fn resolve<'a>(
         return Ok(default);
     };
     validate_shape(requested)?;
+    known_spelling(requested, known).ok_or(ResourceError::Unknown)
+}
+
+/// The resource indicator of a token request (`/token`), as the server recorded it: its shape
+/// checked, then spelled as the known resource it names, or left as sent when it names none (the
+/// code or refresh token it is compared with then refuses it).
+pub fn canonicalize<'a>(requested: &'a str, known: &'a [String]) -> Result<&'a str, ResourceError> {
+    validate_shape(requested)?;
+    Ok(known_spelling(requested, known).unwrap_or(requested))
+}
+
+/// The known resource that `requested` names ([`same_resource`]), spelled as it is known.
+fn known_spelling<'a>(requested: &str, known: &'a [String]) -> Option<&'a str> {
     known
         .iter()
         .find(|k| same_resource(k, requested))
         .map(String::as_str)
-        .ok_or(ResourceError::Unknown)
 }
 
 /// Exact string equality, except that an origin with an empty path equals the same origin with
@@ -103,5 +115,29 @@ mod tests {
             resolve(Some("urn:example"), &known, d),
             Err(ResourceError::NotAbsolute)
         );
+    }
+
+    #[test]
+    fn canonicalize_cases() {
+        let known = vec![
+            "http://localhost:8990".to_string(),
+            "http://localhost:8990/mcp".to_string(),
+        ];
+        for (requested, expected) in [
+            ("http://localhost:8990", Ok("http://localhost:8990")),
+            ("http://localhost:8990/", Ok("http://localhost:8990")),
+            ("http://localhost:8990/mcp", Ok("http://localhost:8990/mcp")),
+            // Unknown but well-formed: kept as sent, for the grant to refuse.
+            (
+                "http://localhost:8990/mcp/",
+                Ok("http://localhost:8990/mcp/"),
+            ),
+            ("http://other.example/", Ok("http://other.example/")),
+            ("/mcp", Err(ResourceError::NotAbsolute)),
+            ("urn:example", Err(ResourceError::NotAbsolute)),
+            ("http://localhost:8990#x", Err(ResourceError::Fragment)),
+        ] {
+            assert_eq!(canonicalize(requested, &known), expected, "{requested}");
+        }
     }
 }

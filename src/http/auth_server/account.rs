@@ -8,16 +8,15 @@
 //! `Origin` is refused, and the page has the headers of every page (PG-1, PG-2). Without a
 //! signed-in session the page asks the user to sign in through an application first.
 
-use super::AuthState;
 use super::flow::{busy, csrf_matches, current_session, forbidden_form, origin_allowed};
 use super::pages::{AccountClient, AccountPage, cap, error_page, render, with_page_headers};
-use super::token::revoke_access_tokens;
-use crate::actors::clients::Lookup;
-use crate::actors::consents::{ListFor, Revoke};
-use crate::actors::refresh_tokens::{ClientsOf, RevokeFor};
+use super::state::AuthState;
+use crate::actors::ask;
+use crate::actors::clients::LookupClient;
+use crate::actors::consents::{ListConsents, RevokeConsent};
+use crate::actors::refresh_tokens::{CountFamiliesByClient, RevokeClientFamilies};
 use crate::actors::sessions::SignedIn;
-use crate::actors::{AskError, ask};
-use crate::oauth::params::Params;
+use crate::oauth::params::{MAX_CLIENT_ID_LEN, Params};
 use crate::trace::Secret;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -47,7 +46,7 @@ async fn signed_in(state: &AuthState, headers: &HeaderMap) -> Result<(SignedIn, 
 async fn clients_of(state: &AuthState, subject: &str) -> Result<Vec<AccountClient>, Response> {
     let consents = ask(
         &state.consents,
-        ListFor {
+        ListConsents {
             subject: subject.to_string(),
         },
     )
@@ -55,7 +54,7 @@ async fn clients_of(state: &AuthState, subject: &str) -> Result<Vec<AccountClien
     .map_err(busy)?;
     let families = ask(
         &state.refresh_tokens,
-        ClientsOf {
+        CountFamiliesByClient {
             subject: subject.to_string(),
         },
     )
@@ -88,7 +87,7 @@ async fn clients_of(state: &AuthState, subject: &str) -> Result<Vec<AccountClien
     }
     let mut clients: Vec<AccountClient> = by_client.into_values().collect();
     for client in &mut clients {
-        let lookup = Lookup {
+        let lookup = LookupClient {
             client_id: client.client_id.to_string(),
         };
         if let Ok(Some(registered)) = ask(&state.clients, lookup).await {
@@ -142,31 +141,32 @@ pub async fn revoke(State(state): State<AuthState>, headers: HeaderMap, body: By
     if !csrf_matches(&csrf, form.get("csrf_token")) {
         return forbidden_form();
     }
-    let Some(client_id) = form.get("client_id").filter(|c| c.len() <= 512) else {
+    let Some(client_id) = form
+        .get("client_id")
+        .filter(|c| c.len() <= MAX_CLIENT_ID_LEN)
+    else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "Invalid request",
             "Choose an application to revoke.",
         );
     };
-    let forget = Revoke {
+    let forget = RevokeConsent {
         subject: user.subject.clone(),
         client_id: client_id.to_string(),
     };
     if let Err(err) = ask(&state.consents, forget).await {
         return busy(err);
     }
-    let end = RevokeFor {
+    let end = RevokeClientFamilies {
         subject: user.subject.clone(),
         client_id: client_id.to_string(),
     };
+    // `RefreshTokens` revokes the families' access tokens before it answers.
     let ended = match ask(&state.refresh_tokens, end).await {
         Ok(ended) => ended,
         Err(err) => return busy(err),
     };
-    if revoke_access_tokens(&state, &ended).await.is_err() {
-        return busy(AskError::<()>::Busy("Revocations"));
-    }
     tracing::info!(
         sub = %user.subject,
         client_id = %client_id,

@@ -7,26 +7,21 @@
 //! request is parked in the browser session (with a new flow id) and the user is sent to the
 //! login page, or on to consent.
 
-use super::AuthState;
 use super::client_lookup::{NotFound, find_client};
 use super::flow::{busy, found, proceed};
 use super::pages::{cap, error_page};
+use super::state::AuthState;
 use crate::actors::ask;
-use crate::actors::clients::Client;
 use crate::actors::sessions::{AuthorizationRequest, Open, Park};
-use crate::oauth::ErrorCode;
+use crate::oauth::authorization_request::{self, MAX_STATE_LEN};
+use crate::oauth::client::Client;
 use crate::oauth::params::Params;
-use crate::oauth::redirect_uri;
-use crate::oauth::resource::{self, ResourceError};
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::{pkce, scope};
 use crate::trace::FlowId;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-
-const MAX_STATE_LEN: usize = 2048;
 
 pub async fn handle_get(
     State(state): State<AuthState>,
@@ -60,17 +55,8 @@ async fn client_and_redirect(
     state: &AuthState,
     params: &Params,
 ) -> Result<(std::sync::Arc<Client>, String), Response> {
-    if params.is_repeated("client_id") || params.is_repeated("redirect_uri") {
-        return Err(bad_request(
-            "The client_id or redirect_uri parameter is repeated.",
-        ));
-    }
-    let Some(client_id) = params.get("client_id") else {
-        return Err(bad_request("The request has no client_id."));
-    };
-    if client_id.len() > 512 {
-        return Err(bad_request("The client_id is not valid."));
-    }
+    let client_id =
+        authorization_request::client_id(params).map_err(|err| bad_request(err.message()))?;
     let client = match find_client(state, client_id).await {
         Ok(client) => client,
         Err(NotFound::Unknown) => {
@@ -90,130 +76,10 @@ async fn client_and_redirect(
         }
         Err(NotFound::Busy(err)) => return Err(busy(err)),
     };
-    let redirect_uri = match params.get("redirect_uri") {
-        Some(uri) => {
-            if !client
-                .redirect_uris
-                .iter()
-                .any(|registered| redirect_uri::matches(registered, uri))
-            {
-                return Err(bad_request(
-                    "The redirect_uri does not match any redirect URI registered for this application.",
-                ));
-            }
-            uri.to_string()
-        }
-        None => match &*client.redirect_uris {
-            [only] => only.to_string(),
-            _ => {
-                return Err(bad_request(
-                    "The request has no redirect_uri and the application registered several.",
-                ));
-            }
-        },
-    };
+    let redirect_uri = authorization_request::redirect_uri(params, &client.redirect_uris[..])
+        .map_err(|err| bad_request(err.message()))?
+        .to_string();
     Ok((client, redirect_uri))
-}
-
-/// Validated parts of a request, or the error to send back to the client.
-struct Validated {
-    code_challenge: String,
-    scope: ScopeSet,
-    resource: String,
-}
-
-fn validate(
-    state: &AuthState,
-    client: &Client,
-    params: &Params,
-) -> Result<Validated, (ErrorCode, &'static str)> {
-    if params.repeated().is_some() {
-        return Err((ErrorCode::InvalidRequest, "a parameter is repeated"));
-    }
-    match params.get("response_type") {
-        None => return Err((ErrorCode::InvalidRequest, "response_type is required")),
-        Some("code") => {}
-        Some(_) => {
-            return Err((
-                ErrorCode::UnsupportedResponseType,
-                "only response_type=code is supported",
-            ));
-        }
-    }
-    if params.get("state").is_some_and(|s| s.len() > MAX_STATE_LEN) {
-        return Err((ErrorCode::InvalidRequest, "state is too long"));
-    }
-    let Some(challenge) = params.get("code_challenge") else {
-        return Err((
-            ErrorCode::InvalidRequest,
-            "code_challenge is required (PKCE with S256)",
-        ));
-    };
-    match params.get("code_challenge_method") {
-        Some(pkce::S256) => {}
-        None => {
-            return Err((
-                ErrorCode::InvalidRequest,
-                "code_challenge_method=S256 is required",
-            ));
-        }
-        Some(_) => {
-            return Err((
-                ErrorCode::InvalidRequest,
-                "only the S256 code_challenge_method is supported",
-            ));
-        }
-    }
-    if !pkce::is_valid_s256_challenge(challenge) {
-        return Err((
-            ErrorCode::InvalidRequest,
-            "code_challenge is not a valid S256 challenge",
-        ));
-    }
-    let allowed = match &client.scope {
-        Some(registered) => ScopeSet::parse(registered).unwrap_or_default(),
-        None => ScopeSet::all_supported(),
-    };
-    let scope = match params.get("scope") {
-        None => allowed.clone(),
-        Some(requested) => match ScopeSet::parse_supported(requested) {
-            Ok(set) if set.is_empty() => allowed.clone(),
-            Ok(set) => set,
-            Err(_) => {
-                return Err((
-                    ErrorCode::InvalidScope,
-                    "a requested scope is not supported",
-                ));
-            }
-        },
-    };
-    if !scope.is_subset(&allowed) {
-        return Err((
-            ErrorCode::InvalidScope,
-            "a requested scope is not allowed for this client",
-        ));
-    }
-    let config = &state.config;
-    let resource = resource::resolve(
-        params.get("resource"),
-        &config.known_resources,
-        &config.resource,
-    )
-    .map_err(|err| {
-        (
-            ErrorCode::InvalidTarget,
-            match err {
-                ResourceError::NotAbsolute => "resource must be an absolute URI",
-                ResourceError::Fragment => "resource must not contain a fragment",
-                ResourceError::Unknown => "resource is not served by this authorization server",
-            },
-        )
-    })?;
-    Ok(Validated {
-        code_challenge: challenge.to_string(),
-        scope,
-        resource: resource.to_string(),
-    })
 }
 
 async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Response {
@@ -223,10 +89,21 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
         Err(page) => return page,
     };
     let flow = FlowId::mint();
-    let validated = validate(state, &client, &params);
+    let config = &state.config;
+    let validated = authorization_request::validate(
+        &params,
+        client.scope.as_deref(),
+        &config.known_resources,
+        &config.resource,
+    );
     let (code_challenge, scope, resource, error) = match validated {
         Ok(v) => (v.code_challenge, v.scope, v.resource, None),
-        Err(err) => (String::new(), ScopeSet::default(), String::new(), Some(err)),
+        Err(err) => (
+            String::new(),
+            ScopeSet::default(),
+            String::new(),
+            Some((err.code, err.description)),
+        ),
     };
     tracing::info!(
         flow = %flow,
@@ -262,7 +139,7 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
             Ok(opened) => {
                 let cookie = state
                     .cookie
-                    .set(&opened.sid, state.config.session_ttl_seconds);
+                    .set(&opened.sid, state.config.sessions.ttl.as_secs());
                 (opened.sid, None, Some(cookie))
             }
             Err(err) => return busy(err),
@@ -287,9 +164,4 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
-}
-
-/// Scope descriptions for the consent page.
-pub fn describe_scopes(set: &ScopeSet) -> Vec<(&str, &'static str)> {
-    set.iter().map(|s| (s, scope::describe(s))).collect()
 }

@@ -2,10 +2,11 @@
 //! client from `ClientRegistry`, or, for a `client_id` that is a URL, the client its metadata
 //! document describes (`ClientMetadataDocuments`, CL-3) while documents are enabled.
 
-use super::AuthState;
-use crate::actors::client_metadata::{DocumentError, Resolve};
-use crate::actors::clients::{Client, Lookup};
+use super::state::AuthState;
+use crate::actors::client_metadata::{DocumentError, ResolveClientDocument};
+use crate::actors::clients::LookupClient;
 use crate::actors::{AskError, ask};
+use crate::oauth::client::Client;
 use crate::oauth::client_id_url;
 use crate::store::StoreError;
 use kameo::error::Infallible;
@@ -23,8 +24,8 @@ pub enum NotFound {
 }
 
 pub async fn find_client(state: &AuthState, client_id: &str) -> Result<Arc<Client>, NotFound> {
-    if client_id_url::is_url_client_id(client_id) && !state.config.no_client_metadata_documents {
-        let resolve = Resolve {
+    if client_id_url::is_url_client_id(client_id) && state.config.cimd.enabled {
+        let resolve = ResolveClientDocument {
             client_id: client_id.to_string(),
         };
         let resolved = ask(&state.client_documents, resolve)
@@ -32,7 +33,7 @@ pub async fn find_client(state: &AuthState, client_id: &str) -> Result<Arc<Clien
             .map_err(|err| NotFound::Busy(never_rejected(err)))?;
         return resolved.client().await.map_err(NotFound::Document);
     }
-    let lookup = Lookup {
+    let lookup = LookupClient {
         client_id: client_id.to_string(),
     };
     match ask(&state.clients, lookup).await {

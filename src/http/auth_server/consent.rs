@@ -4,19 +4,19 @@
 //! `access_denied`. The parked request is taken out of the session once, so a decision cannot be
 //! replayed or applied to another request.
 
-use super::AuthState;
-use super::authorize::describe_scopes;
 use super::flow::{
     busy, csrf_matches, current_session, error_redirect, forbidden_form, issue_code,
     origin_allowed, request_gone,
 };
 use super::pages::{ConsentPage, error_page, render};
+use super::state::AuthState;
 use crate::actors::ask;
-use crate::actors::consents::Grant;
+use crate::actors::consents::GrantConsent;
 use crate::actors::sessions::{Peek, Take};
 use crate::oauth::ErrorCode;
 use crate::oauth::params::Params;
 use crate::oauth::redirect_uri;
+use crate::oauth::scope::{self, ScopeSet};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -134,7 +134,7 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
             "the user denied the request",
         );
     }
-    let grant = Grant {
+    let grant = GrantConsent {
         subject: user.subject.clone(),
         client_id: request.client_id.clone(),
         scope: request.scope.clone(),
@@ -149,4 +149,9 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
         );
     }
     issue_code(&state, &user, request).await
+}
+
+/// Scope descriptions for the consent page.
+fn describe_scopes(set: &ScopeSet) -> Vec<(&str, &'static str)> {
+    set.iter().map(|s| (s, scope::describe(s))).collect()
 }

@@ -3,11 +3,13 @@
 //! issuing the code, and the 302 back to the client with `code`/`error`, `state` and `iss`
 //! (RFC 9207).
 
-use super::AuthState;
 use super::pages::{error_page, with_page_headers};
-use crate::actors::codes::{Grant, Issue};
-use crate::actors::consents::Check;
-use crate::actors::sessions::{AuthorizationRequest, Peek, Resolve, SessionView, SignedIn, Take};
+use super::state::AuthState;
+use crate::actors::codes::{Grant, IssueCode};
+use crate::actors::consents::CheckConsent;
+use crate::actors::sessions::{
+    AuthorizationRequest, Peek, ResolveSession, SessionView, SignedIn, Take,
+};
 use crate::actors::{AskError, ask};
 use crate::oauth::ErrorCode;
 use crate::trace::Secret;
@@ -104,7 +106,7 @@ pub async fn current_session(
     let Some(sid) = state.cookie.read(headers) else {
         return Ok(None);
     };
-    let view = ask(&state.sessions, Resolve { sid: sid.clone() })
+    let view = ask(&state.sessions, ResolveSession { sid: sid.clone() })
         .await
         .map_err(busy)?;
     Ok(view.map(|v| (sid, v)))
@@ -130,7 +132,7 @@ pub async fn proceed(
     let remembered = if request.error.is_some() {
         true
     } else {
-        let check = Check {
+        let check = CheckConsent {
             subject: user.subject.clone(),
             client_id: request.client_id.clone(),
             scope: request.scope.clone(),
@@ -178,7 +180,7 @@ pub async fn issue_code(
         resource: request.resource.clone(),
         flow: request.flow.clone(),
     };
-    match ask(&state.codes, Issue(grant)).await {
+    match ask(&state.codes, IssueCode(grant)).await {
         Ok(code) => {
             tracing::info!(flow = %request.flow, client_id = %request.client_id, sub = %user.subject, code = %code, "authorization approved, code issued");
             redirect_to_client(

@@ -13,55 +13,22 @@
 //! and introspecting never rotates or revokes anything. `token_type_hint` only chooses which
 //! kind is tried first. Anything else is `{"active": false}`, with nothing more.
 
-use super::AuthState;
-use super::token::authenticate_client;
+use super::access_token::verify_access_token;
+use super::client_auth;
+use super::form::FormRequest;
+use super::state::AuthState;
 use crate::actors::ask;
-use crate::actors::refresh_tokens::Inspect;
+use crate::actors::refresh_tokens::InspectRefreshToken;
 use crate::actors::revocations::IsRevoked;
-use crate::actors::signing_keys::VerifyingKey;
 use crate::http::error::{JsonError, no_store};
 use crate::oauth::ErrorCode;
-use crate::oauth::params::Params;
+use crate::oauth::params::{MAX_REFRESH_TOKEN_LEN, Params};
 use crate::trace::Secret;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use jsonwebtoken::{Algorithm, Validation, decode};
 use serde_json::{Value, json};
-
-/// Longest token read; anything longer is not one of ours.
-const MAX_TOKEN_LEN: usize = 8192;
-
-/// The claims of an access token this server signed (with any key it still publishes, current or
-/// retired) and that has not expired, or `None`. Revocation is not checked here.
-pub(super) async fn verify_access_token(
-    state: &AuthState,
-    token: &str,
-) -> Result<Option<Value>, JsonError> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Ok(None);
-    }
-    let kid = jsonwebtoken::decode_header(token)
-        .ok()
-        .and_then(|header| header.kid)
-        .filter(|kid| kid.len() <= 256);
-    let Some(kid) = kid else {
-        return Ok(None);
-    };
-    let Some(key) = ask(&state.keys, VerifyingKey { kid }).await? else {
-        return Ok(None);
-    };
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_issuer(&[state.config.issuer.as_str()]);
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
-    validation.leeway = 0;
-    Ok(decode::<Value>(token, &key, &validation)
-        .ok()
-        .map(|data| data.claims))
-}
 
 /// Who is asking.
 enum Caller {
@@ -73,7 +40,7 @@ enum Caller {
 
 /// The resource-server credential, when configured and presented.
 fn resource_server_credential(state: &AuthState, headers: &HeaderMap) -> Option<bool> {
-    let expected = state.config.introspection_secret.as_deref()?;
+    let expected = state.config.introspection_secret.as_ref()?.expose();
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, presented) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
@@ -100,7 +67,7 @@ async fn authenticate(
     if is_bearer {
         return Err(invalid("introspection credential refused"));
     }
-    let client = authenticate_client(state, headers, form).await?;
+    let client = client_auth::authenticate(state, headers, form).await?;
     if client.is_public() {
         return Err(invalid("introspection requires client authentication"));
     }
@@ -122,24 +89,24 @@ async fn access_token(
     let Some(c) = verify_access_token(state, token).await? else {
         return Ok(None);
     };
-    if !may_see(caller, c["client_id"].as_str().unwrap_or_default()) {
+    if !may_see(caller, &c.client_id) {
         return Ok(None);
     }
-    let jti = c["jti"].as_str().unwrap_or_default().to_string();
+    let jti = c.jti.clone();
     if ask(&state.revocations, IsRevoked { jti }).await? {
         return Ok(None);
     }
     Ok(Some(json!({
         "active": true,
         "token_type": "Bearer",
-        "scope": c["scope"],
-        "client_id": c["client_id"],
-        "sub": c["sub"],
-        "aud": c["aud"],
-        "iss": c["iss"],
-        "exp": c["exp"],
-        "iat": c["iat"],
-        "jti": c["jti"],
+        "scope": c.scope,
+        "client_id": c.client_id,
+        "sub": c.sub,
+        "aud": c.aud,
+        "iss": c.iss,
+        "exp": c.exp,
+        "iat": c.iat,
+        "jti": c.jti,
     })))
 }
 
@@ -148,10 +115,10 @@ async fn refresh_token(
     caller: &Caller,
     token: &str,
 ) -> Result<Option<Value>, JsonError> {
-    if token.len() > 512 {
+    if token.len() > MAX_REFRESH_TOKEN_LEN {
         return Ok(None);
     }
-    let inspect = Inspect {
+    let inspect = InspectRefreshToken {
         token: Secret::new(token),
     };
     let Some(found) = ask(&state.refresh_tokens, inspect).await? else {
@@ -175,17 +142,11 @@ async fn refresh_token(
 
 pub async fn handler(
     State(state): State<AuthState>,
-    headers: HeaderMap,
-    body: Bytes,
+    FormRequest {
+        headers,
+        params: form,
+    }: FormRequest,
 ) -> Result<Response, JsonError> {
-    if !crate::http::content_type_is(&headers, crate::http::FORM) {
-        return Err(JsonError::new(
-            ErrorCode::InvalidRequest,
-            "the request body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let form = Params::parse(&body)
-        .map_err(|_| JsonError::new(ErrorCode::InvalidRequest, "a parameter is repeated"))?;
     let caller = authenticate(&state, &headers, &form).await?;
     let token = form
         .get("token")

@@ -1,6 +1,6 @@
 //! `GET /oauth/jwks`: the published signing keys (RFC 7517), from `SigningKeys`.
 
-use super::AuthState;
+use super::state::AuthState;
 use crate::actors::ask;
 use crate::actors::signing_keys::Jwks;
 use crate::http::error::JsonError;

@@ -1,13 +1,13 @@
-//! `GET|POST /login` and `POST /logout`: signing in to the authorization server (PG-1, PG-3).
+//! `GET|POST /login`: signing in to the authorization server (PG-1, PG-3).
 //! The form carries the session's CSRF token and the parked request's id; a successful login
 //! replaces the session id and goes on with the request.
 
-use super::AuthState;
 use super::flow::{
     busy, csrf_matches, current_session, forbidden_form, origin_allowed, proceed, request_gone,
 };
 use super::pages::{LoginPage, render};
-use crate::actors::sessions::{Login, Logout, Peek, SignedIn};
+use super::state::AuthState;
+use crate::actors::sessions::{Login, Peek, SignedIn};
 use crate::actors::throttle::{Endpoint, Limited, LoginAllowed, LoginSucceeded};
 use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::net::SocketAddr;
 
 pub async fn show(
@@ -89,7 +89,7 @@ pub async fn submit(
     if !origin_allowed(&state, &headers) {
         return forbidden_form();
     }
-    if let Err(limited) = super::admit(&state, Endpoint::Login, peer).await {
+    if let Err(limited) = super::rate_limit::admit(&state, Endpoint::Login, peer).await {
         return throttled(limited);
     }
     let Ok(mut form) = Params::parse(&body) else {
@@ -164,7 +164,7 @@ pub async fn submit(
         header::SET_COOKIE,
         state
             .cookie
-            .set(&opened.sid, state.config.session_ttl_seconds),
+            .set(&opened.sid, state.config.sessions.ttl.as_secs()),
     );
     response
 }
@@ -181,28 +181,5 @@ fn throttled(limited: Limited) -> Response {
     if let Ok(value) = HeaderValue::from_str(&limited.seconds().to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
-    response
-}
-
-pub async fn logout(State(state): State<AuthState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !origin_allowed(&state, &headers) {
-        return forbidden_form();
-    }
-    let form = Params::parse_lenient(&body);
-    if let Ok(Some((sid, view))) = current_session(&state, &headers).await {
-        if !csrf_matches(&view.csrf, form.get("csrf_token")) {
-            return forbidden_form();
-        }
-        if let Err(err) = ask(&state.sessions, Logout { sid }).await {
-            return busy(err);
-        }
-    }
-    let mut response = (StatusCode::OK, "Signed out.").into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, state.cookie.clear());
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

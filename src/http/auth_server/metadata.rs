@@ -4,7 +4,7 @@
 //! dynamic registration it names no `registration_endpoint`; `client_id_metadata_document_supported`
 //! says whether URL client ids are fetched (CL-3).
 
-use super::AuthState;
+use super::state::AuthState;
 use crate::oauth::scope;
 use axum::Json;
 use axum::extract::State;
@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-pub fn document(config: &crate::config::AuthServerConfig) -> Value {
+pub fn document(config: &crate::config::AuthSettings) -> Value {
     let scopes: Vec<&str> = scope::SUPPORTED.iter().map(|(s, _)| *s).collect();
     let mut document = json!({
         "issuer": config.issuer,
@@ -34,9 +34,9 @@ pub fn document(config: &crate::config::AuthServerConfig) -> Value {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "resource_indicators_supported": true,
-        "client_id_metadata_document_supported": !config.no_client_metadata_documents,
+        "client_id_metadata_document_supported": config.cimd.enabled,
     });
-    if config.no_dynamic_registration
+    if !config.registration.dynamic
         && let Some(fields) = document.as_object_mut()
     {
         fields.remove("registration_endpoint");

@@ -1,74 +1,61 @@
 //! The authorization server: OAuth 2.1 authorization code + PKCE, dynamic client registration,
 //! RFC 8414 / OpenID discovery metadata, the JWKS, and the login and consent pages. One file per
-//! endpoint; `flow.rs` holds the steps shared by `/authorize`, `/login` and `/consent`.
+//! endpoint (the handlers, which never import one another); beside them the files they share:
+//! `state.rs` (what every handler holds), `router.rs` (which handler serves which route),
+//! `form.rs` and `client_auth.rs` (the opening of the form-encoded machine endpoints and their
+//! client authentication, as extractors), `flow.rs` (the steps shared by `/authorize`, `/login`
+//! and `/consent`), `pages.rs`, `client_lookup.rs`, `rate_limit.rs`, `access_token.rs` and
+//! `revocation.rs`. This file builds the state and runs the server.
 
+mod access_token;
 mod account;
 mod assets;
 mod authorize;
+mod client_auth;
 mod client_lookup;
 mod consent;
 mod flow;
+mod form;
 mod introspect;
 mod jwks;
 mod login;
+mod logout;
 mod metadata;
 pub mod pages;
+mod rate_limit;
 mod register;
 mod revoke;
+mod router;
+mod state;
 mod token;
+
+pub use state::AuthState;
 
 use crate::actors::client_metadata::ClientMetadataArgs;
 use crate::actors::clients::ClientRegistryArgs;
 use crate::actors::codes::AuthorizationCodesArgs;
 use crate::actors::consents::ConsentsArgs;
-use crate::actors::refresh_tokens::{RefreshTokenStore, RefreshTokensArgs};
+use crate::actors::refresh_tokens::RefreshTokensArgs;
 use crate::actors::revocations::RevocationsArgs;
 use crate::actors::sessions::SessionsArgs;
-use crate::actors::signing_keys::{ActiveKey, KeyError, SigningKeysArgs};
-use crate::actors::throttle::{Endpoint, Limited, ThrottleArgs};
+use crate::actors::signing_keys::{KeyError, SigningKeysArgs};
+use crate::actors::throttle::ThrottleArgs;
 use crate::actors::{
     AuthorizationCodes, ClientMetadataDocuments, ClientRegistry, Consents, RefreshTokens,
     Revocations, Sessions, SignerPool, SigningKeys, Supervisor, Throttle, TokenSigner,
     spawn_supervised,
 };
-use crate::config::AuthServerConfig;
+use crate::config::{AuthSettings, ConfigError, StoreSettings};
+use crate::oauth::client::Client;
+use crate::oauth::jws::ActiveKey;
 use crate::store::cipher::{CipherError, KeyCipher};
-use crate::store::{MemoryStore, SharedStore, SqliteStore, Store, StoreError};
-use crate::users::{UserDirectory, UserError};
+use crate::store::{MemoryStore, RefreshTokenStore, SharedStore, SqliteStore, Store, StoreError};
+use crate::users::UserError;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use kameo::actor::ActorRef;
 use pages::SessionCookie;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowHeaders, Any, CorsLayer};
-use tower_http::timeout::RequestBodyTimeoutLayer;
-
-/// What every handler of the authorization server may use: immutable configuration and actor
-/// references.
-#[derive(Clone)]
-pub struct AuthState {
-    /// Parent of this server's actors; they live as long as the state does.
-    pub supervisor: ActorRef<Supervisor>,
-    pub config: Arc<AuthServerConfig>,
-    pub users: UserDirectory,
-    pub cookie: SessionCookie,
-    pub clients: ActorRef<ClientRegistry>,
-    /// Fetched Client ID Metadata Documents (URL client ids).
-    pub client_documents: ActorRef<ClientMetadataDocuments>,
-    pub codes: ActorRef<AuthorizationCodes>,
-    pub consents: ActorRef<Consents>,
-    pub sessions: ActorRef<Sessions>,
-    pub keys: ActorRef<SigningKeys>,
-    pub signers: SignerPool,
-    pub throttle: ActorRef<Throttle>,
-    pub revocations: ActorRef<Revocations>,
-    pub refresh_tokens: ActorRef<RefreshTokens>,
-    pub metadata: Arc<serde_json::Value>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -87,6 +74,10 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Cipher(#[from] CipherError),
+    /// A setting names a file that cannot be used (the pre-registered clients): a bad setting,
+    /// reported as one line naming it.
+    #[error(transparent)]
+    Setting(#[from] ConfigError),
 }
 
 /// The authorization server, bound to its port and ready to run.
@@ -100,70 +91,77 @@ pub struct AuthServer {
 
 impl AuthServer {
     /// Binds the configured address and builds the server.
-    pub async fn build(config: AuthServerConfig) -> Result<Self, BuildError> {
-        let addr = config.listen_addr();
+    pub async fn build(settings: AuthSettings) -> Result<Self, BuildError> {
+        let preregistered = preregistered_clients(&settings)?;
+        let addr = settings.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| BuildError::Bind { addr, source })?;
-        Self::build_on(listener, config).await
+        Self::build_with(listener, settings, preregistered).await
     }
 
     /// Builds the server on a listener already bound (port 0 in tests).
     pub async fn build_on(
         listener: TcpListener,
-        config: AuthServerConfig,
+        settings: AuthSettings,
     ) -> Result<Self, BuildError> {
-        let (store, cipher): (SharedStore, KeyCipher) = if config.in_memory {
-            tracing::info!(
-                "in-memory mode: clients, consents, revocations and signing keys are lost at exit"
-            );
-            (Arc::new(MemoryStore::new()), KeyCipher::ephemeral()?)
-        } else {
-            let store = SqliteStore::open(&config.data_dir).await?;
-            let secret = match &config.key_encryption_secret {
-                Some(secret) => secret.as_bytes().to_vec(),
-                None => crate::store::cipher::secret_from_file(&config.data_dir)?,
-            };
-            tracing::info!(store = %store.describe(), "store opened");
-            (Arc::new(store), KeyCipher::from_secret(&secret)?)
+        let preregistered = preregistered_clients(&settings)?;
+        Self::build_with(listener, settings, preregistered).await
+    }
+
+    /// Builds the server from its settings and the clients of its clients file (read first, so
+    /// that a bad file stops the start before the store is opened).
+    async fn build_with(
+        listener: TcpListener,
+        settings: AuthSettings,
+        preregistered: Vec<Arc<Client>>,
+    ) -> Result<Self, BuildError> {
+        let (store, cipher): (SharedStore, KeyCipher) = match &settings.store {
+            StoreSettings::InMemory => {
+                tracing::info!(
+                    "in-memory mode: clients, consents, revocations and signing keys are lost at exit"
+                );
+                (Arc::new(MemoryStore::new()), KeyCipher::ephemeral()?)
+            }
+            StoreSettings::Directory(data_dir) => {
+                let store = SqliteStore::open(data_dir).await?;
+                let secret = match &settings.keys.encryption_secret {
+                    Some(secret) => secret.expose().as_bytes().to_vec(),
+                    None => crate::store::cipher::secret_from_file(data_dir)?,
+                };
+                tracing::info!(store = %store.describe(), "store opened");
+                (Arc::new(store), KeyCipher::from_secret(&secret)?)
+            }
         };
         let cipher = Arc::new(cipher);
-        let users = crate::users::load(config.users_file.as_deref(), &store).await?;
+        let users = crate::users::load(settings.login.users_file.as_deref(), &store).await?;
         let key = crate::actors::signing_keys::load_or_create(&store, &cipher).await?;
         let (current_key, signer_key) = tokio::sync::watch::channel(Arc::clone(&key));
         let supervisor = Supervisor::start();
         let clients = spawn_supervised::<ClientRegistry>(
             &supervisor,
             ClientRegistryArgs {
-                max_clients: config.max_clients,
-                unused_ttl: Duration::from_secs(config.unused_client_ttl_seconds),
+                max_clients: settings.limits.max_clients,
+                unused_ttl: settings.registration.unused_client_ttl,
                 store: Arc::clone(&store),
-                preregistered: config.preregistered.clone(),
+                preregistered,
             },
         )
         .await;
         let client_documents = spawn_supervised::<ClientMetadataDocuments>(
             &supervisor,
             ClientMetadataArgs {
-                allow_private: config.cimd_allow_private,
-                timeout: Duration::from_secs(config.cimd_timeout_seconds),
-                max_entries: 10_000,
-                extra_schemes: config.extra_redirect_schemes.clone(),
-            },
-        )
-        .await;
-        let codes = spawn_supervised::<AuthorizationCodes>(
-            &supervisor,
-            AuthorizationCodesArgs {
-                ttl: Duration::from_secs(config.auth_code_ttl_seconds),
-                max_codes: config.max_codes,
+                allow_private: settings.cimd.allow_private,
+                timeout: settings.cimd.timeout,
+                max_entries: settings.limits.max_client_documents,
+                extra_schemes: settings.registration.extra_redirect_schemes.clone(),
             },
         )
         .await;
         let consents = spawn_supervised::<Consents>(
             &supervisor,
             ConsentsArgs {
-                ttl: Duration::from_secs(config.consent_ttl_seconds),
+                ttl: settings.sessions.consent_ttl,
                 store: Arc::clone(&store),
             },
         )
@@ -171,11 +169,11 @@ impl AuthServer {
         let sessions = spawn_supervised::<Sessions>(
             &supervisor,
             SessionsArgs {
-                session_ttl: Duration::from_secs(config.session_ttl_seconds),
-                pending_ttl: Duration::from_secs(config.pending_request_ttl_seconds),
-                max_sessions: config.max_sessions,
-                max_pending: config.max_pending_requests,
-                max_pending_per_session: 32,
+                session_ttl: settings.sessions.ttl,
+                pending_ttl: settings.sessions.pending_request_ttl,
+                max_sessions: settings.limits.max_sessions,
+                max_pending: settings.limits.max_pending_requests,
+                max_pending_per_session: settings.limits.max_pending_per_session,
             },
         )
         .await;
@@ -185,10 +183,9 @@ impl AuthServer {
                 store: Arc::clone(&store),
                 cipher,
                 current: Arc::new(current_key),
-                rotation: (config.key_rotation_seconds > 0)
-                    .then(|| Duration::from_secs(config.key_rotation_seconds)),
-                publication_delay: Duration::from_secs(config.key_publication_delay_seconds),
-                retention: Duration::from_secs(config.access_token_ttl_seconds),
+                rotation: settings.keys.rotation,
+                publication_delay: settings.keys.publication_delay,
+                retention: settings.tokens.access_ttl,
             },
         )
         .await;
@@ -200,20 +197,20 @@ impl AuthServer {
         let throttle = spawn_supervised::<Throttle>(
             &supervisor,
             ThrottleArgs {
-                register_per_minute: config.rate_register_per_minute,
-                token_per_minute: config.rate_token_per_minute,
-                login_per_minute: config.rate_login_per_minute,
-                failures_per_account: config.login_failures_per_account,
-                failures_per_source: config.login_failures_per_source,
-                lockout: Duration::from_secs(config.login_lockout_seconds),
-                max_entries: 200_000,
+                register_per_minute: settings.rates.register_per_minute,
+                token_per_minute: settings.rates.token_per_minute,
+                login_per_minute: settings.rates.login_per_minute,
+                failures_per_account: settings.login.failures_per_account,
+                failures_per_source: settings.login.failures_per_source,
+                lockout: settings.login.lockout,
+                max_entries: settings.limits.max_throttle_entries,
             },
         )
         .await;
         let revocations = spawn_supervised::<Revocations>(
             &supervisor,
             RevocationsArgs {
-                max_entries: 1_000_000,
+                max_entries: settings.limits.max_revocations,
                 store: Arc::clone(&store),
             },
         )
@@ -221,19 +218,34 @@ impl AuthServer {
         let refresh_tokens = spawn_supervised::<RefreshTokens>(
             &supervisor,
             RefreshTokensArgs {
-                idle_ttl: Duration::from_secs(config.refresh_idle_ttl_seconds),
-                absolute_ttl: Duration::from_secs(config.refresh_absolute_ttl_seconds),
-                grace: Duration::from_secs(config.refresh_grace_seconds),
-                max_families: config.max_refresh_families,
+                idle_ttl: settings.tokens.refresh.idle_ttl,
+                absolute_ttl: settings.tokens.refresh.absolute_ttl,
+                grace: settings.tokens.refresh.grace,
+                max_families: settings.limits.max_refresh_families,
                 store: Arc::clone(&store) as Arc<dyn RefreshTokenStore>,
+                revocations: revocations.clone(),
             },
         )
         .await;
-        let cookie = SessionCookie::new(config.is_https(), &config.session_secret);
-        let metadata = Arc::new(metadata::document(&config));
+        let codes = spawn_supervised::<AuthorizationCodes>(
+            &supervisor,
+            AuthorizationCodesArgs {
+                ttl: settings.tokens.code_ttl,
+                max_codes: settings.limits.max_codes,
+                access_ttl: settings.tokens.access_ttl,
+                revocations: revocations.clone(),
+                refresh_tokens: refresh_tokens.clone(),
+            },
+        )
+        .await;
+        let cookie = SessionCookie::new(
+            settings.is_https(),
+            settings.sessions.cookie_secret.expose(),
+        );
+        let metadata = Arc::new(metadata::document(&settings));
         let state = AuthState {
             supervisor,
-            config: Arc::new(config),
+            config: Arc::new(settings),
             users,
             cookie,
             clients,
@@ -248,7 +260,7 @@ impl AuthServer {
             refresh_tokens,
             metadata,
         };
-        let router = router(state.clone());
+        let router = router::router(state.clone());
         Ok(AuthServer {
             listener,
             router,
@@ -289,7 +301,7 @@ impl AuthServer {
             listen = %self.listener.local_addr()?,
             "authorization server listening"
         );
-        let read_timeout = Duration::from_secs(self.state.config.read_timeout_seconds);
+        let read_timeout = self.state.config.read_timeout;
         let served = crate::http::serve(self.listener, self.router, read_timeout, shutdown).await;
         flush(&self.state).await;
         self.store.close().await;
@@ -299,6 +311,19 @@ impl AuthServer {
         );
         served
     }
+}
+
+/// The clients of the clients file, if one is configured (none otherwise).
+fn preregistered_clients(settings: &AuthSettings) -> Result<Vec<Arc<Client>>, ConfigError> {
+    let registration = &settings.registration;
+    let Some(path) = &registration.clients_file else {
+        return Ok(Vec::new());
+    };
+    let schemes = &registration.extra_redirect_schemes;
+    crate::clients_file::load(path, schemes).map_err(|e| ConfigError {
+        setting: "AUTH_SERVER_CLIENTS_FILE",
+        reason: e.to_string(),
+    })
 }
 
 /// Waits until every actor that writes to the store has handled what is in its mailbox: a
@@ -312,86 +337,4 @@ async fn flush(state: &AuthState) {
         crate::actors::ask(&state.refresh_tokens, Flush),
         crate::actors::ask(&state.keys, Flush),
     );
-}
-
-/// Takes a token from the source's bucket for `endpoint`. A throttle that cannot answer admits
-/// the request: rate limiting must never take the server down with it.
-pub async fn admit(state: &AuthState, endpoint: Endpoint, peer: SocketAddr) -> Result<(), Limited> {
-    let msg = crate::actors::throttle::Admit {
-        endpoint,
-        source: peer.ip(),
-    };
-    match crate::actors::ask(&state.throttle, msg).await {
-        Err(crate::actors::AskError::Rejected(limited)) => {
-            tracing::info!(?endpoint, source = %peer.ip(), retry_after = limited.seconds(), "rate limited");
-            Err(limited)
-        }
-        _ => Ok(()),
-    }
-}
-
-/// CORS for browser-based clients (MCP Inspector) on the machine-facing endpoints only (MD-2):
-/// any origin, no credentials.
-fn cors() -> CorsLayer {
-    // Mirror the requested headers: a literal `*` does not cover `Authorization` (Fetch).
-    CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods(Any)
-        .allow_headers(AllowHeaders::mirror_request())
-        .max_age(Duration::from_secs(600))
-}
-
-fn router(state: AuthState) -> Router {
-    let body_timeout = Duration::from_secs(state.config.read_timeout_seconds);
-    let metadata_routes = Router::new()
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(metadata::handler),
-        )
-        .route("/.well-known/openid-configuration", get(metadata::handler));
-    let api = Router::new()
-        .route("/register", post(register::handler))
-        .route("/token", post(token::handler))
-        .route("/introspect", post(introspect::handler))
-        .route("/revoke", post(revoke::handler))
-        .route("/oauth/jwks", get(jwks::handler))
-        .layer(DefaultBodyLimit::max(64 * 1024));
-    let pages = Router::new()
-        .route(
-            "/authorize",
-            get(authorize::handle_get).post(authorize::handle_post),
-        )
-        .route("/login", get(login::show).post(login::submit))
-        .route("/logout", post(login::logout))
-        .route("/consent", get(consent::show).post(consent::submit))
-        .route("/account", get(account::show))
-        .route("/account/revoke", post(account::revoke))
-        .route("/assets/style.css", get(assets::stylesheet))
-        .layer(DefaultBodyLimit::max(16 * 1024));
-    // An issuer with a path serves its endpoints under that path, and its metadata at the
-    // path-inserted well-known URLs too (RFC 8414 section 3.1). CORS covers the machine-facing
-    // endpoints only, never the pages (MD-2).
-    let issuer_path = url::Url::parse(&state.config.issuer)
-        .map(|u| u.path().trim_end_matches('/').to_string())
-        .unwrap_or_default();
-    let app = if issuer_path.is_empty() {
-        metadata_routes.merge(api).layer(cors()).merge(pages)
-    } else {
-        let inserted = Router::new()
-            .route(
-                &format!("/.well-known/oauth-authorization-server{issuer_path}"),
-                get(metadata::handler),
-            )
-            .route(
-                &format!("/.well-known/openid-configuration{issuer_path}"),
-                get(metadata::handler),
-            );
-        let machine = inserted
-            .nest(&issuer_path, metadata_routes.merge(api))
-            .layer(cors());
-        machine.merge(Router::new().nest(&issuer_path, pages))
-    };
-    app.with_state(state)
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(crate::http::trace_layer("auth"))
 }

@@ -6,12 +6,13 @@
 //! `application_type`, returned in the answer) are `oauth::client_metadata`'s. With
 //! `--no-dynamic-registration` every request is refused.
 
-use super::AuthState;
-use crate::actors::clients::{NewClient, RESPONSE_TYPES, Register, RegisterError};
+use super::state::AuthState;
+use crate::actors::clients::{Register, RegisterError};
 use crate::actors::throttle::Endpoint;
 use crate::actors::{AskError, ask};
 use crate::http::error::{JsonError, no_store, too_many_requests};
 use crate::oauth::ErrorCode;
+use crate::oauth::client::{NewClient, RESPONSE_TYPES};
 use crate::oauth::client_metadata::{self, Source};
 use axum::Json;
 use axum::body::Bytes;
@@ -39,7 +40,7 @@ pub async fn handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, JsonError> {
-    if let Err(limited) = super::admit(&state, Endpoint::Register, peer).await {
+    if let Err(limited) = super::rate_limit::admit(&state, Endpoint::Register, peer).await {
         return Ok(too_many_requests(limited));
     }
     if !crate::http::content_type_is(&headers, "application/json") {
@@ -47,14 +48,14 @@ pub async fn handler(
     }
     let body: Value = serde_json::from_slice(&body)
         .map_err(|_| metadata_error("the request body is not valid JSON"))?;
-    if state.config.no_dynamic_registration {
+    if !state.config.registration.dynamic {
         // An RFC 7591 section 3.2.2 error (400): the server refuses every registration, and its
         // metadata names no registration endpoint; clients are configured instead.
         return Err(metadata_error(
             "dynamic client registration is turned off on this server; use a pre-registered client or a client ID metadata document",
         ));
     }
-    let new_client = validate(&body, &state.config.extra_redirect_schemes)?;
+    let new_client = validate(&body, &state.config.registration.extra_redirect_schemes)?;
     let registered = match ask(&state.clients, Register(new_client)).await {
         Ok(r) => r,
         Err(AskError::Rejected(RegisterError::Full)) => {

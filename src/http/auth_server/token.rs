@@ -1,160 +1,53 @@
 //! `POST /token`: the token endpoint (OAuth 2.1 section 3.2, TK-1, TK-2, TK-4).
 //!
 //! Form-encoded POST only. The client authenticates with exactly one method: `none` (public
-//! clients, `client_id` in the form), `client_secret_basic` or `client_secret_post`. The
+//! clients, `client_id` in the form), `client_secret_basic` or `client_secret_post` (the form and
+//! the client reach the handler as the `AuthenticatedClient` extractor, `client_auth.rs`). The
 //! `authorization_code` grant asks `AuthorizationCodes` to redeem the code (verifier, client,
 //! redirect URI and resource checked and the code consumed in one step), then the signer pool to
 //! sign an RFC 9068 access token; a client registered for `refresh_token` also gets the first
 //! token of a new refresh-token family. The `refresh_token` grant asks `RefreshTokens` to rotate
 //! the presented token (client, resource and scope checked first, reuse detected, the grace window
-//! applied: see `actors/refresh_tokens.rs`), then signs a new access token. A replayed code
-//! revokes the access token and the refresh-token family it produced. Every answer is JSON with
-//! `Cache-Control: no-store`, and error descriptions are fixed text that never echoes input.
+//! applied: see `actors/refresh_tokens.rs`), then signs a new access token. A replayed code, or a
+//! reused refresh token, is answered `invalid_grant` once the actors have revoked what it
+//! produced (they do it themselves before they answer; `temporarily_unavailable` if they could
+//! not). Every answer is JSON with `Cache-Control: no-store`, and error descriptions are fixed
+//! text that never echoes input.
 
-use super::AuthState;
-use super::client_lookup::{NotFound, find_client};
-use crate::actors::clients::{Client, MarkUsed, unix_now};
-use crate::actors::codes::{Redeem, RedeemError};
+use super::client_auth::AuthenticatedClient;
+use super::state::AuthState;
+use crate::actors::clients::MarkUsed;
+use crate::actors::codes::{RedeemCode, RedeemError};
 use crate::actors::refresh_tokens::{
-    EndedFamilies, FamilyGrant, Issue, Refresh, RefreshError, RevokeIssuedWith,
+    FamilyGrant, IssueRefreshToken, RefreshError, RotateRefreshToken,
 };
-use crate::actors::revocations::Revoke;
-use crate::actors::throttle::Endpoint;
 use crate::actors::{AskError, ask};
-use crate::http::error::{JsonError, no_store, too_many_requests};
+use crate::http::error::{JsonError, no_store};
 use crate::oauth::ErrorCode;
-use crate::oauth::params::Params;
+use crate::oauth::client::Client;
+use crate::oauth::params::{MAX_REFRESH_TOKEN_LEN, Params};
 use crate::oauth::pkce;
 use crate::oauth::resource;
 use crate::oauth::scope::ScopeSet;
+use crate::oauth::time::unix_now;
 use crate::oauth::token::AccessTokenClaims;
 use crate::trace::Secret;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::ConnectInfo;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 fn invalid_request(description: &'static str) -> JsonError {
     JsonError::new(ErrorCode::InvalidRequest, description)
 }
 
-/// Client credentials from an `Authorization: Basic` header (RFC 6749 section 2.3.1: both parts
-/// form-urlencoded before base64).
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, JsonError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let malformed = || JsonError {
-        basic_challenge: true,
-        ..JsonError::new(ErrorCode::InvalidClient, "malformed client credentials")
-    };
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(malformed());
-    }
-    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-    let decode = |s: &str| {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    Ok(Some((decode(id), decode(secret))))
-}
-
-/// Authenticates the client with exactly one method.
-pub async fn authenticate_client(
-    state: &AuthState,
-    headers: &HeaderMap,
-    form: &Params,
-) -> Result<Arc<Client>, JsonError> {
-    let basic = basic_credentials(headers)?;
-    let post_secret = form.get("client_secret");
-    if basic.is_some() && post_secret.is_some() {
-        return Err(invalid_request(
-            "use exactly one client authentication method",
-        ));
-    }
-    let (client_id, secret, used_basic) = match &basic {
-        Some((id, secret)) => {
-            if form.get("client_id").is_some_and(|f| f != id) {
-                return Err(invalid_request(
-                    "client_id does not match the client credentials",
-                ));
-            }
-            (id.as_str(), Some(secret.as_str()), true)
-        }
-        None => match form.get("client_id") {
-            Some(id) => (id, post_secret, false),
-            None => {
-                return Err(invalid_request("client_id is required"));
-            }
-        },
-    };
-    let invalid_client = || JsonError {
-        basic_challenge: used_basic,
-        ..JsonError::new(ErrorCode::InvalidClient, "client authentication failed")
-    };
-    if client_id.len() > 512 {
-        return Err(invalid_client());
-    }
-    let client = match find_client(state, client_id).await {
-        Ok(client) => client,
-        Err(NotFound::Busy(err)) => return Err(err.into()),
-        Err(NotFound::Unknown | NotFound::Document(_)) => return Err(invalid_client()),
-    };
-    let authenticated = match secret {
-        None => client.is_public(),
-        Some(_) if client.is_public() => false,
-        // A configured client's argon2 hash: verified on a blocking thread, sharing the
-        // password checks' one-per-core limit.
-        Some(secret) if client.secret_is_argon2() => {
-            let (client, secret) = (Arc::clone(&client), secret.to_string());
-            state
-                .users
-                .check_limited(move || client.secret_matches(&secret))
-                .await
-                .map_err(|_| {
-                    JsonError::new(
-                        ErrorCode::TemporarilyUnavailable,
-                        "the server is busy; try again",
-                    )
-                })?
-        }
-        Some(secret) => client.secret_matches(secret),
-    };
-    if !authenticated {
-        return Err(invalid_client());
-    }
-    Ok(client)
-}
-
 pub async fn handler(
     State(state): State<AuthState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    AuthenticatedClient {
+        client,
+        params: form,
+    }: AuthenticatedClient,
 ) -> Result<Response, JsonError> {
-    if let Err(limited) = super::admit(&state, Endpoint::Token, peer).await {
-        return Ok(too_many_requests(limited));
-    }
-    if !crate::http::content_type_is(&headers, crate::http::FORM) {
-        return Err(invalid_request(
-            "the request body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let form = Params::parse(&body).map_err(|_| invalid_request("a parameter is repeated"))?;
-    let client = authenticate_client(&state, &headers, &form).await?;
     match form.get("grant_type") {
         None => Err(invalid_request("grant_type is required")),
         Some("authorization_code") => authorization_code(&state, &client, &form).await,
@@ -180,26 +73,13 @@ async fn authorization_code(
     if !pkce::is_valid_verifier(verifier) {
         return Err(invalid_request("code_verifier is malformed"));
     }
-    if let Some(requested) = form.get("resource")
-        && resource::validate_shape(requested).is_err()
-    {
-        return Err(JsonError::new(
-            ErrorCode::InvalidTarget,
-            "resource must be an absolute URI without a fragment",
-        ));
-    }
     // The resource as the code recorded it (a trailing-slash variant of an origin is the same).
-    let resource = form.get("resource").map(|r| {
-        state
-            .config
-            .known_resources
-            .iter()
-            .find(|k| resource::same_resource(k, r))
-            .cloned()
-            .unwrap_or_else(|| r.to_string())
-    });
+    let resource = match form.get("resource") {
+        None => None,
+        Some(requested) => Some(canonical_resource(state, requested)?),
+    };
     let jti = uuid::Uuid::new_v4().to_string();
-    let redeem = Redeem {
+    let redeem = RedeemCode {
         code: Secret::new(code),
         client_id: client.client_id.to_string(),
         redirect_uri: form.get("redirect_uri").map(str::to_string),
@@ -207,25 +87,9 @@ async fn authorization_code(
         resource,
         jti: jti.clone(),
     };
+    // A replayed code is answered once `AuthorizationCodes` has revoked what it produced.
     let grant = match ask(&state.codes, redeem).await {
         Ok(grant) => grant,
-        Err(AskError::Rejected(RedeemError::Replayed { jti, flow })) => {
-            // The code leaked: whoever redeemed it first may not be its client. Revoke the
-            // token it produced (RFC 9700 section 4.5).
-            tracing::warn!(flow = %flow, jti = %jti, "authorization code replayed; revoking the token it produced");
-            let revoke = Revoke {
-                jti: jti.clone(),
-                ttl: std::time::Duration::from_secs(state.config.access_token_ttl_seconds + 60),
-            };
-            ask(&state.revocations, revoke).await?;
-            // And the refresh-token family it started, with any access token refreshed from it.
-            let family = ask(&state.refresh_tokens, RevokeIssuedWith { jti }).await?;
-            revoke_access_tokens(state, &family).await?;
-            return Err(JsonError::new(
-                ErrorCode::InvalidGrant,
-                "the code was already used",
-            ));
-        }
         Err(AskError::Rejected(err)) => return Err(redeem_error(err)),
         Err(other) => return Err(other.into()),
     };
@@ -245,7 +109,7 @@ async fn authorization_code(
     };
     ask(&state.clients, mark).await?;
     let refresh = if client.grant_types.refresh_token() {
-        let issue = Issue {
+        let issue = IssueRefreshToken {
             client_id: grant.client_id.clone(),
             subject: grant.subject.clone(),
             scope: grant.scope.clone(),
@@ -284,8 +148,20 @@ async fn authorization_code(
     ))
 }
 
+/// The requested resource as grants record it ([`resource::canonicalize`]).
+fn canonical_resource(state: &AuthState, requested: &str) -> Result<String, JsonError> {
+    resource::canonicalize(requested, &state.config.known_resources)
+        .map(str::to_string)
+        .map_err(|_| {
+            JsonError::new(
+                ErrorCode::InvalidTarget,
+                "resource must be an absolute URI without a fragment",
+            )
+        })
+}
+
 fn access_ttl(state: &AuthState) -> std::time::Duration {
-    std::time::Duration::from_secs(state.config.access_token_ttl_seconds)
+    state.config.tokens.access_ttl
 }
 
 /// Signs an access token for a grant.
@@ -303,7 +179,7 @@ async fn sign_access_token(
         iss: state.config.issuer.clone(),
         sub: subject.to_string(),
         aud: resource.to_string(),
-        exp: now + state.config.access_token_ttl_seconds,
+        exp: now + state.config.tokens.access_ttl.as_secs(),
         iat: now,
         nbf: None,
         jti,
@@ -324,7 +200,7 @@ fn token_response(
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": state.config.access_token_ttl_seconds,
+        "expires_in": state.config.tokens.access_ttl.as_secs(),
         "scope": scope.to_string(),
     });
     if let Some(refresh) = refresh_token {
@@ -333,21 +209,6 @@ fn token_response(
     let mut response = Json(body).into_response();
     no_store(&mut response);
     response
-}
-
-/// Revokes, by `jti` until they expire, the access tokens of families that ended.
-pub async fn revoke_access_tokens(
-    state: &AuthState,
-    ended: &EndedFamilies,
-) -> Result<(), JsonError> {
-    for (jti, ttl) in &ended.access_tokens {
-        let revoke = Revoke {
-            jti: jti.clone(),
-            ttl: *ttl + std::time::Duration::from_secs(60),
-        };
-        ask(&state.revocations, revoke).await?;
-    }
-    Ok(())
 }
 
 /// `grant_type=refresh_token` (OAuth 2.1 section 4.3).
@@ -365,7 +226,7 @@ async fn refresh_token(
     let token = form
         .get("refresh_token")
         .ok_or_else(|| invalid_request("refresh_token is required"))?;
-    if token.len() > 512 {
+    if token.len() > MAX_REFRESH_TOKEN_LEN {
         return Err(JsonError::new(
             ErrorCode::InvalidGrant,
             "the refresh token is invalid, expired or revoked",
@@ -379,26 +240,10 @@ async fn refresh_token(
     };
     let resource = match form.get("resource") {
         None => None,
-        Some(requested) => {
-            if resource::validate_shape(requested).is_err() {
-                return Err(JsonError::new(
-                    ErrorCode::InvalidTarget,
-                    "resource must be an absolute URI without a fragment",
-                ));
-            }
-            Some(
-                state
-                    .config
-                    .known_resources
-                    .iter()
-                    .find(|k| resource::same_resource(k, requested))
-                    .cloned()
-                    .unwrap_or_else(|| requested.to_string()),
-            )
-        }
+        Some(requested) => Some(canonical_resource(state, requested)?),
     };
     let jti = uuid::Uuid::new_v4().to_string();
-    let refresh = Refresh {
+    let refresh = RotateRefreshToken {
         token: Secret::new(token),
         client_id: client.client_id.to_string(),
         resource,
@@ -406,15 +251,10 @@ async fn refresh_token(
         access_jti: jti.clone(),
         access_ttl: access_ttl(state),
     };
+    // A reused token is answered once `RefreshTokens` has ended its family and revoked the
+    // family's access tokens.
     let refreshed = match ask(&state.refresh_tokens, refresh).await {
         Ok(refreshed) => refreshed,
-        Err(AskError::Rejected(RefreshError::Reused(ended))) => {
-            revoke_access_tokens(state, &ended).await?;
-            return Err(JsonError::new(
-                ErrorCode::InvalidGrant,
-                "the refresh token is invalid, expired or revoked",
-            ));
-        }
         Err(AskError::Rejected(err)) => return Err(refresh_error(err)),
         Err(other) => return Err(other.into()),
     };
@@ -472,10 +312,12 @@ fn refresh_error(err: RefreshError) -> JsonError {
             ErrorCode::InvalidScope,
             "the requested scope exceeds the scope originally granted",
         ),
-        RefreshError::Full | RefreshError::Store(_) => JsonError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "the server is busy; retry shortly",
-        ),
+        RefreshError::Full | RefreshError::AccessTokensNotRevoked | RefreshError::Store(_) => {
+            JsonError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the server is busy; retry shortly",
+            )
+        }
     }
 }
 
@@ -503,7 +345,7 @@ fn redeem_error(err: RedeemError) -> JsonError {
         RedeemError::Replayed { .. } => {
             JsonError::new(ErrorCode::InvalidGrant, "the code was already used")
         }
-        RedeemError::Full => JsonError::new(
+        RedeemError::Full | RedeemError::ReplayNotRevoked => JsonError::new(
             ErrorCode::TemporarilyUnavailable,
             "the server is busy; retry shortly",
         ),

@@ -3,7 +3,7 @@
 //! names as `resource` exactly the URL of its endpoint, and the issuer exactly as the authorization
 //! server publishes it.
 
-use super::McpState;
+use super::state::McpState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};

@@ -1,60 +1,40 @@
-//! The MCP resource server: rmcp's streamable HTTP service at `/mcp` and at `/`, behind the
-//! bearer middleware (`bearer.rs`), with RFC 9728 metadata (`metadata.rs`) and the tools
-//! (`tools.rs`). Its state is immutable configuration and its actors: `JwksCache` (the AS's keys),
+//! The MCP resource server: rmcp's streamable HTTP service at `/mcp` and at `/`, behind composable
+//! layers (Host and Origin, the access token, the scope gate, the MCP session's owner; the order
+//! is in `router.rs`), with RFC 9728 metadata (`metadata.rs`) and the tools (`tools.rs`). Its
+//! state (`state.rs`) is immutable configuration and its actors: `JwksCache` (the AS's keys),
 //! `McpSessions` (which user owns which MCP session) and, with `--introspect`,
-//! `IntrospectionCache` (recent introspection answers, `introspection.rs`).
+//! `IntrospectionCache` (recent introspection answers, `introspection.rs`). This file builds the
+//! state and runs the server.
 
 mod bearer;
+mod guard;
 pub mod introspection;
+mod jsonrpc;
 mod metadata;
 mod origin;
+mod origin_check;
+mod refusal;
+mod router;
+mod scope_gate;
+mod session_owner;
+mod state;
 pub mod tools;
+
+pub use bearer::LEEWAY_SECONDS;
+pub use state::McpState;
 
 use crate::actors::introspection_cache::IntrospectionCacheArgs;
 use crate::actors::jwks_cache::JwksCacheArgs;
 use crate::actors::mcp_sessions::McpSessionsArgs;
 use crate::actors::{IntrospectionCache, JwksCache, McpSessions, Supervisor, spawn_supervised};
-use crate::config::McpServerConfig;
+use crate::config::McpSettings;
 use crate::oauth::scope::ScopeSet;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
 use jsonwebtoken::{Algorithm, Validation};
-use kameo::actor::ActorRef;
 use origin::RequestOrigins;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
-use tower_http::cors::{AllowHeaders, Any, CorsLayer};
-use tower_http::timeout::RequestBodyTimeoutLayer;
-
-/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
-pub const LEEWAY_SECONDS: u64 = 30;
-
-/// What the resource server's handlers use: immutable configuration and actor references.
-#[derive(Clone)]
-pub struct McpState {
-    /// Parent of this server's actors; they live as long as the state does.
-    pub supervisor: ActorRef<Supervisor>,
-    pub config: Arc<McpServerConfig>,
-    pub jwks: ActorRef<JwksCache>,
-    pub sessions: ActorRef<McpSessions>,
-    pub validation: Arc<Validation>,
-    /// Scopes every MCP request needs (the baseline; tools may need more).
-    pub required: Arc<ScopeSet>,
-    /// Scopes named in the 401 challenge: the baseline and every tool's scope, so a client
-    /// that authorizes once can call every tool.
-    pub challenge_scope: Arc<ScopeSet>,
-    pub origins: Arc<RequestOrigins>,
-    /// Set with `--introspect`: every locally valid token is also checked at the AS.
-    pub introspection: Option<introspection::Introspector>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -77,21 +57,21 @@ pub struct McpServer {
 }
 
 impl McpServer {
-    pub async fn build(config: McpServerConfig) -> Result<Self, BuildError> {
-        let addr = config.listen_addr();
+    pub async fn build(settings: McpSettings) -> Result<Self, BuildError> {
+        let addr = settings.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| BuildError::Bind { addr, source })?;
-        Self::build_on(listener, config).await
+        Self::build_on(listener, settings).await
     }
 
     pub async fn build_on(
         listener: TcpListener,
-        config: McpServerConfig,
+        settings: McpSettings,
     ) -> Result<Self, BuildError> {
         let local = listener.local_addr()?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(settings.authorization_server_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| BuildError::Http(e.to_string()))?;
@@ -99,8 +79,8 @@ impl McpServer {
         let jwks = spawn_supervised::<JwksCache>(
             &supervisor,
             JwksCacheArgs {
-                jwks_url: config.jwks_url(),
-                cooldown: Duration::from_secs(config.jwks_cooldown_seconds),
+                jwks_url: settings.jwks.url.clone(),
+                cooldown: settings.jwks.cooldown,
                 http: http.clone(),
             },
         )
@@ -108,46 +88,45 @@ impl McpServer {
         let sessions = spawn_supervised::<McpSessions>(
             &supervisor,
             McpSessionsArgs {
-                ttl: Duration::from_secs(config.mcp_session_ttl_seconds),
-                max_sessions: 100_000,
+                ttl: settings.sessions.ttl,
+                max_sessions: settings.sessions.max_sessions,
             },
         )
         .await;
-        let introspection = match (&config.introspect, &config.rs_introspection_secret) {
-            (true, Some(secret)) => {
+        let introspection = match &settings.introspection {
+            Some(introspection) => {
                 let cache = spawn_supervised::<IntrospectionCache>(
                     &supervisor,
                     IntrospectionCacheArgs {
-                        ttl: Duration::from_secs(config.introspection_cache_seconds),
-                        max_entries: 100_000,
+                        ttl: introspection.cache_ttl,
+                        max_entries: introspection.max_cached,
                     },
                 )
                 .await;
                 Some(introspection::Introspector {
-                    url: config.introspection_url(),
-                    secret: crate::trace::Secret::new(secret.as_str()),
+                    url: introspection.url.clone(),
+                    secret: introspection.secret.clone(),
                     http,
                     cache,
                 })
             }
-            _ => None,
+            None => None,
         };
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[config.authorization_server.as_str()]);
-        let root = config.root_resource();
-        validation.set_audience(&[root.clone(), format!("{root}/"), config.mcp_resource()]);
+        validation.set_issuer(&[settings.authorization_server.as_str()]);
+        let root = settings.root_resource();
+        validation.set_audience(&[root.clone(), format!("{root}/"), settings.mcp_resource()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
-        let required =
-            ScopeSet::from_names(config.required_scopes.iter().map(|s| s.trim().to_string()));
+        let required = ScopeSet::from_names(settings.required_scopes.iter().cloned());
         let challenge_scope = required.union(&ScopeSet::from_names(
             tools::TOOL_SCOPES.iter().map(|(_, scope)| *scope),
         ));
-        let origins = RequestOrigins::new(&config, local.ip().is_loopback());
+        let origins = RequestOrigins::new(&settings, local.ip().is_loopback());
         let state = McpState {
             supervisor,
-            config: Arc::new(config),
+            config: Arc::new(settings),
             jwks,
             sessions,
             validation: Arc::new(validation),
@@ -156,7 +135,7 @@ impl McpServer {
             origins: Arc::new(origins),
             introspection,
         };
-        let router = router(state.clone());
+        let router = router::router(state.clone());
         Ok(McpServer {
             listener,
             router,
@@ -184,90 +163,7 @@ impl McpServer {
             listen = %self.listener.local_addr()?,
             "MCP server listening"
         );
-        let read_timeout = Duration::from_secs(self.state.config.mcp_read_timeout_seconds);
+        let read_timeout = self.state.config.read_timeout;
         crate::http::serve(self.listener, self.router, read_timeout, shutdown).await
     }
-}
-
-type Service<M> = StreamableHttpService<tools::McpTools, M>;
-
-/// The two rmcp services behind the bearer middleware.
-#[derive(Clone)]
-struct Services {
-    stateful: Service<LocalSessionManager>,
-    stateless: Service<NeverSessionManager>,
-}
-
-/// Hands the request to the service the middleware chose ([`bearer::Route`]).
-async fn dispatch(State(services): State<Services>, request: Request) -> Response {
-    let route = request
-        .extensions()
-        .get::<bearer::Route>()
-        .copied()
-        .unwrap_or(bearer::Route::Stateful);
-    let response = match route {
-        bearer::Route::Stateful => services.stateful.oneshot(request).await,
-        bearer::Route::Stateless => services.stateless.oneshot(request).await,
-    };
-    match response {
-        Ok(response) => response.map(axum::body::Body::new).into_response(),
-        Err(never) => match never {},
-    }
-}
-
-fn router(state: McpState) -> Router {
-    let body_timeout = Duration::from_secs(state.config.mcp_read_timeout_seconds);
-    // Host and Origin are checked by our own middleware (one rule, one place), so rmcp's
-    // built-in loopback-only host check is turned off.
-    let stateful = StreamableHttpService::new(
-        || Ok(tools::McpTools::new()),
-        LocalSessionManager::default().into(),
-        StreamableHttpServerConfig::default()
-            .disable_allowed_hosts()
-            .disable_allowed_origins(),
-    );
-    // Requests outside any session (2026-07-28, or a 2025 client that sends `tools/call`
-    // without `initialize`): each is served on its own and answered with plain JSON.
-    let stateless = StreamableHttpService::new(
-        || Ok(tools::McpTools::new()),
-        NeverSessionManager::default().into(),
-        StreamableHttpServerConfig::default()
-            .disable_allowed_hosts()
-            .disable_allowed_origins()
-            .with_legacy_session_mode(false)
-            .with_json_response(true),
-    );
-    let services = Services {
-        stateful,
-        stateless,
-    };
-    let protected = Router::new()
-        .route("/mcp", any(dispatch))
-        .route("/", any(dispatch))
-        .with_state(services)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            bearer::middleware,
-        ));
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods(Any)
-        .allow_headers(AllowHeaders::mirror_request())
-        .expose_headers([
-            axum::http::header::WWW_AUTHENTICATE,
-            axum::http::HeaderName::from_static("mcp-session-id"),
-            axum::http::HeaderName::from_static("mcp-protocol-version"),
-        ])
-        .max_age(Duration::from_secs(600));
-    Router::new()
-        .route("/.well-known/oauth-protected-resource", get(metadata::root))
-        .route(
-            "/.well-known/oauth-protected-resource/mcp",
-            get(metadata::mcp),
-        )
-        .with_state(state)
-        .merge(protected)
-        .layer(cors)
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(crate::http::trace_layer("mcp"))
 }

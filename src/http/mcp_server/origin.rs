@@ -3,7 +3,7 @@
 //! the defaults are the resource server URL's host and origin, plus any loopback name and origin
 //! while the server listens on loopback (so the browser-based MCP Inspector works).
 
-use crate::config::McpServerConfig;
+use crate::config::McpSettings;
 use url::Url;
 
 pub struct RequestOrigins {
@@ -42,7 +42,7 @@ fn split_authority(authority: &str) -> (&str, Option<&str>) {
 }
 
 impl RequestOrigins {
-    pub fn new(config: &McpServerConfig, listening_on_loopback: bool) -> Self {
+    pub fn new(config: &McpSettings, listening_on_loopback: bool) -> Self {
         let resource = Url::parse(&config.resource_server).ok();
         let hosts = if config.allowed_hosts.is_empty() {
             resource
@@ -120,13 +120,13 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        mcp: McpServerConfig,
+        mcp: crate::config::McpServerConfig,
     }
 
-    fn config(args: &[&str]) -> McpServerConfig {
+    fn config(args: &[&str]) -> McpSettings {
         let mut all = vec!["test"];
         all.extend_from_slice(args);
-        Cli::parse_from(all).mcp
+        Cli::parse_from(all).mcp.validate().unwrap()
     }
 
     #[test]

@@ -1,24 +1,43 @@
 //! The MCP tools: `greet` (a greeting for the given name, as in the example), `whoami` (the
 //! caller's subject, client and scopes from the validated token, which shows the authorization
 //! context reaching the tools) and `save_note` (a write: it needs `mcp.write`). The bearer
-//! middleware puts the [`Caller`] into the request; rmcp hands the request parts to tools as an
-//! extension. Each tool declares the scope it needs in [`TOOL_SCOPES`]; the middleware answers a
+//! layer puts the [`Caller`] into the request; rmcp hands the request parts to tools as an
+//! extension. Each tool declares the scope it needs in [`TOOL_SCOPES`]; the scope gate answers a
 //! call with a too-narrow token with 403 `insufficient_scope` before the tool runs (RS-2).
 
+use crate::oauth::scope::ScopeSet;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
+use std::sync::Arc;
 
-/// Who is calling, from the validated access token.
+/// Who is calling, from the validated access token: the identity the bearer layer attaches to
+/// the request for the layers after it and for the tools.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub subject: String,
+    /// Shared, so the session-owner layer keeps it past the call without a copy.
+    pub subject: Arc<str>,
     pub client_id: String,
-    pub scopes: Vec<String>,
-    pub flow: String,
+    pub scopes: ScopeSet,
+    /// The token's `flow` claim, when it has one.
+    pub flow: Option<String>,
+    /// The token's `jti` (empty when it states none).
+    pub jti: String,
+}
+
+impl Caller {
+    /// The id that ties the request to the flow trace: the token's flow, else its `jti`, else
+    /// `-`.
+    pub fn trace_id(&self) -> &str {
+        match (&self.flow, self.jti.as_str()) {
+            (Some(flow), _) => flow,
+            (None, "") => "-",
+            (None, jti) => jti,
+        }
+    }
 }
 
 /// The scope each tool needs. Listing tools needs only the baseline scope; calling one needs its
@@ -81,9 +100,9 @@ impl McpTools {
     fn whoami(&self, Extension(parts): Extension<http::request::Parts>) -> String {
         match parts.extensions.get::<Caller>() {
             Some(caller) => serde_json::json!({
-                "sub": caller.subject,
+                "sub": &*caller.subject,
                 "client_id": caller.client_id,
-                "scopes": caller.scopes,
+                "scopes": caller.scopes.iter().collect::<Vec<_>>(),
             })
             .to_string(),
             None => String::from("{\"error\":\"no authenticated caller\"}"),
@@ -116,6 +135,25 @@ impl ServerHandler for McpTools {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_id_cases() {
+        let caller = |flow: Option<&str>, jti: &str| Caller {
+            subject: Arc::from("alice"),
+            client_id: "c".into(),
+            scopes: ScopeSet::default(),
+            flow: flow.map(str::to_string),
+            jti: jti.into(),
+        };
+        for (flow, jti, expected) in [
+            (Some("f1"), "j1", "f1"),
+            (None, "j1", "j1"),
+            (None, "", "-"),
+            (Some(""), "j1", ""),
+        ] {
+            assert_eq!(caller(flow, jti).trace_id(), expected);
+        }
+    }
 
     #[test]
     fn every_tool_declares_its_scope() {

@@ -1,0 +1,507 @@
+//! The authorization server's validated settings, [`AuthSettings`]: what `AuthServer::build`
+//! reads, grouped by concern, every lifetime a [`Duration`]. [`AuthServerConfig::validate`] is
+//! the one conversion from the command line: it checks what clap cannot, fills the derived
+//! defaults, and converts seconds to durations. It reads no file: the users file, the clients
+//! file and the key-encryption secret file are read when the server is built. The limits that
+//! have no flag are the named constants below.
+
+use super::auth_args::{AuthServerConfig, DEV_SESSION_SECRET};
+use super::checks::{ConfigError, long_secret, loopback_listen};
+use crate::trace::Secret;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Most Client ID Metadata Documents cached (fetched documents and failures).
+pub const MAX_CLIENT_DOCUMENTS: usize = 10_000;
+/// Most authorization requests one browser may have waiting; beyond it its oldest is dropped.
+pub const MAX_PENDING_PER_SESSION: usize = 32;
+/// Most rate-limit buckets and failed-login counters kept (sources and accounts).
+pub const MAX_THROTTLE_ENTRIES: usize = 200_000;
+/// Largest body accepted by the machine-facing endpoints (`/register`, `/token`, ...).
+pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
+/// Largest body accepted by the pages (login and consent forms).
+pub const MAX_PAGE_BODY_BYTES: usize = 16 * 1024;
+
+/// Everything the authorization server is built from.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The issuer identifier, exactly as clients see it (no trailing slash is added).
+    pub issuer: String,
+    /// The resource a token is for when a client sends no `resource` parameter.
+    pub resource: String,
+    /// Resources clients may request; always contains `resource`.
+    pub known_resources: Vec<String>,
+    /// The address the server listens on.
+    pub listen: SocketAddr,
+    /// How long a client may take to send a request's headers, and its body.
+    pub read_timeout: Duration,
+    /// The credential of resource servers at `/introspect`, besides confidential clients.
+    pub introspection_secret: Option<Secret>,
+    pub store: StoreSettings,
+    pub keys: SigningKeySettings,
+    pub tokens: TokenSettings,
+    pub sessions: SessionSettings,
+    pub login: LoginSettings,
+    pub rates: RateSettings,
+    pub registration: RegistrationSettings,
+    pub cimd: CimdSettings,
+    pub limits: LimitSettings,
+}
+
+/// Where the durable state (clients, consents, revocations, users, signing keys) lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// Nowhere: nothing survives a restart.
+    InMemory,
+    /// A SQLite database in this directory.
+    Directory(PathBuf),
+}
+
+/// The signing keys' lifecycle, and the secret that seals them in the store.
+#[derive(Debug, Clone)]
+pub struct SigningKeySettings {
+    /// How long a key signs before the next one takes over (`None`: never rotated).
+    pub rotation: Option<Duration>,
+    /// How long a new key is published in the JWKS before it signs.
+    pub publication_delay: Duration,
+    /// The secret the key-encryption key is derived from (`None`: the data directory's
+    /// `key-encryption.secret`, made at the first start).
+    pub encryption_secret: Option<Secret>,
+}
+
+/// Lifetimes of what `/token` and `/authorize` hand out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    pub access_ttl: Duration,
+    pub code_ttl: Duration,
+    pub refresh: RefreshSettings,
+}
+
+/// Lifetimes of a refresh token family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshSettings {
+    /// A family unused this long ends.
+    pub idle_ttl: Duration,
+    /// A family ends this long after its authorization, used or not.
+    pub absolute_ttl: Duration,
+    /// After a refresh, how long the retired token may be presented once more (zero: never).
+    pub grace: Duration,
+}
+
+/// The browser side: login sessions, authorization requests waiting for the user, consents.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Signs the session cookie.
+    pub cookie_secret: Secret,
+    /// Lifetime of a login session (and of its cookie).
+    pub ttl: Duration,
+    /// How long an authorization request may wait for login and consent.
+    pub pending_request_ttl: Duration,
+    /// How long an approved consent is remembered.
+    pub consent_ttl: Duration,
+}
+
+/// Who may sign in, and how failed sign-ins lock an account or a source out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSettings {
+    /// A TOML file of users replacing the stored ones (read when the server is built).
+    pub users_file: Option<PathBuf>,
+    /// Failed logins of one account before it is locked (0: never).
+    pub failures_per_account: u32,
+    /// Failed logins from one source address before it is locked (0: never).
+    pub failures_per_source: u32,
+    /// How long failed logins are counted, from the first; a lockout ends with it.
+    pub lockout: Duration,
+}
+
+/// Requests per minute from one source address (0: unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSettings {
+    pub register_per_minute: u32,
+    pub token_per_minute: u32,
+    pub login_per_minute: u32,
+}
+
+/// Which clients exist: registered ones, pre-registered ones, and their redirect rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationSettings {
+    /// Dynamic client registration (`/register`) is open.
+    pub dynamic: bool,
+    /// A TOML file of pre-registered clients (read when the server is built).
+    pub clients_file: Option<PathBuf>,
+    /// Private-use redirect URI schemes without a dot that are accepted anyway.
+    pub extra_redirect_schemes: Vec<String>,
+    /// A registered client that never obtained a token is removed after this long.
+    pub unused_client_ttl: Duration,
+}
+
+/// Client ID Metadata Documents: URL client ids, fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CimdSettings {
+    /// URL client ids are fetched (otherwise they are unknown clients).
+    pub enabled: bool,
+    /// Development only: private, loopback and link-local addresses and plain http allowed.
+    pub allow_private: bool,
+    /// How long a fetch may take, connection included.
+    pub timeout: Duration,
+}
+
+/// How much the server keeps: beyond a limit it refuses or sheds rather than grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    pub max_clients: usize,
+    pub max_client_documents: usize,
+    pub max_codes: usize,
+    pub max_sessions: usize,
+    pub max_pending_requests: usize,
+    pub max_pending_per_session: usize,
+    pub max_refresh_families: usize,
+    pub max_revocations: usize,
+    pub max_throttle_entries: usize,
+    pub max_api_body_bytes: usize,
+    pub max_page_body_bytes: usize,
+}
+
+impl AuthServerConfig {
+    /// Checks what clap cannot, fills the derived defaults and groups the settings. Reads no file.
+    pub fn validate(self) -> Result<AuthSettings, ConfigError> {
+        let issuer = Url::parse(&self.issuer).map_err(|e| ConfigError {
+            setting: "AUTH_SERVER_ISSUER",
+            reason: e.to_string(),
+        })?;
+        if issuer.scheme() == "https" && self.session_secret == DEV_SESSION_SECRET {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_SESSION_SECRET",
+                reason: "the development session secret cannot be used with an https issuer; set a random secret".into(),
+            });
+        }
+        long_secret("AUTH_SERVER_SESSION_SECRET", &self.session_secret)?;
+        if self.key_rotation_seconds > 0
+            && self.key_publication_delay_seconds >= self.key_rotation_seconds
+        {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_KEY_PUBLICATION_DELAY_SECONDS",
+                reason: "must be shorter than the key rotation interval".into(),
+            });
+        }
+        if let Some(secret) = &self.key_encryption_secret {
+            long_secret("AUTH_SERVER_KEY_ENCRYPTION_SECRET", secret)?;
+        }
+        if self.refresh_idle_ttl_seconds > self.refresh_absolute_ttl_seconds {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_REFRESH_IDLE_TTL_SECONDS",
+                reason: "must not exceed AUTH_SERVER_REFRESH_ABSOLUTE_TTL_SECONDS".into(),
+            });
+        }
+        if let Some(secret) = &self.introspection_secret {
+            long_secret("AUTH_SERVER_INTROSPECTION_SECRET", secret)?;
+        }
+        let mut known_resources = self.known_resources;
+        if known_resources.is_empty() {
+            let base = self.resource.trim_end_matches('/');
+            known_resources = vec![self.resource.clone(), format!("{base}/mcp")];
+        }
+        if !known_resources.contains(&self.resource) {
+            known_resources.push(self.resource.clone());
+        }
+        let secs = Duration::from_secs;
+        Ok(AuthSettings {
+            listen: self.listen.unwrap_or_else(|| loopback_listen(&self.issuer)),
+            issuer: self.issuer,
+            resource: self.resource,
+            known_resources,
+            read_timeout: secs(self.read_timeout_seconds),
+            introspection_secret: self.introspection_secret.map(Secret::new),
+            store: if self.in_memory {
+                StoreSettings::InMemory
+            } else {
+                StoreSettings::Directory(self.data_dir)
+            },
+            keys: SigningKeySettings {
+                rotation: (self.key_rotation_seconds > 0).then(|| secs(self.key_rotation_seconds)),
+                publication_delay: secs(self.key_publication_delay_seconds),
+                encryption_secret: self.key_encryption_secret.map(Secret::new),
+            },
+            tokens: TokenSettings {
+                access_ttl: secs(self.access_token_ttl_seconds),
+                code_ttl: secs(self.auth_code_ttl_seconds),
+                refresh: RefreshSettings {
+                    idle_ttl: secs(self.refresh_idle_ttl_seconds),
+                    absolute_ttl: secs(self.refresh_absolute_ttl_seconds),
+                    grace: secs(self.refresh_grace_seconds),
+                },
+            },
+            sessions: SessionSettings {
+                cookie_secret: Secret::new(self.session_secret),
+                ttl: secs(self.session_ttl_seconds),
+                pending_request_ttl: secs(self.pending_request_ttl_seconds),
+                consent_ttl: secs(self.consent_ttl_seconds),
+            },
+            login: LoginSettings {
+                users_file: self.users_file,
+                failures_per_account: self.login_failures_per_account,
+                failures_per_source: self.login_failures_per_source,
+                lockout: secs(self.login_lockout_seconds),
+            },
+            rates: RateSettings {
+                register_per_minute: self.rate_register_per_minute,
+                token_per_minute: self.rate_token_per_minute,
+                login_per_minute: self.rate_login_per_minute,
+            },
+            registration: RegistrationSettings {
+                dynamic: !self.no_dynamic_registration,
+                clients_file: self.clients_file,
+                extra_redirect_schemes: self.extra_redirect_schemes,
+                unused_client_ttl: secs(self.unused_client_ttl_seconds),
+            },
+            cimd: CimdSettings {
+                enabled: !self.no_client_metadata_documents,
+                allow_private: self.cimd_allow_private,
+                timeout: secs(self.cimd_timeout_seconds),
+            },
+            limits: LimitSettings {
+                max_clients: self.max_clients,
+                max_client_documents: MAX_CLIENT_DOCUMENTS,
+                max_codes: self.max_codes,
+                max_sessions: self.max_sessions,
+                max_pending_requests: self.max_pending_requests,
+                max_pending_per_session: MAX_PENDING_PER_SESSION,
+                max_refresh_families: self.max_refresh_families,
+                max_revocations: self.max_revocations,
+                max_throttle_entries: MAX_THROTTLE_ENTRIES,
+                max_api_body_bytes: MAX_API_BODY_BYTES,
+                max_page_body_bytes: MAX_PAGE_BODY_BYTES,
+            },
+        })
+    }
+}
+
+impl AuthSettings {
+    /// True when cookies must be `Secure` (and `__Host-` prefixed).
+    pub fn is_https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
+    /// An endpoint URL on the issuer's origin: the issuer (with its path) plus `path`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer.trim_end_matches('/'), path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        auth: AuthServerConfig,
+    }
+
+    fn settings(args: &[&str]) -> Result<AuthSettings, ConfigError> {
+        let mut all = vec!["test"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().auth.validate()
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn the_defaults_group_into_durations() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.issuer, "http://localhost:8999");
+        assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 8999)));
+        assert_eq!(
+            s.known_resources,
+            ["http://localhost:8990", "http://localhost:8990/mcp"]
+        );
+        assert_eq!(s.read_timeout, Duration::from_secs(10));
+        assert_eq!(s.store, StoreSettings::Directory("./data".into()));
+        assert_eq!(
+            s.tokens,
+            TokenSettings {
+                access_ttl: HOUR,
+                code_ttl: Duration::from_secs(600),
+                refresh: RefreshSettings {
+                    idle_ttl: 14 * DAY,
+                    absolute_ttl: 90 * DAY,
+                    grace: Duration::from_secs(5),
+                },
+            }
+        );
+        assert_eq!(s.sessions.ttl, 8 * HOUR);
+        assert_eq!(s.sessions.pending_request_ttl, Duration::from_secs(900));
+        assert_eq!(s.sessions.consent_ttl, 30 * DAY);
+        assert_eq!(s.sessions.cookie_secret.expose(), DEV_SESSION_SECRET);
+        assert_eq!(s.keys.rotation, Some(30 * DAY));
+        assert_eq!(s.keys.publication_delay, HOUR);
+        assert!(s.keys.encryption_secret.is_none() && s.introspection_secret.is_none());
+        assert_eq!(s.login.lockout, Duration::from_secs(900));
+        assert_eq!(
+            (s.login.failures_per_account, s.login.failures_per_source),
+            (5, 20)
+        );
+        assert_eq!(
+            s.rates,
+            RateSettings {
+                register_per_minute: 60,
+                token_per_minute: 600,
+                login_per_minute: 30,
+            }
+        );
+        assert!(s.registration.dynamic && s.cimd.enabled && !s.cimd.allow_private);
+        assert_eq!(s.registration.extra_redirect_schemes, ["cursor"]);
+        assert_eq!(s.registration.unused_client_ttl, DAY);
+        assert_eq!(s.cimd.timeout, Duration::from_secs(5));
+        assert_eq!(s.limits.max_clients, 100_000);
+        assert_eq!(s.limits.max_refresh_families, 1_000_000);
+        assert_eq!(s.limits.max_revocations, 1_000_000);
+        assert_eq!(s.limits.max_api_body_bytes, 64 * 1024);
+    }
+
+    /// Each flag lands in its group, converted once.
+    #[test]
+    fn each_flag_lands_in_its_group() {
+        type Check = fn(&AuthSettings) -> bool;
+        let cases: &[(&[&str], Check)] = &[
+            (&["--access-token-ttl", "60"], |s| {
+                s.tokens.access_ttl == Duration::from_secs(60)
+            }),
+            (&["--auth-code-ttl", "30"], |s| {
+                s.tokens.code_ttl == Duration::from_secs(30)
+            }),
+            (&["--refresh-grace-seconds", "0"], |s| {
+                s.tokens.refresh.grace.is_zero()
+            }),
+            (&["--session-ttl", "120"], |s| {
+                s.sessions.ttl == Duration::from_secs(120)
+            }),
+            (&["--key-rotation-interval", "0"], |s| {
+                s.keys.rotation.is_none()
+            }),
+            (&["--in-memory"], |s| s.store == StoreSettings::InMemory),
+            (&["--data-dir", "/var/lib/x"], |s| {
+                s.store == StoreSettings::Directory("/var/lib/x".into())
+            }),
+            (&["--no-dynamic-registration"], |s| !s.registration.dynamic),
+            (&["--no-client-metadata-documents"], |s| !s.cimd.enabled),
+            (&["--cimd-allow-private", "--cimd-timeout", "2"], |s| {
+                s.cimd.allow_private && s.cimd.timeout == Duration::from_secs(2)
+            }),
+            (&["--clients-file", "/nowhere/clients.toml"], |s| {
+                s.registration.clients_file.as_deref() == Some("/nowhere/clients.toml".as_ref())
+            }),
+            (&["--users-file", "/nowhere/users.toml"], |s| {
+                s.login.users_file.as_deref() == Some("/nowhere/users.toml".as_ref())
+            }),
+            (&["--login-lockout", "7"], |s| {
+                s.login.lockout == Duration::from_secs(7)
+            }),
+            (&["--max-codes", "3", "--max-sessions", "4"], |s| {
+                (s.limits.max_codes, s.limits.max_sessions) == (3, 4)
+            }),
+            (
+                &[
+                    "--issuer",
+                    "https://auth.example.com/tenant",
+                    "--session-secret",
+                    "0123456789abcdef",
+                ],
+                |s| {
+                    s.is_https()
+                        && s.endpoint("/token") == "https://auth.example.com/tenant/token"
+                        && s.listen == SocketAddr::from(([127, 0, 0, 1], 443))
+                },
+            ),
+            (&["--auth-listen", "0.0.0.0:9000"], |s| {
+                s.listen == SocketAddr::from(([0, 0, 0, 0], 9000))
+            }),
+            (&["--known-resources", "http://a.example"], |s| {
+                s.known_resources == ["http://a.example", "http://localhost:8990"]
+            }),
+            (&["--introspection-secret", "0123456789abcdef"], |s| {
+                s.introspection_secret.as_ref().map(Secret::expose) == Some("0123456789abcdef")
+            }),
+        ];
+        for (args, check) in cases {
+            let s = settings(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(check(&s), "{args:?}");
+        }
+    }
+
+    /// A bad combination names the setting; the first bad one is reported.
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--issuer", "https://auth.example.com"],
+                "AUTH_SERVER_SESSION_SECRET",
+            ),
+            (&["--session-secret", "short"], "AUTH_SERVER_SESSION_SECRET"),
+            (
+                &[
+                    "--key-rotation-interval",
+                    "60",
+                    "--key-publication-delay",
+                    "60",
+                ],
+                "AUTH_SERVER_KEY_PUBLICATION_DELAY_SECONDS",
+            ),
+            (
+                &["--key-encryption-secret", "short"],
+                "AUTH_SERVER_KEY_ENCRYPTION_SECRET",
+            ),
+            (
+                &[
+                    "--refresh-idle-ttl-seconds",
+                    "11",
+                    "--refresh-absolute-ttl-seconds",
+                    "10",
+                ],
+                "AUTH_SERVER_REFRESH_IDLE_TTL_SECONDS",
+            ),
+            (
+                &["--introspection-secret", "short"],
+                "AUTH_SERVER_INTROSPECTION_SECRET",
+            ),
+            (
+                &[
+                    "--session-secret",
+                    "short",
+                    "--introspection-secret",
+                    "short",
+                ],
+                "AUTH_SERVER_SESSION_SECRET",
+            ),
+        ];
+        crate::config::checks::assert_refused(cases, settings);
+        // Rotation off: any publication delay goes.
+        assert!(
+            settings(&[
+                "--key-rotation-interval",
+                "0",
+                "--key-publication-delay",
+                "60"
+            ])
+            .is_ok()
+        );
+    }
+
+    /// Validation reads no file: a clients file or users file that does not exist is a path.
+    #[test]
+    fn validation_reads_no_file() {
+        let s = settings(&[
+            "--clients-file",
+            "/does/not/exist.toml",
+            "--users-file",
+            "/does/not/exist either.toml",
+            "--data-dir",
+            "/does/not/exist",
+        ]);
+        assert!(s.is_ok());
+    }
+}

@@ -1,0 +1,102 @@
+//! The MCP resource server's command line: every flag, its environment variable, its default
+//! and its `--help` text. Clap checks each value's type and range; [`McpServerConfig::validate`]
+//! (in `mcp.rs`) checks the rest and turns it into [`super::McpSettings`].
+
+use super::checks::parse_base_url;
+use clap::Args;
+use std::net::SocketAddr;
+
+/// Settings of the MCP resource server.
+#[derive(Debug, Clone, Args)]
+pub struct McpServerConfig {
+    /// The authorization server's issuer, exactly as it publishes it.
+    #[arg(long = "authorization-server", env = "AUTHORIZATION_SERVER_URL", default_value = "http://localhost:8999", value_parser = parse_base_url)]
+    pub authorization_server: String,
+
+    /// The URL of this server as clients use it; the MCP endpoints are it and its `/mcp`.
+    #[arg(long = "resource-server", env = "RESOURCE_SERVER_URL", default_value = "http://localhost:8990", value_parser = parse_base_url)]
+    pub resource_server: String,
+
+    /// The JWKS: a path on the authorization server, or an absolute URL.
+    #[arg(
+        long = "jwks-endpoint",
+        env = "JWKS_ENDPOINT",
+        default_value = "/oauth/jwks"
+    )]
+    pub jwks_endpoint: String,
+
+    /// Scopes every MCP request needs, comma-separated; a tool call also needs its tool's scope
+    /// (`mcp.read` for greet and whoami, `mcp.write` for save_note).
+    #[arg(
+        long = "required-scopes",
+        env = "REQUIRED_SCOPES",
+        value_delimiter = ',',
+        default_value = "mcp.read"
+    )]
+    pub required_scopes: Vec<String>,
+
+    /// Least time between two JWKS fetches caused by unknown key ids, in seconds.
+    #[arg(
+        long = "jwks-cooldown",
+        env = "JWKS_REFETCH_COOLDOWN_SECONDS",
+        default_value_t = 10
+    )]
+    pub jwks_cooldown_seconds: u64,
+
+    /// Hosts (`host` or `host:port`) the MCP endpoint answers for, comma-separated (default: the
+    /// resource server URL's host, and every loopback name while it listens on loopback).
+    #[arg(
+        long = "allowed-hosts",
+        env = "MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Browser origins allowed to call the MCP endpoint, comma-separated (default: the resource
+    /// server's origin, and any loopback origin while it listens on loopback).
+    #[arg(
+        long = "allowed-origins",
+        env = "MCP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Lifetime of an MCP session's binding to its user, in seconds.
+    #[arg(long = "mcp-session-ttl", env = "MCP_SESSION_TTL_SECONDS", default_value_t = 24 * 3600)]
+    pub mcp_session_ttl_seconds: u64,
+
+    /// Seconds a client may take to send a request's headers, and its body.
+    #[arg(long = "mcp-read-timeout", env = "MCP_SERVER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub mcp_read_timeout_seconds: u64,
+
+    /// Also ask the authorization server's introspection endpoint (RFC 7662) about every token
+    /// that validates locally, so that revoked access tokens are refused before they expire.
+    #[arg(long = "introspect", env = "MCP_INTROSPECT", default_value_t = false)]
+    pub introspect: bool,
+
+    /// The introspection endpoint: a path on the authorization server, or an absolute URL.
+    #[arg(
+        long = "introspection-endpoint",
+        env = "MCP_INTROSPECTION_ENDPOINT",
+        default_value = "/introspect"
+    )]
+    pub introspection_endpoint: String,
+
+    /// The credential this server presents at the introspection endpoint (the authorization
+    /// server's `--introspection-secret`). Required with `--introspect`, except in the combined
+    /// binary, which shares one.
+    #[arg(
+        long = "rs-introspection-secret",
+        env = "MCP_INTROSPECTION_SECRET",
+        hide_env_values = true
+    )]
+    pub rs_introspection_secret: Option<String>,
+
+    /// Seconds an introspection answer is reused for the same token.
+    #[arg(long = "introspection-cache-seconds", env = "MCP_INTROSPECTION_CACHE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub introspection_cache_seconds: u64,
+
+    /// Address the MCP server listens on (default: loopback, the resource server URL's port).
+    #[arg(long = "mcp-listen", env = "MCP_SERVER_LISTEN")]
+    pub mcp_listen: Option<SocketAddr>,
+}

@@ -1,0 +1,36 @@
+//! The state every handler of the authorization server holds: immutable configuration and the
+//! actor references. Its own file so that handlers and the router depend on it, and `mod.rs`,
+//! which builds it, depends on them, without a cycle.
+
+use super::pages::SessionCookie;
+use crate::actors::{
+    AuthorizationCodes, ClientMetadataDocuments, ClientRegistry, Consents, RefreshTokens,
+    Revocations, Sessions, SignerPool, SigningKeys, Supervisor, Throttle,
+};
+use crate::config::AuthSettings;
+use crate::users::UserDirectory;
+use kameo::actor::ActorRef;
+use std::sync::Arc;
+
+/// What every handler of the authorization server may use: immutable configuration and actor
+/// references.
+#[derive(Clone)]
+pub struct AuthState {
+    /// Parent of this server's actors; they live as long as the state does.
+    pub supervisor: ActorRef<Supervisor>,
+    pub config: Arc<AuthSettings>,
+    pub users: UserDirectory,
+    pub cookie: SessionCookie,
+    pub clients: ActorRef<ClientRegistry>,
+    /// Fetched Client ID Metadata Documents (URL client ids).
+    pub client_documents: ActorRef<ClientMetadataDocuments>,
+    pub codes: ActorRef<AuthorizationCodes>,
+    pub consents: ActorRef<Consents>,
+    pub sessions: ActorRef<Sessions>,
+    pub keys: ActorRef<SigningKeys>,
+    pub signers: SignerPool,
+    pub throttle: ActorRef<Throttle>,
+    pub revocations: ActorRef<Revocations>,
+    pub refresh_tokens: ActorRef<RefreshTokens>,
+    pub metadata: Arc<serde_json::Value>,
+}

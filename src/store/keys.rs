@@ -1,0 +1,138 @@
+//! The signing-keys table: [`KeyRecord`] (a key's encrypted private half and its lifecycle), the
+//! [`KeyStore`] trait `SigningKeys` writes through, and its SQLite and in-memory implementations.
+
+use super::error::StoreError;
+use super::memory::MemoryStore;
+use super::sqlite::{SqliteStore, int, unsigned};
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use std::collections::BTreeMap;
+
+/// A signing key: its private half encrypted (see `actors::signing_keys`), and its lifecycle.
+/// Published from `created_at`; signs from `activates_at` until `retired_at`; removed from the
+/// JWKS (and the store) at `removes_at`, when every token it signed has expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub encrypted_key: Vec<u8>,
+    pub created_at: u64,
+    pub activates_at: u64,
+    pub retired_at: Option<u64>,
+    pub removes_at: Option<u64>,
+}
+
+/// Signing keys (`SigningKeys`).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Adds a key; fails if one with its id exists.
+    async fn insert_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// Records a key's lifecycle times (activation, retirement, removal).
+    async fn update_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError>;
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
+    Ok(KeyRecord {
+        kid: row.try_get("kid")?,
+        encrypted_key: row.try_get("encrypted_key")?,
+        created_at: unsigned(row.try_get("created_at")?),
+        activates_at: unsigned(row.try_get("activates_at")?),
+        retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(unsigned),
+        removes_at: row.try_get::<Option<i64>, _>("removes_at")?.map(unsigned),
+    })
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, encrypted_key, created_at, activates_at, retired_at, removes_at \
+             FROM signing_keys ORDER BY activates_at, created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn insert_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, encrypted_key, created_at, activates_at, retired_at, removes_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(&key.encrypted_key)
+        .bind(int(key.created_at))
+        .bind(int(key.activates_at))
+        .bind(key.retired_at.map(int))
+        .bind(key.removes_at.map(int))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE signing_keys SET activates_at = ?, retired_at = ?, removes_at = ? WHERE kid = ?",
+        )
+        .bind(int(key.activates_at))
+        .bind(key.retired_at.map(int))
+        .bind(key.removes_at.map(int))
+        .bind(&key.kid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The signing-keys table of the in-memory store, by key id.
+#[derive(Default)]
+struct KeysTable {
+    keys: BTreeMap<String, KeyRecord>,
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.with(|t: &mut KeysTable| {
+            let mut keys: Vec<KeyRecord> = t.keys.values().cloned().collect();
+            keys.sort_by_key(|k| (k.activates_at, k.created_at));
+            keys
+        })
+    }
+
+    async fn insert_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.with(|t: &mut KeysTable| {
+            if t.keys.contains_key(&key.kid) {
+                return Err(StoreError("the key id exists".into()));
+            }
+            t.keys.insert(key.kid.clone(), key.clone());
+            Ok(())
+        })?
+    }
+
+    async fn update_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.with(|t: &mut KeysTable| {
+            if let Some(stored) = t.keys.get_mut(&key.kid) {
+                stored.activates_at = key.activates_at;
+                stored.retired_at = key.retired_at;
+                stored.removes_at = key.removes_at;
+            }
+        })
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        self.with(|t: &mut KeysTable| {
+            t.keys.remove(kid);
+        })
+    }
+}

@@ -1,0 +1,350 @@
+//! The refresh-token tables (`refresh_families`, `refresh_tokens`): [`FamilyRecord`] (a family as
+//! it is kept, its tokens as digests), [`Rotation`], the [`RefreshTokenStore`] trait the
+//! `RefreshTokens` actor writes through, and its implementations: SQLite, in-memory, and
+//! [`MemoryRefreshTokenStore`], which keeps nothing. Every method is atomic; a rotation is a
+//! compare-and-swap on the family's current token, so single use holds in the store itself.
+
+use super::error::StoreError;
+use super::memory::MemoryStore;
+use super::sqlite::{SqliteStore, int, unsigned};
+use crate::trace::SecretDigest;
+use futures::future::BoxFuture;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use std::collections::HashMap;
+
+/// SHA-256 digest of a refresh token: the only form in which a token is kept.
+pub type TokenHash = SecretDigest;
+
+/// A family as the store keeps it. Times are Unix milliseconds; token values are digests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyRecord {
+    /// Random id (128 bits, base64url). Primary key.
+    pub family_id: String,
+    pub client_id: String,
+    pub subject: String,
+    /// The scope granted by the authorization; fixed for the family's life.
+    pub scope: String,
+    /// The resource (the access tokens' `aud`); fixed for the family's life.
+    pub resource: String,
+    pub flow: String,
+    /// The `jti` of the access token issued with the family's first token (code redemption): a
+    /// replay of that code revokes the family.
+    pub origin_jti: String,
+    pub created_at_ms: u64,
+    /// The family ends here whatever happens.
+    pub absolute_expires_at_ms: u64,
+    /// The family ends here unless a refresh pushes it back (never past the absolute deadline).
+    pub idle_expires_at_ms: u64,
+    /// Rotations so far (0 for the token issued with the code).
+    pub generation: u64,
+    /// Digest of the one current token.
+    pub current: TokenHash,
+    /// Digest of the token the last rotation retired, with the rotation's time and salt: the
+    /// grace window's retry recomputes the current token from them.
+    pub previous: Option<TokenHash>,
+    pub rotated_at_ms: Option<u64>,
+    pub salt: Option<[u8; 32]>,
+    /// Digests of every token of the family ever issued (current and retired), so that a retired
+    /// token is recognised as reuse and not as an unknown token.
+    pub tokens: Vec<TokenHash>,
+}
+
+/// One rotation, applied by [`RefreshTokenStore::rotate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub family_id: String,
+    /// The token presented: the rotation applies only if it is still the family's current one.
+    pub presented: TokenHash,
+    /// The new current token.
+    pub next: TokenHash,
+    pub salt: [u8; 32],
+    pub generation: u64,
+    pub rotated_at_ms: u64,
+    pub idle_expires_at_ms: u64,
+}
+
+/// Where refresh-token families are persisted. The actor holds the authoritative copy in memory
+/// and calls the store before it answers; every method must have committed durably when its
+/// future resolves `Ok`, and must change nothing when it resolves `Err`.
+pub trait RefreshTokenStore: Send + Sync + 'static {
+    /// Inserts a new family with its first token (`family.current`, also in `family.tokens`).
+    /// Atomic: the family and its token are stored together or not at all.
+    fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Rotates a family as one atomic compare-and-swap on the current token: if the family
+    /// exists and its current token is `rotation.presented`, then in one transaction set
+    /// `previous = presented`, `current = next`, record `next` among the family's tokens, and set
+    /// `salt`, `generation`, `rotated_at_ms` and `idle_expires_at_ms`; answer `Ok(true)`.
+    /// Otherwise (another rotation or a revocation came first) change nothing and answer
+    /// `Ok(false)`. A store shared by several servers thereby enforces single use by itself
+    /// (`UPDATE ... WHERE family_id = ? AND current = ?`, one row affected or none).
+    fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Deletes these families and all their tokens, atomically (revocation, reuse detection,
+    /// consent revocation, expiry). Ids that do not exist are ignored. After it commits no token
+    /// of these families can be rotated.
+    fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Every family whose absolute and idle deadlines are both after `now_ms`, with all its token
+    /// digests; called once when the actor starts. The store may delete the others.
+    fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>>;
+}
+
+/// The store of the in-memory mode: remembers nothing, never fails.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryRefreshTokenStore;
+
+impl RefreshTokenStore for MemoryRefreshTokenStore {
+    fn insert_family(&self, _: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn rotate(&self, _: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async { Ok(true) })
+    }
+    fn remove_families(&self, _: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn load_live(&self, _: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+fn digest(bytes: Option<Vec<u8>>) -> Result<Option<TokenHash>, StoreError> {
+    bytes
+        .map(|b| {
+            TokenHash::try_from(b.as_slice())
+                .map_err(|_| StoreError("a stored refresh-token digest is corrupt".into()))
+        })
+        .transpose()
+}
+
+fn family_from_row(row: &SqliteRow) -> Result<FamilyRecord, StoreError> {
+    let get_i = |name: &str| -> Result<i64, StoreError> {
+        row.try_get::<i64, _>(name).map_err(StoreError::from)
+    };
+    let get_s = |name: &str| -> Result<String, StoreError> {
+        row.try_get::<String, _>(name).map_err(StoreError::from)
+    };
+    Ok(FamilyRecord {
+        family_id: get_s("family_id")?,
+        client_id: get_s("client_id")?,
+        subject: get_s("subject")?,
+        scope: get_s("scope")?,
+        resource: get_s("resource")?,
+        flow: get_s("flow")?,
+        origin_jti: get_s("origin_jti")?,
+        created_at_ms: unsigned(get_i("created_at_ms")?),
+        absolute_expires_at_ms: unsigned(get_i("absolute_expires_at_ms")?),
+        idle_expires_at_ms: unsigned(get_i("idle_expires_at_ms")?),
+        generation: unsigned(get_i("generation")?),
+        current: digest(Some(row.try_get("current")?))?
+            .ok_or_else(|| StoreError("a stored family has no current token".into()))?,
+        previous: digest(row.try_get("previous")?)?,
+        rotated_at_ms: row
+            .try_get::<Option<i64>, _>("rotated_at_ms")?
+            .map(unsigned),
+        salt: digest(row.try_get("salt")?)?,
+        tokens: Vec::new(),
+    })
+}
+
+/// Refresh-token families: each method is one transaction; a rotation is a compare-and-swap on
+/// the family's current token, so single use holds in the database itself.
+impl RefreshTokenStore for SqliteStore {
+    fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        let family = family.clone();
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO refresh_families (family_id, client_id, subject, scope, resource, \
+                 flow, origin_jti, created_at_ms, absolute_expires_at_ms, idle_expires_at_ms, \
+                 generation, current, previous, rotated_at_ms, salt) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&family.family_id)
+            .bind(&family.client_id)
+            .bind(&family.subject)
+            .bind(&family.scope)
+            .bind(&family.resource)
+            .bind(&family.flow)
+            .bind(&family.origin_jti)
+            .bind(int(family.created_at_ms))
+            .bind(int(family.absolute_expires_at_ms))
+            .bind(int(family.idle_expires_at_ms))
+            .bind(int(family.generation))
+            .bind(family.current.to_vec())
+            .bind(family.previous.map(|d| d.to_vec()))
+            .bind(family.rotated_at_ms.map(int))
+            .bind(family.salt.map(|d| d.to_vec()))
+            .execute(&mut *tx)
+            .await?;
+            let mut tokens = family.tokens.clone();
+            if !tokens.contains(&family.current) {
+                tokens.push(family.current);
+            }
+            for token in tokens {
+                sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)")
+                    .bind(token.to_vec())
+                    .bind(&family.family_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(tx.commit().await?)
+        })
+    }
+
+    fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let rotation = rotation.clone();
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let swapped = sqlx::query(
+                "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
+                 generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
+                 WHERE family_id = ? AND current = ?",
+            )
+            .bind(rotation.next.to_vec())
+            .bind(rotation.salt.to_vec())
+            .bind(int(rotation.generation))
+            .bind(int(rotation.rotated_at_ms))
+            .bind(int(rotation.idle_expires_at_ms))
+            .bind(&rotation.family_id)
+            .bind(rotation.presented.to_vec())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !swapped {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)")
+                .bind(rotation.next.to_vec())
+                .bind(&rotation.family_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
+        let family_ids = family_ids.to_vec();
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            for id in &family_ids {
+                sqlx::query("DELETE FROM refresh_tokens WHERE family_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM refresh_families WHERE family_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(tx.commit().await?)
+        })
+    }
+
+    fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
+        Box::pin(async move {
+            let now = int(now_ms);
+            let mut tx = self.pool.begin().await?;
+            // Families past a deadline are dead whatever happens: drop them and their tokens.
+            let dead = "SELECT family_id FROM refresh_families \
+                        WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?";
+            sqlx::query(&format!(
+                "DELETE FROM refresh_tokens WHERE family_id IN ({dead})"
+            ))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM refresh_families \
+                 WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?",
+            )
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let rows = sqlx::query("SELECT * FROM refresh_families")
+                .fetch_all(&self.pool)
+                .await?;
+            let mut families = std::collections::HashMap::new();
+            for row in &rows {
+                let family = family_from_row(row)?;
+                families.insert(family.family_id.clone(), family);
+            }
+            let tokens = sqlx::query("SELECT token_hash, family_id FROM refresh_tokens")
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &tokens {
+                let id: String = row.try_get("family_id")?;
+                let hash = digest(Some(row.try_get("token_hash")?))?;
+                if let (Some(family), Some(hash)) = (families.get_mut(&id), hash) {
+                    family.tokens.push(hash);
+                }
+            }
+            Ok(families.into_values().collect())
+        })
+    }
+}
+
+/// The refresh-token families of the in-memory store, by family id, each with its tokens.
+#[derive(Default)]
+struct FamiliesTable {
+    refresh_families: HashMap<String, FamilyRecord>,
+}
+
+/// Refresh-token families, with the same compare-and-swap rotation as the SQLite store.
+impl RefreshTokenStore for MemoryStore {
+    fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut family = family.clone();
+        if !family.tokens.contains(&family.current) {
+            family.tokens.push(family.current);
+        }
+        let done = self.with(|t: &mut FamiliesTable| {
+            t.refresh_families.insert(family.family_id.clone(), family);
+        });
+        Box::pin(async move { done })
+    }
+
+    fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| {
+            match t.refresh_families.get_mut(&rotation.family_id) {
+                Some(family) if family.current == rotation.presented => {
+                    family.previous = Some(family.current);
+                    family.current = rotation.next;
+                    family.tokens.push(rotation.next);
+                    family.salt = Some(rotation.salt);
+                    family.generation = rotation.generation;
+                    family.rotated_at_ms = Some(rotation.rotated_at_ms);
+                    family.idle_expires_at_ms = rotation.idle_expires_at_ms;
+                    true
+                }
+                _ => false,
+            }
+        });
+        Box::pin(async move { done })
+    }
+
+    fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| {
+            for id in family_ids {
+                t.refresh_families.remove(id);
+            }
+        });
+        Box::pin(async move { done })
+    }
+
+    fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| {
+            t.refresh_families
+                .retain(|_, f| f.absolute_expires_at_ms > now_ms && f.idle_expires_at_ms > now_ms);
+            t.refresh_families.values().cloned().collect()
+        });
+        Box::pin(async move { done })
+    }
+}

@@ -1,0 +1,387 @@
+//! Floods and hostile clients: per-source rate limits, failed-login throttling (also against
+//! parallel guesses), slow clients cut off, CSRF/Origin on the forms, double submissions, CORS
+//! scope, and a JWKS refetch storm that does not happen.
+
+use crate::helpers::*;
+use axum::routing::get;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn registrations_are_rate_limited_per_source() {
+    let app = spawn_app_with(&["--rate-register", "5"]).await;
+    for _ in 0..5 {
+        register(&app).await;
+    }
+    let body = json!({"redirect_uris": [REDIRECT]});
+    let response = post_register(&app, &body).await;
+    let retry = retry_after(&response);
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_oauth_error(response, 429, "temporarily_unavailable", "the sixth").await;
+    // Count again precisely with a fresh app: exactly the burst passes.
+    let app = spawn_app_with(&["--rate-register", "5"]).await;
+    let mut created = 0;
+    let mut limited = 0;
+    for _ in 0..8 {
+        match post_register(&app, &body).await.status().as_u16() {
+            201 => created += 1,
+            429 => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((created, limited), (5, 3));
+}
+
+#[tokio::test]
+async fn token_requests_are_rate_limited_per_source() {
+    let app = spawn_app_with(&["--rate-token", "3"]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = app
+            .post("/token")
+            .form(&[("grant_type", "authorization_code"), ("client_id", "x")])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
+}
+
+/// Posts a login with the page's CSRF token; returns the status.
+async fn try_login(
+    app: &TestApp,
+    browser: &Browser,
+    login_url: &str,
+    user: &str,
+    password: &str,
+) -> u16 {
+    let form = browser.login_form(login_url).await;
+    let response = form.post(browser, app, user, password).await;
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_account_even_with_the_right_password() {
+    let app = spawn_app_with(&["--login-failures-per-account", "3"]).await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let login_url = browser.start_authorization(&app, &client_id).await;
+    for _ in 0..3 {
+        assert_eq!(
+            try_login(&app, &browser, &login_url, "alice", "wrong").await,
+            401
+        );
+    }
+    let form = browser.login_form(&login_url).await;
+    let locked = form.post(&browser, &app, "alice", "password123").await;
+    assert_eq!(locked.status(), 429);
+    let retry = retry_after(&locked);
+    assert!(retry > 800 && retry <= 900, "{retry}");
+    // Another account from the same place is not locked.
+    assert_eq!(
+        try_login(&app, &browser, &login_url, "bob", "hunter2").await,
+        302
+    );
+}
+
+#[tokio::test]
+async fn parallel_guesses_cannot_outrun_the_lockout() {
+    let app = spawn_app_with(&["--login-failures-per-account", "5", "--rate-login", "0"]).await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let login_url = browser.start_authorization(&app, &client_id).await;
+    let form = browser.login_form(&login_url).await;
+    let guesses = (0..20).map(|i| {
+        let (app, browser, form) = (&app, &browser, &form);
+        async move {
+            let guess = format!("guess-{i}");
+            let response = form.post(browser, app, "alice", &guess).await;
+            response.status().as_u16()
+        }
+    });
+    let mut checked = 0;
+    let mut refused = 0;
+    for status in futures::future::join_all(guesses).await {
+        match status {
+            401 => checked += 1,
+            429 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(
+        checked, 5,
+        "only the allowed number of passwords were checked"
+    );
+    assert_eq!(refused, 15);
+}
+
+#[tokio::test]
+async fn origin_null_is_a_same_origin_form_post() {
+    // Our pages send `Referrer-Policy: no-referrer`, so browsers send `Origin: null`.
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let start = browser
+        .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .await;
+    let form = browser.login_form(&location(&start).unwrap()).await;
+    let response = form.post_from("null", &browser, &app, "alice", "password123");
+    let response = response.await;
+    assert_eq!(response.status(), 302);
+    // The pages' CSP has no form-action, which browsers would apply to the redirect to the client.
+    let csp = start.headers()["content-security-policy"].to_str().unwrap();
+    assert!(!csp.contains("form-action"), "{csp}");
+}
+
+#[tokio::test]
+async fn a_double_clicked_sign_in_lands_on_the_same_consent() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let login_url = browser.start_authorization(&app, &client_id).await;
+    let form = browser.login_form(&login_url).await;
+    let post = || {
+        let request = browser.http.post(app.url("/login"));
+        request.form(&form.filled("alice", "password123")).send()
+    };
+    let (a, b) = tokio::join!(post(), post());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.status(), 302);
+    assert_eq!(b.status(), 302);
+    let (la, lb) = (location(&a).unwrap(), location(&b).unwrap());
+    assert!(
+        la.contains("/consent?request=") && lb.contains("/consent?request="),
+        "{la} {lb}"
+    );
+    // The cookie of the last answer works for the consent page.
+    assert_eq!(browser.get(&lb).await.status(), 200);
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let app = spawn_app_with(&["--auth-read-timeout", "1"]).await;
+    let addr = app.issuer.trim_start_matches("http://").to_string();
+    // Headers that never finish.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /token HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the server closes a connection whose headers never arrive"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A body that never arrives.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type=").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf))
+        .await
+        .expect("an answer, not a hang")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    let status: u16 = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!((400..500).contains(&status), "{answer}");
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let app = spawn_app().await;
+    let response = app
+        .get("/.well-known/oauth-authorization-server")
+        .header("x-padding", "a".repeat(64 * 1024))
+        .send()
+        .await;
+    // An error means the connection was closed: also refused.
+    if let Ok(r) = response {
+        assert!(r.status() == 431 || r.status() == 400, "{}", r.status());
+    }
+    // The server is still fine.
+    let ok = app.get("/oauth/jwks").send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn cors_never_on_pages_even_under_an_issuer_path() {
+    let app = spawn_app_at("/auth", &[]).await;
+    let md_url = format!(
+        "{}/.well-known/oauth-authorization-server/auth",
+        app.issuer.trim_end_matches("/auth")
+    );
+    let response = app.http.get(&md_url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{md_url}");
+    let md: Value = response.json().await.unwrap();
+    assert_eq!(md["issuer"], app.issuer);
+    assert_eq!(md["authorization_endpoint"], app.url("/authorize"));
+    for path in ["/authorize", "/login", "/consent"] {
+        let response = app
+            .get(path)
+            .header("origin", "http://localhost:6274")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{path}"
+        );
+    }
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/token"))
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("authorization"), "{allowed}");
+    // And the flow works under the path.
+    let token = token_for(&app, "alice", "password123").await;
+    assert!(!open_session(&app, &token).await.is_empty());
+}
+
+#[tokio::test]
+async fn random_key_ids_cause_no_jwks_fetch_storm() {
+    // A JWKS endpoint that counts its fetches, serving the AS's real keys.
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let app = spawn_app_with(&["--jwks-endpoint", &jwks_url, "--jwks-cooldown", "60"]).await;
+    let real = app.get_json(&app.url("/oauth/jwks")).await;
+    let counter = hits.clone();
+    let router = axum::Router::new().route(
+        "/jwks",
+        get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let real = real.clone();
+            async move { axum::Json(real) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let claims = access_claims(&app);
+    let attempts = (0..100).map(|i| {
+        let mut header = jws_header(&app);
+        header["kid"] = json!(format!("random-{i}"));
+        let token = mint(&app, &header, &claims);
+        let request = mcp_request(&app, &app.mcp_url(), &initialize_body()).bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    for status in futures::future::join_all(attempts).await {
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "one fetch for a hundred unknown key ids"
+    );
+    // Within the cooldown even the real key id is not refetched: tokens with it are refused
+    // until the cooldown ends. (The first fetch already had it, so this one passes.)
+    let token = mint(&app, &jws_header(&app), &claims);
+    let ok = mcp_post(&app, Some(&token), None, initialize_body()).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn other_authorization_schemes_get_the_plain_challenge() {
+    let app = spawn_app().await;
+    for value in ["Basic dXNlcjpwdw==", "DPoP abc", "Token"] {
+        let response = initialize_with_authorization(&app, value).await;
+        assert_bearer_refusal(&response, 401, None, value);
+    }
+}
+
+#[tokio::test]
+async fn repeated_client_id_is_a_page_even_after_another_repetition() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::signed_in(&app, &client_id).await;
+    let url = format!(
+        "{}&state=again&client_id=other",
+        authorize_url(&app, &client_id, &Pkce::new(), &[])
+    );
+    assert_error_page(browser.get(&url).await, "repeated client_id").await;
+}
+
+#[tokio::test]
+async fn https_issuers_get_host_prefixed_secure_cookies() {
+    let app = spawn_app_full(
+        "https",
+        "",
+        &["--session-secret", "a-long-random-secret-for-tests-only"],
+    )
+    .await;
+    // `app.issuer` is the plain-http address the servers listen on; the configured issuer is https.
+    let client_id = register(&app).await;
+    let response = app
+        .http
+        .get(authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-mcp_oauth_session="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
+    assert!(location(&response).unwrap().starts_with("https://"));
+}
+
+#[tokio::test]
+async fn a_forged_session_cookie_is_ignored() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let forged = "mcp_oauth_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.bm90LWEtdGFn";
+    let response = app
+        .http
+        .get(authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .header("cookie", forged)
+        .send()
+        .await
+        .unwrap();
+    // Treated as no session: a fresh anonymous one is opened and the login page follows.
+    assert_eq!(response.status(), 302);
+    assert!(response.headers().get("set-cookie").is_some());
+    assert!(location(&response).unwrap().contains("/login?request="));
+}
+
+#[tokio::test]
+async fn a_browser_with_many_abandoned_requests_is_not_locked_out() {
+    // A client that retries leaves requests parked at the login page; the browser keeps working
+    // (its oldest parked requests make room) instead of getting "busy" for the requests' lifetime.
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let mut last = None;
+    for _ in 0..40 {
+        let response = browser
+            .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+            .await;
+        assert_eq!(response.status(), 302);
+        last = location(&response);
+    }
+    // The newest one still completes.
+    let after = login(&browser, &last.unwrap(), "alice", "password123").await;
+    assert_eq!(after.status(), 302);
+    assert!(location(&after).unwrap().contains("/consent?request="));
+}

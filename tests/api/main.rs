@@ -1,0 +1,28 @@
+//! The integration tests, in one binary: both servers started in-process over real HTTP (and the
+//! compiled binaries, for the command line and process behaviour), one module per concern, with
+//! the shared harness in `helpers`. One binary links the crate once instead of once per file.
+//!
+//! Everything here shares one process, so no test may change process-wide state: no global
+//! tracing subscriber (the trace test captures with a subscriber scoped to its own thread), no
+//! environment variables, no working directory; every server listens on a port of its own and
+//! every data directory is a fresh temporary one.
+
+mod helpers;
+
+mod authorize;
+mod cli;
+mod clients;
+mod durability;
+mod flow;
+mod fuzz;
+mod hardening;
+mod introspect;
+mod mcp_client;
+mod refresh;
+mod register;
+mod resource_server;
+mod revisions;
+mod revocation_capacity;
+mod revoke;
+mod token;
+mod trace;

@@ -1,0 +1,96 @@
+//! The flow trace: one flow id ties the authorization together across both servers' output, every
+//! actor message shows, and no secret ever appears (passwords, codes, tokens, verifiers, cookies).
+
+use crate::helpers::*;
+use serde_json::json;
+
+// The capture sees only what this thread runs: the test on a current-thread runtime, and with it
+// every task both servers spawn (password hashing and key generation run on blocking threads and
+// log nothing). Tests running beside it in the process are not captured.
+#[tokio::test(flavor = "current_thread")]
+async fn one_flow_id_across_both_servers_and_no_secrets() {
+    // The binaries' own line format, over a captured writer.
+    let (captured, _capturing) = capture_trace();
+
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let pkce = Pkce::new();
+    let browser = Browser::new();
+    let start = browser
+        .get(&authorize_url(&app, &client_id, &pkce, &[]))
+        .await;
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_string();
+    let cookie_value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    let login_url = location(&start).unwrap();
+    let approved = login_and_decide(&browser, &login_url, "alice", "password123", "approve").await;
+    let code = query_param(&location(&approved).unwrap(), "code").unwrap();
+    let response = redeem(&app, &client_id, &code, &pkce.verifier).await;
+    let token = field(&response.json().await.unwrap(), "access_token");
+    let session = open_session(&app, &token).await;
+    let call = tool_call(3, "greet", json!({"name": "Trace"}));
+    let result = rpc_result(mcp_post(&app, Some(&token), Some(&session), call).await).await;
+    assert_eq!(text_of(&result), "Hello, Trace!");
+    // Give the non-blocking parts a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    let log = captured.text();
+    for (name, secret) in [
+        ("password", "password123"),
+        ("code", code.as_str()),
+        ("access token", token.as_str()),
+        ("token signature", token.rsplit('.').next().unwrap()),
+        ("verifier", pkce.verifier.as_str()),
+        ("session cookie", cookie_value.as_str()),
+        ("session id", cookie_value.split('.').next().unwrap()),
+        ("mcp session", session.as_str()),
+    ] {
+        assert!(!log.contains(secret), "the {name} appears in the trace");
+    }
+    // The flow id minted at /authorize shows on the AS and on the RS.
+    let flow = log
+        .lines()
+        .find(|l| l.contains("authorization request"))
+        .and_then(|l| l.split("flow=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the authorization request is traced with its flow id")
+        .to_string();
+    let with_flow: Vec<&str> = log.lines().filter(|l| l.contains(&flow)).collect();
+    for step in [
+        "authorization request",
+        "login succeeded",
+        "code issued",
+        "access token issued",
+    ] {
+        assert!(
+            with_flow.iter().any(|l| l.contains(step)),
+            "AS step {step} carries flow {flow}"
+        );
+    }
+    assert!(
+        with_flow
+            .iter()
+            .any(|l| l.contains("mcp request") && l.contains("tools/call greet")),
+        "the RS traces the tool call with the flow id"
+    );
+    // Actor messages are traced with their outcome and duration.
+    for actor in [
+        "ClientRegistry <- Register",
+        "Sessions <- Park",
+        "AuthorizationCodes <- RedeemCode",
+        "TokenSigner <- SignAccessToken",
+        "JwksCache <- LookupJwk",
+        "McpSessions <- Bind",
+    ] {
+        assert!(log.contains(actor), "{actor} is traced");
+    }
+    assert!(log.contains("outcome=\"ok\""));
+    // Secrets show as fingerprints.
+    assert!(log.contains(&format!("code={}", fingerprint(&code))));
+}
