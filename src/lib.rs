@@ -3,9 +3,11 @@
 //! - [`oauth`]: the protocol rules, pure and I/O-free.
 //! - [`actors`]: every piece of mutable state, each owned by one actor with its own expiry timer.
 //! - [`http`]: the two servers, translating HTTP to actor messages ([`AuthServer`], [`McpServer`]).
+//! - [`cli`]: what each binary's `main` does (the binaries are one line each).
 //! - [`trace`]: the flow trace, and the secret type that keeps secrets out of it.
 
 pub mod actors;
+pub mod cli;
 pub mod clients_file;
 pub mod config;
 pub mod http;

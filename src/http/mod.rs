@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::add_extension::AddExtensionLayer;
@@ -20,6 +21,11 @@ use tower_http::add_extension::AddExtensionLayer;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long in-flight requests may finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What stops a server: a future that resolves when it should stop. It is boxed so that the
+/// serving code is compiled once, in this library, and not again in every binary and test that
+/// passes its own kind of future.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish (at most [`DRAIN_TIMEOUT`]); the servers' `run_until` then flush
@@ -31,7 +37,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     read_timeout: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -46,7 +52,6 @@ pub async fn serve(
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -1,5 +1,6 @@
 //! The binaries: `--help` lists every setting, a bad setting is one clear line and exit code 2,
-//! the default binary starts both servers, logs JSON on request and stops cleanly on SIGTERM.
+//! a server that cannot start is one line and exit code 1, the default binary starts both
+//! servers, logs JSON on request and stops cleanly on SIGTERM.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -239,4 +240,55 @@ fn logs_to_a_pipe_are_plain_text() {
         !line.contains('\u{1b}'),
         "no colour codes in a pipe: {line:?}"
     );
+}
+
+#[test]
+fn a_server_that_cannot_listen_exits_1_with_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(
+        &[
+            "--auth-listen",
+            &addr,
+            "--mcp-listen",
+            "127.0.0.1:0",
+            "--in-memory",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let line = format!("error: the authorization server: cannot listen on {addr}: ");
+    assert!(err.starts_with(&line), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn the_single_server_binaries_name_themselves_and_refuse_bad_settings() {
+    for (bin, bad) in [
+        (env!("CARGO_BIN_EXE_auth-server"), "--issuer"),
+        (env!("CARGO_BIN_EXE_mcp-server"), "--resource-server"),
+    ] {
+        let name = std::path::Path::new(bin)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let out = Command::new(bin).arg("--version").output().unwrap();
+        assert!(out.status.success());
+        let version = String::from_utf8(out.stdout).unwrap();
+        assert!(version.starts_with(&format!("{name} ")), "{version}");
+
+        let out = Command::new(bin)
+            .args([bad, "not a url"])
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.starts_with("error: ") && err.contains(&bad[2..]),
+            "{name}: {err}"
+        );
+    }
 }

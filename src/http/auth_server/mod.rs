@@ -291,10 +291,15 @@ impl AuthServer {
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish
     /// (bounded by [`crate::http::DRAIN_TIMEOUT`]), waits for the actors that write to the store
     /// to finish what they were doing, and closes the store.
-    pub async fn run_until(
+    pub fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        self.run(Box::pin(shutdown))
+    }
+
+    /// [`Self::run_until`] without its type parameter: the serving code is compiled here once.
+    async fn run(self, shutdown: crate::http::Shutdown) -> std::io::Result<()> {
         tracing::info!(
             server = "auth",
             issuer = %self.state.config.issuer,

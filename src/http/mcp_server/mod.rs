@@ -151,10 +151,17 @@ impl McpServer {
         &self.state
     }
 
-    pub async fn run_until(
+    /// Serves until `shutdown` resolves; then stops accepting and lets in-flight requests finish
+    /// (bounded by [`crate::http::DRAIN_TIMEOUT`]).
+    pub fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        self.run(Box::pin(shutdown))
+    }
+
+    /// [`Self::run_until`] without its type parameter: the serving code is compiled here once.
+    async fn run(self, shutdown: crate::http::Shutdown) -> std::io::Result<()> {
         tracing::info!(
             server = "mcp",
             resource = %self.state.config.root_resource(),

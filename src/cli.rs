@@ -1,0 +1,224 @@
+//! What each binary's `main` does: parse the command line, validate the settings, start the
+//! tracing, build the servers and serve until SIGINT or SIGTERM. It lives in the library, behind
+//! one non-generic function per program, so that the async runtime, the argument parser and the
+//! servers' generic code are compiled once, here; with generics not shared between crates in
+//! optimised builds, each binary would otherwise compile them again (about a minute of a first
+//! release build each). The binaries under `src/bin/` are one line each.
+//!
+//! Exit codes: 0 after a clean stop, 2 for a bad setting (one line naming it), 1 for anything
+//! else that stops a server from starting or serving.
+
+use crate::config::{AuthServerConfig, ConfigError, McpServerConfig};
+use crate::http::auth_server::{self, AuthServer};
+use crate::http::mcp_server::{self, McpServer};
+use crate::trace::LogFormat;
+use crate::users::UserError;
+use clap::{Parser, Subcommand};
+use std::future::Future;
+use std::io::Read;
+use std::process::ExitCode;
+
+/// mcp-oauth: an OAuth 2.1 authorization server and an MCP resource server, with a flow trace.
+#[derive(Parser)]
+#[command(
+    name = "mcp-oauth",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct BothCli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    auth: AuthServerConfig,
+    #[command(flatten)]
+    mcp: McpServerConfig,
+    /// Log format: human-readable lines or JSON objects.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read a password from standard input (one line) and print its argon2id hash (a PHC string)
+    /// for the `password_hash` of a users file.
+    HashPassword,
+}
+
+/// The OAuth 2.1 authorization server of mcp-oauth.
+#[derive(Parser)]
+#[command(name = "auth-server", version, about)]
+struct AuthCli {
+    #[command(flatten)]
+    auth: AuthServerConfig,
+    /// Log format: human-readable lines or JSON objects.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+/// The MCP resource server of mcp-oauth.
+#[derive(Parser)]
+#[command(name = "mcp-server", version, about)]
+struct McpCli {
+    #[command(flatten)]
+    mcp: McpServerConfig,
+    /// Log format: human-readable lines or JSON objects.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+/// Why a program stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum ProgramError {
+    /// A bad setting: exit code 2.
+    #[error(transparent)]
+    Setting(#[from] ConfigError),
+    #[error("the authorization server: {0}")]
+    AuthServer(#[source] auth_server::BuildError),
+    #[error("the MCP server: {0}")]
+    McpServer(#[from] mcp_server::BuildError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Users(#[from] UserError),
+    #[error("no password on standard input")]
+    NoPassword,
+}
+
+impl From<auth_server::BuildError> for ProgramError {
+    fn from(error: auth_server::BuildError) -> Self {
+        match error {
+            // A clients file that cannot be used is a bad setting, reported as one.
+            auth_server::BuildError::Setting(e) => Self::Setting(e),
+            e => Self::AuthServer(e),
+        }
+    }
+}
+
+/// `mcp-oauth`: both servers in one process, or `mcp-oauth hash-password`.
+pub fn mcp_oauth() -> ExitCode {
+    run(both_servers)
+}
+
+/// `auth-server`: the authorization server alone.
+pub fn auth_server() -> ExitCode {
+    run(auth_server_alone)
+}
+
+/// `mcp-server`: the MCP resource server alone.
+pub fn mcp_server() -> ExitCode {
+    run(mcp_server_alone)
+}
+
+/// Loads `.env`, runs `program` on a multi-threaded runtime and turns its outcome into the exit
+/// code, printing an error as one line.
+fn run<F: Future<Output = Result<(), ProgramError>>>(program: fn() -> F) -> ExitCode {
+    crate::memory::configure_allocator();
+    let _ = dotenvy::dotenv();
+    let outcome = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(program()),
+        Err(e) => Err(ProgramError::Io(e)),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ProgramError::Setting(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(ProgramError::NoPassword) => {
+            eprintln!("error: {}", ProgramError::NoPassword);
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its sources on one line, each once.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+async fn both_servers() -> Result<(), ProgramError> {
+    let mut cli = BothCli::parse();
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
+    // One switch turns on introspection in the combined binary: the resource server uses the
+    // authorization server's credential, or both share one made for this run.
+    if cli.mcp.introspect && cli.mcp.rs_introspection_secret.is_none() {
+        let secret = cli
+            .auth
+            .introspection_secret
+            .clone()
+            .unwrap_or_else(|| crate::trace::random_token(32));
+        cli.auth.introspection_secret = Some(secret.clone());
+        cli.mcp.rs_introspection_secret = Some(secret);
+    }
+    let auth = cli.auth.validate()?;
+    let mcp = cli.mcp.validate()?;
+    let _guard = crate::trace::init(cli.log_format);
+    let auth = AuthServer::build(auth).await?;
+    let mcp = McpServer::build(mcp).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::http::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let (auth, mcp) = tokio::join!(
+        auth.run_until(stopped(stop_rx.clone())),
+        mcp.run_until(stopped(stop_rx))
+    );
+    auth?;
+    mcp?;
+    Ok(())
+}
+
+async fn auth_server_alone() -> Result<(), ProgramError> {
+    let cli = AuthCli::parse();
+    let settings = cli.auth.validate()?;
+    let _guard = crate::trace::init(cli.log_format);
+    let server = AuthServer::build(settings).await?;
+    server.run_until(crate::http::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn mcp_server_alone() -> Result<(), ProgramError> {
+    let cli = McpCli::parse();
+    let settings = cli.mcp.validate()?;
+    let _guard = crate::trace::init(cli.log_format);
+    let server = McpServer::build(settings).await?;
+    server.run_until(crate::http::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `mcp-oauth hash-password`: one line of standard input in, its argon2id PHC string out.
+fn hash_password() -> Result<(), ProgramError> {
+    let mut input = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut input)?;
+    let password = input.strip_suffix('\n').unwrap_or(&input);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err(ProgramError::NoPassword);
+    }
+    println!("{}", crate::users::hash_password(password)?);
+    Ok(())
+}
