@@ -69,6 +69,59 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A user name as typed at the login form. People sometimes type their password into it, and
+/// user names are few enough to guess, so it prints as a fingerprint keyed with a secret made
+/// for this process ([`keyed_fingerprint`]): a leaked log cannot be searched with a list of
+/// names or passwords, and two lines of one process still match.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TypedUserName(String);
+
+impl TypedUserName {
+    pub fn new(value: impl Into<String>) -> Self {
+        TypedUserName(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TypedUserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&keyed_fingerprint(&self.0))
+    }
+}
+
+impl fmt::Display for TypedUserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&keyed_fingerprint(&self.0))
+    }
+}
+
+/// Like [`fingerprint`], but an HMAC-SHA256 under a random key made once per process and never
+/// written anywhere, for values that are not random enough to hide behind a plain hash.
+pub fn keyed_fingerprint(value: &str) -> String {
+    use hmac::{Hmac, Mac};
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key[..]);
+        key
+    });
+    let digest = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(value.as_bytes());
+            mac.finalize().into_bytes()
+        }
+        // HMAC takes a key of any length; this arm is never taken.
+        Err(_) => Sha256::digest(key),
+    };
+    format!(
+        "#{:02x}{:02x}{:02x}{:02x}",
+        digest[0], digest[1], digest[2], digest[3]
+    )
+}
+
 /// `bytes` bytes from the operating system's CSPRNG, base64url encoded without padding.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -391,6 +444,26 @@ mod tests {
         assert_eq!(fingerprint("x").len(), 9);
         assert_ne!(Secret::random(32), Secret::random(32));
         assert_eq!(random_token(32).len(), 43);
+    }
+
+    #[test]
+    fn typed_user_names_print_as_keyed_fingerprints() {
+        let name = TypedUserName::new("alice");
+        let shown = format!("{name:?}");
+        assert_eq!(shown, format!("{name}"));
+        assert_eq!(
+            shown,
+            keyed_fingerprint("alice"),
+            "stable within the process"
+        );
+        assert_ne!(
+            shown,
+            fingerprint("alice"),
+            "not the plain SHA-256 fingerprint"
+        );
+        assert_ne!(shown, keyed_fingerprint("bob"));
+        assert_eq!(shown.len(), 9);
+        assert!(!shown.contains("alice"));
     }
 
     fn sanitized(text: &str) -> String {

@@ -5,11 +5,15 @@
 //!   replaces the users in the store, in one transaction, at every start.
 //! - no file: the users in the store (imported from a file at an earlier start);
 //! - no file and none stored: the demo users alice/password123 and bob/hunter2, hashed with
-//!   argon2id at start and never stored.
+//!   argon2id at start and never stored. Their passwords are public, so they are refused when
+//!   the issuer is https (a deployment) unless `--allow-demo-users` says otherwise, and the login
+//!   page names them only while they are the users.
 //!
 //! Password checks run on a blocking thread and cost the same for an unknown user as for a wrong password (PG-3): an unknown name is checked
 //! against a dummy hash. Each check takes 19 MiB for a few tens of milliseconds, so at most one
 //! check per core runs at a time: a burst of logins queues briefly instead of multiplying memory.
+//! Checks of configured clients' argon2 secrets have permits of their own (one per two cores), so
+//! client authentication at `/token` or `/introspect` never takes a sign-in's permit.
 
 use crate::store::{SharedStore, StoreError, UserRecord};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -33,6 +37,11 @@ pub struct UserDirectory {
     dummy_hash: Arc<String>,
     /// Bounds concurrent password checks (a concurrency limit, not shared data).
     checks: Arc<tokio::sync::Semaphore>,
+    /// Bounds concurrent checks of configured clients' secrets, apart from the users' checks, so
+    /// that a flood of client authentications cannot starve sign-ins.
+    client_checks: Arc<tokio::sync::Semaphore>,
+    /// The users are the demo users, whose passwords everyone knows.
+    demo: bool,
 }
 
 /// How long a login waits for a free password check before the server answers "busy".
@@ -51,6 +60,10 @@ pub enum UserError {
     File { path: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "no users to sign in: the demo users are refused on an https issuer; give AUTH_SERVER_USERS_FILE, or set AUTH_SERVER_ALLOW_DEMO_USERS=true to allow them"
+    )]
+    DemoRefused,
 }
 
 /// The users file.
@@ -110,9 +123,11 @@ pub fn read_users_file(path: &Path) -> Result<Vec<UserRecord>, UserError> {
     Ok(users)
 }
 
-/// The users this server signs in, by the rules in this module's comment.
+/// The users this server signs in, by the rules in this module's comment; `demo_allowed` says
+/// whether the demo users may be the last resort.
 pub async fn load(
     users_file: Option<&Path>,
+    demo_allowed: bool,
     store: &SharedStore,
 ) -> Result<UserDirectory, UserError> {
     if let Some(path) = users_file {
@@ -125,6 +140,9 @@ pub async fn load(
     if !stored.is_empty() {
         tracing::info!(users = stored.len(), "users loaded from the store");
         return UserDirectory::from_records(stored).await;
+    }
+    if !demo_allowed {
+        return Err(UserError::DemoRefused);
     }
     tracing::info!("no users file: the demo users alice and bob can sign in");
     UserDirectory::demo().await
@@ -162,7 +180,15 @@ fn verify(password: &str, hash: &str) -> bool {
 impl UserDirectory {
     /// The demo users, hashed now (on blocking threads).
     pub async fn demo() -> Result<Self, UserError> {
-        Self::from_plain(&[("alice", "Alice", "password123"), ("bob", "Bob", "hunter2")]).await
+        let demo = [("alice", "Alice", "password123"), ("bob", "Bob", "hunter2")];
+        let mut directory = Self::from_plain(&demo).await?;
+        directory.demo = true;
+        Ok(directory)
+    }
+
+    /// True when the users are the demo users (the login page then names them).
+    pub fn is_demo(&self) -> bool {
+        self.demo
     }
 
     /// Users from (username, display name, password), hashed at start.
@@ -210,6 +236,8 @@ impl UserDirectory {
                 users: Arc::new(users),
                 dummy_hash: Arc::new(dummy_hash),
                 checks: Arc::new(tokio::sync::Semaphore::new(cores)),
+                client_checks: Arc::new(tokio::sync::Semaphore::new(cores.div_ceil(2))),
+                demo: false,
             })
         })
         .await
@@ -217,15 +245,17 @@ impl UserDirectory {
     }
 
     /// Runs another password-hash check (a configured client's secret) on a blocking thread,
-    /// under the same limit of one check per core. `Err(Busy)` as for [`Self::authenticate`].
+    /// at most one per two cores at a time, from permits of its own: sign-ins keep theirs
+    /// however many clients authenticate. `Err(Busy)` as for [`Self::authenticate`].
     pub async fn check_limited(
         &self,
         check: impl FnOnce() -> bool + Send + 'static,
     ) -> Result<bool, Busy> {
-        let permit = tokio::time::timeout(CHECK_WAIT, Arc::clone(&self.checks).acquire_owned())
-            .await
-            .map_err(|_| Busy)?
-            .map_err(|_| Busy)?;
+        let permit =
+            tokio::time::timeout(CHECK_WAIT, Arc::clone(&self.client_checks).acquire_owned())
+                .await
+                .map_err(|_| Busy)?
+                .map_err(|_| Busy)?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let answer = check();

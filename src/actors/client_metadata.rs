@@ -20,6 +20,7 @@
 use crate::oauth::client::{Client, ClientKind};
 use crate::oauth::client_id_url::{self, UrlError};
 use crate::oauth::client_metadata::{self, Source};
+use crate::oauth::strict_json::{self, StrictJsonError};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use kameo::Reply;
@@ -38,8 +39,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024;
 /// How long a failed fetch is remembered.
 pub const FAILURE_TTL: Duration = Duration::from_secs(10);
 
-/// Why a URL client id does not give a client. Shown to the user on an error page: the redirect
-/// URI of such a client is not trusted, so nothing is redirected.
+/// Why a URL client id does not give a client. Shown to the user on an error page (the redirect
+/// URI of such a client is not trusted, so nothing is redirected), as [`Self::shown`] says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DocumentError {
     #[error("{0}")]
@@ -50,6 +51,10 @@ pub enum DocumentError {
         "the client_id host is a private, loopback or link-local address, which this server does not fetch"
     )]
     PrivateAddress,
+    #[error(
+        "the client_id host name resolves to a private, loopback or link-local address, which this server does not fetch"
+    )]
+    PrivateResolved,
     #[error("the client metadata document could not be fetched (connection failed or timed out)")]
     Fetch,
     #[error("the client metadata document URL answered with a redirect, which is not followed")]
@@ -64,6 +69,25 @@ pub enum DocumentError {
     Invalid(Cow<'static, str>),
     #[error("too many client metadata documents are being fetched; try again")]
     Busy,
+}
+
+impl DocumentError {
+    /// What an error page may say. Anyone can make the server fetch a URL, so the page must not
+    /// tell a name that does not resolve from one that resolves to a private address, from a host
+    /// that refused the connection or answered with a redirect or an HTTP status: that would map
+    /// names and ports the server can reach. Those all read "could not be fetched" (the trace
+    /// has the detail). Rules about the URL as written and about the document's content, which
+    /// the person who chose the URL knows anyway, are said as they are.
+    pub fn shown(&self) -> String {
+        match self {
+            DocumentError::Resolve
+            | DocumentError::PrivateResolved
+            | DocumentError::Fetch
+            | DocumentError::Redirect
+            | DocumentError::Status(_) => DocumentError::Fetch.to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 type Outcome = Result<Arc<Client>, DocumentError>;
@@ -273,7 +297,7 @@ async fn fetch_inner(
                 return Err(DocumentError::Resolve);
             };
             if !args.allow_private && !addresses.iter().all(|ip| client_id_url::is_public(*ip)) {
-                return Err(DocumentError::PrivateAddress);
+                return Err(DocumentError::PrivateResolved);
             }
             // Connect to the checked address only: no second resolution.
             builder = builder.resolve(domain, SocketAddr::new(first, port));
@@ -323,8 +347,10 @@ async fn fetch_inner(
         }
         body.extend_from_slice(&chunk);
     }
-    let document: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| DocumentError::NotJson)?;
+    let document = strict_json::parse(&body).map_err(|err| match err {
+        StrictJsonError::Malformed => DocumentError::NotJson,
+        StrictJsonError::RepeatedKey => DocumentError::Invalid("an object repeats a key".into()),
+    })?;
     if !document.is_object() {
         return Err(DocumentError::NotJson);
     }

@@ -35,6 +35,8 @@ pub struct Grant {
     pub subject: String,
     pub client_id: String,
     pub redirect_uri: String,
+    /// The authorization request named `redirect_uri`: redeeming the code requires it too.
+    pub redirect_uri_named: bool,
     pub code_challenge: String,
     pub scope: ScopeSet,
     pub resource: String,
@@ -66,6 +68,8 @@ pub enum RedeemError {
     WrongClient,
     #[error("the redirect URI does not match the authorization request")]
     WrongRedirectUri,
+    #[error("the authorization request named a redirect URI and the token request does not")]
+    MissingRedirectUri,
     #[error("the code verifier does not match the challenge")]
     WrongVerifier,
     #[error("the resource does not match the authorization request")]
@@ -213,10 +217,10 @@ impl Message<RedeemCode> for AuthorizationCodes {
         let Some(Entry::Live { grant, expires_at }) = self.codes.remove(&key) else {
             return Err(RedeemError::Unknown);
         };
-        if let Some(uri) = &msg.redirect_uri
-            && *uri != grant.redirect_uri
-        {
-            return Err(RedeemError::WrongRedirectUri);
+        match &msg.redirect_uri {
+            Some(uri) if *uri != grant.redirect_uri => return Err(RedeemError::WrongRedirectUri),
+            None if grant.redirect_uri_named => return Err(RedeemError::MissingRedirectUri),
+            _ => {}
         }
         if !pkce::verify_s256(msg.verifier.expose(), &grant.code_challenge) {
             return Err(RedeemError::WrongVerifier);
@@ -307,6 +311,7 @@ mod tests {
             subject: "alice".into(),
             client_id: "c1".into(),
             redirect_uri: "http://127.0.0.1:9/cb".into(),
+            redirect_uri_named: true,
             code_challenge: challenge.into(),
             scope: ScopeSet::parse("mcp.read").unwrap(),
             resource: "http://localhost:8990".into(),

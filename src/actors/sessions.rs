@@ -33,6 +33,9 @@ pub struct AuthorizationRequest {
     /// The client's name as shown to the user, already length-capped.
     pub client_name: String,
     pub redirect_uri: String,
+    /// The request named its redirect URI (rather than relying on the client's only one), so
+    /// the token request must name it again (RFC 6749 section 4.1.3).
+    pub redirect_uri_named: bool,
     pub state: Option<String>,
     pub code_challenge: String,
     pub scope: ScopeSet,

@@ -16,7 +16,7 @@
 //! limited rather than remembered, so a flood of addresses cannot grow memory.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
-use crate::trace::Secret;
+use crate::trace::TypedUserName;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -58,8 +58,8 @@ pub struct Admit {
 /// [`LoginSucceeded`] says otherwise.
 #[derive(Debug)]
 pub struct LoginAllowed {
-    /// A secret for the trace: people type passwords into the username field.
-    pub username: Secret,
+    /// Printed as a keyed fingerprint: people type passwords into the username field.
+    pub username: TypedUserName,
     pub source: IpAddr,
 }
 
@@ -67,7 +67,7 @@ pub struct LoginAllowed {
 /// attempt back.
 #[derive(Debug)]
 pub struct LoginSucceeded {
-    pub username: Secret,
+    pub username: TypedUserName,
     pub source: IpAddr,
 }
 
@@ -86,7 +86,7 @@ pub struct ThrottleArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Bucket(Endpoint, IpAddr),
-    AccountFailures(Secret),
+    AccountFailures(TypedUserName),
     SourceFailures(IpAddr),
 }
 
@@ -333,7 +333,7 @@ mod tests {
     async fn failed_logins_lock_the_account_until_the_window_ends() {
         let t = Throttle::spawn(args());
         let allowed = |user: &str| LoginAllowed {
-            username: Secret::new(user),
+            username: TypedUserName::new(user),
             source: IP,
         };
         // Two attempts on alice (each counted until it succeeds): the third is refused.
@@ -347,7 +347,7 @@ mod tests {
         assert!(t.ask(allowed("alice")).await.is_ok());
         // A success clears the account and returns the source's attempt.
         t.ask(LoginSucceeded {
-            username: Secret::new("alice"),
+            username: TypedUserName::new("alice"),
             source: IP,
         })
         .await

@@ -213,6 +213,11 @@ pub struct AuthServerConfig {
     #[arg(long = "users-file", env = "AUTH_SERVER_USERS_FILE")]
     pub users_file: Option<PathBuf>,
 
+    /// Let the demo users (alice, bob: public passwords) sign in on an https issuer, where they
+    /// are refused by default. On an http issuer they sign in whenever no users are configured.
+    #[arg(long = "allow-demo-users", env = "AUTH_SERVER_ALLOW_DEMO_USERS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub allow_demo_users: bool,
+
     /// How long a signing key signs before the next one takes over, in seconds (0: never rotate).
     #[arg(
         long = "key-rotation-interval",

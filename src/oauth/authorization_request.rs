@@ -111,6 +111,13 @@ pub fn validate(
     known_resources: &[String],
     default_resource: &str,
 ) -> Result<ValidatedRequest, Redirectable> {
+    // One resource per token (RFC 8707 section 2): several are `invalid_target`.
+    if params.is_repeated("resource") {
+        return Err(redirectable(
+            ErrorCode::InvalidTarget,
+            "only one resource may be requested",
+        ));
+    }
     if params.repeated().is_some() {
         return Err(redirectable(
             ErrorCode::InvalidRequest,
@@ -308,6 +315,13 @@ mod tests {
                 format!("{base}&state=a&state=b"),
                 None,
                 err(InvalidRequest, "a parameter is repeated"),
+            ),
+            (
+                format!(
+                    "{base}&resource=http%3A%2F%2Flocalhost%3A8990&resource=http%3A%2F%2Flocalhost%3A8990"
+                ),
+                None,
+                err(InvalidTarget, "only one resource may be requested"),
             ),
             (
                 base.replace("response_type=code&", ""),

@@ -17,6 +17,7 @@ pub mod redirect_uri;
 pub mod refresh_token;
 pub mod resource;
 pub mod scope;
+pub mod strict_json;
 pub mod time;
 pub mod token;
 

@@ -25,6 +25,9 @@ pub enum RedirectUriError {
     TooLong,
 }
 
+/// The longest redirect URI a client may register, in bytes.
+pub const MAX_REDIRECT_URI_LEN: usize = 2000;
+
 const FORBIDDEN_SCHEMES: &[&str] = &[
     "javascript",
     "data",
@@ -45,7 +48,7 @@ pub fn validate_for_registration(
     uri: &str,
     extra_schemes: &[String],
 ) -> Result<(), RedirectUriError> {
-    if uri.len() > 2000 {
+    if uri.len() > MAX_REDIRECT_URI_LEN {
         return Err(RedirectUriError::TooLong);
     }
     if uri.contains('#') {

@@ -87,18 +87,24 @@ async fn errors_redirect_to_the_client_only_after_login() {
             .await;
         assert_error_redirect(&app, &response, expected, name);
     }
-    // A repeated parameter other than client_id/redirect_uri.
-    let repeated = format!(
-        "{}&scope=mcp.read",
-        authorize_url(&app, &client_id, &pkce, &[])
-    );
-    let response = browser.get(&repeated).await;
-    let to = location(&response).unwrap();
-    assert_eq!(
-        query_param(&to, "error").as_deref(),
-        Some("invalid_request"),
-        "{to}"
-    );
+    // A repeated parameter other than client_id/redirect_uri; several resources (RFC 8707
+    // section 2) are `invalid_target`; a repeated `state`, however it is spelled, is refused
+    // and neither copy is echoed (RFC 6749 section 3.1).
+    let resource = format!("&resource={}", urlencoding(&app.mcp_url()));
+    for (repeat, expected, state) in [
+        ("&scope=mcp.read", "invalid_request", Some("xyz-state")),
+        (resource.as_str(), "invalid_target", Some("xyz-state")),
+        ("&state=evil", "invalid_request", None),
+        ("&st%61te=evil", "invalid_request", None),
+        ("&state=", "invalid_request", None),
+    ] {
+        let repeated = format!("{}{repeat}", authorize_url(&app, &client_id, &pkce, &[]));
+        let response = browser.get(&repeated).await;
+        let to = location(&response).unwrap();
+        assert_eq!(query_param(&to, "error").as_deref(), Some(expected), "{to}");
+        assert_eq!(query_param(&to, "state").as_deref(), state, "{to}");
+        assert!(!to.contains("evil"), "{to}");
+    }
 
     // Unknown parameters are ignored.
     let response = browser
@@ -298,4 +304,49 @@ async fn logout_ends_the_session() {
     // Signed out: /authorize sends the browser to the login page again.
     let after = browser.start_authorization(&app, &client_id).await;
     assert!(after.contains("/login?request="));
+}
+
+/// One query value, percent-encoded.
+fn urlencoding(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// The consent page shows the whole redirect URI beside its host (MCP authorization, consent),
+/// and no client-chosen string on it keeps the invisible characters that change how text reads:
+/// bidirectional overrides and isolates, zero-width characters, the byte-order mark.
+#[tokio::test]
+async fn consent_shows_the_whole_redirect_uri_without_invisible_characters() {
+    let app = spawn_app().await;
+    let redirect = "http://127.0.0.1:53682/callback/\u{202E}fdp.exe?tenant=acme";
+    let client_id = register_with(
+        &app,
+        json!({
+            "client_name": "Good\u{202E}\u{2066}App\u{200B}\u{FEFF}",
+            "redirect_uris": [redirect],
+            "token_endpoint_auth_method": "none",
+        }),
+    )
+    .await["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let browser = Browser::new();
+    let pkce = Pkce::new();
+    let url = authorize_url(&app, &client_id, &pkce, &[("redirect_uri", redirect)]);
+    let login_url = location(&browser.get(&url).await).unwrap();
+    let signed_in = login(&browser, &login_url, "alice", "password123").await;
+    let consent_url = location(&signed_in).unwrap();
+    let html = browser.text(&consent_url).await;
+    assert!(html.contains("Authorize GoodApp"), "{html}");
+    assert!(
+        html.contains("http://127.0.0.1:53682/callback/fdp.exe?tenant=acme"),
+        "{html}"
+    );
+    for invisible in ['\u{202E}', '\u{2066}', '\u{200B}', '\u{FEFF}'] {
+        assert!(
+            !html.contains(invisible),
+            "U+{:04X} on the page",
+            invisible as u32
+        );
+    }
 }

@@ -527,6 +527,11 @@ async fn a_users_file_replaces_the_demo_users_and_is_stored() {
     let client_id = register(&app).await;
     let browser = Browser::new();
     let login_url = browser.start_authorization(&app, &client_id).await;
+    let page = browser.text(&login_url).await;
+    assert!(
+        !page.contains("password123"),
+        "the demo users' hint only while they are the users"
+    );
     let refused = login(&browser, &login_url, "alice", "password123").await;
     assert_eq!(
         refused.status(),

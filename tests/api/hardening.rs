@@ -51,6 +51,49 @@ async fn token_requests_are_rate_limited_per_source() {
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
 }
 
+/// `/introspect` takes from the source's `/token` bucket before it checks a credential, whether
+/// a client's secret or a resource-server credential that turns out wrong; the right
+/// resource-server credential, an introspecting resource server's every request, is not limited.
+#[tokio::test]
+async fn introspection_is_rate_limited_except_for_the_resource_server() {
+    let app = spawn_app_with(&[
+        "--rate-token",
+        "3",
+        "--introspection-secret",
+        INTROSPECTION_SECRET,
+    ])
+    .await;
+    let introspect = |credential: &str| {
+        app.post("/introspect")
+            .bearer_auth(credential)
+            .form(&[("token", "not-a-token")])
+            .send()
+    };
+    for request in 0..10 {
+        let response = introspect(INTROSPECTION_SECRET).await.unwrap();
+        assert_eq!(response.status(), 200, "resource server request {request}");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = introspect("a-wrong-introspection-credential")
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    let client = app
+        .post("/introspect")
+        .basic_auth("some-client", Some("some-secret"))
+        .form(&[("token", "not-a-token")])
+        .send()
+        .await
+        .unwrap();
+    statuses.push(client.status().as_u16());
+    assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
+    assert!(client.headers().contains_key("retry-after"));
+    let still = introspect(INTROSPECTION_SECRET).await.unwrap();
+    assert_eq!(still.status(), 200, "the resource server is still answered");
+}
+
 /// Posts a login with the page's CSRF token; returns the status.
 async fn try_login(
     app: &TestApp,
@@ -326,7 +369,11 @@ async fn https_issuers_get_host_prefixed_secure_cookies() {
     let app = spawn_app_full(
         "https",
         "",
-        &["--session-secret", "a-long-random-secret-for-tests-only"],
+        &[
+            "--session-secret",
+            "a-long-random-secret-for-tests-only",
+            "--allow-demo-users",
+        ],
     )
     .await;
     // `app.issuer` is the plain-http address the servers listen on; the configured issuer is https.
@@ -384,4 +431,41 @@ async fn a_browser_with_many_abandoned_requests_is_not_locked_out() {
     let after = login(&browser, &last.unwrap(), "alice", "password123").await;
     assert_eq!(after.status(), 302);
     assert!(location(&after).unwrap().contains("/consent?request="));
+}
+
+/// The demo users' passwords are public: an https issuer (a deployment) does not start with them
+/// as its users unless told to; an http issuer (a developer's machine) does, and names them on
+/// the login page.
+#[tokio::test]
+async fn demo_users_are_refused_on_an_https_issuer_unless_allowed() {
+    for (allow, starts) in [(None, false), (Some("--allow-demo-users"), true)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!(
+            "https://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let mut settings = vec![
+            "--issuer",
+            &issuer,
+            "--session-secret",
+            "a-long-random-secret-for-tests-only",
+            "--in-memory",
+        ];
+        settings.extend(allow);
+        let built = build_auth_server(listener, &settings).await;
+        assert_eq!(built.is_ok(), starts, "{allow:?}: {built:?}");
+        if let Err(refusal) = built {
+            assert!(
+                refusal.contains("AUTH_SERVER_ALLOW_DEMO_USERS"),
+                "{refusal}"
+            );
+            assert!(refusal.contains("AUTH_SERVER_USERS_FILE"), "{refusal}");
+        }
+    }
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let login_url = browser.start_authorization(&app, &client_id).await;
+    let page = browser.text(&login_url).await;
+    assert!(page.contains("alice / password123"), "{page}");
 }

@@ -108,6 +108,34 @@ async fn refused_registrations() {
         .await
         .unwrap();
     assert_eq!(broken.status(), 400);
+    // A repeated key, at the top or deeper, or spelled with an escape: which copy would count is
+    // ambiguous, so neither does.
+    let redirect = serde_json::to_string(REDIRECT).unwrap();
+    for repeated in [
+        format!(
+            r#"{{"redirect_uris": [{redirect}], "redirect_uris": ["https://evil.example/cb"]}}"#
+        ),
+        format!(
+            r#"{{"redirect_uris": [{redirect}], "token_endpoint_auth_method": "none", "token_endpoint_auth_method": "none"}}"#
+        ),
+        format!(
+            r#"{{"redirect_uris": [{redirect}], "client_name": "a", "client_n\u0061me": "b"}}"#
+        ),
+        format!(r#"{{"redirect_uris": [{redirect}], "jwks": {{"keys": [], "keys": []}}}}"#),
+    ] {
+        let response = app
+            .post("/register")
+            .header("content-type", "application/json")
+            .body(repeated.clone())
+            .send()
+            .await
+            .unwrap();
+        let body = assert_oauth_error(response, 400, "invalid_client_metadata", &repeated).await;
+        assert!(
+            !field(&body, "error_description").contains("evil"),
+            "{repeated}"
+        );
+    }
     // Too large.
     let huge = json!({"redirect_uris": [REDIRECT], "padding": "x".repeat(200_000)});
     let response = post_register(&app, &huge).await;

@@ -48,17 +48,43 @@ async fn code_redemption_errors() {
     #[rustfmt::skip]
     let cases = [
         ("TK-2 other redirect", "redirect_uri", "http://127.0.0.1:53682/other", "invalid_grant"),
+        ("TK-2 no redirect_uri, the request named one", "redirect_uri", "", "invalid_request"),
         ("TK-2 other resource", "resource", "http://other.example/mcp", "invalid_target"),
     ];
     for (case, name, value, error) in cases {
         let (code, pkce) = code_for(&app, &client_id).await;
-        let request = redemption(&app, &client_id, &code, &pkce.verifier).set(name, value);
+        let request =
+            redemption(&app, &client_id, &code, &pkce.verifier).set_or_remove(name, value);
         assert_oauth_error(request.send(&app).await, 400, error, case).await;
+        let again = redemption(&app, &client_id, &code, &pkce.verifier);
+        assert_oauth_error(again.send(&app).await, 400, "invalid_grant", case).await;
     }
     // Without `resource` the code's own resource is used.
     let (code, pkce) = code_for(&app, &client_id).await;
     let request = redemption(&app, &client_id, &code, &pkce.verifier).remove("resource");
     assert_eq!(request.send(&app).await.status(), 200);
+}
+
+/// RFC 6749 section 4.1.3: `redirect_uri` is required at `/token` exactly when the authorization
+/// request named it. A client with one registered redirect URI may leave it out of both.
+#[tokio::test]
+async fn redirect_uri_is_required_only_when_the_request_named_it() {
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let pkce = Pkce::new();
+    let mut url = url::Url::parse(&authorize_url(&app, &client_id, &pkce, &[])).unwrap();
+    let unnamed: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(name, _)| name != "redirect_uri")
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(unnamed);
+    let callback = Browser::new()
+        .authorize(url.as_str(), "alice", "password123")
+        .await;
+    let code = query_param(&callback, "code").unwrap();
+    let request = redemption(&app, &client_id, &code, &pkce.verifier).remove("redirect_uri");
+    assert_eq!(request.send(&app).await.status(), 200, "unnamed in both");
 }
 
 #[tokio::test]
@@ -81,6 +107,15 @@ async fn request_shape_errors() {
         .await
         .unwrap();
     assert_oauth_error(repeated, 400, "invalid_request", "repeated").await;
+    // One resource per token (RFC 8707 section 2): several are `invalid_target`.
+    let two_resources = app
+        .post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=authorization_code&code=c&resource=http%3A%2F%2Fa.example&resource=http%3A%2F%2Fb.example")
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(two_resources, 400, "invalid_target", "two resources").await;
 }
 
 #[tokio::test]

@@ -94,3 +94,31 @@ async fn one_flow_id_across_both_servers_and_no_secrets() {
     // Secrets show as fingerprints.
     assert!(log.contains(&format!("code={}", fingerprint(&code))));
 }
+
+/// A user name typed at login may be a password typed into the wrong field, and names are few
+/// enough to guess: the trace shows a fingerprint keyed per process, never the name nor its
+/// plain SHA-256 fingerprint, in the login lines and in the throttle's messages alike.
+#[tokio::test(flavor = "current_thread")]
+async fn typed_user_names_show_only_as_keyed_fingerprints() {
+    let (captured, _capturing) = capture_trace();
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let start = browser
+        .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .await;
+    let login_url = location(&start).unwrap();
+    let typed = "Correct-Horse-Battery-9";
+    let failed = login(&browser, &login_url, typed, "wrong").await;
+    assert_eq!(failed.status(), 401);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    let log = captured.text();
+    assert!(log.contains("login failed"), "{log}");
+    assert!(log.contains("Throttle <- LoginAllowed"), "{log}");
+    assert!(!log.contains(typed), "the typed name appears in the trace");
+    assert!(
+        !log.contains(&fingerprint(typed)),
+        "the typed name's plain SHA-256 fingerprint appears in the trace"
+    );
+}

@@ -64,13 +64,16 @@ async fn client_and_redirect(
                 "The application is not registered with this server (unknown client_id).",
             ));
         }
-        // The document's redirect URIs cannot be trusted: the reason goes on a page (CL-3).
+        // The document's redirect URIs cannot be trusted: the reason goes on a page (CL-3), as
+        // far as it reveals nothing about what the server can reach; the trace has all of it.
         Err(NotFound::Document(err)) => {
+            tracing::info!(client_id, reason = %err, "client metadata document refused");
             return Err(error_page(
                 StatusCode::BAD_REQUEST,
                 "Application not recognised",
                 &format!(
-                    "The application identifies itself with a metadata document URL, which cannot be used: {err}."
+                    "The application identifies itself with a metadata document URL, which cannot be used: {}.",
+                    err.shown()
                 ),
             ));
         }
@@ -117,9 +120,12 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
         client_id: client.client_id.to_string(),
         client_name: cap(client.display_name(), 80),
         redirect_uri,
+        redirect_uri_named: params.get("redirect_uri").is_some(),
+        // A repeated `state` is refused (the request is `invalid_request`) and neither copy is
+        // echoed: the client could not tell which one it sent (RFC 6749 section 3.1).
         state: params
             .get("state")
-            .filter(|s| s.len() <= MAX_STATE_LEN)
+            .filter(|s| s.len() <= MAX_STATE_LEN && !params.is_repeated("state"))
             .map(str::to_string),
         code_challenge,
         scope,

@@ -8,7 +8,7 @@ use super::flow::{
     busy, csrf_matches, current_session, error_redirect, forbidden_form, issue_code,
     origin_allowed, request_gone,
 };
-use super::pages::{ConsentPage, error_page, render};
+use super::pages::{ConsentPage, cap, error_page, render};
 use super::state::AuthState;
 use crate::actors::ask;
 use crate::actors::consents::GrantConsent;
@@ -76,6 +76,7 @@ pub async fn show(
             scopes: describe_scopes(&request.scope),
             resource: &request.resource,
             redirect_host: &redirect_host,
+            redirect_uri: cap(&request.redirect_uri, redirect_uri::MAX_REDIRECT_URI_LEN),
             loopback_only,
             client_initial,
             document_host,

@@ -175,6 +175,7 @@ pub async fn issue_code(
         subject: user.subject.clone(),
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),
+        redirect_uri_named: request.redirect_uri_named,
         code_challenge: request.code_challenge.clone(),
         scope: request.scope.clone(),
         resource: request.resource.clone(),

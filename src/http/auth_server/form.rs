@@ -60,8 +60,15 @@ impl FormRequest {
                 "the request body must be application/x-www-form-urlencoded",
             ));
         }
-        let params =
-            Params::parse(&body).map_err(|_| invalid_request("a parameter is repeated"))?;
+        // One resource per token (RFC 8707 section 2): asking for several is `invalid_target`.
+        let params = Params::parse(&body).map_err(|repeated| match repeated.0.as_str() {
+            "resource" => JsonError::new(
+                ErrorCode::InvalidTarget,
+                "only one resource may be requested",
+            )
+            .into_response(),
+            _ => invalid_request("a parameter is repeated"),
+        })?;
         Ok(FormRequest { headers, params })
     }
 }

@@ -12,23 +12,31 @@
 //! active when it is the current token of a live family; a rotated, revoked or expired one is not,
 //! and introspecting never rotates or revokes anything. `token_type_hint` only chooses which
 //! kind is tried first. Anything else is `{"active": false}`, with nothing more.
+//!
+//! Throttling: a request with the right resource-server credential (a constant-time comparison,
+//! the hot path of an introspecting resource server) is never limited; every other request takes
+//! a token from the source's `/token` bucket before any credential is checked, so wrong secrets
+//! are as limited here as at `/token`.
 
 use super::access_token::verify_access_token;
 use super::client_auth;
 use super::form::FormRequest;
+use super::rate_limit::admit;
 use super::state::AuthState;
 use crate::actors::ask;
 use crate::actors::refresh_tokens::InspectRefreshToken;
 use crate::actors::revocations::IsRevoked;
-use crate::http::error::{JsonError, no_store};
+use crate::actors::throttle::Endpoint;
+use crate::http::error::{JsonError, no_store, too_many_requests};
 use crate::oauth::ErrorCode;
 use crate::oauth::params::{MAX_REFRESH_TOKEN_LEN, Params};
 use crate::trace::Secret;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 
 /// Who is asking.
 enum Caller {
@@ -142,11 +150,17 @@ async fn refresh_token(
 
 pub async fn handler(
     State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     FormRequest {
         headers,
         params: form,
     }: FormRequest,
 ) -> Result<Response, JsonError> {
+    if resource_server_credential(&state, &headers) != Some(true)
+        && let Err(limited) = admit(&state, Endpoint::Token, peer).await
+    {
+        return Ok(too_many_requests(limited));
+    }
     let caller = authenticate(&state, &headers, &form).await?;
     let token = form
         .get("token")

@@ -11,7 +11,7 @@ use crate::actors::sessions::{Login, Peek, SignedIn};
 use crate::actors::throttle::{Endpoint, Limited, LoginAllowed, LoginSucceeded};
 use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
-use crate::trace::{Secret, fingerprint};
+use crate::trace::{TypedUserName, keyed_fingerprint};
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::extract::{RawQuery, State};
@@ -75,7 +75,7 @@ fn login_page(
             request_id,
             username,
             error,
-            show_demo_hint: true,
+            show_demo_hint: state.users.is_demo(),
         },
     )
 }
@@ -118,11 +118,11 @@ pub async fn submit(
     let username = crate::http::auth_server::pages::cap(&username, 128);
     // Throttled accounts and sources are refused before any password is checked (PG-3).
     let allowed = LoginAllowed {
-        username: Secret::new(username.as_str()),
+        username: TypedUserName::new(username.as_str()),
         source: peer.ip(),
     };
     if let Err(AskError::Rejected(limited)) = ask(&state.throttle, allowed).await {
-        tracing::info!(flow = %request.flow, user = %fingerprint(&username), source = %peer.ip(), "login throttled");
+        tracing::info!(flow = %request.flow, user = %keyed_fingerprint(&username), source = %peer.ip(), "login throttled");
         return throttled(limited);
     }
     let checked = match state.users.authenticate(&username, &password).await {
@@ -130,7 +130,7 @@ pub async fn submit(
         Err(_) => return busy(AskError::<()>::Busy("UserDirectory")),
     };
     let Some(user) = checked else {
-        tracing::info!(flow = %request.flow, user = %fingerprint(&username), "login failed");
+        tracing::info!(flow = %request.flow, user = %keyed_fingerprint(&username), "login failed");
         return login_page(
             &state,
             &request.client_name,
@@ -142,7 +142,7 @@ pub async fn submit(
         );
     };
     let succeeded = LoginSucceeded {
-        username: Secret::new(user.username.as_str()),
+        username: TypedUserName::new(user.username.as_str()),
         source: peer.ip(),
     };
     let _ = ask(&state.throttle, succeeded).await;

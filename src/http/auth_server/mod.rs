@@ -134,7 +134,10 @@ impl AuthServer {
             }
         };
         let cipher = Arc::new(cipher);
-        let users = crate::users::load(settings.login.users_file.as_deref(), &store).await?;
+        // The demo users' passwords are public: on an https issuer only when explicitly allowed.
+        let demo_allowed = !settings.is_https() || settings.login.allow_demo_users;
+        let users =
+            crate::users::load(settings.login.users_file.as_deref(), demo_allowed, &store).await?;
         let key = crate::actors::signing_keys::load_or_create(&store, &cipher).await?;
         let (current_key, signer_key) = tokio::sync::watch::channel(Arc::clone(&key));
         let supervisor = Supervisor::start();

@@ -32,6 +32,8 @@ pub struct ConsentPage<'a> {
     pub scopes: Vec<(&'a str, &'static str)>,
     pub resource: &'a str,
     pub redirect_host: &'a str,
+    /// The whole redirect URI, as [`cap`] shows client-chosen strings.
+    pub redirect_uri: String,
     pub loopback_only: bool,
     /// The first letter of the client's name, for its badge.
     pub client_initial: String,
@@ -114,11 +116,25 @@ pub fn with_page_headers(mut response: Response) -> Response {
     response
 }
 
-/// Caps a client-chosen string for display.
+/// Characters that are not seen but change what is: bidirectional embeddings, overrides, isolates
+/// and marks (`U+202A`..`U+202E`, `U+2066`..`U+2069`, `U+200E`, `U+200F`, `U+061C`), zero-width
+/// spaces and joiners, the byte-order mark, invisible operators, fillers, variation selectors and
+/// tag characters. A client name or URI carrying them could read on a page as something else.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Caps a client-chosen string for display, without control characters and without the
+/// invisible ones that change how the text around them reads ([`is_invisible_format`]).
 pub fn cap(value: &str, max_chars: usize) -> String {
     let mut out: String = value
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
         .take(max_chars)
         .collect();
     if value.chars().count() > max_chars {

@@ -14,6 +14,7 @@ use crate::http::error::{JsonError, no_store, too_many_requests};
 use crate::oauth::ErrorCode;
 use crate::oauth::client::{NewClient, RESPONSE_TYPES};
 use crate::oauth::client_metadata::{self, Source};
+use crate::oauth::strict_json::{self, StrictJsonError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
@@ -46,8 +47,12 @@ pub async fn handler(
     if !crate::http::content_type_is(&headers, "application/json") {
         return Err(metadata_error("the request body must be application/json"));
     }
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|_| metadata_error("the request body is not valid JSON"))?;
+    let body: Value = strict_json::parse(&body).map_err(|err| match err {
+        StrictJsonError::Malformed => metadata_error("the request body is not valid JSON"),
+        StrictJsonError::RepeatedKey => {
+            metadata_error("an object in the request body repeats a key")
+        }
+    })?;
     if !state.config.registration.dynamic {
         // An RFC 7591 section 3.2.2 error (400): the server refuses every registration, and its
         // metadata names no registration endpoint; clients are configured instead.

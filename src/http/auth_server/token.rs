@@ -334,6 +334,10 @@ fn redeem_error(err: RedeemError) -> JsonError {
             ErrorCode::InvalidGrant,
             "redirect_uri does not match the authorization request",
         ),
+        RedeemError::MissingRedirectUri => JsonError::new(
+            ErrorCode::InvalidRequest,
+            "redirect_uri is required: the authorization request named one",
+        ),
         RedeemError::WrongVerifier => JsonError::new(
             ErrorCode::InvalidGrant,
             "code_verifier does not match the code challenge",
