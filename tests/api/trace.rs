@@ -104,10 +104,7 @@ async fn typed_user_names_show_only_as_keyed_fingerprints() {
     let app = spawn_app().await;
     let client_id = register(&app).await;
     let browser = Browser::new();
-    let start = browser
-        .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
-        .await;
-    let login_url = location(&start).unwrap();
+    let login_url = browser.start_authorization(&app, &client_id).await;
     let typed = "Correct-Horse-Battery-9";
     let failed = login(&browser, &login_url, typed, "wrong").await;
     assert_eq!(failed.status(), 401);
