@@ -72,7 +72,9 @@ impl Binaries {
 
 /// The servers' flags that lift every per-source and per-account limit: the bench measures the
 /// servers' capacity, not their throttles.
-pub const NO_LIMITS: [&str; 10] = [
+pub const NO_LIMITS: [&str; 12] = [
+    "--rate-authorize",
+    "0",
     "--rate-register",
     "0",
     "--rate-token",

@@ -28,6 +28,9 @@ use tokio::time::Instant;
 /// The endpoints with their own per-source rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
+    /// `/authorize`, GET and POST: every request opens or reads a browser session, and one with
+    /// a URL `client_id` may start a metadata document fetch.
+    Authorize,
     Register,
     Token,
     Login,
@@ -74,6 +77,7 @@ pub struct LoginSucceeded {
 /// Limits; a rate of 0 turns that limit off.
 #[derive(Debug, Clone)]
 pub struct ThrottleArgs {
+    pub authorize_per_minute: u32,
     pub register_per_minute: u32,
     pub token_per_minute: u32,
     pub login_per_minute: u32,
@@ -121,6 +125,7 @@ impl Actor for Throttle {
 impl Throttle {
     fn rate(&self, endpoint: Endpoint) -> u32 {
         match endpoint {
+            Endpoint::Authorize => self.args.authorize_per_minute,
             Endpoint::Register => self.args.register_per_minute,
             Endpoint::Token => self.args.token_per_minute,
             Endpoint::Login => self.args.login_per_minute,
@@ -297,6 +302,7 @@ mod tests {
 
     fn args() -> ThrottleArgs {
         ThrottleArgs {
+            authorize_per_minute: 0,
             register_per_minute: 3,
             token_per_minute: 0,
             login_per_minute: 60,

@@ -121,6 +121,7 @@ pub struct LoginSettings {
 /// Requests per minute from one source address (0: unlimited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateSettings {
+    pub authorize_per_minute: u32,
     pub register_per_minute: u32,
     pub token_per_minute: u32,
     pub login_per_minute: u32,
@@ -249,6 +250,7 @@ impl AuthServerConfig {
                 lockout: secs(self.login_lockout_seconds),
             },
             rates: RateSettings {
+                authorize_per_minute: self.rate_authorize_per_minute,
                 register_per_minute: self.rate_register_per_minute,
                 token_per_minute: self.rate_token_per_minute,
                 login_per_minute: self.rate_login_per_minute,
@@ -351,6 +353,7 @@ mod tests {
         assert_eq!(
             s.rates,
             RateSettings {
+                authorize_per_minute: 600,
                 register_per_minute: 60,
                 token_per_minute: 600,
                 login_per_minute: 30,

@@ -103,6 +103,14 @@ pub struct AuthServerConfig {
     )]
     pub rate_register_per_minute: u32,
 
+    /// Authorization requests (`/authorize`) per minute from one source address (0: unlimited).
+    #[arg(
+        long = "rate-authorize",
+        env = "AUTH_SERVER_RATE_AUTHORIZE_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub rate_authorize_per_minute: u32,
+
     /// Token requests per minute from one source address (0: unlimited).
     #[arg(
         long = "rate-token",

@@ -51,6 +51,36 @@ async fn token_requests_are_rate_limited_per_source() {
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
 }
 
+/// Every `/authorize` request, GET or POST, takes from its source's bucket before anything else:
+/// a flood from one source opens no sessions and starts no document fetches, and gets 429 pages
+/// with `Retry-After`.
+#[tokio::test]
+async fn authorization_requests_are_rate_limited_per_source() {
+    let app = spawn_app_with(&["--rate-authorize", "3"]).await;
+    let client_id = register(&app).await;
+    let url = authorize_url(&app, &client_id, &Pkce::new(), &[]);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = app.http.get(&url).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    let limited = app.http.get(&url).send().await.unwrap();
+    statuses.push(limited.status().as_u16());
+    let post = app
+        .post("/authorize")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(url.split_once('?').unwrap().1.to_string())
+        .send()
+        .await
+        .unwrap();
+    statuses.push(post.status().as_u16());
+    assert_eq!(statuses, vec![302, 302, 302, 429, 429]);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(limited.headers().get("set-cookie").is_none(), "no session");
+    let page = limited.text().await.unwrap();
+    assert!(page.contains("Too many authorization requests"), "{page}");
+}
+
 /// `/introspect` takes from the source's `/token` bucket before it checks a credential, whether
 /// a client's secret or a resource-server credential that turns out wrong; the right
 /// resource-server credential, an introspecting resource server's every request, is not limited.

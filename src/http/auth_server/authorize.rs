@@ -5,37 +5,49 @@
 //! other error goes back to the client's redirect URI, but only once the user has signed in:
 //! until then nothing is sent to a redirect URI that no person has vouched for (AZ-5). A valid
 //! request is parked in the browser session (with a new flow id) and the user is sent to the
-//! login page, or on to consent.
+//! login page, or on to consent. Each source is rate limited (`AUTH_SERVER_RATE_AUTHORIZE_PER_MINUTE`)
+//! before anything else happens: 429 with `Retry-After`.
 
 use super::client_lookup::{NotFound, find_client};
 use super::flow::{busy, found, proceed};
-use super::pages::{cap, error_page};
+use super::pages::{cap, error_page, too_many_requests_page};
+use super::rate_limit::admit;
 use super::state::AuthState;
 use crate::actors::ask;
 use crate::actors::sessions::{AuthorizationRequest, Open, Park};
+use crate::actors::throttle::Endpoint;
 use crate::oauth::authorization_request::{self, MAX_STATE_LEN};
 use crate::oauth::client::Client;
 use crate::oauth::params::Params;
 use crate::oauth::scope::ScopeSet;
 use crate::trace::FlowId;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
+use std::net::SocketAddr;
 
 pub async fn handle_get(
     State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if let Err(limited) = admit(&state, Endpoint::Authorize, peer).await {
+        return too_many_requests_page(limited, TOO_MANY);
+    }
     authorize(&state, &headers, query.unwrap_or_default().as_bytes()).await
 }
 
 pub async fn handle_post(
     State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(limited) = admit(&state, Endpoint::Authorize, peer).await {
+        return too_many_requests_page(limited, TOO_MANY);
+    }
     if !crate::http::content_type_is(&headers, crate::http::FORM) {
         return error_page(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -45,6 +57,10 @@ pub async fn handle_post(
     }
     authorize(&state, &headers, &body).await
 }
+
+/// What a rate-limited source is told: each authorization request opens or reads a browser
+/// session, so a flood from one source is cut off before it costs anything.
+const TOO_MANY: &str = "Too many authorization requests from your network.";
 
 fn bad_request(message: &str) -> Response {
     error_page(StatusCode::BAD_REQUEST, "Invalid request", message)

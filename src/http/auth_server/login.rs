@@ -15,7 +15,7 @@ use crate::trace::{TypedUserName, keyed_fingerprint};
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use std::net::SocketAddr;
 
@@ -171,15 +171,5 @@ pub async fn submit(
 
 /// 429 for a throttled login, with `Retry-After`.
 fn throttled(limited: Limited) -> Response {
-    let minutes = limited.seconds().div_ceil(60);
-    let message = format!(
-        "Too many sign-in attempts. Try again in {minutes} minute{}.",
-        if minutes == 1 { "" } else { "s" }
-    );
-    let mut response =
-        super::pages::error_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", &message);
-    if let Ok(value) = HeaderValue::from_str(&limited.seconds().to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    super::pages::too_many_requests_page(limited, "Too many sign-in attempts.")
 }

@@ -200,6 +200,7 @@ impl AuthServer {
         let throttle = spawn_supervised::<Throttle>(
             &supervisor,
             ThrottleArgs {
+                authorize_per_minute: settings.rates.authorize_per_minute,
                 register_per_minute: settings.rates.register_per_minute,
                 token_per_minute: settings.rates.token_per_minute,
                 login_per_minute: settings.rates.login_per_minute,

@@ -2,6 +2,7 @@
 //! (PG-2), and the session cookie (PG-1). Templates are askama's, which escapes all output; strings
 //! a client chose (its name) are also length-capped before they reach a page.
 
+use crate::actors::throttle::Limited;
 use crate::trace::Secret;
 use askama::Template;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -113,6 +114,21 @@ pub fn with_page_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    response
+}
+
+/// The 429 page of a source that is rate limited: `what` says what there was too much of, the page
+/// says when to try again, and `Retry-After` says it to machines.
+pub fn too_many_requests_page(limited: Limited, what: &str) -> Response {
+    let minutes = limited.seconds().div_ceil(60);
+    let message = format!(
+        "{what} Try again in {minutes} minute{}.",
+        if minutes == 1 { "" } else { "s" }
+    );
+    let mut response = error_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", &message);
+    if let Ok(value) = HeaderValue::from_str(&limited.seconds().to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
     response
 }
 

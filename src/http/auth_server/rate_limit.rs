@@ -1,5 +1,6 @@
 //! Per-source rate limits of the authorization server's endpoints, kept by the `Throttle` actor:
-//! `/register`, `/token` and `/revoke` (one bucket), and the login form.
+//! `/authorize`, `/register`, `/token` with `/revoke` and `/introspect` (one bucket), and the
+//! login form.
 
 use super::state::AuthState;
 use crate::actors::throttle::{Endpoint, Limited};
