@@ -4,7 +4,7 @@
 use crate::flood::registrations;
 use crate::load::load_client;
 use crate::report::mib;
-use crate::servers::{Binaries, NO_LIMITS, Servers, free_port, idle_rss_alone, settled_rss};
+use crate::servers::{Binaries, Servers, free_port, idle_rss_alone, no_limits, settled_rss};
 use std::time::Duration;
 
 /// Each server's idle RSS alone, then the RSS `clients` registrations add.
@@ -53,7 +53,7 @@ pub async fn run_memory(
     );
 
     // What each registered client costs.
-    let servers = Servers::start(binaries, &NO_LIMITS)?;
+    let servers = Servers::start(binaries, &no_limits())?;
     servers.wait_ready(&http).await?;
     let before = settled_rss(&servers).await;
     let out = registrations(&servers, &http, clients, concurrency, limit).await;

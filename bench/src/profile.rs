@@ -5,7 +5,7 @@
 
 use crate::flows::{REDIRECT, greet_call, returning_code, returning_user, token_and_session};
 use crate::load::{flood, load_client};
-use crate::servers::{Binaries, NO_LIMITS, Servers};
+use crate::servers::{Binaries, Servers, no_limits};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ pub async fn run_profile(
     log: &str,
     path: ProfilePath,
 ) -> anyhow::Result<()> {
-    let servers = Servers::start_with_log(binaries, &NO_LIMITS, log)?;
+    let servers = Servers::start_with_log(binaries, &no_limits(), log)?;
     let http = load_client(concurrency)?;
     servers.wait_ready(&http).await?;
     let view = servers.urls();

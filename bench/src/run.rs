@@ -9,7 +9,7 @@ use crate::flows::{
 use crate::load::{closed_loop, lean_connection, lean_redeem, load_client};
 use crate::memory::run_memory;
 use crate::report::{mib, print_overload_row, print_row, write_plot};
-use crate::servers::{Binaries, NO_LIMITS, SERVERS_DEFAULT_FILTER, Servers, cpu_of, settled_rss};
+use crate::servers::{Binaries, SERVERS_DEFAULT_FILTER, Servers, cpu_of, no_limits, settled_rss};
 use std::time::{Duration, Instant};
 
 /// `run`: every measurement in turn, on fresh servers where a measurement needs them.
@@ -32,7 +32,7 @@ pub async fn run_bench(
     // it, so that a machine whose speed drifts during the run (a shared host) does not skew it.
     let first_signing = raw_signing_rate(seconds);
 
-    let servers = Servers::start(binaries, &NO_LIMITS)?;
+    let servers = Servers::start(binaries, &no_limits())?;
     let http = load_client(concurrency)?;
     servers.wait_ready(&http).await?;
     let idle = settled_rss(&servers).await;
@@ -276,9 +276,9 @@ async fn trace_cost(
     for _ in 0..3 {
         for traced in [false, true] {
             let servers = if traced {
-                Servers::start_with_log(binaries, &NO_LIMITS, SERVERS_DEFAULT_FILTER)?
+                Servers::start_with_log(binaries, &no_limits(), SERVERS_DEFAULT_FILTER)?
             } else {
-                Servers::start(binaries, &NO_LIMITS)?
+                Servers::start(binaries, &no_limits())?
             };
             servers.wait_ready(http).await?;
             let rate = tools_call(&servers.urls(), seconds, concurrency, 1)
@@ -324,7 +324,7 @@ async fn sweep_and_plot(
     plot: &std::path::Path,
 ) -> anyhow::Result<()> {
     // Sweep of concurrency for the plot.
-    let servers = Servers::start(binaries, &NO_LIMITS)?;
+    let servers = Servers::start(binaries, &no_limits())?;
     servers.wait_ready(http).await?;
     let mut points = Vec::new();
     println!("\n| concurrency | tools/call rate | p99 |\n| --- | --- | --- |");

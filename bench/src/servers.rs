@@ -72,20 +72,15 @@ impl Binaries {
 
 /// The servers' flags that lift every per-source and per-account limit: the bench measures the
 /// servers' capacity, not their throttles.
-pub const NO_LIMITS: [&str; 12] = [
-    "--rate-authorize",
-    "0",
-    "--rate-register",
-    "0",
-    "--rate-token",
-    "0",
-    "--rate-login",
-    "0",
-    "--login-failures-per-source",
-    "0",
-    "--login-failures-per-account",
-    "0",
-];
+pub fn no_limits() -> Vec<&'static str> {
+    let lockouts = [
+        "--login-failures-per-source",
+        "0",
+        "--login-failures-per-account",
+        "0",
+    ];
+    [&mcp_oauth_testkit::NO_RATE_LIMITS[..], &lockouts[..]].concat()
+}
 
 /// An empty `RUST_LOG`: the servers then use their default filter, the flow trace at info, as
 /// when it is unset; being set, it cannot be replaced by a `.env` file in the working directory.

@@ -13,6 +13,20 @@ pub use browser::{authorize, browser, decide, form_action, hidden_field, locatio
 pub use mcp::{initialize_request, open_session};
 pub use oauth::{Pkce, authorize_url, client_id, code_of, query_param, redeem, register};
 
+/// The authorization server's flags that lift every per-source rate limit, for drivers that
+/// measure or fuzz the servers rather than their throttles. One list, so that a new limit is
+/// lifted everywhere at once.
+pub const NO_RATE_LIMITS: [&str; 8] = [
+    "--rate-authorize",
+    "0",
+    "--rate-register",
+    "0",
+    "--rate-token",
+    "0",
+    "--rate-login",
+    "0",
+];
+
 /// Why a protocol step did not give what the next step needs.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

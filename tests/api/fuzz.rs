@@ -492,17 +492,6 @@ proptest! {
 // 2. HTTP
 // ---------------------------------------------------------------------------------------------
 
-const NO_RATE_LIMITS: &[&str] = &[
-    "--rate-authorize",
-    "0",
-    "--rate-register",
-    "0",
-    "--rate-token",
-    "0",
-    "--rate-login",
-    "0",
-];
-
 /// Panics on threads of the servers' runtimes, as `"<thread name>: <panic>"`.
 static SERVER_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -574,7 +563,7 @@ impl Live {
             .enable_all()
             .build()
             .expect("a runtime");
-        let app = rt.block_on(spawn_app_with(NO_RATE_LIMITS));
+        let app = rt.block_on(spawn_app_with(&mcp_oauth_testkit::NO_RATE_LIMITS));
         Live {
             thread_name,
             statuses: Mutex::default(),
