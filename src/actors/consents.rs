@@ -1,5 +1,9 @@
-//! `Consents`: what each user has approved for each client (user x client -> scopes and
-//! resources). The consent page is skipped when a remembered consent already covers a request.
+//! `Consents`: what each user has approved for each client (user x client -> scopes, resources
+//! and the exact redirect URIs the consent page showed). The consent page is skipped only when a
+//! remembered consent covers a request's scope and resource and names its exact redirect URI:
+//! a client that cannot authenticate is known only by where its codes go, so another redirect URI
+//! (another loopback port) may be another program and is asked about again (RFC 8252 section
+//! 8.6). An error is redirected without a page only to a redirect URI the user approved.
 //! Consents are remembered for a configurable time and then expire through the actor's timer.
 //!
 //! Durability: consents are in the store ([`crate::store::ConsentStore`]), loaded at start; a
@@ -9,7 +13,7 @@
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::{instant_of, unix_now};
-use crate::store::{ConsentRecord, SharedStore, StoreError};
+use crate::store::{Approval, ConsentRecord, SharedStore, StoreError};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -22,16 +26,43 @@ type ConsentKey = (String, String);
 struct Consent {
     scope: ScopeSet,
     resources: BTreeSet<String>,
+    redirect_uris: Vec<String>,
     expires_at: Instant,
 }
 
-/// Does a remembered consent cover this request?
+impl Consent {
+    fn from_record(record: ConsentRecord, expires_at: Instant) -> Self {
+        Consent {
+            scope: record.scope,
+            resources: record.resources.into_iter().collect(),
+            redirect_uris: record.redirect_uris,
+            expires_at,
+        }
+    }
+
+    fn approved_redirect(&self, redirect_uri: &str) -> bool {
+        self.expires_at > Instant::now() && self.redirect_uris.iter().any(|u| u == redirect_uri)
+    }
+}
+
+/// Does a remembered consent cover this request: its scope, its resource and its exact
+/// redirect URI?
 #[derive(Debug)]
 pub struct CheckConsent {
     pub subject: String,
     pub client_id: String,
     pub scope: ScopeSet,
     pub resource: String,
+    pub redirect_uri: String,
+}
+
+/// Has the user approved this client with this exact redirect URI? Only then may an error in a
+/// request go there without a page (RFC 9700 section 4.11.2).
+#[derive(Debug)]
+pub struct ApprovedRedirect {
+    pub subject: String,
+    pub client_id: String,
+    pub redirect_uri: String,
 }
 
 /// Records the user's approval (merged with what was approved before).
@@ -41,6 +72,7 @@ pub struct GrantConsent {
     pub client_id: String,
     pub scope: ScopeSet,
     pub resource: String,
+    pub redirect_uri: String,
 }
 
 /// Forgets a user's consent for a client.
@@ -62,6 +94,7 @@ pub struct ConsentSummary {
     pub client_id: String,
     pub scope: ScopeSet,
     pub resources: Vec<String>,
+    pub redirect_uris: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,17 +145,31 @@ impl Actor for Consents {
 impl Consents {
     /// Keeps a stored consent in the map, with its expiry.
     fn remember(&mut self, record: ConsentRecord, actor: &ActorRef<Self>) {
-        let key = (record.subject, record.client_id);
+        let key = (record.subject.clone(), record.client_id.clone());
         let expires_at = instant_of(record.expires_at);
-        self.consents.insert(
-            key.clone(),
-            Consent {
-                scope: record.scope,
-                resources: record.resources.into_iter().collect(),
-                expires_at,
-            },
-        );
+        self.consents
+            .insert(key.clone(), Consent::from_record(record, expires_at));
         self.expiry.schedule(expires_at, key, actor);
+    }
+
+    /// The live consent for (subject, client): from the map, or from the store when the map
+    /// has none (another replica may have recorded it).
+    async fn live(
+        &mut self,
+        key: &ConsentKey,
+        actor: &ActorRef<Self>,
+    ) -> Result<Option<&Consent>, StoreError> {
+        let cached = self
+            .consents
+            .get(key)
+            .is_some_and(|c| c.expires_at > Instant::now());
+        if !cached {
+            match self.store.consent(&key.0, &key.1, unix_now()).await? {
+                Some(record) => self.remember(record, actor),
+                None => return Ok(None),
+            }
+        }
+        Ok(self.consents.get(key))
     }
 }
 
@@ -135,23 +182,27 @@ impl Message<CheckConsent> for Consents {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let key = (msg.subject, msg.client_id);
-        let covers = |c: &Consent| {
-            c.expires_at > Instant::now()
+        Ok(self.live(&key, ctx.actor_ref()).await?.is_some_and(|c| {
+            c.approved_redirect(&msg.redirect_uri)
                 && msg.scope.is_subset(&c.scope)
                 && c.resources.contains(&msg.resource)
-        };
-        if let Some(c) = self.consents.get(&key)
-            && c.expires_at > Instant::now()
-        {
-            return Ok(covers(c));
-        }
-        match self.store.consent(&key.0, &key.1, unix_now()).await? {
-            Some(record) => {
-                self.remember(record, ctx.actor_ref());
-                Ok(self.consents.get(&key).is_some_and(covers))
-            }
-            None => Ok(false),
-        }
+        }))
+    }
+}
+
+impl Message<ApprovedRedirect> for Consents {
+    type Reply = Result<bool, StoreError>;
+
+    async fn handle(
+        &mut self,
+        msg: ApprovedRedirect,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let key = (msg.subject, msg.client_id);
+        Ok(self
+            .live(&key, ctx.actor_ref())
+            .await?
+            .is_some_and(|c| c.approved_redirect(&msg.redirect_uri)))
     }
 }
 
@@ -164,27 +215,21 @@ impl Message<GrantConsent> for Consents {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let now = unix_now();
+        let approval = Approval {
+            subject: &msg.subject,
+            client_id: &msg.client_id,
+            scope: &msg.scope,
+            resource: &msg.resource,
+            redirect_uri: &msg.redirect_uri,
+        };
         let merged = self
             .store
-            .grant_consent(
-                &msg.subject,
-                &msg.client_id,
-                &msg.scope,
-                &msg.resource,
-                now,
-                now.saturating_add(self.ttl.as_secs()),
-            )
+            .grant_consent(approval, now, now.saturating_add(self.ttl.as_secs()))
             .await?;
         let key = (msg.subject, msg.client_id);
         let expires_at = Instant::now() + self.ttl;
-        self.consents.insert(
-            key.clone(),
-            Consent {
-                scope: merged.scope,
-                resources: merged.resources.into_iter().collect::<BTreeSet<_>>(),
-                expires_at,
-            },
-        );
+        self.consents
+            .insert(key.clone(), Consent::from_record(merged, expires_at));
         self.expiry.schedule(expires_at, key, ctx.actor_ref());
         Ok(())
     }
@@ -227,6 +272,7 @@ impl Message<ListConsents> for Consents {
                 client_id: client_id.clone(),
                 scope: c.scope.clone(),
                 resources: c.resources.iter().cloned().collect(),
+                redirect_uris: c.redirect_uris.clone(),
             })
             .collect();
         list.sort_by(|a, b| a.client_id.cmp(&b.client_id));
@@ -260,12 +306,19 @@ mod tests {
     use super::*;
     use kameo::actor::Spawn;
 
+    const REDIRECT: &str = "http://127.0.0.1:4000/cb";
+
     fn check(scope: &str, resource: &str) -> CheckConsent {
+        check_redirect(scope, resource, REDIRECT)
+    }
+
+    fn check_redirect(scope: &str, resource: &str, redirect_uri: &str) -> CheckConsent {
         CheckConsent {
             subject: "alice".into(),
             client_id: "c1".into(),
             scope: ScopeSet::parse(scope).unwrap(),
             resource: resource.into(),
+            redirect_uri: redirect_uri.into(),
         }
     }
 
@@ -283,10 +336,38 @@ mod tests {
                 client_id: "c1".into(),
                 scope: ScopeSet::parse("mcp.read").unwrap(),
                 resource: "r".into(),
+                redirect_uri: REDIRECT.into(),
             })
             .await
             .unwrap();
         assert!(consents.ask(check("mcp.read", "r")).await.unwrap());
+        // Another loopback port, or any other redirect URI, is not what the user approved.
+        for other in [
+            "http://127.0.0.1:4001/cb",
+            "http://127.0.0.1:4000/cb/",
+            "http://127.0.0.1:4000/cb?x=1",
+            "http://localhost:4000/cb",
+        ] {
+            assert!(
+                !consents
+                    .ask(check_redirect("mcp.read", "r", other))
+                    .await
+                    .unwrap(),
+                "{other}"
+            );
+            let approved = ApprovedRedirect {
+                subject: "alice".into(),
+                client_id: "c1".into(),
+                redirect_uri: other.into(),
+            };
+            assert!(!consents.ask(approved).await.unwrap(), "{other}");
+        }
+        let approved = ApprovedRedirect {
+            subject: "alice".into(),
+            client_id: "c1".into(),
+            redirect_uri: REDIRECT.into(),
+        };
+        assert!(consents.ask(approved).await.unwrap());
         assert!(
             !consents
                 .ask(check("mcp.read mcp.write", "r"))

@@ -10,7 +10,6 @@
 //! through the actor's one timer; both are bounded.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
-use crate::oauth::ErrorCode;
 use crate::oauth::scope::ScopeSet;
 use crate::trace::{FlowId, Secret};
 use kameo::actor::{Actor, ActorRef};
@@ -41,9 +40,6 @@ pub struct AuthorizationRequest {
     pub scope: ScopeSet,
     pub resource: String,
     pub flow: FlowId,
-    /// An error found in the request, answered on the redirect only once the user has signed in
-    /// (nothing reaches an unproven redirect URI before authentication, AZ-5).
-    pub error: Option<(ErrorCode, &'static str)>,
 }
 
 /// A signed-in user.

@@ -1,8 +1,9 @@
 //! The authorization request (OAuth 2.1 section 4.1.1, AZ-1..AZ-6), checked in two parts because
 //! they fail differently. The client and its redirect URI come first: while either is in doubt no
 //! error may go to a redirect URI, so those errors ([`NotRedirectable`]) are told to the user
-//! (OAuth 2.1 section 4.1.2.1). Everything else ([`Redirectable`]) goes back to the client's
-//! redirect URI, which the endpoint does only once the user has signed in (AZ-5).
+//! (OAuth 2.1 section 4.1.2.1). Everything else ([`Redirectable`]) may go back to the client's
+//! redirect URI, which the endpoint does without a page only when the signed-in user approved
+//! that redirect URI (AZ-5, RFC 9700 section 4.11.2).
 
 use crate::oauth::ErrorCode;
 use crate::oauth::params::{MAX_CLIENT_ID_LEN, Params};

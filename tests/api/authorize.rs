@@ -59,10 +59,11 @@ async fn errors_that_never_redirect() {
 }
 
 #[tokio::test]
-async fn errors_redirect_to_the_client_only_after_login() {
+async fn errors_redirect_to_a_client_the_signed_in_user_approved() {
     let app = spawn_app().await;
     let client_id = register(&app).await;
-    // First a signed-in browser (one complete flow).
+    // First a signed-in browser that approved the client (one complete flow): only to its
+    // redirect URI do errors go without a page (consent_binding.rs has the other cases).
     let browser = Browser::signed_in(&app, &client_id).await;
     let pkce = Pkce::new();
     // (case, parameters changed, error)
@@ -114,8 +115,10 @@ async fn errors_redirect_to_the_client_only_after_login() {
     assert!(query_param(&to, "code").is_some(), "{to}");
 }
 
+/// Before sign-in nothing goes to the client: an invalid request is a page, with no login first
+/// and no session opened.
 #[tokio::test]
-async fn an_error_waits_for_the_user_to_sign_in() {
+async fn an_error_before_sign_in_is_a_page() {
     let app = spawn_app().await;
     let client_id = register(&app).await;
     let browser = Browser::new();
@@ -126,14 +129,9 @@ async fn an_error_waits_for_the_user_to_sign_in() {
         &[("resource", "http://other.example/"), ("x", "y")],
     );
     let response = browser.get(&url).await;
-    assert_eq!(response.status(), 302);
-    let to = location(&response).unwrap();
-    assert!(
-        to.contains("/login?request="),
-        "nothing goes to the client before login: {to}"
-    );
-    let after = login(&browser, &to, "bob", "hunter2").await;
-    assert_error_redirect(&app, &after, "invalid_target", "after login");
+    assert!(response.headers().get("set-cookie").is_none());
+    let html = assert_error_page(response, "invalid_target before sign-in").await;
+    assert!(html.contains("invalid_target"), "{html}");
 }
 
 #[tokio::test]

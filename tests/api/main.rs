@@ -12,6 +12,7 @@ mod helpers;
 mod authorize;
 mod cli;
 mod clients;
+mod consent_binding;
 mod durability;
 mod flow;
 mod fuzz;

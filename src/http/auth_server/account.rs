@@ -69,6 +69,7 @@ async fn clients_of(state: &AuthState, subject: &str) -> Result<Vec<AccountClien
                 name: consent.client_id,
                 scope: consent.scope.to_string(),
                 resources: consent.resources.join(", "),
+                redirect_uris: cap(&consent.redirect_uris.join(", "), 400),
                 refresh_families: 0,
             },
         );
@@ -81,6 +82,7 @@ async fn clients_of(state: &AuthState, subject: &str) -> Result<Vec<AccountClien
                 name: client_id,
                 scope: String::new(),
                 resources: String::new(),
+                redirect_uris: String::new(),
                 refresh_families: 0,
             })
             .refresh_families = count;

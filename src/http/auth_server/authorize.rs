@@ -2,20 +2,25 @@
 //!
 //! Errors that must never redirect (unknown or missing client, redirect URI that does not match a
 //! registered one, or missing when the client has several) get an HTML error page, 400. Every
-//! other error goes back to the client's redirect URI, but only once the user has signed in:
-//! until then nothing is sent to a redirect URI that no person has vouched for (AZ-5). A valid
-//! request is parked in the browser session (with a new flow id) and the user is sent to the
-//! login page, or on to consent. Each source is rate limited (`AUTH_SERVER_RATE_AUTHORIZE_PER_MINUTE`)
+//! other error goes back to the client's redirect URI at once only when the browser's signed-in
+//! user has approved that client with that exact redirect URI; otherwise it is an error page,
+//! 400, with a link the user may follow to return the error to the application. Anyone can
+//! register a client or publish a metadata document, so without that rule this endpoint would
+//! send a signed-in browser anywhere (AZ-5, RFC 9700 section 4.11.2). A valid request is parked
+//! in the browser session (with a new flow id) and the user is sent to the login page, or on to
+//! consent. Each source is rate limited (`AUTH_SERVER_RATE_AUTHORIZE_PER_MINUTE`)
 //! before anything else happens: 429 with `Retry-After`.
 
 use super::client_lookup::{NotFound, find_client};
-use super::flow::{busy, found, proceed};
-use super::pages::{cap, error_page, too_many_requests_page};
+use super::flow::{busy, client_url, current_session, error_redirect, found, proceed};
+use super::pages::{BackLink, cap, error_page, error_page_with_return, too_many_requests_page};
 use super::rate_limit::admit;
 use super::state::AuthState;
 use crate::actors::ask;
+use crate::actors::consents::ApprovedRedirect;
 use crate::actors::sessions::{AuthorizationRequest, Open, Park};
 use crate::actors::throttle::Endpoint;
+use crate::oauth::ErrorCode;
 use crate::oauth::authorization_request::{self, MAX_STATE_LEN};
 use crate::oauth::client::Client;
 use crate::oauth::params::Params;
@@ -147,11 +152,13 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
         scope,
         resource,
         flow,
-        error,
     };
+    if let Some((code, description)) = error {
+        return refuse(state, headers, &request, code, description).await;
+    }
 
     // The browser session: the existing one, or a new anonymous one.
-    let existing = match super::flow::current_session(state, headers).await {
+    let existing = match current_session(state, headers).await {
         Ok(existing) => existing,
         Err(page) => return page,
     };
@@ -186,4 +193,55 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// Answers an invalid request: a redirect with the error when the signed-in user approved this
+/// client with this redirect URI, otherwise a page that leaves the choice to the user.
+async fn refuse(
+    state: &AuthState,
+    headers: &HeaderMap,
+    request: &AuthorizationRequest,
+    code: ErrorCode,
+    description: &str,
+) -> Response {
+    let user = match current_session(state, headers).await {
+        Ok(session) => session.and_then(|(_, view)| view.user),
+        Err(page) => return page,
+    };
+    if let Some(user) = user {
+        let approved = ApprovedRedirect {
+            subject: user.subject,
+            client_id: request.client_id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+        };
+        match ask(&state.consents, approved).await {
+            Ok(true) => return error_redirect(state, request, code, description),
+            Ok(false) => {}
+            Err(err) => return busy(err),
+        }
+    }
+    tracing::info!(flow = %request.flow, client_id = %request.client_id, error = code.as_str(), "authorization refused on a page: redirect URI not approved by a signed-in user");
+    let params = [("error", code.as_str()), ("error_description", description)];
+    let message = format!(
+        "{} sent a request that cannot be completed: {description} ({}).",
+        request.client_name,
+        code.as_str()
+    );
+    match client_url(
+        state,
+        &request.redirect_uri,
+        request.state.as_deref(),
+        &params,
+    ) {
+        Some(href) => error_page_with_return(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            &message,
+            BackLink {
+                href,
+                shown: cap(&request.redirect_uri, 200),
+            },
+        ),
+        None => bad_request(&message),
+    }
 }

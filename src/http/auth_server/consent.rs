@@ -124,9 +124,6 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
         Ok(None) => return request_gone(),
         Err(err) => return busy(err),
     };
-    if let Some((code, description)) = request.error {
-        return error_redirect(&state, &request, code, description);
-    }
     if !approve {
         return error_redirect(
             &state,
@@ -140,6 +137,7 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
         client_id: request.client_id.clone(),
         scope: request.scope.clone(),
         resource: request.resource.clone(),
+        redirect_uri: request.redirect_uri.clone(),
     };
     if ask(&state.consents, grant).await.is_err() {
         return error_redirect(

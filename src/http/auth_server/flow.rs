@@ -62,13 +62,24 @@ pub fn redirect_to_client(
     client_state: Option<&str>,
     params: &[(&str, &str)],
 ) -> Response {
-    let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return error_page(
+    match client_url(state, redirect_uri, client_state, params) {
+        Some(url) => found(&url),
+        None => error_page(
             StatusCode::BAD_REQUEST,
             "Invalid redirect",
             "The redirect address cannot be used.",
-        );
-    };
+        ),
+    }
+}
+
+/// The address of [`redirect_to_client`]; `None` when the redirect URI does not parse.
+pub fn client_url(
+    state: &AuthState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    params: &[(&str, &str)],
+) -> Option<String> {
+    let mut url = url::Url::parse(redirect_uri).ok()?;
     {
         let mut query = url.query_pairs_mut();
         for (name, value) in params {
@@ -79,7 +90,7 @@ pub fn redirect_to_client(
         }
         query.append_pair("iss", &state.config.issuer);
     }
-    found(url.as_str())
+    Some(url.into())
 }
 
 /// The error redirect of OAuth 2.1 section 4.1.2.1.
@@ -112,8 +123,9 @@ pub async fn current_session(
     Ok(view.map(|v| (sid, v)))
 }
 
-/// Goes on with a parked request once the user is signed in: answers a parked error, skips the
-/// consent page when a remembered consent covers the request, or sends the user to it.
+/// Goes on with a parked request once the user is signed in: skips the consent page when a
+/// remembered consent covers the request (its scope, resource and exact redirect URI), or sends
+/// the user to it.
 pub async fn proceed(
     state: &AuthState,
     sid: &Secret,
@@ -129,19 +141,16 @@ pub async fn proceed(
         Ok(None) => return request_gone(),
         Err(err) => return busy(err),
     };
-    let remembered = if request.error.is_some() {
-        true
-    } else {
-        let check = CheckConsent {
-            subject: user.subject.clone(),
-            client_id: request.client_id.clone(),
-            scope: request.scope.clone(),
-            resource: request.resource.clone(),
-        };
-        match ask(&state.consents, check).await {
-            Ok(remembered) => remembered,
-            Err(err) => return busy(err),
-        }
+    let check = CheckConsent {
+        subject: user.subject.clone(),
+        client_id: request.client_id.clone(),
+        scope: request.scope.clone(),
+        resource: request.resource.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+    };
+    let remembered = match ask(&state.consents, check).await {
+        Ok(remembered) => remembered,
+        Err(err) => return busy(err),
     };
     if !remembered {
         return found(&format!(
@@ -159,9 +168,6 @@ pub async fn proceed(
         Ok(None) => return request_gone(),
         Err(err) => return busy(err),
     };
-    if let Some((code, description)) = request.error {
-        return error_redirect(state, &request, code, description);
-    }
     issue_code(state, user, request).await
 }
 

@@ -51,6 +51,8 @@ pub struct AccountClient {
     pub name: String,
     pub scope: String,
     pub resources: String,
+    /// The redirect URIs the consent covers, already capped.
+    pub redirect_uris: String,
     pub refresh_families: usize,
 }
 
@@ -69,6 +71,15 @@ pub struct AccountPage<'a> {
 pub struct ErrorPage<'a> {
     pub title: &'a str,
     pub message: &'a str,
+    /// A link that takes the error back to the application, for the user to follow or not.
+    pub back: Option<BackLink>,
+}
+
+/// Where an error page's "Return to the application" link goes, and the address shown.
+pub struct BackLink {
+    pub href: String,
+    /// The redirect URI as the user is shown it ([`cap`]ped).
+    pub shown: String,
 }
 
 /// Renders a page with the security headers every page carries.
@@ -90,7 +101,32 @@ pub fn render(status: StatusCode, template: &impl Template) -> Response {
 
 /// An error page (never a redirect).
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    render(status, &ErrorPage { title, message })
+    render(
+        status,
+        &ErrorPage {
+            title,
+            message,
+            back: None,
+        },
+    )
+}
+
+/// An error page with a link that returns the error to the application: nothing is sent there
+/// unless the user chooses to (RFC 9700 section 4.11.2).
+pub fn error_page_with_return(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    back: BackLink,
+) -> Response {
+    render(
+        status,
+        &ErrorPage {
+            title,
+            message,
+            back: Some(back),
+        },
+    )
 }
 
 /// The headers of every page and of every answer of `/authorize` (PG-2).
