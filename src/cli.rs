@@ -159,17 +159,20 @@ async fn both_servers() -> Result<(), ProgramError> {
     if let Some(Command::HashPassword) = cli.command {
         return hash_password();
     }
-    // One switch turns on introspection in the combined binary: the resource server uses the
-    // authorization server's credential, or both share one made for this run.
-    if cli.mcp.introspect && cli.mcp.rs_introspection_secret.is_none() {
-        let secret = cli
-            .auth
-            .introspection_secret
-            .clone()
-            .unwrap_or_else(|| crate::trace::random_token(32));
-        cli.auth.introspection_secret = Some(secret.clone());
-        cli.mcp.rs_introspection_secret = Some(secret);
-    }
+    // The combined binary shares the resource-server credential by itself: the one either side
+    // was given, or one made for this run. It guards the revocation feed and, with one switch
+    // (`--introspect`), introspection.
+    let shared = match (
+        &cli.auth.introspection_secret,
+        &cli.mcp.rs_introspection_secret,
+    ) {
+        (Some(secret), _) | (None, Some(secret)) => secret.clone(),
+        (None, None) => crate::trace::random_token(32),
+    };
+    cli.auth
+        .introspection_secret
+        .get_or_insert_with(|| shared.clone());
+    cli.mcp.rs_introspection_secret.get_or_insert(shared);
     let auth = cli.auth.validate()?;
     let mcp = cli.mcp.validate()?;
     let _guard = crate::trace::init(cli.log_format);

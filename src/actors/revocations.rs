@@ -9,6 +9,14 @@
 //! and acknowledged only once committed. A `jti` missing from the map is not revoked, unless the
 //! store is shared by replicas, in which case the store is asked.
 //!
+//! The feed: every revocation is also published to resource servers ([`ReadFeed`], served as
+//! `GET /oauth/revocations`), so that a revoked token is refused everywhere within moments, with
+//! no call to this server per request. Each revocation gets the next number of this actor's
+//! run (its `epoch`, random per start); a reader that names the epoch and the last number it saw
+//! gets what came after, and one that is new, from another epoch, or too far behind for the
+//! recent log gets a snapshot of everything still revoked. A reader with nothing new waits on
+//! the reply's `changed` channel, which ticks on every revocation.
+//!
 //! This actor asks no other actor: `RefreshTokens` and `AuthorizationCodes` ask it while they
 //! handle a message, so it must never ask them back.
 
@@ -18,9 +26,13 @@ use crate::store::{SharedStore, StoreError};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// Most recent revocations kept for readers that are behind; one further behind gets a snapshot.
+pub const FEED_LOG_LEN: usize = 4096;
 
 /// Revokes the token with this id until `ttl` from now (its remaining lifetime).
 #[derive(Debug)]
@@ -47,6 +59,34 @@ pub struct IsRevoked {
     pub jti: String,
 }
 
+/// What the feed has after `after` in `epoch` (a snapshot when that cannot be told).
+#[derive(Debug)]
+pub struct ReadFeed {
+    pub epoch: Option<String>,
+    pub after: u64,
+}
+
+/// One revoked token: its id and when it would have expired anyway (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RevokedToken {
+    pub jti: String,
+    pub exp: u64,
+}
+
+/// A page of the feed, as the endpoint serves it.
+#[derive(Debug, Clone, serde::Serialize, kameo::Reply)]
+pub struct FeedPage {
+    pub epoch: String,
+    /// The number of the last revocation included; the reader's next `after`.
+    pub cursor: u64,
+    /// `revoked` is everything still revoked, not what came after `after`.
+    pub snapshot: bool,
+    pub revoked: Vec<RevokedToken>,
+    /// Ticks on every revocation: a reader with nothing new waits on it.
+    #[serde(skip)]
+    pub changed: watch::Receiver<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RevocationsArgs {
     pub max_entries: usize,
@@ -57,6 +97,12 @@ pub struct Revocations {
     revoked: HashMap<String, Instant>,
     expiry: ExpiryQueue<String>,
     args: RevocationsArgs,
+    /// This run's feed: its id, the number of its last revocation, the recent ones in order,
+    /// and the channel that ticks with each.
+    epoch: String,
+    sequence: u64,
+    log: VecDeque<(u64, RevokedToken)>,
+    changed: watch::Sender<u64>,
 }
 
 impl Actor for Revocations {
@@ -72,6 +118,10 @@ impl Actor for Revocations {
             revoked: HashMap::new(),
             expiry: ExpiryQueue::default(),
             args,
+            epoch: uuid::Uuid::new_v4().simple().to_string(),
+            sequence: 0,
+            log: VecDeque::new(),
+            changed: watch::channel(0).0,
         };
         match revocations.args.store.revocations(unix_now()).await {
             Ok(stored) => {
@@ -113,8 +163,67 @@ impl Message<RevokeAccessToken> for Revocations {
             .await?;
         let until = Instant::now() + msg.ttl;
         self.revoked.insert(msg.jti.clone(), until);
-        self.expiry.schedule(until, msg.jti, ctx.actor_ref());
+        self.expiry
+            .schedule(until, msg.jti.clone(), ctx.actor_ref());
+        self.publish(RevokedToken {
+            jti: msg.jti,
+            exp: unix_now().saturating_add(msg.ttl.as_secs()),
+        });
         Ok(())
+    }
+}
+
+impl Revocations {
+    /// Numbers a revocation, keeps it in the recent log and wakes the feed's readers.
+    fn publish(&mut self, token: RevokedToken) {
+        self.sequence += 1;
+        self.log.push_back((self.sequence, token));
+        if self.log.len() > FEED_LOG_LEN {
+            self.log.pop_front();
+        }
+        self.changed.send_replace(self.sequence);
+    }
+
+    /// Everything still revoked, with Unix expiry times.
+    fn snapshot(&self) -> Vec<RevokedToken> {
+        let now = Instant::now();
+        let unix = unix_now();
+        self.revoked
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(jti, until)| RevokedToken {
+                jti: jti.clone(),
+                exp: unix.saturating_add(until.duration_since(now).as_secs() + 1),
+            })
+            .collect()
+    }
+}
+
+impl Message<ReadFeed> for Revocations {
+    type Reply = FeedPage;
+
+    async fn handle(&mut self, msg: ReadFeed, _: &mut Context<Self, FeedPage>) -> FeedPage {
+        // The log holds every revocation after `oldest - 1`.
+        let oldest = self.log.front().map_or(self.sequence + 1, |(n, _)| *n);
+        let continues = msg.epoch.as_deref() == Some(self.epoch.as_str())
+            && msg.after <= self.sequence
+            && msg.after + 1 >= oldest;
+        let revoked = if continues {
+            self.log
+                .iter()
+                .filter(|(n, _)| *n > msg.after)
+                .map(|(_, token)| token.clone())
+                .collect()
+        } else {
+            self.snapshot()
+        };
+        FeedPage {
+            epoch: self.epoch.clone(),
+            cursor: self.sequence,
+            snapshot: !continues,
+            revoked,
+            changed: self.changed.subscribe(),
+        }
     }
 }
 
@@ -172,6 +281,72 @@ mod tests {
             .ask(IsRevoked { jti: jti.into() })
             .await
             .unwrap()
+    }
+
+    fn read(epoch: Option<&str>, after: u64) -> ReadFeed {
+        ReadFeed {
+            epoch: epoch.map(str::to_string),
+            after,
+        }
+    }
+
+    /// A new reader gets a snapshot; a reader that names the epoch gets what came after its
+    /// cursor; another epoch, or a cursor older than the log, gets a snapshot again.
+    #[tokio::test]
+    async fn the_feed_continues_from_a_cursor_or_starts_from_a_snapshot() {
+        let revocations = Revocations::spawn(RevocationsArgs {
+            max_entries: 10_000,
+            store: Arc::new(MemoryStore::new()),
+        });
+        revocations.ask(revoke("a", 100)).await.unwrap();
+        let first = revocations.ask(read(None, 0)).await.unwrap();
+        assert!(first.snapshot);
+        assert_eq!(first.cursor, 1);
+        assert_eq!(first.revoked.len(), 1);
+        assert_eq!(first.revoked[0].jti, "a");
+        assert!(first.revoked[0].exp >= unix_now() + 99);
+        let epoch = first.epoch.clone();
+
+        let nothing = revocations.ask(read(Some(&epoch), 1)).await.unwrap();
+        assert!(!nothing.snapshot && nothing.revoked.is_empty());
+        let mut changed = nothing.changed;
+        revocations.ask(revoke("b", 100)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), changed.changed())
+            .await
+            .expect("a revocation wakes the waiting reader")
+            .unwrap();
+        let next = revocations.ask(read(Some(&epoch), 1)).await.unwrap();
+        assert!(!next.snapshot);
+        assert_eq!(next.cursor, 2);
+        assert_eq!(
+            next.revoked
+                .iter()
+                .map(|t| t.jti.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
+
+        let other_epoch = revocations.ask(read(Some("other"), 1)).await.unwrap();
+        assert!(other_epoch.snapshot);
+        assert_eq!(other_epoch.revoked.len(), 2);
+        let ahead = revocations.ask(read(Some(&epoch), 9)).await.unwrap();
+        assert!(ahead.snapshot, "a cursor this run never gave");
+
+        for n in 0..FEED_LOG_LEN {
+            revocations
+                .ask(revoke(&format!("t{n}"), 100))
+                .await
+                .unwrap();
+        }
+        let behind = revocations.ask(read(Some(&epoch), 1)).await.unwrap();
+        assert!(behind.snapshot, "older than the log");
+        assert_eq!(behind.revoked.len(), FEED_LOG_LEN + 2);
+        let recent = revocations
+            .ask(read(Some(&epoch), behind.cursor - 3))
+            .await
+            .unwrap();
+        assert!(!recent.snapshot);
+        assert_eq!(recent.revoked.len(), 3);
     }
 
     #[tokio::test(start_paused = true)]

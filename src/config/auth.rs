@@ -329,7 +329,7 @@ mod tests {
         assert_eq!(
             s.tokens,
             TokenSettings {
-                access_ttl: HOUR,
+                access_ttl: Duration::from_secs(900),
                 code_ttl: Duration::from_secs(600),
                 refresh: RefreshSettings {
                     idle_ttl: 14 * DAY,

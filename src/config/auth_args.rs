@@ -31,7 +31,7 @@ pub struct AuthServerConfig {
     pub session_secret: String,
 
     /// Lifetime of access tokens, in seconds.
-    #[arg(long = "access-token-ttl", env = "AUTH_SERVER_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long = "access-token-ttl", env = "AUTH_SERVER_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub access_token_ttl_seconds: u64,
 
     /// Lifetime of authorization codes, in seconds (at most 600).

@@ -39,6 +39,21 @@ pub struct McpSettings {
     pub sessions: McpSessionSettings,
     /// Set with `--introspect`: every locally valid token is also checked at the AS.
     pub introspection: Option<IntrospectionSettings>,
+    /// The AS's revocation feed, unless `--no-revocation-feed`.
+    pub revocation_feed: Option<RevocationFeedSettings>,
+}
+
+/// Following the authorization server's feed of revoked tokens.
+#[derive(Debug, Clone)]
+pub struct RevocationFeedSettings {
+    pub url: String,
+    /// The resource-server credential, when this server has one.
+    pub credential: Option<Secret>,
+    /// How long the feed may be silent before no token is accepted.
+    pub max_lag: Duration,
+    /// How long each long poll asks the AS to wait: a few seconds less than `max_lag`, so a
+    /// quiet feed still answers well within it (at most 30 s, at least 1 s).
+    pub wait: Duration,
 }
 
 /// Where the authorization server's keys are fetched, and how often at most.
@@ -92,7 +107,14 @@ impl McpServerConfig {
                 reason: "contains an empty scope".into(),
             });
         }
-        let secret = match (self.introspect, self.rs_introspection_secret) {
+        let credential = match self.rs_introspection_secret {
+            Some(secret) => {
+                long_secret("MCP_INTROSPECTION_SECRET", &secret)?;
+                Some(Secret::new(secret))
+            }
+            None => None,
+        };
+        let secret = match (self.introspect, &credential) {
             (false, _) => None,
             (true, None) => {
                 return Err(ConfigError {
@@ -100,11 +122,14 @@ impl McpServerConfig {
                     reason: "required with MCP_INTROSPECT".into(),
                 });
             }
-            (true, Some(secret)) => {
-                long_secret("MCP_INTROSPECTION_SECRET", &secret)?;
-                Some(Secret::new(secret))
-            }
+            (true, Some(secret)) => Some(secret.clone()),
         };
+        let revocation_feed_url = endpoint_url(
+            "MCP_REVOCATION_FEED_ENDPOINT",
+            &self.authorization_server,
+            self.revocation_feed_endpoint,
+        )?;
+        let max_lag = Duration::from_secs(self.revocation_feed_max_lag_seconds);
         let introspection_url = endpoint_url(
             "MCP_INTROSPECTION_ENDPOINT",
             &self.authorization_server,
@@ -144,6 +169,14 @@ impl McpServerConfig {
                 secret,
                 cache_ttl: secs(self.introspection_cache_seconds),
                 max_cached: MAX_CACHED_INTROSPECTIONS,
+            }),
+            revocation_feed: (!self.no_revocation_feed).then(|| RevocationFeedSettings {
+                url: revocation_feed_url,
+                credential,
+                max_lag,
+                wait: max_lag
+                    .saturating_sub(Duration::from_secs(5))
+                    .clamp(Duration::from_secs(1), Duration::from_secs(30)),
             }),
         })
     }
@@ -199,6 +232,11 @@ mod tests {
             }
         );
         assert!(s.introspection.is_none());
+        let feed = s.revocation_feed.clone().unwrap();
+        assert_eq!(feed.url, "http://localhost:8999/oauth/revocations");
+        assert!(feed.credential.is_none());
+        assert_eq!(feed.max_lag, Duration::from_secs(15));
+        assert_eq!(feed.wait, Duration::from_secs(10));
         assert_eq!(s.root_resource(), "http://localhost:8990");
         assert_eq!(s.mcp_resource(), "http://localhost:8990/mcp");
     }
@@ -242,6 +280,37 @@ mod tests {
             assert_eq!(i.secret.expose(), "0123456789abcdef");
             assert_eq!(i.cache_ttl, Duration::from_secs(5));
         }
+    }
+
+    /// The feed: off with `--no-revocation-feed`; its long poll a few seconds shorter than the
+    /// lag allowed, within 1..30 s; the credential sent when given, with or without introspection.
+    #[test]
+    fn the_revocation_feed_settings() {
+        assert!(
+            settings(&["--no-revocation-feed"])
+                .unwrap()
+                .revocation_feed
+                .is_none()
+        );
+        for (lag, wait) in [("2", 1), ("6", 1), ("20", 15), ("3600", 30)] {
+            let s = settings(&["--revocation-feed-max-lag", lag]).unwrap();
+            assert_eq!(s.revocation_feed.unwrap().wait, Duration::from_secs(wait));
+        }
+        assert!(Cli::try_parse_from(["test", "--revocation-feed-max-lag", "1"]).is_err());
+        let s = settings(&[
+            "--rs-introspection-secret",
+            "0123456789abcdef",
+            "--authorization-server",
+            "https://as.example/tenant",
+        ])
+        .unwrap();
+        assert!(s.introspection.is_none());
+        let feed = s.revocation_feed.unwrap();
+        assert_eq!(feed.url, "https://as.example/tenant/oauth/revocations");
+        assert_eq!(
+            feed.credential.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
     }
 
     #[test]

@@ -82,9 +82,9 @@ pub struct McpServerConfig {
     )]
     pub introspection_endpoint: String,
 
-    /// The credential this server presents at the introspection endpoint (the authorization
-    /// server's `--introspection-secret`). Required with `--introspect`, except in the combined
-    /// binary, which shares one.
+    /// The credential this server presents at the introspection endpoint and the revocation
+    /// feed (the authorization server's `--introspection-secret`). Required with `--introspect`,
+    /// and by the feed when the authorization server has one; the combined binary shares one.
     #[arg(
         long = "rs-introspection-secret",
         env = "MCP_INTROSPECTION_SECRET",
@@ -95,6 +95,29 @@ pub struct McpServerConfig {
     /// Seconds an introspection answer is reused for the same token.
     #[arg(long = "introspection-cache-seconds", env = "MCP_INTROSPECTION_CACHE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
     pub introspection_cache_seconds: u64,
+
+    /// The authorization server's revocation feed, followed so that revoked tokens are refused
+    /// here within moments: a path on the authorization server, or an absolute URL.
+    #[arg(
+        long = "revocation-feed-endpoint",
+        env = "MCP_REVOCATION_FEED_ENDPOINT",
+        default_value = "/oauth/revocations"
+    )]
+    pub revocation_feed_endpoint: String,
+
+    /// Do not follow the revocation feed (an authorization server without one): revoked tokens
+    /// are then accepted until they expire, unless `--introspect` is on.
+    #[arg(
+        long = "no-revocation-feed",
+        env = "MCP_NO_REVOCATION_FEED",
+        default_value_t = false
+    )]
+    pub no_revocation_feed: bool,
+
+    /// Seconds the revocation feed may be silent before every token is refused (503) because
+    /// none can be vouched for.
+    #[arg(long = "revocation-feed-max-lag", env = "MCP_REVOCATION_FEED_MAX_LAG_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub revocation_feed_max_lag_seconds: u64,
 
     /// Address the MCP server listens on (default: loopback, the resource server URL's port).
     #[arg(long = "mcp-listen", env = "MCP_SERVER_LISTEN")]

@@ -222,6 +222,8 @@ async fn signing_keys_rotate_without_a_failed_validation() {
     let app = spawn_app_with(&[
         "--introspection-secret",
         INTROSPECTION_SECRET,
+        "--rs-introspection-secret",
+        INTROSPECTION_SECRET,
         "--key-rotation-interval",
         "4",
         "--key-publication-delay",

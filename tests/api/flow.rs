@@ -65,7 +65,7 @@ async fn discover_and_run(user: &str, password: &str) {
     let response = redeem(&app, client_id, &code, &pkce.verifier).await;
     let body = ok_json(response, "the token response").await;
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["expires_in"], 900);
     assert_eq!(body["scope"], "mcp.read mcp.write");
     let token = body["access_token"].as_str().unwrap();
 

@@ -24,6 +24,7 @@ mod register;
 mod resource_server;
 mod revisions;
 mod revocation_capacity;
+mod revocation_feed;
 mod revoke;
 mod token;
 mod trace;

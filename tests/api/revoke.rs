@@ -77,15 +77,126 @@ async fn a_revoked_access_token_is_refused_by_an_introspecting_resource_server()
     );
 }
 
+/// Without introspection the resource server learns of revocations from the authorization
+/// server's feed: the feed requires the resource-server credential when the authorization server
+/// has one, a resource server without it vouches for no token (503), and one that does not
+/// follow the feed accepts a revoked token until it expires (docs/SECURITY.md).
 #[tokio::test]
-async fn without_introspection_the_resource_server_validates_locally_only() {
-    let app = spawn_app_with(&["--introspection-secret", INTROSPECTION_SECRET]).await;
+async fn without_introspection_the_revocation_feed_tells_the_resource_server() {
+    let secret = ["--introspection-secret", INTROSPECTION_SECRET];
+    let credential = ["--rs-introspection-secret", INTROSPECTION_SECRET];
+    // (case, settings, status before the revocation, status after)
+    #[rustfmt::skip]
+    let cases: &[(&str, Vec<&str>, u16, u16)] = &[
+        ("public feed", vec![], 200, 401),
+        ("feed with the credential", [secret, credential].concat(), 200, 401),
+        ("feed without the credential", secret.to_vec(), 503, 503),
+        ("no feed", [&secret[..], &["--no-revocation-feed"]].concat(), 200, 200),
+    ];
+    for (case, settings, before, after) in cases {
+        let app = spawn_app_with(settings).await;
+        let client = register(&app).await;
+        let access = field(&tokens_for_client(&app, &client).await, "access_token");
+        assert_eq!(mcp_status(&app, &access).await, *before, "{case}");
+        assert_revoked_ok(revoke_token(&app, &client, &access, None).await, "access").await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut status = mcp_status(&app, &access).await;
+        while status != *after && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            status = mcp_status(&app, &access).await;
+        }
+        assert_eq!(status, *after, "{case}");
+        if *after == 503 {
+            let response = mcp_post(&app, Some(&access), None, initialize_body()).await;
+            assert_eq!(response.status(), 503, "{case}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "temporarily_unavailable", "{case}");
+        }
+    }
+}
+
+/// The feed itself: JSON, never cached, the credential required when one is set, malformed
+/// positions refused, and a long poll answered the moment a token is revoked.
+#[tokio::test]
+async fn the_revocation_feed_endpoint() {
+    let app = spawn_app_with(&[
+        "--introspection-secret",
+        INTROSPECTION_SECRET,
+        "--rs-introspection-secret",
+        INTROSPECTION_SECRET,
+    ])
+    .await;
+    let feed = app.url("/oauth/revocations");
+    for (case, auth, query, status) in [
+        ("no credential", None, "", 401),
+        ("a wrong credential", Some("wrong-credential-0123"), "", 401),
+        ("the credential", Some(INTROSPECTION_SECRET), "", 200),
+        (
+            "a malformed cursor",
+            Some(INTROSPECTION_SECRET),
+            "?after=x",
+            400,
+        ),
+        (
+            "a negative wait",
+            Some(INTROSPECTION_SECRET),
+            "?wait=-1",
+            400,
+        ),
+    ] {
+        let mut request = app.http.get(format!("{feed}{query}"));
+        if let Some(auth) = auth {
+            request = request.bearer_auth(auth);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{case}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{case}");
+    }
+    let first: serde_json::Value = app
+        .http
+        .get(&feed)
+        .bearer_auth(INTROSPECTION_SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["snapshot"], true);
+    let epoch = first["epoch"].as_str().unwrap().to_string();
+    let cursor = first["cursor"].as_u64().unwrap();
+    // A long poll from that position waits for the next revocation and returns with it.
     let client = register(&app).await;
     let access = field(&tokens_for_client(&app, &client).await, "access_token");
-    assert_revoked_ok(revoke_token(&app, &client, &access, None).await, "access").await;
-    assert_inactive(&app, &access).await;
-    // A self-contained JWT: the RS accepts it until it expires (docs/SECURITY.md).
-    assert_eq!(mcp_status(&app, &access).await, 200);
+    let poll = app
+        .http
+        .get(format!("{feed}?epoch={epoch}&after={cursor}&wait=30"))
+        .bearer_auth(INTROSPECTION_SECRET)
+        .send();
+    let revoke = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        revoke_token(&app, &client, &access, None).await
+    };
+    let started = std::time::Instant::now();
+    let (page, revoked) = tokio::join!(poll, revoke);
+    assert_eq!(revoked.status(), 200);
+    let page: serde_json::Value = page.unwrap().json().await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "answered at the revocation, not at the end of the wait"
+    );
+    assert_eq!(page["snapshot"], false);
+    assert_eq!(page["cursor"].as_u64(), Some(cursor + 1));
+    use base64::Engine;
+    let payload = access.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let jti = claims["jti"].clone();
+    assert_eq!(page["revoked"][0]["jti"], jti);
 }
 
 #[tokio::test]

@@ -47,7 +47,7 @@ enum Caller {
 }
 
 /// The resource-server credential, when configured and presented.
-fn resource_server_credential(state: &AuthState, headers: &HeaderMap) -> Option<bool> {
+pub(super) fn resource_server_credential(state: &AuthState, headers: &HeaderMap) -> Option<bool> {
     let expected = state.config.introspection_secret.as_ref()?.expose();
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, presented) = value.split_once(' ')?;

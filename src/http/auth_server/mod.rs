@@ -24,6 +24,7 @@ mod metadata;
 pub mod pages;
 mod rate_limit;
 mod register;
+mod revocation_feed;
 mod revoke;
 mod router;
 mod state;

@@ -5,7 +5,7 @@
 use super::state::AuthState;
 use super::{
     account, assets, authorize, consent, introspect, jwks, login, logout, metadata, register,
-    revoke, token,
+    revocation_feed, revoke, token,
 };
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -40,6 +40,7 @@ pub fn router(state: AuthState) -> Router {
         .route("/introspect", post(introspect::handler))
         .route("/revoke", post(revoke::handler))
         .route("/oauth/jwks", get(jwks::handler))
+        .route("/oauth/revocations", get(revocation_feed::handler))
         .layer(DefaultBodyLimit::max(limits.max_api_body_bytes));
     let pages = Router::new()
         .route(

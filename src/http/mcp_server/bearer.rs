@@ -5,7 +5,12 @@
 //! 2. Validation: RS256 only, `typ` `at+jwt`, no `crit`, the key from `JwksCache` by `kid`,
 //!    `iss` exact, `aud` one of this server's endpoint URLs, `exp`/`nbf`/`iat` with a small
 //!    leeway. Any failure: 401 `invalid_token`.
-//! 3. With `--introspect`: the AS's introspection endpoint (through a short cache) must still
+//! 3. Revocation (unless `--no-revocation-feed`): the token's `jti` must not be in
+//!    `RevocationFeed`, the copy of the AS's revoked tokens; a revoked one gets 401
+//!    `invalid_token`. While that copy is not current (the feed silent for longer than its
+//!    allowed lag) no token is accepted: 503. Until the first page arrives, a request waits for it
+//!    up to [`FIRST_SYNC_WAIT`].
+//! 4. With `--introspect`: the AS's introspection endpoint (through a short cache) must still
 //!    call the token active; a revoked one gets 401 `invalid_token`, and when the AS cannot be
 //!    asked the answer is 503 (fail closed).
 //!
@@ -15,7 +20,9 @@
 use super::refusal::{Endpoint, Refusal, refuse};
 use super::state::McpState;
 use super::tools::Caller;
+use crate::actors::RevocationFeed;
 use crate::actors::jwks_cache::{JwksError, LookupJwk};
+use crate::actors::revocation_feed::{CheckRevoked, Verdict};
 use crate::actors::{AskError, ask};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::{ACCESS_TOKEN_TYP, AccessTokenClaims};
@@ -33,6 +40,32 @@ pub const LEEWAY_SECONDS: u64 = 30;
 const _: () = assert!(LEEWAY_SECONDS <= crate::oauth::token::CLOCK_LEEWAY.as_secs());
 
 const MAX_TOKEN_LEN: usize = 8192;
+
+/// How long a request waits for the revocation feed's first page after the server starts.
+pub const FIRST_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Is the token revoked, as far as the revocation feed tells? `Err` when it cannot tell.
+async fn check_revoked(
+    feed: &kameo::actor::ActorRef<RevocationFeed>,
+    jti: &str,
+) -> Result<bool, Refusal> {
+    let check = || CheckRevoked {
+        jti: jti.to_string(),
+    };
+    let mut verdict = ask(feed, check()).await;
+    if let Ok(Verdict::Behind {
+        first_sync: Some(mut first),
+    }) = verdict
+    {
+        let _ = tokio::time::timeout(FIRST_SYNC_WAIT, first.changed()).await;
+        verdict = ask(feed, check()).await;
+    }
+    match verdict {
+        Ok(Verdict::Clear) => Ok(false),
+        Ok(Verdict::Revoked) => Ok(true),
+        Ok(Verdict::Behind { .. }) | Err(_) => Err(Refusal::StatusUnknown),
+    }
+}
 
 /// The bearer token from the `Authorization` header: `Ok(None)` when there is none.
 fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
@@ -153,6 +186,20 @@ pub async fn layer(
             return refuse(&state, endpoint, refusal);
         }
     };
+    if let Some(feed) = &state.revocation_feed {
+        match check_revoked(feed, &claims.jti).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(server = "mcp", token = %fingerprint(token), "token refused: revoked");
+                return refuse(
+                    &state,
+                    endpoint,
+                    Refusal::InvalidToken("the token has been revoked"),
+                );
+            }
+            Err(refusal) => return refuse(&state, endpoint, refusal),
+        }
+    }
     if let Some(introspector) = &state.introspection {
         match introspector.is_active(token).await {
             Ok(true) => {}
@@ -164,7 +211,7 @@ pub async fn layer(
                     Refusal::InvalidToken("the token has been revoked"),
                 );
             }
-            Err(_) => return refuse(&state, endpoint, Refusal::IntrospectionUnavailable),
+            Err(_) => return refuse(&state, endpoint, Refusal::StatusUnknown),
         }
     }
     let caller = Caller {

@@ -2,8 +2,9 @@
 //! layers (Host and Origin, the access token, the scope gate, the MCP session's owner; the order
 //! is in `router.rs`), with RFC 9728 metadata (`metadata.rs`) and the tools (`tools.rs`). Its
 //! state (`state.rs`) is immutable configuration and its actors: `JwksCache` (the AS's keys),
-//! `McpSessions` (which user owns which MCP session) and, with `--introspect`,
-//! `IntrospectionCache` (recent introspection answers, `introspection.rs`). This file builds the
+//! `McpSessions` (which user owns which MCP session), `RevocationFeed` (the AS's revoked tokens,
+//! unless `--no-revocation-feed`) and, with `--introspect`, `IntrospectionCache` (recent
+//! introspection answers, `introspection.rs`). This file builds the
 //! state and runs the server.
 
 mod bearer;
@@ -26,7 +27,10 @@ pub use state::McpState;
 use crate::actors::introspection_cache::IntrospectionCacheArgs;
 use crate::actors::jwks_cache::JwksCacheArgs;
 use crate::actors::mcp_sessions::McpSessionsArgs;
-use crate::actors::{IntrospectionCache, JwksCache, McpSessions, Supervisor, spawn_supervised};
+use crate::actors::revocation_feed::RevocationFeedArgs;
+use crate::actors::{
+    IntrospectionCache, JwksCache, McpSessions, RevocationFeed, Supervisor, spawn_supervised,
+};
 use crate::config::McpSettings;
 use crate::oauth::scope::ScopeSet;
 use axum::Router;
@@ -93,6 +97,23 @@ impl McpServer {
             },
         )
         .await;
+        let revocation_feed = match &settings.revocation_feed {
+            Some(feed) => Some(
+                spawn_supervised::<RevocationFeed>(
+                    &supervisor,
+                    RevocationFeedArgs {
+                        url: feed.url.clone(),
+                        credential: feed.credential.clone(),
+                        max_lag: feed.max_lag,
+                        wait: feed.wait,
+                        timeout: settings.authorization_server_timeout,
+                        http: http.clone(),
+                    },
+                )
+                .await,
+            ),
+            None => None,
+        };
         let introspection = match &settings.introspection {
             Some(introspection) => {
                 let cache = spawn_supervised::<IntrospectionCache>(
@@ -134,6 +155,7 @@ impl McpServer {
             challenge_scope: Arc::new(challenge_scope),
             origins: Arc::new(origins),
             introspection,
+            revocation_feed,
         };
         let router = router::router(state.clone());
         Ok(McpServer {
@@ -167,6 +189,7 @@ impl McpServer {
             resource = %self.state.config.root_resource(),
             authorization_server = %self.state.config.authorization_server,
             introspect = self.state.introspection.is_some(),
+            revocation_feed = self.state.config.revocation_feed.as_ref().map(|f| f.url.as_str()),
             listen = %self.listener.local_addr()?,
             "MCP server listening"
         );

@@ -17,8 +17,9 @@ pub enum Refusal {
     InsufficientScope(ScopeSet),
     SessionNotFound,
     Unavailable,
-    /// The AS's introspection endpoint could not be asked.
-    IntrospectionUnavailable,
+    /// Whether the token is still valid cannot be told: the revocation feed is behind, or the
+    /// AS's introspection endpoint could not be asked.
+    StatusUnknown,
 }
 
 /// Which of the two MCP endpoints a request is for: the challenge points to its metadata.
@@ -99,7 +100,7 @@ pub fn refuse(state: &McpState, endpoint: Endpoint, refusal: Refusal) -> Respons
             "temporarily_unavailable",
             "the server is busy; retry shortly",
         ),
-        Refusal::IntrospectionUnavailable => (
+        Refusal::StatusUnknown => (
             StatusCode::SERVICE_UNAVAILABLE,
             None,
             "temporarily_unavailable",

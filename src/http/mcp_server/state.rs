@@ -4,7 +4,7 @@
 
 use super::introspection::Introspector;
 use super::origin::RequestOrigins;
-use crate::actors::{JwksCache, McpSessions, Supervisor};
+use crate::actors::{JwksCache, McpSessions, RevocationFeed, Supervisor};
 use crate::config::McpSettings;
 use crate::oauth::scope::ScopeSet;
 use jsonwebtoken::Validation;
@@ -28,4 +28,6 @@ pub struct McpState {
     pub origins: Arc<RequestOrigins>,
     /// Set with `--introspect`: every locally valid token is also checked at the AS.
     pub introspection: Option<Introspector>,
+    /// The AS's revoked tokens, followed through its feed (unless `--no-revocation-feed`).
+    pub revocation_feed: Option<ActorRef<RevocationFeed>>,
 }

@@ -1,0 +1,266 @@
+//! `RevocationFeed`: the resource server's copy of the authorization server's revoked access
+//! tokens, kept current by following its feed (`GET /oauth/revocations`, a long poll: see
+//! `http/auth_server/revocation_feed.rs`), so a token revoked there is refused here within
+//! moments, with no call to the authorization server per request.
+//!
+//! A task owned by the actor polls the feed and hands each page to the actor: a snapshot
+//! replaces the set, anything else adds to it. The task keeps the feed's position, so after a
+//! disconnect it catches up from where it was (or from a snapshot when the authorization server
+//! restarted). Every page, even an empty one at the end of a long poll, proves the copy current
+//! as of its arrival. When no page has arrived for longer than `max_lag`, the copy cannot vouch
+//! for any token and [`CheckRevoked`] answers [`Verdict::Behind`]: the resource server refuses
+//! tokens (503) until the feed is back. Entries leave through the actor's one timer once the
+//! token would have expired anyway.
+
+use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::actors::revocations::RevokedToken;
+use crate::oauth::time::instant_of;
+use crate::trace::Secret;
+use kameo::actor::{Actor, ActorRef, WeakActorRef};
+use kameo::error::Infallible;
+use kameo::message::{Context, Message};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Largest feed page accepted (a snapshot of a very long list).
+const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Longest pause between two attempts while the feed cannot be read.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Is the token with this id revoked, as far as this copy can tell?
+#[derive(Debug)]
+pub struct CheckRevoked {
+    pub jti: String,
+}
+
+#[derive(Debug, kameo::Reply)]
+pub enum Verdict {
+    Clear,
+    Revoked,
+    /// The copy is not current. `first_sync` is set while it has never been: it ticks when the
+    /// first page arrives, which a request may wait for briefly.
+    Behind {
+        first_sync: Option<watch::Receiver<u64>>,
+    },
+}
+
+/// A page of the feed, as the authorization server serves it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FeedPage {
+    pub epoch: String,
+    pub cursor: u64,
+    pub snapshot: bool,
+    pub revoked: Vec<RevokedToken>,
+}
+
+/// A page the polling task read (sent by it).
+#[derive(Debug)]
+struct ApplyFeedPage(FeedPage);
+
+#[derive(Debug, Clone)]
+pub struct RevocationFeedArgs {
+    pub url: String,
+    /// The resource-server credential, sent as a bearer token when set.
+    pub credential: Option<Secret>,
+    /// How long the feed may be silent before the copy cannot vouch for tokens.
+    pub max_lag: Duration,
+    /// How long each long poll asks the authorization server to hold the request.
+    pub wait: Duration,
+    /// How long one request may take beyond `wait`.
+    pub timeout: Duration,
+    pub http: reqwest::Client,
+}
+
+/// Aborts the polling task when the actor's state is dropped (stop, or restart after a panic).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub struct RevocationFeed {
+    revoked: HashMap<String, Instant>,
+    expiry: ExpiryQueue<String>,
+    synced_at: Option<Instant>,
+    max_lag: Duration,
+    /// Ticks with every page applied.
+    synced: watch::Sender<u64>,
+    pages: u64,
+    _poller: AbortOnDrop,
+}
+
+impl Actor for RevocationFeed {
+    type Args = RevocationFeedArgs;
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "RevocationFeed"
+    }
+
+    async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let max_lag = args.max_lag;
+        let poller = tokio::spawn(follow(actor.downgrade(), args));
+        Ok(RevocationFeed {
+            revoked: HashMap::new(),
+            expiry: ExpiryQueue::default(),
+            synced_at: None,
+            max_lag,
+            synced: watch::channel(0).0,
+            pages: 0,
+            _poller: AbortOnDrop(poller),
+        })
+    }
+}
+
+/// Reads one page: what came after `position`, held up to `wait` while there is nothing new.
+async fn read_page(
+    args: &RevocationFeedArgs,
+    position: Option<&(String, u64)>,
+) -> Result<FeedPage, String> {
+    let mut url = url::Url::parse(&args.url).map_err(|e| e.to_string())?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("wait", &args.wait.as_secs().to_string());
+        if let Some((epoch, cursor)) = position {
+            query.append_pair("epoch", epoch);
+            query.append_pair("after", &cursor.to_string());
+        }
+    }
+    let mut request = args.http.get(url).timeout(args.wait + args.timeout);
+    if let Some(credential) = &args.credential {
+        request = request.bearer_auth(credential.expose());
+    }
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("status {}", response.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        if body.len() + chunk.len() > MAX_PAGE_BYTES {
+            return Err("page too large".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|_| "not a revocation feed page".into())
+}
+
+/// The polling task: reads pages one after another and hands them to the actor; after a failure
+/// it waits (250 ms, doubling up to [`MAX_BACKOFF`]) and tries again from the same position.
+async fn follow(actor: WeakActorRef<RevocationFeed>, args: RevocationFeedArgs) {
+    let mut position: Option<(String, u64)> = None;
+    let mut failures: u32 = 0;
+    loop {
+        let result = read_page(&args, position.as_ref()).await;
+        let Some(actor) = actor.upgrade() else {
+            return;
+        };
+        match result {
+            Ok(page) => {
+                if failures > 0 {
+                    tracing::info!(actor = "RevocationFeed", url = %args.url, failures, "revocation feed reached again");
+                }
+                failures = 0;
+                position = Some((page.epoch.clone(), page.cursor));
+                if actor.tell(ApplyFeedPage(page)).send().await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 || failures.is_multiple_of(20) {
+                    tracing::warn!(actor = "RevocationFeed", url = %args.url, %error, failures, "revocation feed unreachable");
+                }
+                drop(actor);
+                let backoff = Duration::from_millis(250)
+                    .saturating_mul(1 << failures.min(5))
+                    .min(MAX_BACKOFF);
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}
+
+impl RevocationFeed {
+    fn add(&mut self, token: RevokedToken, actor: &ActorRef<Self>) {
+        let until = instant_of(token.exp);
+        if until <= Instant::now() {
+            return;
+        }
+        self.revoked.insert(token.jti.clone(), until);
+        self.expiry.schedule(until, token.jti, actor);
+    }
+}
+
+impl Message<ApplyFeedPage> for RevocationFeed {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ApplyFeedPage, ctx: &mut Context<Self, ()>) {
+        let page = msg.0;
+        let count = page.revoked.len();
+        if page.snapshot {
+            self.revoked.clear();
+            self.expiry = ExpiryQueue::default();
+        }
+        for token in page.revoked {
+            self.add(token, ctx.actor_ref());
+        }
+        if page.snapshot || count > 0 {
+            tracing::info!(
+                actor = "RevocationFeed",
+                snapshot = page.snapshot,
+                received = count,
+                revoked = self.revoked.len(),
+                cursor = page.cursor,
+                "revocations received"
+            );
+        }
+        self.synced_at = Some(Instant::now());
+        self.pages += 1;
+        self.synced.send_replace(self.pages);
+    }
+}
+
+impl Message<CheckRevoked> for RevocationFeed {
+    type Reply = Verdict;
+
+    async fn handle(&mut self, msg: CheckRevoked, _: &mut Context<Self, Verdict>) -> Verdict {
+        let now = Instant::now();
+        match self.synced_at {
+            None => Verdict::Behind {
+                first_sync: Some(self.synced.subscribe()),
+            },
+            Some(at) if now.duration_since(at) > self.max_lag => {
+                Verdict::Behind { first_sync: None }
+            }
+            Some(_) if self.revoked.get(&msg.jti).is_some_and(|until| *until > now) => {
+                Verdict::Revoked
+            }
+            Some(_) => Verdict::Clear,
+        }
+    }
+}
+
+impl Message<Sweep> for RevocationFeed {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Sweep, ctx: &mut Context<Self, ()>) {
+        let now = Instant::now();
+        for jti in self.expiry.pop_due(now, ctx.actor_ref()) {
+            if self.revoked.get(&jti).is_some_and(|until| *until <= now) {
+                self.revoked.remove(&jti);
+            }
+        }
+    }
+}
