@@ -4,7 +4,7 @@
 //! Authorization server: [`ClientRegistry`], [`ClientMetadataDocuments`], [`AuthorizationCodes`],
 //! [`Consents`], [`Sessions`], [`SigningKeys`] (with its [`TokenSigner`] pool), [`RefreshTokens`],
 //! [`Revocations`], [`Throttle`]. Resource server: [`JwksCache`], [`McpSessions`],
-//! [`IntrospectionCache`].
+//! [`RevocationFeed`], [`IntrospectionCache`].
 //!
 //! Every actor runs under a [`Supervisor`] that restarts it if it panics, with a bounded mailbox.
 //! Handlers use [`ask`]: it never waits for mailbox room (a full mailbox is [`AskError::Busy`],

@@ -13,6 +13,8 @@ use std::time::Duration;
 pub const MAX_MCP_SESSIONS: usize = 100_000;
 /// Most introspection answers cached.
 pub const MAX_CACHED_INTROSPECTIONS: usize = 100_000;
+/// How long known signing keys are trusted while the JWKS cannot be fetched.
+pub const JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
 /// How long one request to the authorization server (JWKS, introspection) may take.
 pub const AUTHORIZATION_SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -62,6 +64,10 @@ pub struct JwksSettings {
     pub url: String,
     /// Least time between two fetches caused by unknown key ids.
     pub cooldown: Duration,
+    /// Time between two background fetches (how soon a removed key stops being trusted).
+    pub refresh: Duration,
+    /// How long known keys are trusted while no fetch succeeds.
+    pub max_stale: Duration,
 }
 
 /// MCP sessions' binding to the user who opened them.
@@ -159,6 +165,8 @@ impl McpServerConfig {
             jwks: JwksSettings {
                 url: jwks_url,
                 cooldown: secs(self.jwks_cooldown_seconds),
+                refresh: secs(self.jwks_refresh_seconds),
+                max_stale: JWKS_MAX_STALE,
             },
             sessions: McpSessionSettings {
                 ttl: secs(self.mcp_session_ttl_seconds),
@@ -222,6 +230,8 @@ mod tests {
             JwksSettings {
                 url: "http://localhost:8999/oauth/jwks".into(),
                 cooldown: Duration::from_secs(10),
+                refresh: Duration::from_secs(60),
+                max_stale: JWKS_MAX_STALE,
             }
         );
         assert_eq!(

@@ -43,6 +43,11 @@ pub struct McpServerConfig {
     )]
     pub jwks_cooldown_seconds: u64,
 
+    /// Seconds between two fetches of the JWKS in the background: a key the authorization
+    /// server stops publishing stops being trusted within this time.
+    #[arg(long = "jwks-refresh", env = "JWKS_REFRESH_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwks_refresh_seconds: u64,
+
     /// Hosts (`host` or `host:port`) the MCP endpoint answers for, comma-separated (default: the
     /// resource server URL's host, and every loopback name while it listens on loopback).
     #[arg(

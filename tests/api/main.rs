@@ -18,6 +18,7 @@ mod flow;
 mod fuzz;
 mod hardening;
 mod introspect;
+mod jwks;
 mod mcp_client;
 mod refresh;
 mod register;

@@ -2,7 +2,8 @@
 //! 1. The token, from the `Authorization` header only (scheme case-insensitive); a token in the
 //!    query is ignored, and one in both places is a 400. No token: 401 with
 //!    `WWW-Authenticate: Bearer resource_metadata=..., scope=...` and no `error`.
-//! 2. Validation: RS256 only, `typ` `at+jwt`, no `crit`, the key from `JwksCache` by `kid`,
+//! 2. Validation: RS256 only, `typ` `at+jwt`, no `crit`, the key from `JwksCache` by `kid` (a
+//!    fetch it starts is awaited here, outside the actor),
 //!    `iss` exact, `aud` one of this server's endpoint URLs, `exp`/`nbf`/`iat` with a small
 //!    leeway. Any failure: 401 `invalid_token`.
 //! 3. Revocation (unless `--no-revocation-feed`): the token's `jti` must not be in
@@ -21,9 +22,9 @@ use super::refusal::{Endpoint, Refusal, refuse};
 use super::state::McpState;
 use super::tools::Caller;
 use crate::actors::RevocationFeed;
+use crate::actors::ask;
 use crate::actors::jwks_cache::{JwksError, LookupJwk};
 use crate::actors::revocation_feed::{CheckRevoked, Verdict};
-use crate::actors::{AskError, ask};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::{ACCESS_TOKEN_TYP, AccessTokenClaims};
 use crate::trace::fingerprint;
@@ -131,12 +132,15 @@ async fn validate(state: &McpState, token: &str) -> Result<AccessTokenClaims, Re
     if kid.len() > 256 {
         return Err(Refusal::InvalidToken("the token names an unknown key"));
     }
-    let key = match ask(&state.jwks, LookupJwk { kid }).await {
+    let lookup = ask(&state.jwks, LookupJwk { kid: kid.clone() })
+        .await
+        .map_err(|_| Refusal::Unavailable)?;
+    let key = match lookup.key(&kid).await {
         Ok(key) => key,
-        Err(AskError::Rejected(JwksError::UnknownKid)) => {
+        Err(JwksError::UnknownKid) => {
             return Err(Refusal::InvalidToken("the token names an unknown key"));
         }
-        Err(AskError::Rejected(JwksError::Fetch(_))) | Err(_) => return Err(Refusal::Unavailable),
+        Err(JwksError::Fetch(_)) => return Err(Refusal::Unavailable),
     };
     let data = decode::<AccessTokenClaims>(token, &key, &state.validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;

@@ -85,6 +85,8 @@ impl McpServer {
             JwksCacheArgs {
                 jwks_url: settings.jwks.url.clone(),
                 cooldown: settings.jwks.cooldown,
+                refresh: settings.jwks.refresh,
+                max_stale: settings.jwks.max_stale,
                 http: http.clone(),
             },
         )
