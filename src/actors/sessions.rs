@@ -1,7 +1,12 @@
 //! `Sessions`: browser sessions of the authorization server's pages, and the authorization
 //! requests waiting in them for login and consent.
 //!
-//! A browser gets a session (anonymous until login) the first time `/authorize` sees it. A
+//! A browser gets a session (anonymous until login) the first time `/authorize` sees it. An
+//! anonymous session is cheap and short-lived: it lives as long as a pending request
+//! (`pending_ttl`), and when the sessions or pending requests are at their bound the oldest
+//! anonymous session gives way (with its requests) to the new one, so a flood of cookieless
+//! requests from one source cannot refuse a session to a new browser from another, nor end a
+//! signed-in one. Login opens a session of the full lifetime. A
 //! validated authorization request is parked in that session under a random id and can be read
 //! only from the same session, and taken once (PG-1: one request's consent cannot be swapped onto
 //! another, nor replayed). Login replaces the session id (fixation defence) and carries the parked
@@ -150,6 +155,8 @@ pub struct SessionsArgs {
 
 pub struct Sessions {
     sessions: HashMap<SessionKey, BrowserSession>,
+    /// Anonymous sessions, oldest first (some may be gone or signed in since: skipped).
+    anonymous: VecDeque<SessionKey>,
     pending: HashMap<u128, Pending>,
     /// Replaced session id -> (the user, the session that replaced it, until when).
     renewed: HashMap<SessionKey, (SignedIn, Opened, Instant)>,
@@ -168,6 +175,7 @@ impl Actor for Sessions {
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
         Ok(Sessions {
             sessions: HashMap::new(),
+            anonymous: VecDeque::new(),
             pending: HashMap::new(),
             renewed: HashMap::new(),
             expiry: ExpiryQueue::default(),
@@ -190,13 +198,19 @@ impl Sessions {
         user: Option<SignedIn>,
         me: &ActorRef<Self>,
     ) -> Result<Opened, SessionError> {
-        if self.sessions.len() >= self.args.max_sessions {
+        if self.sessions.len() >= self.args.max_sessions && !self.evict_anonymous(None) {
             return Err(SessionError::Full);
         }
         let sid = Secret::random(32);
         let csrf = Secret::random(24);
         let key = key_of(&sid);
-        let expires_at = Instant::now() + self.args.session_ttl;
+        let ttl = if user.is_some() {
+            self.args.session_ttl
+        } else {
+            self.anonymous.push_back(key);
+            self.args.pending_ttl.min(self.args.session_ttl)
+        };
+        let expires_at = Instant::now() + ttl;
         self.sessions.insert(
             key,
             BrowserSession {
@@ -215,6 +229,49 @@ impl Sessions {
         let id = u128::from_str_radix(request_id, 16).ok()?;
         let pending = self.pending.get(&id)?;
         (pending.session == key && pending.expires_at > Instant::now()).then_some(id)
+    }
+
+    /// Ends the oldest anonymous session other than `keep`, with its pending requests; false if
+    /// there is none.
+    fn evict_anonymous(&mut self, keep: Option<SessionKey>) -> bool {
+        let mut kept = None;
+        let mut evicted = false;
+        while let Some(key) = self.anonymous.pop_front() {
+            if Some(key) == keep {
+                kept = Some(key);
+                continue;
+            }
+            if self.sessions.get(&key).is_some_and(|s| s.user.is_none()) {
+                self.remove_session(key);
+                evicted = true;
+                break;
+            }
+        }
+        if let Some(key) = kept {
+            self.anonymous.push_front(key);
+        }
+        evicted
+    }
+
+    /// Removes a session and the requests parked in it.
+    fn remove_session(&mut self, key: SessionKey) -> bool {
+        let Some(session) = self.sessions.remove(&key) else {
+            return false;
+        };
+        for id in session.pending {
+            self.pending.remove(&id);
+        }
+        true
+    }
+
+    /// Forgets anonymous sessions at the front of the queue that are gone or signed in.
+    fn trim_anonymous(&mut self) {
+        while let Some(key) = self.anonymous.front() {
+            if self.sessions.get(key).is_some_and(|s| s.user.is_none()) {
+                break;
+            }
+            self.anonymous.pop_front();
+        }
     }
 
     fn drop_pending(&mut self, id: u128) -> Option<Pending> {
@@ -263,8 +320,10 @@ impl Message<Park> for Sessions {
         {
             self.drop_pending(oldest);
         }
-        if self.pending.len() >= self.args.max_pending {
-            return Err(SessionError::Full);
+        while self.pending.len() >= self.args.max_pending {
+            if !self.evict_anonymous(Some(key)) {
+                return Err(SessionError::Full);
+            }
         }
         let id: u128 = rand::random();
         let expires_at = Instant::now() + self.args.pending_ttl;
@@ -348,10 +407,7 @@ impl Message<Logout> for Sessions {
     type Reply = bool;
 
     async fn handle(&mut self, msg: Logout, _: &mut Context<Self, Self::Reply>) -> bool {
-        let key = key_of(&msg.sid);
-        let existed = self.sessions.remove(&key).is_some();
-        self.pending.retain(|_, p| p.session != key);
-        existed
+        self.remove_session(key_of(&msg.sid))
     }
 }
 
@@ -365,8 +421,7 @@ impl Message<Sweep> for Sessions {
             match due {
                 Due::Session(key) => {
                     if self.sessions.get(&key).is_some_and(|s| s.expires_at <= now) {
-                        self.sessions.remove(&key);
-                        self.pending.retain(|_, p| p.session != key);
+                        self.remove_session(key);
                         sessions += 1;
                     }
                 }
@@ -387,6 +442,7 @@ impl Message<Sweep> for Sessions {
                 }
             }
         }
+        self.trim_anonymous();
         if sessions + requests > 0 {
             tracing::info!(
                 actor = "Sessions",

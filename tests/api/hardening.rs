@@ -463,6 +463,48 @@ async fn a_browser_with_many_abandoned_requests_is_not_locked_out() {
     assert!(location(&after).unwrap().contains("/consent?request="));
 }
 
+/// The `Max-Age` of the session cookie a response sets.
+fn cookie_max_age(response: &reqwest::Response) -> u64 {
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    let age = cookie.split("Max-Age=").nth(1).unwrap();
+    age.split(';').next().unwrap().parse().unwrap()
+}
+
+/// Anonymous sessions are short-lived and give way: with the sessions and pending requests at
+/// their bounds after a flood of cookieless requests (from one source, the rate limit lifted),
+/// a new browser still signs in and completes its flow, and a browser signed in before the
+/// flood is still signed in. The anonymous cookie lives as long as a pending request; the
+/// signed-in one the full session lifetime.
+#[tokio::test]
+async fn a_flood_of_cookieless_requests_locks_out_no_other_browser() {
+    let mut settings = vec!["--max-sessions", "20", "--max-pending-requests", "20"];
+    settings.extend(mcp_oauth_testkit::NO_RATE_LIMITS);
+    let app = spawn_app_with(&settings).await;
+    let client_id = register(&app).await;
+    let before = Browser::signed_in(&app, &client_id).await;
+    let url = authorize_url(&app, &client_id, &Pkce::new(), &[]);
+    for _ in 0..100 {
+        let response = app.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 302, "the flood is not refused either");
+        assert_eq!(cookie_max_age(&response), 900, "an anonymous session");
+    }
+    let newcomer = Browser::new();
+    let login_url = newcomer.start_authorization(&app, &client_id).await;
+    assert!(login_url.contains("/login?request="), "{login_url}");
+    let signed_in = login(&newcomer, &login_url, "bob", "hunter2").await;
+    assert_eq!(cookie_max_age(&signed_in), 28_800, "a signed-in session");
+    let consent = location(&signed_in).unwrap();
+    let approved = decide(&newcomer, &consent, "approve").await;
+    assert!(location(&approved).unwrap().starts_with(REDIRECT));
+    let back = before
+        .redirect_from(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .await;
+    assert!(
+        query_param(&back, "code").is_some(),
+        "still signed in: {back}"
+    );
+}
+
 /// The demo users' passwords are public: an https issuer (a deployment) does not start with them
 /// as its users unless told to; an http issuer (a developer's machine) does, and names them on
 /// the login page.

@@ -166,9 +166,11 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
         Some((sid, view)) => (sid, view.user, None),
         None => match ask(&state.sessions, Open).await {
             Ok(opened) => {
-                let cookie = state
-                    .cookie
-                    .set(&opened.sid, state.config.sessions.ttl.as_secs());
+                // An anonymous session lives as long as a pending request; sign-in opens one
+                // of the full lifetime.
+                let sessions = &state.config.sessions;
+                let ttl = sessions.pending_request_ttl.min(sessions.ttl);
+                let cookie = state.cookie.set(&opened.sid, ttl.as_secs());
                 (opened.sid, None, Some(cookie))
             }
             Err(err) => return busy(err),
