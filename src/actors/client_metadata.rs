@@ -38,6 +38,9 @@ use tokio::time::Instant;
 pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024;
 /// How long a failed fetch is remembered.
 pub const FAILURE_TTL: Duration = Duration::from_secs(10);
+/// Most documents fetched at once, whoever asks: beyond it a new URL is refused as busy (503),
+/// so a crowd of sources cannot make the server open unbounded outgoing connections.
+pub const MAX_CONCURRENT_FETCHES: usize = 32;
 
 /// Why a URL client id does not give a client. Shown to the user on an error page (the redirect
 /// URI of such a client is not trusted, so nothing is redirected), as [`Self::shown`] says.
@@ -114,6 +117,8 @@ enum Entry {
 
 pub struct ClientMetadataDocuments {
     entries: HashMap<String, Entry>,
+    /// Fetches started and not yet reported back.
+    in_flight: usize,
     args: ClientMetadataArgs,
 }
 
@@ -128,6 +133,7 @@ impl Actor for ClientMetadataDocuments {
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
         Ok(ClientMetadataDocuments {
             entries: HashMap::new(),
+            in_flight: 0,
             args,
         })
     }
@@ -208,9 +214,10 @@ impl Message<ResolveClientDocument> for ClientMetadataDocuments {
             _ => {}
         }
         self.entries.remove(&msg.client_id);
-        if !self.make_room(now) {
+        if self.in_flight >= MAX_CONCURRENT_FETCHES || !self.make_room(now) {
             return Resolved(ready(Err(DocumentError::Busy)));
         }
+        self.in_flight += 1;
         let url = msg.client_id;
         let args = self.args.clone();
         let actor = ctx.actor_ref().clone();
@@ -237,6 +244,7 @@ impl Message<CacheClientDocument> for ClientMetadataDocuments {
     type Reply = ();
 
     async fn handle(&mut self, msg: CacheClientDocument, _: &mut Context<Self, ()>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
         let lifetime = match &msg.outcome {
             Ok(_) => msg.lifetime,
             Err(_) => Some(FAILURE_TTL),

@@ -77,6 +77,10 @@ async fn serve(State(server): State<DocServer>, Path(name): Path<String>) -> Res
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             json(document(&url, json!({})), "max-age=300")
         }
+        n if n.starts_with("hang-") => {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            json(document(&url, json!({})), "max-age=300")
+        }
         "hang.json" => {
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
             json(document(&url, json!({})), "max-age=300")
@@ -516,4 +520,33 @@ async fn a_bad_clients_file_is_a_bad_setting() {
     );
     assert!(message.contains("\"x\""), "{message}");
     assert!(message.contains("loopback"), "{message}");
+}
+
+/// Documents of many URLs at once: at most 32 fetches run together, whoever asks; the requests
+/// beyond get the 503 busy page at once (not a fetch, not an error page about the document).
+#[tokio::test]
+async fn concurrent_document_fetches_are_capped() {
+    let docs = DocServer::start().await;
+    let mut settings = vec!["--cimd-allow-private", "--cimd-timeout", "10"];
+    settings.extend(mcp_oauth_testkit::NO_RATE_LIMITS);
+    let app = spawn_app_with(&settings).await;
+    let requests = (0..48).map(|i| {
+        let url = authorize_url(
+            &app,
+            &docs.url(&format!("hang-{i}.json")),
+            &Pkce::new(),
+            &[],
+        );
+        let http = app.http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    let busy = statuses.iter().filter(|s| **s == 503).count();
+    let served = statuses.iter().filter(|s| **s == 302).count();
+    assert_eq!((busy, served), (16, 32), "{statuses:?}");
+    let fetched: usize = (0..48).map(|i| docs.hits(&format!("hang-{i}.json"))).sum();
+    assert_eq!(fetched, 32);
+    // Once they are done there is room again.
+    let url = authorize_url(&app, &docs.url("good.json"), &Pkce::new(), &[]);
+    assert_eq!(app.http.get(url).send().await.unwrap().status(), 302);
 }

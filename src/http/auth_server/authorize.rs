@@ -16,10 +16,11 @@ use super::flow::{busy, client_url, current_session, error_redirect, found, proc
 use super::pages::{BackLink, cap, error_page, error_page_with_return, too_many_requests_page};
 use super::rate_limit::admit;
 use super::state::AuthState;
-use crate::actors::ask;
+use crate::actors::client_metadata::DocumentError;
 use crate::actors::consents::ApprovedRedirect;
 use crate::actors::sessions::{AuthorizationRequest, Open, Park};
 use crate::actors::throttle::Endpoint;
+use crate::actors::{AskError, ask};
 use crate::oauth::ErrorCode;
 use crate::oauth::authorization_request::{self, MAX_STATE_LEN};
 use crate::oauth::client::Client;
@@ -84,6 +85,10 @@ async fn client_and_redirect(
             return Err(bad_request(
                 "The application is not registered with this server (unknown client_id).",
             ));
+        }
+        // Too many documents being fetched at once: busy, as any shed request.
+        Err(NotFound::Document(DocumentError::Busy)) => {
+            return Err(busy(AskError::<()>::Busy("ClientMetadataDocuments")));
         }
         // The document's redirect URIs cannot be trusted: the reason goes on a page (CL-3), as
         // far as it reveals nothing about what the server can reach; the trace has all of it.
