@@ -39,6 +39,8 @@ pub struct AuthSettings {
     pub read_timeout: Duration,
     /// The credential of resource servers at `/introspect`, besides confidential clients.
     pub introspection_secret: Option<Secret>,
+    /// Peers whose `X-Forwarded-For` names a request's source address (per-source limits).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub store: StoreSettings,
     pub keys: SigningKeySettings,
     pub tokens: TokenSettings,
@@ -217,6 +219,7 @@ impl AuthServerConfig {
             known_resources,
             read_timeout: secs(self.read_timeout_seconds),
             introspection_secret: self.introspection_secret.map(Secret::new),
+            trusted_proxies: self.trusted_proxies,
             store: if self.in_memory {
                 StoreSettings::InMemory
             } else {
@@ -359,6 +362,7 @@ mod tests {
                 login_per_minute: 30,
             }
         );
+        assert!(s.trusted_proxies.is_empty());
         assert!(s.registration.dynamic && s.cimd.enabled && !s.cimd.allow_private);
         assert_eq!(s.registration.extra_redirect_schemes, ["cursor"]);
         assert_eq!(s.registration.unused_client_ttl, DAY);
@@ -432,10 +436,24 @@ mod tests {
             (&["--introspection-secret", "0123456789abcdef"], |s| {
                 s.introspection_secret.as_ref().map(Secret::expose) == Some("0123456789abcdef")
             }),
+            (&["--trusted-proxies", "10.1.2.3/8,192.168.1.7, ::1"], |s| {
+                let shown: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+                shown == ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]
+            }),
         ];
         for (args, check) in cases {
             let s = settings(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             assert!(check(&s), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_trusted_proxy_must_be_an_address_or_a_range() {
+        for bad in ["proxy.example", "10.0.0.0/33", "", "1.2.3.4:80"] {
+            assert!(
+                Cli::try_parse_from(["test", "--trusted-proxies", bad]).is_err(),
+                "{bad:?}"
+            );
         }
     }
 

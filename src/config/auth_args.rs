@@ -2,7 +2,7 @@
 //! and its `--help` text. Clap checks each value's type and range; [`AuthServerConfig::validate`]
 //! (in `auth.rs`) checks the rest and turns it into [`super::AuthSettings`].
 
-use super::checks::parse_base_url;
+use super::checks::{parse_base_url, parse_proxy};
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
 use std::net::SocketAddr;
@@ -118,6 +118,12 @@ pub struct AuthServerConfig {
         default_value_t = 600
     )]
     pub rate_token_per_minute: u32,
+
+    /// Proxies (addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For` names the
+    /// source address of a request, for the per-source limits; from any other peer the header is
+    /// ignored. Unset: the peer address is the source.
+    #[arg(long = "trusted-proxies", env = "AUTH_SERVER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Login attempts per minute from one source address (0: unlimited).
     #[arg(

@@ -32,6 +32,16 @@ pub(super) fn parse_base_url(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
+/// A trusted proxy: a CIDR range, or one address (a range of one).
+pub(super) fn parse_proxy(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
+}
+
 /// The default listen address for a URL: loopback, on the URL's port.
 pub(super) fn loopback_listen(url: &str) -> SocketAddr {
     let port = Url::parse(url)

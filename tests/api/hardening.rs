@@ -35,6 +35,40 @@ async fn registrations_are_rate_limited_per_source() {
     assert_eq!((created, limited), (5, 3));
 }
 
+/// Behind a trusted proxy (`--trusted-proxies`) a source is the forwarded client address, the
+/// rightmost `X-Forwarded-For` hop that is not a trusted proxy; from any other peer the header is
+/// ignored, so a client cannot pick its own bucket by sending one.
+#[tokio::test]
+async fn per_source_limits_trust_x_forwarded_for_only_from_trusted_proxies() {
+    let body = json!({"redirect_uris": [REDIRECT]});
+    let (a, b) = ("203.0.113.7", "198.51.100.9");
+    let spoofed = format!("{b}, {a}");
+    // (case, trusted proxies, X-Forwarded-For of successive registrations, their statuses)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [u16]);
+    #[rustfmt::skip]
+    let cases: &[Case] = &[
+        ("trusted: one bucket per client", &["--trusted-proxies", "127.0.0.1"], &[a, a, b], &[201, 429, 201]),
+        ("trusted: a client-written prefix does not pick the bucket", &["--trusted-proxies", "127.0.0.0/8"], &[a, &spoofed], &[201, 429]),
+        ("not trusted: the header is ignored", &[], &[a, b], &[201, 429]),
+        ("another proxy trusted: the header is ignored", &["--trusted-proxies", "10.0.0.0/8"], &[a, b], &[201, 429]),
+    ];
+    for (case, trusted, forwarded, statuses) in cases {
+        let mut settings = vec!["--rate-register", "1"];
+        settings.extend_from_slice(trusted);
+        let app = spawn_app_with(&settings).await;
+        for (hop, status) in forwarded.iter().zip(*statuses) {
+            let response = app
+                .post("/register")
+                .header("x-forwarded-for", *hop)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), *status, "{case}: {hop}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn token_requests_are_rate_limited_per_source() {
     let app = spawn_app_with(&["--rate-token", "3"]).await;

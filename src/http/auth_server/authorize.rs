@@ -14,7 +14,7 @@
 use super::client_lookup::{NotFound, find_client};
 use super::flow::{busy, client_url, current_session, error_redirect, found, proceed};
 use super::pages::{BackLink, cap, error_page, error_page_with_return, too_many_requests_page};
-use super::rate_limit::admit;
+use super::rate_limit::{SourceAddress, admit};
 use super::state::AuthState;
 use crate::actors::client_metadata::DocumentError;
 use crate::actors::consents::ApprovedRedirect;
@@ -28,18 +28,17 @@ use crate::oauth::params::Params;
 use crate::oauth::scope::ScopeSet;
 use crate::trace::FlowId;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use std::net::SocketAddr;
 
 pub async fn handle_get(
     State(state): State<AuthState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    source: SourceAddress,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(limited) = admit(&state, Endpoint::Authorize, peer).await {
+    if let Err(limited) = admit(&state, Endpoint::Authorize, source).await {
         return too_many_requests_page(limited, TOO_MANY);
     }
     authorize(&state, &headers, query.unwrap_or_default().as_bytes()).await
@@ -47,11 +46,11 @@ pub async fn handle_get(
 
 pub async fn handle_post(
     State(state): State<AuthState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    source: SourceAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(limited) = admit(&state, Endpoint::Authorize, peer).await {
+    if let Err(limited) = admit(&state, Endpoint::Authorize, source).await {
         return too_many_requests_page(limited, TOO_MANY);
     }
     if !crate::http::content_type_is(&headers, crate::http::FORM) {

@@ -5,7 +5,7 @@
 //! `application/x-www-form-urlencoded`, and no parameter may appear twice (OAuth 2.1 section
 //! 3.2). A refusal is the answer as it stands: 429 with `Retry-After`, or `invalid_request`.
 
-use super::rate_limit::admit;
+use super::rate_limit::{SourceAddress, admit};
 use super::state::AuthState;
 use crate::actors::throttle::Endpoint;
 use crate::http::error::{JsonError, too_many_requests};
@@ -13,10 +13,9 @@ use crate::oauth::ErrorCode;
 use crate::oauth::params::Params;
 use axum::RequestExt;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, Request};
+use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use std::net::SocketAddr;
 
 /// A form-encoded request to a machine endpoint without a rate limit of its own: its headers (for
 /// the credentials they carry) and its parameters.
@@ -36,11 +35,11 @@ impl FormRequest {
     ) -> Result<Self, Response> {
         let limit = match limit {
             Some(endpoint) => {
-                let ConnectInfo(peer) = request
-                    .extract_parts::<ConnectInfo<SocketAddr>>()
+                let source = request
+                    .extract_parts_with_state::<SourceAddress, _>(state)
                     .await
                     .map_err(IntoResponse::into_response)?;
-                Some((endpoint, peer))
+                Some((endpoint, source))
             }
             None => None,
         };
@@ -48,8 +47,8 @@ impl FormRequest {
         let body = Bytes::from_request(request, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        if let Some((endpoint, peer)) = limit
-            && let Err(limited) = admit(state, endpoint, peer).await
+        if let Some((endpoint, source)) = limit
+            && let Err(limited) = admit(state, endpoint, source).await
         {
             return Err(too_many_requests(limited));
         }

@@ -21,7 +21,7 @@
 use super::access_token::verify_access_token;
 use super::client_auth;
 use super::form::FormRequest;
-use super::rate_limit::admit;
+use super::rate_limit::{SourceAddress, admit};
 use super::state::AuthState;
 use crate::actors::ask;
 use crate::actors::refresh_tokens::InspectRefreshToken;
@@ -32,11 +32,10 @@ use crate::oauth::ErrorCode;
 use crate::oauth::params::{MAX_REFRESH_TOKEN_LEN, Params};
 use crate::trace::Secret;
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 
 /// Who is asking.
 enum Caller {
@@ -150,14 +149,14 @@ async fn refresh_token(
 
 pub async fn handler(
     State(state): State<AuthState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    source: SourceAddress,
     FormRequest {
         headers,
         params: form,
     }: FormRequest,
 ) -> Result<Response, JsonError> {
     if resource_server_credential(&state, &headers) != Some(true)
-        && let Err(limited) = admit(&state, Endpoint::Token, peer).await
+        && let Err(limited) = admit(&state, Endpoint::Token, source).await
     {
         return Ok(too_many_requests(limited));
     }

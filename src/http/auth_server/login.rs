@@ -6,6 +6,7 @@ use super::flow::{
     busy, csrf_matches, current_session, forbidden_form, origin_allowed, proceed, request_gone,
 };
 use super::pages::{LoginPage, render};
+use super::rate_limit::SourceAddress;
 use super::state::AuthState;
 use crate::actors::sessions::{Login, Peek, SignedIn};
 use crate::actors::throttle::{Endpoint, Limited, LoginAllowed, LoginSucceeded};
@@ -13,11 +14,9 @@ use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
 use crate::trace::{TypedUserName, keyed_fingerprint};
 use axum::body::Bytes;
-use axum::extract::ConnectInfo;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use std::net::SocketAddr;
 
 pub async fn show(
     State(state): State<AuthState>,
@@ -82,14 +81,14 @@ fn login_page(
 
 pub async fn submit(
     State(state): State<AuthState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    source: SourceAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if !origin_allowed(&state, &headers) {
         return forbidden_form();
     }
-    if let Err(limited) = super::rate_limit::admit(&state, Endpoint::Login, peer).await {
+    if let Err(limited) = super::rate_limit::admit(&state, Endpoint::Login, source).await {
         return throttled(limited);
     }
     let Ok(mut form) = Params::parse(&body) else {
@@ -119,10 +118,10 @@ pub async fn submit(
     // Throttled accounts and sources are refused before any password is checked (PG-3).
     let allowed = LoginAllowed {
         username: TypedUserName::new(username.as_str()),
-        source: peer.ip(),
+        source: source.0,
     };
     if let Err(AskError::Rejected(limited)) = ask(&state.throttle, allowed).await {
-        tracing::info!(flow = %request.flow, user = %keyed_fingerprint(&username), source = %peer.ip(), "login throttled");
+        tracing::info!(flow = %request.flow, user = %keyed_fingerprint(&username), source = %source.0, "login throttled");
         return throttled(limited);
     }
     let checked = match state.users.authenticate(&username, &password).await {
@@ -143,7 +142,7 @@ pub async fn submit(
     };
     let succeeded = LoginSucceeded {
         username: TypedUserName::new(user.username.as_str()),
-        source: peer.ip(),
+        source: source.0,
     };
     let _ = ask(&state.throttle, succeeded).await;
     let signed_in = SignedIn {

@@ -6,6 +6,7 @@
 //! `application_type`, returned in the answer) are `oauth::client_metadata`'s. With
 //! `--no-dynamic-registration` every request is refused.
 
+use super::rate_limit::SourceAddress;
 use super::state::AuthState;
 use crate::actors::clients::{Register, RegisterError};
 use crate::actors::throttle::Endpoint;
@@ -17,12 +18,10 @@ use crate::oauth::client_metadata::{self, Source};
 use crate::oauth::strict_json::{self, StrictJsonError};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 
 fn metadata_error(description: &'static str) -> JsonError {
     JsonError::new(ErrorCode::InvalidClientMetadata, description)
@@ -37,11 +36,11 @@ pub fn validate(body: &Value, extra_schemes: &[String]) -> Result<NewClient, Jso
 
 pub async fn handler(
     State(state): State<AuthState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    source: SourceAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, JsonError> {
-    if let Err(limited) = super::rate_limit::admit(&state, Endpoint::Register, peer).await {
+    if let Err(limited) = super::rate_limit::admit(&state, Endpoint::Register, source).await {
         return Ok(too_many_requests(limited));
     }
     if !crate::http::content_type_is(&headers, "application/json") {
