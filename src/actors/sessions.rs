@@ -44,6 +44,9 @@ pub struct AuthorizationRequest {
     pub code_challenge: String,
     pub scope: ScopeSet,
     pub resource: String,
+    /// The request asked for the consent page even if a remembered consent covers it
+    /// (`prompt=consent`, OpenID Connect Core section 3.1.2.1).
+    pub prompt_consent: bool,
     pub flow: FlowId,
 }
 

@@ -69,6 +69,8 @@ async fn a_remembered_consent_covers_only_the_redirect_uris_the_user_approved() 
         ("public, the approved redirect URI", &public, &[], Answer::Code),
         ("public, redirect URI omitted (its only one)", &public, &[("redirect_uri", "")], Answer::Code),
         ("public, fewer scopes", &public, &[("scope", "mcp.read")], Answer::Code),
+        ("public, prompt=consent", &public, &[("prompt", "consent")], Answer::Consent),
+        ("public, prompt=login consent", &public, &[("prompt", "login consent")], Answer::Consent),
         ("public, another loopback port", &public, &[("redirect_uri", OTHER_PORT)], Answer::Consent),
         ("public, another loopback port, fewer scopes", &public, &[("redirect_uri", OTHER_PORT), ("scope", "mcp.read")], Answer::Consent),
         ("confidential, the approved redirect URI", &confidential, &[], Answer::Code),

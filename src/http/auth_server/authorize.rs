@@ -155,6 +155,9 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
         code_challenge,
         scope,
         resource,
+        prompt_consent: params
+            .get("prompt")
+            .is_some_and(|p| p.split(' ').any(|value| value == "consent")),
         flow,
     };
     if let Some((code, description)) = error {

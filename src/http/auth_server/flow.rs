@@ -124,8 +124,8 @@ pub async fn current_session(
 }
 
 /// Goes on with a parked request once the user is signed in: skips the consent page when a
-/// remembered consent covers the request (its scope, resource and exact redirect URI), or sends
-/// the user to it.
+/// remembered consent covers the request (its scope, resource and exact redirect URI) and the
+/// request did not ask for the page (`prompt=consent`), or sends the user to it.
 pub async fn proceed(
     state: &AuthState,
     sid: &Secret,
@@ -149,7 +149,7 @@ pub async fn proceed(
         redirect_uri: request.redirect_uri.clone(),
     };
     let remembered = match ask(&state.consents, check).await {
-        Ok(remembered) => remembered,
+        Ok(remembered) => remembered && !request.prompt_consent,
         Err(err) => return busy(err),
     };
     if !remembered {
