@@ -270,9 +270,10 @@ async fn revoking_consent_on_the_account_page_kills_refresh_tokens() {
     let t0 = field(&tokens, "refresh_token");
     let account = app.url("/account");
 
-    // Not signed in: no page.
+    // Not signed in: sent to sign in (the account page is reachable directly).
     let anonymous = Browser::new().get(&account).await;
-    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.status(), 302);
+    assert_eq!(location(&anonymous).unwrap(), app.url("/login"));
 
     let page = browser.get(&account).await;
     assert_eq!(page.status(), 200);
@@ -319,4 +320,71 @@ async fn revoking_consent_on_the_account_page_kills_refresh_tokens() {
     assert_eq!(again.status(), 302);
     let next = location(&again).unwrap();
     assert!(next.contains("/consent?request="), "{next}");
+}
+
+/// The account page is reachable directly: `/account` sends a browser that is not signed in to
+/// `/login`, whose sign-in (with no authorization request) leads back to the account page, which
+/// lists what the user approved from any browser.
+#[tokio::test]
+async fn the_account_page_is_reachable_directly() {
+    let app = spawn_app().await;
+    let client = register_default(&app).await;
+    authorize_as(
+        &app,
+        &Browser::new(),
+        &client,
+        &Pkce::new(),
+        "alice",
+        "password123",
+    )
+    .await;
+
+    let browser = Browser::new();
+    let to_login = browser.get(&app.url("/account")).await;
+    assert_eq!(location(&to_login).unwrap(), app.url("/login"));
+    let page = browser.get(&app.url("/login")).await;
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=900")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("your account"), "{html}");
+    assert_eq!(hidden_field(&html, "request"), "");
+    let csrf = hidden_field(&html, "csrf_token");
+    let post = |password: &'static str, csrf: String| {
+        let browser = &browser;
+        let action = form_action(&html);
+        async move {
+            let form = [
+                ("csrf_token", csrf.as_str()),
+                ("request", ""),
+                ("username", "alice"),
+                ("password", password),
+            ];
+            browser.post_form(&action, &form).await
+        }
+    };
+    assert_eq!(post("password123", "forged".into()).await.status(), 403);
+    let wrong = post("wrong", csrf.clone()).await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.unwrap().contains("incorrect"));
+    let signed_in = post("password123", csrf).await;
+    assert_eq!(signed_in.status(), 302);
+    assert_eq!(location(&signed_in).unwrap(), app.url("/account"));
+    assert!(
+        signed_in.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=28800")
+    );
+    let account = browser.text(&app.url("/account")).await;
+    assert!(account.contains("Refreshing Client"), "{account}");
+    // Signed in, /login goes straight to the account page.
+    assert_eq!(
+        browser.redirect_from(&app.url("/login")).await,
+        app.url("/account")
+    );
 }

@@ -6,9 +6,10 @@
 //! user for that client, and revokes the access tokens minted from those families. It uses the
 //! browser session of the login page: the form carries the session's CSRF token, a foreign
 //! `Origin` is refused, and the page has the headers of every page (PG-1, PG-2). Without a
-//! signed-in session the page asks the user to sign in through an application first.
+//! signed-in session `GET /account` sends the browser to sign in (`/login`), which comes back
+//! here.
 
-use super::flow::{busy, csrf_matches, current_session, forbidden_form, origin_allowed};
+use super::flow::{busy, csrf_matches, current_session, forbidden_form, found, origin_allowed};
 use super::pages::{AccountClient, AccountPage, cap, error_page, render, with_page_headers};
 use super::state::AuthState;
 use crate::actors::ask;
@@ -28,19 +29,19 @@ fn sign_in_first() -> Response {
     error_page(
         StatusCode::UNAUTHORIZED,
         "Sign in required",
-        "Sign in through an application first, then open this page again.",
+        "Sign in first, then open this page again.",
     )
 }
 
-/// The signed-in user of the request's session, with the session's CSRF token.
-async fn signed_in(state: &AuthState, headers: &HeaderMap) -> Result<(SignedIn, Secret), Response> {
-    match current_session(state, headers).await? {
-        Some((_, view)) => match view.user {
-            Some(user) => Ok((user, view.csrf)),
-            None => Err(sign_in_first()),
-        },
-        None => Err(sign_in_first()),
-    }
+/// The signed-in user of the request's session, with the session's CSRF token; `None` when the
+/// browser is not signed in.
+async fn signed_in(
+    state: &AuthState,
+    headers: &HeaderMap,
+) -> Result<Option<(SignedIn, Secret)>, Response> {
+    Ok(current_session(state, headers)
+        .await?
+        .and_then(|(_, view)| view.user.map(|user| (user, view.csrf))))
 }
 
 async fn clients_of(state: &AuthState, subject: &str) -> Result<Vec<AccountClient>, Response> {
@@ -107,7 +108,9 @@ pub async fn show(
     RawQuery(query): RawQuery,
 ) -> Response {
     let (user, csrf) = match signed_in(&state, &headers).await {
-        Ok(found) => found,
+        Ok(Some(user)) => user,
+        // Sign in first; the sign-in comes back here.
+        Ok(None) => return found(&state.config.endpoint("/login")),
         Err(page) => return page,
     };
     let clients = match clients_of(&state, &user.subject).await {
@@ -137,7 +140,8 @@ pub async fn revoke(State(state): State<AuthState>, headers: HeaderMap, body: By
         return forbidden_form();
     };
     let (user, csrf) = match signed_in(&state, &headers).await {
-        Ok(found) => found,
+        Ok(Some(user)) => user,
+        Ok(None) => return sign_in_first(),
         Err(page) => return page,
     };
     if !csrf_matches(&csrf, form.get("csrf_token")) {

@@ -1,14 +1,18 @@
 //! `GET|POST /login`: signing in to the authorization server (PG-1, PG-3).
 //! The form carries the session's CSRF token and the parked request's id; a successful login
-//! replaces the session id and goes on with the request.
+//! replaces the session id and goes on with the request. Without a request (`/login` alone, where
+//! `/account` sends a browser that is not signed in) the sign-in leads to the account page; a
+//! browser without a session gets an anonymous one first, under `/authorize`'s per-source rate
+//! limit.
 
 use super::flow::{
-    busy, csrf_matches, current_session, forbidden_form, origin_allowed, proceed, request_gone,
+    busy, csrf_matches, current_session, forbidden_form, found, origin_allowed, proceed,
+    request_gone,
 };
 use super::pages::{LoginPage, render};
-use super::rate_limit::SourceAddress;
+use super::rate_limit::{SourceAddress, admit};
 use super::state::AuthState;
-use crate::actors::sessions::{Login, Peek, SignedIn};
+use crate::actors::sessions::{Login, Open, Peek, SignedIn};
 use crate::actors::throttle::{Endpoint, Limited, LoginAllowed, LoginSucceeded};
 use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
@@ -18,14 +22,18 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
+/// What the login page says the user signs in to when there is no authorization request.
+const ACCOUNT: &str = "your account";
+
 pub async fn show(
     State(state): State<AuthState>,
+    source: SourceAddress,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = Params::parse_lenient(query.unwrap_or_default().as_bytes());
     let Some(request_id) = params.get("request") else {
-        return request_gone();
+        return account_sign_in(&state, source, &headers).await;
     };
     let (sid, view) = match current_session(&state, &headers).await {
         Ok(Some(found)) => found,
@@ -53,6 +61,48 @@ pub async fn show(
         None,
         StatusCode::OK,
     )
+}
+
+/// The sign-in page for the account page: a session to hold the form's CSRF token (a new
+/// anonymous one if need be), or the account page itself when already signed in.
+async fn account_sign_in(
+    state: &AuthState,
+    source: SourceAddress,
+    headers: &HeaderMap,
+) -> Response {
+    let csrf = match current_session(state, headers).await {
+        Ok(Some((_, view))) if view.user.is_some() => {
+            return found(&state.config.endpoint("/account"));
+        }
+        Ok(Some((_, view))) => view.csrf,
+        Ok(None) => {
+            if let Err(limited) = admit(state, Endpoint::Authorize, source).await {
+                return throttled(limited);
+            }
+            let opened = match ask(&state.sessions, Open).await {
+                Ok(opened) => opened,
+                Err(err) => return busy(err),
+            };
+            let sessions = &state.config.sessions;
+            let ttl = sessions.pending_request_ttl.min(sessions.ttl);
+            let mut page = login_page(
+                state,
+                ACCOUNT,
+                opened.csrf.expose(),
+                "",
+                "",
+                None,
+                StatusCode::OK,
+            );
+            page.headers_mut().append(
+                header::SET_COOKIE,
+                state.cookie.set(&opened.sid, ttl.as_secs()),
+            );
+            return page;
+        }
+        Err(page) => return page,
+    };
+    login_page(state, ACCOUNT, csrf.expose(), "", "", None, StatusCode::OK)
 }
 
 fn login_page(
@@ -88,7 +138,7 @@ pub async fn submit(
     if !origin_allowed(&state, &headers) {
         return forbidden_form();
     }
-    if let Err(limited) = super::rate_limit::admit(&state, Endpoint::Login, source).await {
+    if let Err(limited) = admit(&state, Endpoint::Login, source).await {
         return throttled(limited);
     }
     let Ok(mut form) = Params::parse(&body) else {
@@ -105,15 +155,25 @@ pub async fn submit(
     let request_id = form.take("request").unwrap_or_default();
     let username = form.take("username").unwrap_or_default();
     let password = form.take("password").unwrap_or_default();
-    let peek = Peek {
-        sid: sid.clone(),
-        request_id: request_id.clone(),
+    // No request: a sign-in for the account page.
+    let request = if request_id.is_empty() {
+        None
+    } else {
+        let peek = Peek {
+            sid: sid.clone(),
+            request_id: request_id.clone(),
+        };
+        match ask(&state.sessions, peek).await {
+            Ok(Some(request)) => Some(request),
+            Ok(None) => return request_gone(),
+            Err(err) => return busy(err),
+        }
     };
-    let request = match ask(&state.sessions, peek).await {
-        Ok(Some(request)) => request,
-        Ok(None) => return request_gone(),
-        Err(err) => return busy(err),
-    };
+    let flow = request
+        .as_ref()
+        .map(|r| r.flow.to_string())
+        .unwrap_or_default();
+    let client_name = request.as_ref().map_or(ACCOUNT, |r| r.client_name.as_str());
     let username = crate::http::auth_server::pages::cap(&username, 128);
     // Throttled accounts and sources are refused before any password is checked (PG-3).
     let allowed = LoginAllowed {
@@ -121,7 +181,7 @@ pub async fn submit(
         source: source.0,
     };
     if let Err(AskError::Rejected(limited)) = ask(&state.throttle, allowed).await {
-        tracing::info!(flow = %request.flow, user = %keyed_fingerprint(&username), source = %source.0, "login throttled");
+        tracing::info!(flow, user = %keyed_fingerprint(&username), source = %source.0, "login throttled");
         return throttled(limited);
     }
     let checked = match state.users.authenticate(&username, &password).await {
@@ -129,10 +189,10 @@ pub async fn submit(
         Err(_) => return busy(AskError::<()>::Busy("UserDirectory")),
     };
     let Some(user) = checked else {
-        tracing::info!(flow = %request.flow, user = %keyed_fingerprint(&username), "login failed");
+        tracing::info!(flow, user = %keyed_fingerprint(&username), "login failed");
         return login_page(
             &state,
-            &request.client_name,
+            client_name,
             view.csrf.expose(),
             &request_id,
             &username,
@@ -157,8 +217,11 @@ pub async fn submit(
         Ok(opened) => opened,
         Err(err) => return busy(err),
     };
-    tracing::info!(flow = %request.flow, sub = %signed_in.subject, "login succeeded, session renewed");
-    let mut response = proceed(&state, &opened.sid, &signed_in, &request_id).await;
+    tracing::info!(flow, sub = %signed_in.subject, "login succeeded, session renewed");
+    let mut response = match request {
+        Some(_) => proceed(&state, &opened.sid, &signed_in, &request_id).await,
+        None => found(&state.config.endpoint("/account")),
+    };
     response.headers_mut().append(
         header::SET_COOKIE,
         state
