@@ -216,6 +216,18 @@ impl Message<MarkUsed> for ClientRegistry {
     }
 }
 
+/// Can the store be read? (readiness)
+#[derive(Debug)]
+pub struct CheckStore;
+
+impl Message<CheckStore> for ClientRegistry {
+    type Reply = Result<(), StoreError>;
+
+    async fn handle(&mut self, _: CheckStore, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.args.store.ping().await
+    }
+}
+
 impl Message<CountClients> for ClientRegistry {
     type Reply = usize;
 

@@ -262,6 +262,36 @@ impl Message<LookupJwk> for JwksCache {
     }
 }
 
+/// How current the keys are (readiness). Keys never fetched are fetched now (the answer says
+/// not yet), so a resource server becomes ready without waiting for its first token.
+#[derive(Debug)]
+pub struct KeysStatus;
+
+/// The answer to [`KeysStatus`].
+#[derive(Debug, Clone, kameo::Reply)]
+pub struct KeysReport {
+    pub keys: usize,
+    /// Time since the last successful fetch (`None`: never fetched).
+    pub age: Option<Duration>,
+    /// The keys may be trusted (fetched, and not too long ago).
+    pub fresh: bool,
+}
+
+impl Message<KeysStatus> for JwksCache {
+    type Reply = KeysReport;
+
+    async fn handle(&mut self, _: KeysStatus, ctx: &mut Context<Self, KeysReport>) -> KeysReport {
+        if self.fetched_at.is_none() {
+            drop(self.start_fetch(ctx.actor_ref()));
+        }
+        KeysReport {
+            keys: self.keys.len(),
+            age: self.fetched_at.map(|at| at.elapsed()),
+            fresh: self.fresh(),
+        }
+    }
+}
+
 impl Message<Refresh> for JwksCache {
     type Reply = ();
 

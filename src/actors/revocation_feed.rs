@@ -252,6 +252,33 @@ impl Message<CheckRevoked> for RevocationFeed {
     }
 }
 
+/// How current the copy is (readiness).
+#[derive(Debug)]
+pub struct FeedStatus;
+
+/// The answer to [`FeedStatus`].
+#[derive(Debug, Clone, kameo::Reply)]
+pub struct FeedReport {
+    /// Time since the last page (`None`: none yet).
+    pub lag: Option<Duration>,
+    /// Tokens can be vouched for (a page arrived within the allowed lag).
+    pub current: bool,
+    pub revoked: usize,
+}
+
+impl Message<FeedStatus> for RevocationFeed {
+    type Reply = FeedReport;
+
+    async fn handle(&mut self, _: FeedStatus, _: &mut Context<Self, FeedReport>) -> FeedReport {
+        let lag = self.synced_at.map(|at| at.elapsed());
+        FeedReport {
+            lag,
+            current: lag.is_some_and(|lag| lag <= self.max_lag),
+            revoked: self.revoked.len(),
+        }
+    }
+}
+
 impl Message<Sweep> for RevocationFeed {
     type Reply = ();
 

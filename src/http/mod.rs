@@ -3,6 +3,7 @@
 
 pub mod auth_server;
 pub mod error;
+pub mod health;
 pub mod mcp_server;
 
 use axum::Router;

@@ -63,6 +63,8 @@ pub trait Store:
     fn is_shared(&self) -> bool {
         false
     }
+    /// Answers when the store can be read (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
     /// Waits for pending writes and closes the store; later calls fail.
     async fn close(&self);
 }
@@ -86,6 +88,11 @@ impl Store for SqliteStore {
         true
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
@@ -99,6 +106,10 @@ impl Store for MemoryStore {
 
     fn is_durable(&self) -> bool {
         false
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|_: &mut ()| ())
     }
 
     async fn close(&self) {

@@ -17,6 +17,7 @@ mod durability;
 mod flow;
 mod fuzz;
 mod hardening;
+mod health;
 mod introspect;
 mod jwks;
 mod mcp_client;

@@ -89,8 +89,9 @@ trap stop_server EXIT
 
 ready=0
 for _ in $(seq 1 100); do
-  if curl -fsS "$ISSUER/.well-known/oauth-authorization-server" >/dev/null 2>&1 &&
-    curl -fsS "$RS/.well-known/oauth-protected-resource/mcp" >/dev/null 2>&1; then
+  # Both readiness checks: the AS's store and key, the RS's keys and revocation feed.
+  if curl -fsS "$ISSUER/readyz" >/dev/null 2>&1 &&
+    curl -fsS "$RS/readyz" >/dev/null 2>&1; then
     ready=1
     break
   fi

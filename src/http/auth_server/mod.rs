@@ -16,6 +16,7 @@ mod client_lookup;
 mod consent;
 mod flow;
 mod form;
+mod health;
 mod introspect;
 mod jwks;
 mod login;

@@ -4,8 +4,8 @@
 
 use super::state::AuthState;
 use super::{
-    account, assets, authorize, consent, introspect, jwks, login, logout, metadata, register,
-    revocation_feed, revoke, token,
+    account, assets, authorize, consent, health, introspect, jwks, login, logout, metadata,
+    register, revocation_feed, revoke, token,
 };
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -77,7 +77,12 @@ pub fn router(state: AuthState) -> Router {
             .layer(cors());
         machine.merge(Router::new().nest(&issuer_path, pages))
     };
-    app.with_state(state)
+    // Health checks at the root, outside the request trace.
+    let health = Router::new()
+        .route("/healthz", get(crate::http::health::healthz))
+        .route("/readyz", get(health::readyz));
+    app.with_state(state.clone())
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(crate::http::trace_layer("auth"))
+        .merge(health.with_state(state))
 }

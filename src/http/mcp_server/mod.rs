@@ -9,6 +9,7 @@
 
 mod bearer;
 mod guard;
+mod health;
 pub mod introspection;
 mod jsonrpc;
 mod metadata;

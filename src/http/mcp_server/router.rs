@@ -8,7 +8,7 @@
 use super::guard::GuardLayer;
 use super::jsonrpc::Route;
 use super::state::McpState;
-use super::{bearer, metadata, origin_check, scope_gate, session_owner, tools};
+use super::{bearer, health, metadata, origin_check, scope_gate, session_owner, tools};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::from_fn_with_state;
@@ -101,6 +101,11 @@ pub fn router(state: McpState) -> Router {
             axum::http::HeaderName::from_static("mcp-protocol-version"),
         ])
         .max_age(Duration::from_secs(600));
+    // Health checks, outside the Host/Origin and token layers and the request trace.
+    let health = Router::new()
+        .route("/healthz", get(crate::http::health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state.clone());
     Router::new()
         .route("/.well-known/oauth-protected-resource", get(metadata::root))
         .route(
@@ -112,4 +117,5 @@ pub fn router(state: McpState) -> Router {
         .layer(cors)
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(crate::http::trace_layer("mcp"))
+        .merge(health)
 }
