@@ -13,6 +13,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+/// Records the flow a request belongs to on its span (the request span of either server), so
+/// every line written inside it from now on carries `flow=`.
+pub fn record_flow(flow: &dyn fmt::Display) {
+    tracing::Span::current().record("flow", tracing::field::display(flow));
+}
+
 /// A short, stable fingerprint of a secret value: enough to match two log lines, useless to
 /// recover the value.
 pub fn fingerprint(value: &str) -> String {

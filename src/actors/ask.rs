@@ -4,6 +4,11 @@
 //! line for the message: actor, message (secrets as fingerprints), outcome and duration. It has a
 //! file of its own so that an actor can use it without importing `actors/mod.rs`, which gathers
 //! the actors (that would be an import circle).
+//!
+//! [`ask_deferred`] holds the line back ([`Deferred`]) until the caller drops it: a request learns
+//! which flow it belongs to only from an answer (the parked request, the code's grant, the
+//! token's claims), and the lines of the messages that led there are written once the flow is
+//! recorded on the request's span, so they carry it too.
 
 use kameo::Reply;
 use kameo::actor::{Actor, ActorRef};
@@ -42,33 +47,80 @@ where
     M: Send + Debug + 'static,
     ReplyErr<A, M>: Debug,
 {
+    ask_deferred(actor, msg).await.0
+}
+
+/// A trace line held back: written when this is dropped.
+#[must_use = "the line is written when this is dropped"]
+pub struct Deferred(Option<Line>);
+
+struct Line {
+    text: String,
+    outcome: String,
+    micros: Option<u64>,
+    warn: bool,
+}
+
+impl Deferred {
+    /// Writes the line now.
+    pub fn write(self) {}
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        let Some(line) = self.0.take() else { return };
+        let Line {
+            text,
+            outcome,
+            micros,
+            warn,
+        } = line;
+        match (warn, micros) {
+            (false, Some(us)) => tracing::info!(outcome, us, "{text}"),
+            (false, None) => tracing::info!(outcome, "{text}"),
+            (true, _) => tracing::warn!(outcome, "{text}"),
+        }
+    }
+}
+
+/// [`ask`], with the trace line held back until the returned [`Deferred`] is dropped.
+pub async fn ask_deferred<A, M>(
+    actor: &ActorRef<A>,
+    msg: M,
+) -> (Result<ReplyOk<A, M>, AskError<ReplyErr<A, M>>>, Deferred)
+where
+    A: Actor + Message<M>,
+    M: Send + Debug + 'static,
+    ReplyErr<A, M>: Debug,
+{
     let name = <A as Actor>::name();
     let described = tracing::enabled!(tracing::Level::INFO).then(|| format!("{msg:?}"));
     let started = std::time::Instant::now();
     let result = actor.ask(msg).reply_timeout(REPLY_TIMEOUT).try_send().await;
     let micros = started.elapsed().as_micros() as u64;
-    let described = described.unwrap_or_default();
+    // An info line only when info is on; a warning always.
+    let line = |outcome: String, micros: Option<u64>, warn: bool| {
+        Deferred((warn || described.is_some()).then(|| Line {
+            text: format!("{name} <- {}", described.as_deref().unwrap_or_default()),
+            outcome,
+            micros,
+            warn,
+        }))
+    };
     match result {
-        Ok(reply) => {
-            tracing::info!(outcome = "ok", us = micros, "{name} <- {described}");
-            Ok(reply)
-        }
+        Ok(reply) => (Ok(reply), line("ok".into(), Some(micros), false)),
         Err(SendError::HandlerError(err)) => {
-            tracing::info!(outcome = ?err, us = micros, "{name} <- {described}");
-            Err(AskError::Rejected(err))
+            let deferred = line(format!("{err:?}"), Some(micros), false);
+            (Err(AskError::Rejected(err)), deferred)
         }
-        Err(SendError::MailboxFull(_)) => {
-            tracing::warn!(
-                actor = name,
-                outcome = "mailbox full",
-                "{name} <- {described}"
-            );
-            Err(AskError::Busy(name))
-        }
-        Err(err) => {
-            tracing::warn!(actor = name, outcome = %err_kind(&err), "{name} <- {described}");
-            Err(AskError::Unavailable(name))
-        }
+        Err(SendError::MailboxFull(_)) => (
+            Err(AskError::Busy(name)),
+            line("mailbox full".into(), None, true),
+        ),
+        Err(err) => (
+            Err(AskError::Unavailable(name)),
+            line(err_kind(&err).into(), None, true),
+        ),
     }
 }
 

@@ -85,6 +85,13 @@ pub enum RedeemError {
     Full,
 }
 
+/// The flow a code belongs to, changing nothing: the token endpoint records it on its request
+/// before it authenticates the client, so every line of that request carries it.
+#[derive(Debug)]
+pub struct FlowOfCode {
+    pub code: Secret,
+}
+
 /// The number of live codes (for tests and the benchmark).
 #[derive(Debug)]
 pub struct CountCodes;
@@ -274,7 +281,17 @@ impl Message<Sweep> for AuthorizationCodes {
         let mut expired = 0usize;
         for key in self.expiry.pop_due(now, ctx.actor_ref()) {
             if self.codes.get(&key).is_some_and(|e| e.expires_at() <= now) {
-                self.codes.remove(&key);
+                // Each expiry is a line of its flow: an unredeemed code, or a redeemed one no
+                // longer remembered for replay detection.
+                match self.codes.remove(&key) {
+                    Some(Entry::Live { grant, .. }) => {
+                        tracing::info!(actor = "AuthorizationCodes", flow = %grant.flow, "timer: code expired unredeemed");
+                    }
+                    Some(Entry::Redeemed { flow, .. }) => {
+                        tracing::info!(actor = "AuthorizationCodes", flow = %flow, "timer: redeemed code forgotten");
+                    }
+                    None => {}
+                }
                 expired += 1;
             }
         }
@@ -285,6 +302,18 @@ impl Message<Sweep> for AuthorizationCodes {
                 live = self.codes.len(),
                 "timer"
             );
+        }
+    }
+}
+
+impl Message<FlowOfCode> for AuthorizationCodes {
+    type Reply = Option<FlowId>;
+
+    async fn handle(&mut self, msg: FlowOfCode, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        match self.codes.get(&key_of(&msg.code))? {
+            entry if entry.expires_at() <= Instant::now() => None,
+            Entry::Live { grant, .. } => Some(grant.flow.clone()),
+            Entry::Redeemed { flow, .. } => Some(flow.clone()),
         }
     }
 }

@@ -49,7 +49,7 @@ pub use signing_keys::SigningKeys;
 pub use throttle::Throttle;
 pub use token_signer::{SignerPool, TokenSigner};
 
-pub use ask::{AskError, REPLY_TIMEOUT, ask};
+pub use ask::{AskError, Deferred, REPLY_TIMEOUT, ask, ask_deferred};
 
 use kameo::actor::{Actor, ActorRef, Spawn};
 use kameo::error::Infallible;

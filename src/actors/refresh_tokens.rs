@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod flow;
 mod revocation;
 mod revocation_messages;
 
@@ -141,6 +142,14 @@ pub struct Inspected {
     /// Unix seconds.
     pub issued_at: u64,
     pub expires_at: u64,
+}
+
+/// The flow of the family a refresh token (current or retired) belongs to, changing nothing:
+/// a refresh or a revocation is traced as part of that flow from its first line (handled in
+/// `refresh_tokens/flow.rs`).
+#[derive(Debug)]
+pub struct FlowOfRefreshToken {
+    pub token: Secret,
 }
 
 /// The clients for which a user holds live families, with how many (the account page).
@@ -569,7 +578,10 @@ impl Message<Sweep> for RefreshTokens {
         let mut due = Vec::new();
         for id in self.expiry.pop_due(now, ctx.actor_ref()) {
             match self.families.get(&id) {
-                Some(family) if family.expires_at <= now => due.push(id),
+                Some(family) if family.expires_at <= now => {
+                    tracing::info!(actor = "RefreshTokens", flow = %family.record.flow, "timer: refresh-token family expired");
+                    due.push(id);
+                }
                 // Used since it was queued: due again at its new deadline.
                 Some(family) => {
                     let at = family.expires_at;

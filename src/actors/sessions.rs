@@ -438,8 +438,10 @@ impl Message<Sweep> for Sessions {
                     }
                 }
                 Due::Pending(id) => {
-                    if self.pending.get(&id).is_some_and(|p| p.expires_at <= now) {
-                        self.drop_pending(id);
+                    if self.pending.get(&id).is_some_and(|p| p.expires_at <= now)
+                        && let Some(pending) = self.drop_pending(id)
+                    {
+                        tracing::info!(actor = "Sessions", flow = %pending.request.flow, "timer: authorization request expired");
                         requests += 1;
                     }
                 }

@@ -89,10 +89,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// How both servers trace HTTP: a span per request, named after the server, with the method and
-/// path (actor
-/// messages and MCP methods logged while handling it carry them), and one `response out` line
-/// with the status and latency. `request in` is at debug: on the hottest paths every line counts,
+/// How both servers trace HTTP: a span per request, named after the server, with the method, the
+/// path and, once known, the flow (actor messages and MCP methods logged while handling it carry
+/// them), and one `response out` line with the status and latency. `request in` is at debug: on the hottest paths every line counts,
 /// and the answer line already says which request it was.
 #[derive(Debug, Clone, Copy)]
 pub struct FlowTrace {
@@ -102,9 +101,15 @@ pub struct FlowTrace {
 impl<B> tower_http::trace::MakeSpan<B> for FlowTrace {
     fn make_span(&mut self, req: &axum::http::Request<B>) -> tracing::Span {
         // The span's name says which server: a name costs nothing per line, a field is formatted.
+        // `flow` is recorded once the request knows which flow it belongs to.
+        let flow = tracing::field::Empty;
         match self.server {
-            "mcp" => tracing::info_span!("mcp", method = %req.method(), path = %req.uri().path()),
-            _ => tracing::info_span!("auth", method = %req.method(), path = %req.uri().path()),
+            "mcp" => {
+                tracing::info_span!("mcp", method = %req.method(), path = %req.uri().path(), flow)
+            }
+            _ => {
+                tracing::info_span!("auth", method = %req.method(), path = %req.uri().path(), flow)
+            }
         }
     }
 }

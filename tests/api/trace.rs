@@ -119,3 +119,114 @@ async fn typed_user_names_show_only_as_keyed_fingerprints() {
         "the typed name's plain SHA-256 fingerprint appears in the trace"
     );
 }
+
+/// With three flows at once, every line of every request a flow makes carries its id, on both
+/// servers: the pages, the token requests (a refresh too), the MCP requests, and the actor
+/// messages of each. Filtering the log for one id yields that flow whole, in order.
+#[tokio::test(flavor = "current_thread")]
+async fn every_line_of_a_flow_carries_its_id_with_three_flows_at_once() {
+    let (captured, _capturing) = capture_trace();
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let flow = |user: &'static str, password: &'static str| {
+        let (app, client_id) = (&app, client_id.as_str());
+        async move {
+            let pkce = Pkce::new();
+            let back = authorize_as(app, &Browser::new(), client_id, &pkce, user, password).await;
+            let code = query_param(&back, "code").unwrap();
+            let tokens = ok_json(
+                redeem(app, client_id, &code, &pkce.verifier).await,
+                "redeem",
+            )
+            .await;
+            let token = field(&tokens, "access_token");
+            let session = open_session(app, &token).await;
+            let call = tool_call(3, "greet", json!({"name": user}));
+            rpc_result(mcp_post(app, Some(&token), Some(&session), call).await).await;
+            let refreshed = refresh(app, client_id, &field(&tokens, "refresh_token"), &[]).await;
+            assert_eq!(refreshed.status(), 200);
+        }
+    };
+    futures::join!(
+        flow("alice", "password123"),
+        flow("bob", "hunter2"),
+        flow("alice", "password123")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let log = captured.text();
+
+    let flow_of = |line: &str| {
+        line.split(" flow=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+    };
+    // Every line written while serving a request of a flow names its flow, and only one.
+    let flow_paths = [
+        "path=/authorize",
+        "path=/login",
+        "path=/consent",
+        "path=/token",
+        "path=/mcp",
+    ];
+    let mut missing = Vec::new();
+    for line in log
+        .lines()
+        .filter(|l| flow_paths.iter().any(|p| l.contains(p)))
+    {
+        match flow_of(line) {
+            Some(id) => assert_eq!(line.matches(&format!("flow={id}")).count(), 1, "{line}"),
+            None => missing.push(line),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "lines without their flow:\n{}",
+        missing.join("\n")
+    );
+    let ids: std::collections::BTreeSet<String> = log
+        .lines()
+        .filter(|l| l.contains("authorization request"))
+        .filter_map(flow_of)
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    for id in &ids {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| flow_of(l).as_deref() == Some(id.as_str()))
+            .collect();
+        // The flow whole, in order.
+        let mut at = 0;
+        for step in [
+            "authorization request",
+            "Sessions <- Park",
+            "Sessions <- Peek",
+            "Throttle <- LoginAllowed",
+            "login succeeded",
+            "Consents <- GrantConsent",
+            "code issued",
+            "AuthorizationCodes <- FlowOfCode",
+            "ClientRegistry <- LookupClient",
+            "AuthorizationCodes <- RedeemCode",
+            "TokenSigner <- SignAccessToken",
+            "access token issued",
+            "JwksCache <- LookupJwk",
+            "RevocationFeed <- CheckRevoked",
+            "McpSessions <- Bind",
+            "mcp request",
+            "RefreshTokens <- FlowOfRefreshToken",
+            "RefreshTokens <- RotateRefreshToken",
+            "access token refreshed",
+            "response out",
+        ] {
+            let found = lines[at..].iter().position(|l| l.contains(step));
+            let Some(offset) = found else {
+                panic!(
+                    "flow {id}: no {step:?} after line {at}:\n{}",
+                    lines.join("\n")
+                );
+            };
+            at += offset;
+        }
+    }
+}

@@ -38,10 +38,19 @@ pub async fn handle_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let flow = start_flow();
     if let Err(limited) = admit(&state, Endpoint::Authorize, source).await {
         return too_many_requests_page(limited, TOO_MANY);
     }
-    authorize(&state, &headers, query.unwrap_or_default().as_bytes()).await
+    authorize(&state, &headers, query.unwrap_or_default().as_bytes(), flow).await
+}
+
+/// A flow starts with its authorization request: every line of this request, and of the flow's
+/// later ones, carries its id.
+fn start_flow() -> FlowId {
+    let flow = FlowId::mint();
+    crate::trace::record_flow(&flow);
+    flow
 }
 
 pub async fn handle_post(
@@ -50,6 +59,7 @@ pub async fn handle_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let flow = start_flow();
     if let Err(limited) = admit(&state, Endpoint::Authorize, source).await {
         return too_many_requests_page(limited, TOO_MANY);
     }
@@ -60,7 +70,7 @@ pub async fn handle_post(
             "Authorization requests sent with POST must be form-encoded.",
         );
     }
-    authorize(&state, &headers, &body).await
+    authorize(&state, &headers, &body, flow).await
 }
 
 /// What a rate-limited source is told: each authorization request opens or reads a browser
@@ -110,13 +120,12 @@ async fn client_and_redirect(
     Ok((client, redirect_uri))
 }
 
-async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Response {
+async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8], flow: FlowId) -> Response {
     let params = Params::parse_lenient(raw);
     let (client, redirect_uri) = match client_and_redirect(state, &params).await {
         Ok(found) => found,
         Err(page) => return page,
     };
-    let flow = FlowId::mint();
     let config = &state.config;
     let validated = authorization_request::validate(
         &params,
@@ -134,7 +143,6 @@ async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8]) -> Respon
         ),
     };
     tracing::info!(
-        flow = %flow,
         client_id = %client.client_id,
         scope = %scope,
         resource = %resource,
@@ -229,7 +237,7 @@ async fn refuse(
             Err(err) => return busy(err),
         }
     }
-    tracing::info!(flow = %request.flow, client_id = %request.client_id, error = code.as_str(), "authorization refused on a page: redirect URI not approved by a signed-in user");
+    tracing::info!(client_id = %request.client_id, error = code.as_str(), "authorization refused on a page: redirect URI not approved by a signed-in user");
     let params = [("error", code.as_str()), ("error_description", description)];
     let message = format!(
         "{} sent a request that cannot be completed: {description} ({}).",

@@ -5,8 +5,8 @@
 //! replayed or applied to another request.
 
 use super::flow::{
-    busy, csrf_matches, current_session, error_redirect, forbidden_form, issue_code,
-    origin_allowed, request_gone,
+    busy, csrf_matches, current_session, enter_request_flow, error_redirect, forbidden_form,
+    issue_code, origin_allowed, request_gone,
 };
 use super::pages::{ConsentPage, cap, error_page, render};
 use super::state::AuthState;
@@ -39,6 +39,7 @@ pub async fn show(
     let Some(request_id) = params.get("request") else {
         return request_gone();
     };
+    enter_request_flow(&state, &headers, Some(request_id)).await;
     let (sid, view) = match current_session(&state, &headers).await {
         Ok(Some(found)) => found,
         Ok(None) => return request_gone(),
@@ -93,6 +94,7 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
     let Ok(form) = Params::parse(&body) else {
         return forbidden_form();
     };
+    enter_request_flow(&state, &headers, form.get("request")).await;
     let (sid, view) = match current_session(&state, &headers).await {
         Ok(Some(found)) => found,
         Ok(None) => return request_gone(),

@@ -10,7 +10,7 @@ use crate::actors::consents::CheckConsent;
 use crate::actors::sessions::{
     AuthorizationRequest, Peek, ResolveSession, SessionView, SignedIn, Take,
 };
-use crate::actors::{AskError, ask};
+use crate::actors::{AskError, ask, ask_deferred};
 use crate::oauth::ErrorCode;
 use crate::trace::Secret;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -100,13 +100,31 @@ pub fn error_redirect(
     code: ErrorCode,
     description: &str,
 ) -> Response {
-    tracing::info!(flow = %request.flow, client_id = %request.client_id, error = code.as_str(), "authorization refused");
+    tracing::info!(client_id = %request.client_id, error = code.as_str(), "authorization refused");
     redirect_to_client(
         state,
         &request.redirect_uri,
         request.state.as_deref(),
         &[("error", code.as_str()), ("error_description", description)],
     )
+}
+
+/// Records the flow of the request `request_id` parked in this browser's session on the
+/// request's span, before anything else is asked, so every line of the page request carries it.
+/// A request of another session, or none, records nothing.
+pub async fn enter_request_flow(state: &AuthState, headers: &HeaderMap, request_id: Option<&str>) {
+    let (Some(sid), Some(request_id)) = (state.cookie.read(headers), request_id) else {
+        return;
+    };
+    let peek = Peek {
+        sid,
+        request_id: request_id.to_string(),
+    };
+    let (peeked, line) = ask_deferred(&state.sessions, peek).await;
+    if let Ok(Some(request)) = &peeked {
+        crate::trace::record_flow(&request.flow);
+    }
+    drop(line);
 }
 
 /// The session the request's cookie names, if it is live.
@@ -189,7 +207,7 @@ pub async fn issue_code(
     };
     match ask(&state.codes, IssueCode(grant)).await {
         Ok(code) => {
-            tracing::info!(flow = %request.flow, client_id = %request.client_id, sub = %user.subject, code = %code, "authorization approved, code issued");
+            tracing::info!(client_id = %request.client_id, sub = %user.subject, code = %code, "authorization approved, code issued");
             redirect_to_client(
                 state,
                 &request.redirect_uri,

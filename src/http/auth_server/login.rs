@@ -6,8 +6,8 @@
 //! limit.
 
 use super::flow::{
-    busy, csrf_matches, current_session, forbidden_form, found, origin_allowed, proceed,
-    request_gone,
+    busy, csrf_matches, current_session, enter_request_flow, forbidden_form, found, origin_allowed,
+    proceed, request_gone,
 };
 use super::pages::{LoginPage, render};
 use super::rate_limit::{SourceAddress, admit};
@@ -35,6 +35,7 @@ pub async fn show(
     let Some(request_id) = params.get("request") else {
         return account_sign_in(&state, source, &headers).await;
     };
+    enter_request_flow(&state, &headers, Some(request_id)).await;
     let (sid, view) = match current_session(&state, &headers).await {
         Ok(Some(found)) => found,
         Ok(None) => return request_gone(),
@@ -138,12 +139,13 @@ pub async fn submit(
     if !origin_allowed(&state, &headers) {
         return forbidden_form();
     }
-    if let Err(limited) = admit(&state, Endpoint::Login, source).await {
-        return throttled(limited);
-    }
     let Ok(mut form) = Params::parse(&body) else {
         return forbidden_form();
     };
+    enter_request_flow(&state, &headers, form.get("request")).await;
+    if let Err(limited) = admit(&state, Endpoint::Login, source).await {
+        return throttled(limited);
+    }
     let (sid, view) = match current_session(&state, &headers).await {
         Ok(Some(found)) => found,
         Ok(None) => return request_gone(),
@@ -169,10 +171,6 @@ pub async fn submit(
             Err(err) => return busy(err),
         }
     };
-    let flow = request
-        .as_ref()
-        .map(|r| r.flow.to_string())
-        .unwrap_or_default();
     let client_name = request.as_ref().map_or(ACCOUNT, |r| r.client_name.as_str());
     let username = crate::http::auth_server::pages::cap(&username, 128);
     // Throttled accounts and sources are refused before any password is checked (PG-3).
@@ -181,7 +179,7 @@ pub async fn submit(
         source: source.0,
     };
     if let Err(AskError::Rejected(limited)) = ask(&state.throttle, allowed).await {
-        tracing::info!(flow, user = %keyed_fingerprint(&username), source = %source.0, "login throttled");
+        tracing::info!(user = %keyed_fingerprint(&username), source = %source.0, "login throttled");
         return throttled(limited);
     }
     let checked = match state.users.authenticate(&username, &password).await {
@@ -189,7 +187,7 @@ pub async fn submit(
         Err(_) => return busy(AskError::<()>::Busy("UserDirectory")),
     };
     let Some(user) = checked else {
-        tracing::info!(flow, user = %keyed_fingerprint(&username), "login failed");
+        tracing::info!(user = %keyed_fingerprint(&username), "login failed");
         return login_page(
             &state,
             client_name,
@@ -217,7 +215,7 @@ pub async fn submit(
         Ok(opened) => opened,
         Err(err) => return busy(err),
     };
-    tracing::info!(flow, sub = %signed_in.subject, "login succeeded, session renewed");
+    tracing::info!(sub = %signed_in.subject, "login succeeded, session renewed");
     let mut response = match request {
         Some(_) => proceed(&state, &opened.sid, &signed_in, &request_id).await,
         None => found(&state.config.endpoint("/account")),

@@ -10,6 +10,7 @@
 
 use super::state::AuthState;
 use crate::actors::throttle::{Endpoint, Limited};
+use crate::actors::{AskError, Deferred, ask_deferred};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -71,16 +72,28 @@ pub async fn admit(
     endpoint: Endpoint,
     source: SourceAddress,
 ) -> Result<(), Limited> {
+    admit_deferred(state, endpoint, source)
+        .await
+        .map(Deferred::write)
+}
+
+/// [`admit`], with the trace line of an admitted request held back (see `actors/ask.rs`).
+pub async fn admit_deferred(
+    state: &AuthState,
+    endpoint: Endpoint,
+    source: SourceAddress,
+) -> Result<Deferred, Limited> {
     let msg = crate::actors::throttle::Admit {
         endpoint,
         source: source.0,
     };
-    match crate::actors::ask(&state.throttle, msg).await {
-        Err(crate::actors::AskError::Rejected(limited)) => {
+    match ask_deferred(&state.throttle, msg).await {
+        (Err(AskError::Rejected(limited)), line) => {
+            drop(line);
             tracing::info!(?endpoint, source = %source.0, retry_after = limited.seconds(), "rate limited");
             Err(limited)
         }
-        _ => Ok(()),
+        (_, line) => Ok(line),
     }
 }
 

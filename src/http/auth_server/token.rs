@@ -123,7 +123,7 @@ async fn authorization_code(
             // The code is spent: the client still gets its access token, and signs in again
             // when it expires.
             Err(err) => {
-                tracing::warn!(flow = %grant.flow, error = ?err, "no refresh token issued");
+                tracing::warn!(error = ?err, "no refresh token issued");
                 None
             }
         }
@@ -131,7 +131,6 @@ async fn authorization_code(
         None
     };
     tracing::info!(
-        flow = %grant.flow,
         client_id = %grant.client_id,
         sub = %grant.subject,
         aud = %grant.resource,
@@ -276,7 +275,6 @@ async fn refresh_token(
     )
     .await?;
     tracing::info!(
-        flow = %flow,
         client_id = %client_id,
         sub = %subject,
         aud = %resource,

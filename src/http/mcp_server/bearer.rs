@@ -22,9 +22,9 @@ use super::refusal::{Endpoint, Refusal, refuse};
 use super::state::McpState;
 use super::tools::Caller;
 use crate::actors::RevocationFeed;
-use crate::actors::ask;
 use crate::actors::jwks_cache::{JwksError, LookupJwk};
 use crate::actors::revocation_feed::{CheckRevoked, Verdict};
+use crate::actors::{Deferred, ask, ask_deferred};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::{ACCESS_TOKEN_TYP, AccessTokenClaims};
 use crate::trace::fingerprint;
@@ -107,8 +107,13 @@ fn query_has_token(request: &Request) -> bool {
     })
 }
 
-/// Validates a token: header rules, key, signature and claims.
-async fn validate(state: &McpState, token: &str) -> Result<AccessTokenClaims, Refusal> {
+/// Validates a token: header rules, key, signature and claims. The key lookup's trace line is
+/// held back (`keyed`) so that the caller writes it once the token's flow is recorded.
+async fn validate(
+    state: &McpState,
+    token: &str,
+    keyed: &mut Option<Deferred>,
+) -> Result<AccessTokenClaims, Refusal> {
     let header = decode_header(token).map_err(|_| Refusal::InvalidToken("malformed token"))?;
     if header.alg != Algorithm::RS256 {
         return Err(Refusal::InvalidToken("the token algorithm is not accepted"));
@@ -132,9 +137,9 @@ async fn validate(state: &McpState, token: &str) -> Result<AccessTokenClaims, Re
     if kid.len() > 256 {
         return Err(Refusal::InvalidToken("the token names an unknown key"));
     }
-    let lookup = ask(&state.jwks, LookupJwk { kid: kid.clone() })
-        .await
-        .map_err(|_| Refusal::Unavailable)?;
+    let (lookup, line) = ask_deferred(&state.jwks, LookupJwk { kid: kid.clone() }).await;
+    *keyed = Some(line);
+    let lookup = lookup.map_err(|_| Refusal::Unavailable)?;
     let key = match lookup.key(&kid).await {
         Ok(key) => key,
         Err(JwksError::UnknownKid) => {
@@ -183,7 +188,19 @@ pub async fn layer(
             Refusal::BadRequest("the token must be sent in one place only"),
         );
     }
-    let claims = match validate(&state, token).await {
+    let mut keyed = None;
+    let validated = validate(&state, token, &mut keyed).await;
+    // A valid token names its flow (else its `jti` stands for it): this request's lines carry it
+    // from here, the key lookup's too.
+    if let Ok(claims) = &validated {
+        match (&claims.flow, claims.jti.as_str()) {
+            (Some(flow), _) => crate::trace::record_flow(flow),
+            (None, "") => {}
+            (None, jti) => crate::trace::record_flow(&jti),
+        }
+    }
+    drop(keyed);
+    let claims = match validated {
         Ok(claims) => claims,
         Err(refusal) => {
             tracing::info!(server = "mcp", token = %fingerprint(token), "token refused");

@@ -98,7 +98,6 @@ pub async fn tool_calls(
         };
         let rpcs = Rpcs::parse(&bytes);
         tracing::info!(
-            flow = %caller.trace_id(),
             sub = %caller.subject,
             client_id = %caller.client_id,
             mcp_method = %rpcs.as_ref().map_or_else(|| "(unparsed)".into(), Rpcs::describe),
@@ -121,7 +120,7 @@ pub async fn tool_calls(
         });
         Request::from_parts(parts, Body::from(bytes))
     } else {
-        tracing::info!(flow = %caller.trace_id(), sub = %caller.subject, http_method = %parts.method, "mcp request");
+        tracing::info!(sub = %caller.subject, http_method = %parts.method, "mcp request");
         parts.extensions.insert(Route::Stateful);
         Request::from_parts(parts, body)
     };
