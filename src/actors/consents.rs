@@ -13,11 +13,11 @@
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::{instant_of, unix_now};
-use crate::store::{Approval, ConsentRecord, SharedStore, StoreError};
+use crate::store::{Approval, ConsentRecord, RedirectApproval, SharedStore, StoreError};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -25,8 +25,8 @@ type ConsentKey = (String, String);
 
 struct Consent {
     scope: ScopeSet,
-    resources: BTreeSet<String>,
-    redirect_uris: Vec<String>,
+    resources: Vec<String>,
+    approvals: Vec<RedirectApproval>,
     expires_at: Instant,
 }
 
@@ -34,14 +34,21 @@ impl Consent {
     fn from_record(record: ConsentRecord, expires_at: Instant) -> Self {
         Consent {
             scope: record.scope,
-            resources: record.resources.into_iter().collect(),
-            redirect_uris: record.redirect_uris,
+            resources: record.resources,
+            approvals: record.approvals,
             expires_at,
         }
     }
 
-    fn approved_redirect(&self, redirect_uri: &str) -> bool {
-        self.expires_at > Instant::now() && self.redirect_uris.iter().any(|u| u == redirect_uri)
+    /// What was approved for this exact redirect URI, while the consent lives.
+    fn approval(&self, redirect_uri: &str) -> Option<&RedirectApproval> {
+        (self.expires_at > Instant::now())
+            .then(|| {
+                self.approvals
+                    .iter()
+                    .find(|a| a.redirect_uri == redirect_uri)
+            })
+            .flatten()
     }
 }
 
@@ -182,10 +189,10 @@ impl Message<CheckConsent> for Consents {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let key = (msg.subject, msg.client_id);
+        // Only what was approved for this redirect URI: another URI's approval does not widen it.
         Ok(self.live(&key, ctx.actor_ref()).await?.is_some_and(|c| {
-            c.approved_redirect(&msg.redirect_uri)
-                && msg.scope.is_subset(&c.scope)
-                && c.resources.contains(&msg.resource)
+            c.approval(&msg.redirect_uri)
+                .is_some_and(|a| a.covers(&msg.scope, &msg.resource))
         }))
     }
 }
@@ -202,7 +209,7 @@ impl Message<ApprovedRedirect> for Consents {
         Ok(self
             .live(&key, ctx.actor_ref())
             .await?
-            .is_some_and(|c| c.approved_redirect(&msg.redirect_uri)))
+            .is_some_and(|c| c.approval(&msg.redirect_uri).is_some()))
     }
 }
 
@@ -271,8 +278,8 @@ impl Message<ListConsents> for Consents {
             .map(|((_, client_id), c)| ConsentSummary {
                 client_id: client_id.clone(),
                 scope: c.scope.clone(),
-                resources: c.resources.iter().cloned().collect(),
-                redirect_uris: c.redirect_uris.clone(),
+                resources: c.resources.clone(),
+                redirect_uris: c.approvals.iter().map(|a| a.redirect_uri.clone()).collect(),
             })
             .collect();
         list.sort_by(|a, b| a.client_id.cmp(&b.client_id));

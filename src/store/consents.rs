@@ -18,10 +18,27 @@ pub struct ConsentRecord {
     pub client_id: String,
     pub scope: ScopeSet,
     pub resources: Vec<String>,
-    /// The exact redirect URIs the user approved, least recent first (at most
-    /// [`MAX_APPROVED_REDIRECT_URIS`]).
-    pub redirect_uris: Vec<String>,
+    /// What was approved for each exact redirect URI, least recent first (at most
+    /// [`MAX_APPROVED_REDIRECT_URIS`]); `scope` and `resources` above are their union.
+    pub approvals: Vec<RedirectApproval>,
     pub expires_at: u64,
+}
+
+/// What the user approved for one exact redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RedirectApproval {
+    pub redirect_uri: String,
+    /// Space-separated, as in a `scope` parameter.
+    pub scope: String,
+    pub resources: Vec<String>,
+}
+
+impl RedirectApproval {
+    /// Does this approval cover `scope` for `resource`?
+    pub fn covers(&self, scope: &ScopeSet, resource: &str) -> bool {
+        self.resources.iter().any(|r| r == resource)
+            && ScopeSet::parse(&self.scope).is_ok_and(|approved| scope.is_subset(&approved))
+    }
 }
 
 /// Most redirect URIs one consent remembers; approving another forgets the least recent.
@@ -69,26 +86,45 @@ fn merge_consent(
     now: u64,
     expires_at: u64,
 ) -> ConsentRecord {
-    let (old_scope, mut resources, mut redirect_uris) = match existing {
-        Some(c) if c.expires_at > now => (c.scope, c.resources, c.redirect_uris),
-        _ => (ScopeSet::default(), Vec::new(), Vec::new()),
+    let mut approvals = match existing {
+        Some(c) if c.expires_at > now => c.approvals,
+        _ => Vec::new(),
     };
-    if !resources.iter().any(|r| r == approval.resource) {
-        resources.push(approval.resource.to_string());
+    // The redirect URI's own approval grows; it becomes the most recent.
+    let mut this = match approvals
+        .iter()
+        .position(|a| a.redirect_uri == approval.redirect_uri)
+    {
+        Some(at) => approvals.remove(at),
+        None => RedirectApproval {
+            redirect_uri: approval.redirect_uri.to_string(),
+            scope: String::new(),
+            resources: Vec::new(),
+        },
+    };
+    let scope = ScopeSet::parse(&this.scope).unwrap_or_default();
+    this.scope = scope.union(approval.scope).to_string();
+    if !this.resources.iter().any(|r| r == approval.resource) {
+        this.resources.push(approval.resource.to_string());
+        this.resources.sort();
+    }
+    approvals.push(this);
+    let excess = approvals.len().saturating_sub(MAX_APPROVED_REDIRECT_URIS);
+    approvals.drain(..excess);
+    let mut scope = ScopeSet::default();
+    let mut resources: Vec<String> = Vec::new();
+    for a in &approvals {
+        scope = scope.union(&ScopeSet::parse(&a.scope).unwrap_or_default());
+        resources.extend(a.resources.iter().cloned());
     }
     resources.sort();
-    redirect_uris.retain(|uri| uri != approval.redirect_uri);
-    redirect_uris.push(approval.redirect_uri.to_string());
-    let excess = redirect_uris
-        .len()
-        .saturating_sub(MAX_APPROVED_REDIRECT_URIS);
-    redirect_uris.drain(..excess);
+    resources.dedup();
     ConsentRecord {
         subject: approval.subject.to_string(),
         client_id: approval.client_id.to_string(),
-        scope: old_scope.union(approval.scope),
+        scope,
         resources,
-        redirect_uris,
+        approvals,
         expires_at,
     }
 }
@@ -101,12 +137,13 @@ fn consent_from_row(row: &SqliteRow) -> Result<ConsentRecord, StoreError> {
         scope: ScopeSet::parse(&scope)
             .map_err(|_| StoreError("a stored consent's scope is corrupt".into()))?,
         resources: from_json_list(&row.try_get::<String, _>("resources")?)?,
-        redirect_uris: from_json_list(&row.try_get::<String, _>("redirect_uris")?)?,
+        approvals: serde_json::from_str(&row.try_get::<String, _>("approvals")?)
+            .map_err(|e| StoreError(format!("a stored consent's approvals are corrupt: {e}")))?,
         expires_at: unsigned(row.try_get("expires_at")?),
     })
 }
 
-const CONSENT_COLUMNS: &str = "subject, client_id, scope, resources, redirect_uris, expires_at";
+const CONSENT_COLUMNS: &str = "subject, client_id, scope, resources, approvals, expires_at";
 
 #[async_trait]
 impl ConsentStore for SqliteStore {
@@ -156,17 +193,17 @@ impl ConsentStore for SqliteStore {
         let existing = row.as_ref().map(consent_from_row).transpose()?;
         let merged = merge_consent(existing, approval, now, expires_at);
         sqlx::query(
-            "INSERT INTO consents (subject, client_id, scope, resources, redirect_uris, expires_at) \
+            "INSERT INTO consents (subject, client_id, scope, resources, approvals, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (subject, client_id) DO UPDATE SET scope = excluded.scope, \
-             resources = excluded.resources, redirect_uris = excluded.redirect_uris, \
+             resources = excluded.resources, approvals = excluded.approvals, \
              expires_at = excluded.expires_at",
         )
         .bind(approval.subject)
         .bind(approval.client_id)
         .bind(merged.scope.to_string())
         .bind(to_json_list(&merged.resources))
-        .bind(to_json_list(&merged.redirect_uris))
+        .bind(serde_json::to_string(&merged.approvals).unwrap_or_else(|_| "[]".into()))
         .bind(int(merged.expires_at))
         .execute(&mut *tx)
         .await?;
@@ -276,7 +313,12 @@ mod tests {
             };
             record = Some(merge_consent(record, approval, 0, 10));
         }
-        let uris = record.unwrap().redirect_uris;
+        let uris: Vec<String> = record
+            .unwrap()
+            .approvals
+            .into_iter()
+            .map(|a| a.redirect_uri)
+            .collect();
         assert_eq!(uris.len(), MAX_APPROVED_REDIRECT_URIS);
         assert_eq!(uris.last().unwrap(), "http://127.0.0.1:3/cb");
         assert_eq!(
@@ -311,10 +353,20 @@ mod tests {
             .unwrap();
         assert_eq!(merged.scope.to_string(), "mcp.read mcp.write");
         assert_eq!(merged.resources, vec!["r1", "r2"]);
-        assert_eq!(
-            merged.redirect_uris,
-            vec!["http://127.0.0.1:1/cb", "http://127.0.0.1:2/cb"]
-        );
+        // Each redirect URI keeps what was approved for it; the record has their union.
+        let approved = |uri: &str| {
+            merged
+                .approvals
+                .iter()
+                .find(|a| a.redirect_uri == uri)
+                .unwrap()
+                .clone()
+        };
+        assert!(approved("http://127.0.0.1:1/cb").covers(&read, "r1"));
+        assert!(!approved("http://127.0.0.1:1/cb").covers(&write, "r1"));
+        assert!(!approved("http://127.0.0.1:1/cb").covers(&read, "r2"));
+        assert!(approved("http://127.0.0.1:2/cb").covers(&write, "r2"));
+        assert!(!approved("http://127.0.0.1:2/cb").covers(&read, "r2"));
         let fresh = store
             .grant_consent(approval(&write, "r3", "http://127.0.0.1:3/cb"), 300, 400)
             .await
@@ -325,7 +377,8 @@ mod tests {
             "an expired consent starts afresh"
         );
         assert_eq!(fresh.resources, vec!["r3"]);
-        assert_eq!(fresh.redirect_uris, vec!["http://127.0.0.1:3/cb"]);
+        assert_eq!(fresh.approvals.len(), 1);
+        assert_eq!(fresh.approvals[0].redirect_uri, "http://127.0.0.1:3/cb");
 
         store.pool.close().await;
         let store = SqliteStore::open(dir.path()).await.unwrap();

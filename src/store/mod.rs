@@ -33,7 +33,9 @@ pub mod sqlite;
 mod users;
 
 pub use clients::{ClientMap, ClientRecord, ClientStore};
-pub use consents::{Approval, ConsentRecord, ConsentStore, MAX_APPROVED_REDIRECT_URIS};
+pub use consents::{
+    Approval, ConsentRecord, ConsentStore, MAX_APPROVED_REDIRECT_URIS, RedirectApproval,
+};
 pub use error::StoreError;
 pub use keys::{KeyRecord, KeyStore};
 pub use memory::MemoryStore;

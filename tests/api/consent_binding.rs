@@ -108,6 +108,40 @@ async fn a_remembered_consent_covers_only_the_redirect_uris_the_user_approved() 
     assert!(location(&after).unwrap().contains("/consent?request="));
 }
 
+/// What was approved for one redirect URI does not widen another's: read approved for one
+/// loopback port and write for another leave each port with its own scope.
+#[tokio::test]
+async fn each_redirect_uri_keeps_only_what_was_approved_for_it() {
+    let app = spawn_app().await;
+    let client = register(&app).await;
+    let browser = Browser::signed_in(&app, &register(&app).await).await;
+    for (redirect_uri, scope) in [(REDIRECT, "mcp.read"), (OTHER_PORT, "mcp.write")] {
+        let set = [("redirect_uri", redirect_uri), ("scope", scope)];
+        let consent = browser
+            .redirect_from(&authorize_url(&app, &client, &Pkce::new(), &set))
+            .await;
+        let approved = decide(&browser, &consent, "approve").await;
+        assert!(location(&approved).unwrap().starts_with(redirect_uri));
+    }
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, Answer)] = &[
+        (REDIRECT, "mcp.read", Answer::Code),
+        (REDIRECT, "mcp.read mcp.write", Answer::Consent),
+        (REDIRECT, "mcp.write", Answer::Consent),
+        (OTHER_PORT, "mcp.write", Answer::Code),
+        (OTHER_PORT, "mcp.read", Answer::Consent),
+    ];
+    for (redirect_uri, scope, expected) in cases {
+        let set = [("redirect_uri", *redirect_uri), ("scope", *scope)];
+        let url = authorize_url(&app, &client, &Pkce::new(), &set);
+        assert_eq!(
+            &answer(&browser, &url).await,
+            expected,
+            "{redirect_uri} {scope}"
+        );
+    }
+}
+
 /// The return link of an error page: where it goes, decoded from the page's HTML.
 fn return_link(html: &str) -> String {
     let start = html
