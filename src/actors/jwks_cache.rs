@@ -205,7 +205,10 @@ async fn fetch(args: &JwksCacheArgs) -> Result<KeySet, JwksError> {
 impl JwksCache {
     /// The fetch in flight, or a new one in a task that reports back to the actor.
     fn start_fetch(&mut self, actor: &ActorRef<Self>) -> SharedFetch {
-        if let Some(fetch) = &self.in_flight {
+        // A fetch that finished without reporting back (its task died) is not in flight.
+        if let Some(fetch) = &self.in_flight
+            && fetch.peek().is_none()
+        {
             return fetch.clone();
         }
         let args = self.args.clone();
@@ -241,7 +244,9 @@ impl Message<LookupJwk> for JwksCache {
         {
             return Lookup::Ready(Ok(Arc::clone(key)));
         }
-        if let Some(fetch) = &self.in_flight {
+        if let Some(fetch) = &self.in_flight
+            && fetch.peek().is_none()
+        {
             return Lookup::Fetching(fetch.clone());
         }
         // A lookup starts a fetch at most once per cooldown: meanwhile an unknown key id is

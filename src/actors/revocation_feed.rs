@@ -25,8 +25,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Largest feed page accepted (a snapshot of a very long list).
-const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest feed page accepted: a snapshot of the longest list the authorization server keeps
+/// (2,000,000 entries of about 70 bytes), with room to spare.
+const MAX_PAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Longest pause between two attempts while the feed cannot be read.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -56,9 +57,13 @@ pub struct FeedPage {
     pub revoked: Vec<RevokedToken>,
 }
 
-/// A page the polling task read (sent by it).
+/// A page the polling task read (sent by it), with the id of the run of the actor that started
+/// that task.
 #[derive(Debug)]
-struct ApplyFeedPage(FeedPage);
+struct ApplyFeedPage {
+    run: u64,
+    page: FeedPage,
+}
 
 #[derive(Debug, Clone)]
 pub struct RevocationFeedArgs {
@@ -84,6 +89,8 @@ impl Drop for AbortOnDrop {
 }
 
 pub struct RevocationFeed {
+    /// This run's id: pages from an earlier run's task (queued before a restart) are ignored.
+    run: u64,
     revoked: HashMap<String, Instant>,
     expiry: ExpiryQueue<String>,
     synced_at: Option<Instant>,
@@ -104,8 +111,10 @@ impl Actor for RevocationFeed {
 
     async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
         let max_lag = args.max_lag;
-        let poller = tokio::spawn(follow(actor.downgrade(), args));
+        let run = rand::random();
+        let poller = tokio::spawn(follow(actor.downgrade(), args, run));
         Ok(RevocationFeed {
+            run,
             revoked: HashMap::new(),
             expiry: ExpiryQueue::default(),
             synced_at: None,
@@ -158,7 +167,7 @@ async fn read_page(
 
 /// The polling task: reads pages one after another and hands them to the actor; after a failure
 /// it waits (250 ms, doubling up to [`MAX_BACKOFF`]) and tries again from the same position.
-async fn follow(actor: WeakActorRef<RevocationFeed>, args: RevocationFeedArgs) {
+async fn follow(actor: WeakActorRef<RevocationFeed>, args: RevocationFeedArgs, run: u64) {
     let mut position: Option<(String, u64)> = None;
     let mut failures: u32 = 0;
     loop {
@@ -173,7 +182,12 @@ async fn follow(actor: WeakActorRef<RevocationFeed>, args: RevocationFeedArgs) {
                 }
                 failures = 0;
                 position = Some((page.epoch.clone(), page.cursor));
-                if actor.tell(ApplyFeedPage(page)).send().await.is_err() {
+                if actor
+                    .tell(ApplyFeedPage { run, page })
+                    .send()
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -207,7 +221,12 @@ impl Message<ApplyFeedPage> for RevocationFeed {
     type Reply = ();
 
     async fn handle(&mut self, msg: ApplyFeedPage, ctx: &mut Context<Self, ()>) {
-        let page = msg.0;
+        let page = msg.page;
+        // Only this run's pages, and nothing but a snapshot before the first: a partial page
+        // cannot make an empty copy look current.
+        if msg.run != self.run || (self.synced_at.is_none() && !page.snapshot) {
+            return;
+        }
         let count = page.revoked.len();
         if page.snapshot {
             self.revoked.clear();
@@ -289,5 +308,72 @@ impl Message<Sweep> for RevocationFeed {
                 self.revoked.remove(&jti);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kameo::actor::Spawn;
+
+    /// This run's id (tests only).
+    #[derive(Debug)]
+    struct RunId;
+
+    impl Message<RunId> for RevocationFeed {
+        type Reply = u64;
+
+        async fn handle(&mut self, _: RunId, _: &mut Context<Self, u64>) -> u64 {
+            self.run
+        }
+    }
+
+    fn page(snapshot: bool, jti: &str) -> FeedPage {
+        FeedPage {
+            epoch: "e".into(),
+            cursor: 1,
+            snapshot,
+            revoked: vec![RevokedToken {
+                jti: jti.into(),
+                exp: crate::oauth::time::unix_now() + 60,
+            }],
+        }
+    }
+
+    async fn verdict(feed: &ActorRef<RevocationFeed>, jti: &str) -> &'static str {
+        match feed.ask(CheckRevoked { jti: jti.into() }).await.unwrap() {
+            Verdict::Clear => "clear",
+            Verdict::Revoked => "revoked",
+            Verdict::Behind { .. } => "behind",
+        }
+    }
+
+    /// A page from an earlier run's task, or a partial page before the first snapshot, does not
+    /// make the copy current; a snapshot of this run does, and a huge `exp` is no overflow.
+    #[tokio::test]
+    async fn only_this_runs_pages_count_and_a_snapshot_comes_first() {
+        let feed = RevocationFeed::spawn(RevocationFeedArgs {
+            url: "http://127.0.0.1:9/feed".into(),
+            credential: None,
+            max_lag: Duration::from_secs(60),
+            wait: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            http: reqwest::Client::new(),
+        });
+        let run = feed.ask(RunId).await.unwrap();
+        let apply = |run: u64, page: FeedPage| ApplyFeedPage { run, page };
+        feed.tell(apply(run.wrapping_add(1), page(true, "a")))
+            .await
+            .unwrap();
+        assert_eq!(verdict(&feed, "a").await, "behind", "another run's page");
+        feed.tell(apply(run, page(false, "a"))).await.unwrap();
+        assert_eq!(verdict(&feed, "a").await, "behind", "a partial page first");
+        feed.tell(apply(run, page(true, "a"))).await.unwrap();
+        assert_eq!(verdict(&feed, "a").await, "revoked");
+        assert_eq!(verdict(&feed, "b").await, "clear");
+        let mut far = page(false, "b");
+        far.revoked[0].exp = u64::MAX;
+        feed.tell(apply(run, far)).await.unwrap();
+        assert_eq!(verdict(&feed, "b").await, "revoked");
     }
 }

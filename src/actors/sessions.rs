@@ -144,6 +144,9 @@ enum Due {
     Renewed(SessionKey),
 }
 
+/// Most anonymous sessions ended to make room for one parked request.
+const MAX_EVICTIONS_PER_REQUEST: usize = 8;
+
 /// How long a replaced session id still leads to its successor.
 const RENEWAL_GRACE: Duration = Duration::from_secs(10);
 
@@ -204,6 +207,7 @@ impl Sessions {
         if self.sessions.len() >= self.args.max_sessions && !self.evict_anonymous(None) {
             return Err(SessionError::Full);
         }
+        self.trim_anonymous();
         let sid = Secret::random(32);
         let csrf = Secret::random(24);
         let key = key_of(&sid);
@@ -267,13 +271,19 @@ impl Sessions {
         true
     }
 
-    /// Forgets anonymous sessions at the front of the queue that are gone or signed in.
+    /// Forgets anonymous sessions at the front of the queue that are gone or signed in, and all
+    /// of them when the queue has grown past the session bound (sign-ins leave keys behind).
     fn trim_anonymous(&mut self) {
         while let Some(key) = self.anonymous.front() {
             if self.sessions.get(key).is_some_and(|s| s.user.is_none()) {
                 break;
             }
             self.anonymous.pop_front();
+        }
+        if self.anonymous.len() > self.args.max_sessions {
+            let sessions = &self.sessions;
+            self.anonymous
+                .retain(|key| sessions.get(key).is_some_and(|s| s.user.is_none()));
         }
     }
 
@@ -323,10 +333,14 @@ impl Message<Park> for Sessions {
         {
             self.drop_pending(oldest);
         }
+        // A few anonymous sessions at most make room for one request; beyond that the server
+        // is full (the pending requests are the signed-in users').
+        let mut evictions = 0;
         while self.pending.len() >= self.args.max_pending {
-            if !self.evict_anonymous(Some(key)) {
+            if evictions == MAX_EVICTIONS_PER_REQUEST || !self.evict_anonymous(Some(key)) {
                 return Err(SessionError::Full);
             }
+            evictions += 1;
         }
         let id: u128 = rand::random();
         let expires_at = Instant::now() + self.args.pending_ttl;

@@ -34,7 +34,14 @@ pub enum Endpoint {
     Register,
     Token,
     Login,
+    /// `GET /oauth/revocations` without a credential: a bucket of its own, so a resource server
+    /// following the public feed never takes from its clients' token requests.
+    RevocationFeed,
 }
+
+/// Public revocation-feed requests per minute from one source: a resource server long-polls
+/// every few seconds, and once more per burst of revocations.
+pub const REVOCATION_FEED_PER_MINUTE: u32 = 600;
 
 /// Refused for now; try again after `retry_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +136,7 @@ impl Throttle {
             Endpoint::Register => self.args.register_per_minute,
             Endpoint::Token => self.args.token_per_minute,
             Endpoint::Login => self.args.login_per_minute,
+            Endpoint::RevocationFeed => REVOCATION_FEED_PER_MINUTE,
         }
     }
 

@@ -277,7 +277,7 @@ impl AuthServerConfig {
                 max_pending_requests: self.max_pending_requests,
                 max_pending_per_session: MAX_PENDING_PER_SESSION,
                 max_refresh_families: self.max_refresh_families,
-                max_revocations: self.max_revocations,
+                max_revocations: usize::try_from(self.max_revocations).unwrap_or(usize::MAX),
                 max_throttle_entries: MAX_THROTTLE_ENTRIES,
                 max_api_body_bytes: MAX_API_BODY_BYTES,
                 max_page_body_bytes: MAX_PAGE_BODY_BYTES,

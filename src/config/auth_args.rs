@@ -181,13 +181,15 @@ pub struct AuthServerConfig {
     pub max_refresh_families: usize,
 
     /// Most revoked access tokens listed (each until it expires); beyond it a revocation is
-    /// refused with 503, never acknowledged without being recorded.
+    /// refused with 503, never acknowledged without being recorded. At most 2,000,000: a
+    /// resource server reads the whole list as one page of the revocation feed.
     #[arg(
         long = "max-revocations",
         env = "AUTH_SERVER_MAX_REVOCATIONS",
-        default_value_t = 1_000_000
+        default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(u64).range(1..=2_000_000)
     )]
-    pub max_revocations: usize,
+    pub max_revocations: u64,
 
     /// A credential for resource servers at `/introspect` (`Authorization: Bearer <secret>`),
     /// besides confidential clients; 16+ characters. Unset: only confidential clients.

@@ -24,8 +24,13 @@ pub fn unix_now_ms() -> u64 {
 /// The timer instant of a stored Unix time in seconds (now, if it is past).
 pub fn instant_of(unix: u64) -> tokio::time::Instant {
     let now = unix_now();
-    tokio::time::Instant::now() + Duration::from_secs(unix.saturating_sub(now))
+    // A time centuries away (a corrupt or hostile value) is capped rather than overflowing.
+    let ahead = unix.saturating_sub(now).min(MAX_AHEAD_SECONDS);
+    tokio::time::Instant::now() + Duration::from_secs(ahead)
 }
+
+/// The farthest ahead a Unix time is taken as a timer instant: a hundred years.
+const MAX_AHEAD_SECONDS: u64 = 100 * 365 * 86_400;
 
 /// A Unix time in milliseconds as a timer instant, given one reading of both clocks (`now` and
 /// `now_ms`); now, if it is past.
@@ -36,6 +41,13 @@ pub fn instant_of_ms(at_ms: u64, now: tokio::time::Instant, now_ms: u64) -> toki
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_time_far_ahead_is_capped_not_an_overflow() {
+        let far = instant_of(u64::MAX);
+        assert!(far > tokio::time::Instant::now());
+        assert!(instant_of(0) <= tokio::time::Instant::now());
+    }
 
     #[test]
     fn seconds_and_milliseconds_read_one_clock() {

@@ -197,6 +197,25 @@ async fn the_revocation_feed_endpoint() {
     .unwrap();
     let jti = claims["jti"].clone();
     assert_eq!(page["revoked"][0]["jti"], jti);
+
+    // Without a credential the feed is public, and each source has a bucket of its own (600
+    // a minute; the resource server here does not follow the feed, so it is the test's alone).
+    let app = spawn_app_with(&["--no-revocation-feed"]).await;
+    let feed = app.url("/oauth/revocations");
+    let polls = (0..700).map(|_| app.http.get(&feed).send());
+    let statuses: Vec<u16> = futures::future::join_all(polls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!((100..=110).contains(&limited), "{limited} of 700 limited");
+    // Its own bucket: the token endpoint's is untouched.
+    let client = register(&app).await;
+    assert_eq!(
+        tokens_for_client(&app, &client).await["token_type"],
+        "Bearer"
+    );
 }
 
 #[tokio::test]

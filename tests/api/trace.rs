@@ -127,10 +127,13 @@ async fn typed_user_names_show_only_as_keyed_fingerprints() {
 async fn every_line_of_a_flow_carries_its_id_with_three_flows_at_once() {
     let (captured, _capturing) = capture_trace();
     let app = spawn_app().await;
-    let client_id = register(&app).await;
-    let flow = |user: &'static str, password: &'static str| {
-        let (app, client_id) = (&app, client_id.as_str());
+    // Three approvals, none remembered from another: alice and bob with one client, alice with
+    // another.
+    let (first, second) = (register(&app).await, register(&app).await);
+    let flow = |user: &'static str, password: &'static str, client_id: &str| {
+        let (app, client_id) = (&app, client_id.to_string());
         async move {
+            let client_id = client_id.as_str();
             let pkce = Pkce::new();
             let back = authorize_as(app, &Browser::new(), client_id, &pkce, user, password).await;
             let code = query_param(&back, "code").unwrap();
@@ -148,9 +151,9 @@ async fn every_line_of_a_flow_carries_its_id_with_three_flows_at_once() {
         }
     };
     futures::join!(
-        flow("alice", "password123"),
-        flow("bob", "hunter2"),
-        flow("alice", "password123")
+        flow("alice", "password123", &first),
+        flow("bob", "hunter2", &first),
+        flow("alice", "password123", &second)
     );
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let log = captured.text();

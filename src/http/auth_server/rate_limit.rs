@@ -54,7 +54,7 @@ pub fn source_of(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
         .flat_map(|v| v.split(','))
         .collect();
     for hop in hops.iter().rev() {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+        let Some(ip) = parse_hop(hop) else {
             break;
         };
         source = ip.to_canonical();
@@ -63,6 +63,15 @@ pub fn source_of(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
         }
     }
     source
+}
+
+/// One `X-Forwarded-For` entry: an address, or an address with a port (`1.2.3.4:80`,
+/// `[2001:db8::1]:80`), as some proxies write them.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Takes a token from the source's bucket for `endpoint`. A throttle that cannot answer admits
@@ -117,6 +126,8 @@ mod tests {
             ("all hops trusted: the leftmost", "10.0.0.5", &["10.0.0.9, 10.0.0.7"], "10.0.0.0/8", "10.0.0.9"),
             ("IPv4-mapped peer", "::ffff:10.0.0.5", &["203.0.113.9"], "10.0.0.0/8", "203.0.113.9"),
             ("IPv6 hop", "::1", &["2001:db8::7"], "::1/128", "2001:db8::7"),
+            ("a hop with a port", "10.0.0.5", &["203.0.113.9:4711"], "10.0.0.0/8", "203.0.113.9"),
+            ("an IPv6 hop with a port", "10.0.0.5", &["[2001:db8::7]:4711"], "10.0.0.0/8", "2001:db8::7"),
         ];
         for (case, peer, values, trusted, expected) in cases {
             let mut headers = HeaderMap::new();

@@ -7,14 +7,17 @@
 //! a long poll, so a revocation is sent the moment it is recorded. The answer is JSON:
 //! `{"epoch", "cursor", "snapshot", "revoked": [{"jti", "exp"}]}` (see `actors/revocations.rs`).
 //! When the resource-server credential (`AUTH_SERVER_INTROSPECTION_SECRET`) is set, the feed
-//! requires it as a bearer token; without it the feed is public like the JWKS: it lists token ids,
-//! which grant nothing, and their expiry.
+//! requires it as a bearer token; without it the feed is public like the JWKS (it lists token ids,
+//! which grant nothing, and their expiry), and each source's requests are rate limited
+//! (`REVOCATION_FEED_PER_MINUTE`), since a snapshot of a long list is costly to build.
 
 use super::introspect::resource_server_credential;
+use super::rate_limit::{SourceAddress, admit};
 use super::state::AuthState;
 use crate::actors::ask;
 use crate::actors::revocations::{FeedPage, ReadFeed};
-use crate::http::error::{JsonError, no_store};
+use crate::actors::throttle::Endpoint;
+use crate::http::error::{JsonError, no_store, too_many_requests};
 use crate::oauth::ErrorCode;
 use axum::Json;
 use axum::extract::{Query, State};
@@ -37,6 +40,7 @@ pub struct FeedQuery {
 
 pub async fn handler(
     State(state): State<AuthState>,
+    source: SourceAddress,
     headers: HeaderMap,
     query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, JsonError> {
@@ -46,13 +50,15 @@ pub async fn handler(
             "epoch, after and wait are malformed",
         ));
     };
-    if state.config.introspection_secret.is_some()
-        && resource_server_credential(&state, &headers) != Some(true)
-    {
-        return Err(JsonError::new(
-            ErrorCode::InvalidClient,
-            "the revocation feed requires the resource-server credential",
-        ));
+    if state.config.introspection_secret.is_some() {
+        if resource_server_credential(&state, &headers) != Some(true) {
+            return Err(JsonError::new(
+                ErrorCode::InvalidClient,
+                "the revocation feed requires the resource-server credential",
+            ));
+        }
+    } else if let Err(limited) = admit(&state, Endpoint::RevocationFeed, source).await {
+        return Ok(too_many_requests(limited));
     }
     let deadline = Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT_SECONDS));
     let read = || ReadFeed {
