@@ -41,6 +41,9 @@ pub const FAILURE_TTL: Duration = Duration::from_secs(10);
 /// Most documents fetched at once, whoever asks: beyond it a new URL is refused as busy (503),
 /// so a crowd of sources cannot make the server open unbounded outgoing connections.
 pub const MAX_CONCURRENT_FETCHES: usize = 32;
+/// Most documents fetched at once for one source address, so that one source cannot hold every
+/// fetch slot with slow URLs.
+pub const MAX_CONCURRENT_FETCHES_PER_SOURCE: usize = 4;
 
 /// Why a URL client id does not give a client. Shown to the user on an error page (the redirect
 /// URI of such a client is not trusted, so nothing is redirected), as [`Self::shown`] says.
@@ -117,8 +120,9 @@ enum Entry {
 
 pub struct ClientMetadataDocuments {
     entries: HashMap<String, Entry>,
-    /// Fetches started and not yet reported back.
+    /// Fetches started and not yet reported back, in all and by source.
     in_flight: usize,
+    in_flight_by_source: HashMap<IpAddr, usize>,
     args: ClientMetadataArgs,
 }
 
@@ -134,6 +138,7 @@ impl Actor for ClientMetadataDocuments {
         Ok(ClientMetadataDocuments {
             entries: HashMap::new(),
             in_flight: 0,
+            in_flight_by_source: HashMap::new(),
             args,
         })
     }
@@ -143,6 +148,8 @@ impl Actor for ClientMetadataDocuments {
 #[derive(Debug)]
 pub struct ResolveClientDocument {
     pub client_id: String,
+    /// Where the request comes from: a new fetch counts against it.
+    pub source: std::net::IpAddr,
 }
 
 /// The answer to [`ResolveClientDocument`]: await it outside the actor.
@@ -159,6 +166,7 @@ impl Resolved {
 #[derive(Debug)]
 struct CacheClientDocument {
     url: String,
+    source: IpAddr,
     outcome: Outcome,
     lifetime: Option<Duration>,
 }
@@ -214,10 +222,20 @@ impl Message<ResolveClientDocument> for ClientMetadataDocuments {
             _ => {}
         }
         self.entries.remove(&msg.client_id);
-        if self.in_flight >= MAX_CONCURRENT_FETCHES || !self.make_room(now) {
+        let by_source = self
+            .in_flight_by_source
+            .get(&msg.source)
+            .copied()
+            .unwrap_or(0);
+        if self.in_flight >= MAX_CONCURRENT_FETCHES
+            || by_source >= MAX_CONCURRENT_FETCHES_PER_SOURCE
+            || !self.make_room(now)
+        {
             return Resolved(ready(Err(DocumentError::Busy)));
         }
         self.in_flight += 1;
+        self.in_flight_by_source.insert(msg.source, by_source + 1);
+        let source = msg.source;
         let url = msg.client_id;
         let args = self.args.clone();
         let actor = ctx.actor_ref().clone();
@@ -226,6 +244,7 @@ impl Message<ResolveClientDocument> for ClientMetadataDocuments {
             let (outcome, lifetime) = fetch(&task_url, &args).await;
             let store = CacheClientDocument {
                 url: task_url,
+                source,
                 outcome: outcome.clone(),
                 lifetime,
             };
@@ -245,6 +264,12 @@ impl Message<CacheClientDocument> for ClientMetadataDocuments {
 
     async fn handle(&mut self, msg: CacheClientDocument, _: &mut Context<Self, ()>) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(count) = self.in_flight_by_source.get_mut(&msg.source) {
+            *count -= 1;
+            if *count == 0 {
+                self.in_flight_by_source.remove(&msg.source);
+            }
+        }
         let lifetime = match &msg.outcome {
             Ok(_) => msg.lifetime,
             Err(_) => Some(FAILURE_TTL),

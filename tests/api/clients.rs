@@ -522,30 +522,48 @@ async fn a_bad_clients_file_is_a_bad_setting() {
     assert!(message.contains("loopback"), "{message}");
 }
 
-/// Documents of many URLs at once: at most 32 fetches run together, whoever asks; the requests
-/// beyond get the 503 busy page at once (not a fetch, not an error page about the document).
+/// Documents of many URLs at once: at most 4 fetches run together for one source and 32 in all;
+/// the requests beyond get the 503 busy page at once (not a fetch, not an error page about the
+/// document). Sources are told apart through a trusted proxy's `X-Forwarded-For`.
 #[tokio::test]
-async fn concurrent_document_fetches_are_capped() {
+async fn concurrent_document_fetches_are_capped_per_source_and_in_all() {
     let docs = DocServer::start().await;
-    let mut settings = vec!["--cimd-allow-private", "--cimd-timeout", "10"];
+    let mut settings = vec![
+        "--cimd-allow-private",
+        "--cimd-timeout",
+        "10",
+        "--trusted-proxies",
+        "127.0.0.1",
+    ];
     settings.extend(mcp_oauth_testkit::NO_RATE_LIMITS);
     let app = spawn_app_with(&settings).await;
-    let requests = (0..48).map(|i| {
-        let url = authorize_url(
-            &app,
-            &docs.url(&format!("hang-{i}.json")),
-            &Pkce::new(),
-            &[],
+    // (case, sources, requests per source, served, busy)
+    let cases: &[(&str, usize, usize, usize, usize)] = &[
+        ("one source", 1, 8, 4, 4),
+        ("sixteen sources", 16, 3, 32, 16),
+    ];
+    for (round, (case, sources, each, served, busy)) in cases.iter().enumerate() {
+        let requests = (0..sources * each).map(|i| {
+            let name = format!("hang-{round}-{i}.json");
+            let url = authorize_url(&app, &docs.url(&name), &Pkce::new(), &[]);
+            let request = app
+                .http
+                .get(url)
+                .header("x-forwarded-for", format!("198.51.100.{}", i % sources));
+            async move { request.send().await.unwrap().status().as_u16() }
+        });
+        let statuses = futures::future::join_all(requests).await;
+        let count = |status| statuses.iter().filter(|s| **s == status).count();
+        assert_eq!(
+            (count(302), count(503)),
+            (*served, *busy),
+            "{case}: {statuses:?}"
         );
-        let http = app.http.clone();
-        async move { http.get(url).send().await.unwrap().status().as_u16() }
-    });
-    let statuses = futures::future::join_all(requests).await;
-    let busy = statuses.iter().filter(|s| **s == 503).count();
-    let served = statuses.iter().filter(|s| **s == 302).count();
-    assert_eq!((busy, served), (16, 32), "{statuses:?}");
-    let fetched: usize = (0..48).map(|i| docs.hits(&format!("hang-{i}.json"))).sum();
-    assert_eq!(fetched, 32);
+        let fetched: usize = (0..sources * each)
+            .map(|i| docs.hits(&format!("hang-{round}-{i}.json")))
+            .sum();
+        assert_eq!(fetched, *served, "{case}");
+    }
     // Once they are done there is room again.
     let url = authorize_url(&app, &docs.url("good.json"), &Pkce::new(), &[]);
     assert_eq!(app.http.get(url).send().await.unwrap().status(), 302);

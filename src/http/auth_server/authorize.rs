@@ -42,7 +42,8 @@ pub async fn handle_get(
     if let Err(limited) = admit(&state, Endpoint::Authorize, source).await {
         return too_many_requests_page(limited, TOO_MANY);
     }
-    authorize(&state, &headers, query.unwrap_or_default().as_bytes(), flow).await
+    let raw = query.unwrap_or_default();
+    authorize(&state, &headers, raw.as_bytes(), flow, source).await
 }
 
 /// A flow starts with its authorization request: every line of this request, and of the flow's
@@ -70,7 +71,7 @@ pub async fn handle_post(
             "Authorization requests sent with POST must be form-encoded.",
         );
     }
-    authorize(&state, &headers, &body, flow).await
+    authorize(&state, &headers, &body, flow, source).await
 }
 
 /// What a rate-limited source is told: each authorization request opens or reads a browser
@@ -85,10 +86,11 @@ fn bad_request(message: &str) -> Response {
 async fn client_and_redirect(
     state: &AuthState,
     params: &Params,
+    source: SourceAddress,
 ) -> Result<(std::sync::Arc<Client>, String), Response> {
     let client_id =
         authorization_request::client_id(params).map_err(|err| bad_request(err.message()))?;
-    let client = match find_client(state, client_id).await {
+    let client = match find_client(state, client_id, source).await {
         Ok(client) => client,
         Err(NotFound::Unknown) => {
             return Err(bad_request(
@@ -120,9 +122,15 @@ async fn client_and_redirect(
     Ok((client, redirect_uri))
 }
 
-async fn authorize(state: &AuthState, headers: &HeaderMap, raw: &[u8], flow: FlowId) -> Response {
+async fn authorize(
+    state: &AuthState,
+    headers: &HeaderMap,
+    raw: &[u8],
+    flow: FlowId,
+    source: SourceAddress,
+) -> Response {
     let params = Params::parse_lenient(raw);
-    let (client, redirect_uri) = match client_and_redirect(state, &params).await {
+    let (client, redirect_uri) = match client_and_redirect(state, &params, source).await {
         Ok(found) => found,
         Err(page) => return page,
     };

@@ -10,6 +10,7 @@
 
 use super::client_lookup::{NotFound, find_client};
 use super::form::{FormRequest, RateLimitedForm};
+use super::rate_limit::SourceAddress;
 use super::state::AuthState;
 use crate::http::error::JsonError;
 use crate::oauth::ErrorCode;
@@ -31,9 +32,12 @@ impl FromRequest<AuthState> for AuthenticatedClient {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &AuthState) -> Result<Self, Response> {
-        let RateLimitedForm(FormRequest { headers, params }) =
-            RateLimitedForm::from_request(request, state).await?;
-        let client = authenticate(state, &headers, &params)
+        let RateLimitedForm(FormRequest {
+            headers,
+            params,
+            source,
+        }) = RateLimitedForm::from_request(request, state).await?;
+        let client = authenticate(state, &headers, &params, source)
             .await
             .map_err(IntoResponse::into_response)?;
         Ok(AuthenticatedClient { client, params })
@@ -60,6 +64,7 @@ pub async fn authenticate(
     state: &AuthState,
     headers: &HeaderMap,
     form: &Params,
+    source: SourceAddress,
 ) -> Result<Arc<Client>, JsonError> {
     let basic = basic_credentials(headers)?;
     let presented = client_credentials::presented(
@@ -75,7 +80,7 @@ pub async fn authenticate(
     if presented.client_id.len() > MAX_CLIENT_ID_LEN {
         return Err(invalid_client());
     }
-    let client = match find_client(state, presented.client_id).await {
+    let client = match find_client(state, presented.client_id, source).await {
         Ok(client) => client,
         Err(NotFound::Busy(err)) => return Err(err.into()),
         Err(NotFound::Unknown | NotFound::Document(_)) => return Err(invalid_client()),

@@ -2,6 +2,7 @@
 //! client from `ClientRegistry`, or, for a `client_id` that is a URL, the client its metadata
 //! document describes (`ClientMetadataDocuments`, CL-3) while documents are enabled.
 
+use super::rate_limit::SourceAddress;
 use super::state::AuthState;
 use crate::actors::client_metadata::{DocumentError, ResolveClientDocument};
 use crate::actors::clients::LookupClient;
@@ -23,10 +24,17 @@ pub enum NotFound {
     Busy(AskError<StoreError>),
 }
 
-pub async fn find_client(state: &AuthState, client_id: &str) -> Result<Arc<Client>, NotFound> {
+/// The client `client_id` names, for a request from `source` (a document fetch counts against
+/// it).
+pub async fn find_client(
+    state: &AuthState,
+    client_id: &str,
+    source: SourceAddress,
+) -> Result<Arc<Client>, NotFound> {
     if client_id_url::is_url_client_id(client_id) && state.config.cimd.enabled {
         let resolve = ResolveClientDocument {
             client_id: client_id.to_string(),
+            source: source.0,
         };
         let resolved = ask(&state.client_documents, resolve)
             .await

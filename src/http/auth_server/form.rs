@@ -30,6 +30,8 @@ use axum::response::{IntoResponse, Response};
 pub struct FormRequest {
     pub headers: HeaderMap,
     pub params: Params,
+    /// Where the request comes from (for per-source limits).
+    pub source: SourceAddress,
 }
 
 /// A [`FormRequest`] under the token endpoint's per-source rate limit.
@@ -41,16 +43,11 @@ impl FormRequest {
         state: &AuthState,
         limit: Option<Endpoint>,
     ) -> Result<Self, Response> {
-        let limit = match limit {
-            Some(endpoint) => {
-                let source = request
-                    .extract_parts_with_state::<SourceAddress, _>(state)
-                    .await
-                    .map_err(IntoResponse::into_response)?;
-                Some((endpoint, source))
-            }
-            None => None,
-        };
+        let source = request
+            .extract_parts_with_state::<SourceAddress, _>(state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let limit = limit.map(|endpoint| (endpoint, source));
         let headers = request.headers().clone();
         let body = Bytes::from_request(request, state)
             .await
@@ -81,7 +78,11 @@ impl FormRequest {
         let found = enter_flow(state, &params).await;
         drop(admitted);
         drop(found);
-        Ok(FormRequest { headers, params })
+        Ok(FormRequest {
+            headers,
+            params,
+            source,
+        })
     }
 }
 

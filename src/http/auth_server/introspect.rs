@@ -60,6 +60,7 @@ async fn authenticate(
     state: &AuthState,
     headers: &HeaderMap,
     form: &Params,
+    source: SourceAddress,
 ) -> Result<Caller, JsonError> {
     let invalid = |description: &'static str| JsonError::new(ErrorCode::InvalidClient, description);
     match resource_server_credential(state, headers) {
@@ -74,7 +75,7 @@ async fn authenticate(
     if is_bearer {
         return Err(invalid("introspection credential refused"));
     }
-    let client = client_auth::authenticate(state, headers, form).await?;
+    let client = client_auth::authenticate(state, headers, form, source).await?;
     if client.is_public() {
         return Err(invalid("introspection requires client authentication"));
     }
@@ -153,6 +154,7 @@ pub async fn handler(
     FormRequest {
         headers,
         params: form,
+        ..
     }: FormRequest,
 ) -> Result<Response, JsonError> {
     if resource_server_credential(&state, &headers) != Some(true)
@@ -160,7 +162,7 @@ pub async fn handler(
     {
         return Ok(too_many_requests(limited));
     }
-    let caller = authenticate(&state, &headers, &form).await?;
+    let caller = authenticate(&state, &headers, &form, source).await?;
     let token = form
         .get("token")
         .ok_or_else(|| JsonError::new(ErrorCode::InvalidRequest, "token is required"))?;
