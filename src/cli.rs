@@ -43,6 +43,31 @@ enum Command {
     /// Read a password from standard input (one line) and print its argon2id hash (a PHC string)
     /// for the `password_hash` of a users file.
     HashPassword,
+    /// Read a flow trace (text or JSON lines, from a file or standard input): list its flows, or
+    /// draw one as a sequence diagram with `--flow ID`.
+    Trace(TraceArgs),
+}
+
+#[derive(clap::Args)]
+struct TraceArgs {
+    /// The log to read (standard input when absent or `-`).
+    file: Option<std::path::PathBuf>,
+    /// Draw this flow; without it, list the flows.
+    #[arg(long)]
+    flow: Option<String>,
+    /// How to draw the flow.
+    #[arg(long, value_enum, default_value = "text")]
+    format: DrawFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DrawFormat {
+    /// One message per line, in the terminal.
+    Text,
+    /// A Mermaid `sequenceDiagram`.
+    Mermaid,
+    /// A self-contained SVG picture.
+    Svg,
 }
 
 /// The OAuth 2.1 authorization server of mcp-oauth.
@@ -83,6 +108,8 @@ enum ProgramError {
     Users(#[from] UserError),
     #[error("no password on standard input")]
     NoPassword,
+    #[error("no line of the log belongs to flow {0}")]
+    NoSuchFlow(String),
 }
 
 impl From<auth_server::BuildError> for ProgramError {
@@ -156,8 +183,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 async fn both_servers() -> Result<(), ProgramError> {
     let mut cli = BothCli::parse();
-    if let Some(Command::HashPassword) = cli.command {
-        return hash_password();
+    match cli.command.take() {
+        Some(Command::HashPassword) => return hash_password(),
+        Some(Command::Trace(args)) => return trace(args),
+        None => {}
     }
     // The combined binary shares the resource-server credential by itself: the one either side
     // was given, or one made for this run. It guards the revocation feed and, with one switch
@@ -210,6 +239,37 @@ async fn mcp_server_alone() -> Result<(), ProgramError> {
     let _guard = crate::trace::init(cli.log_format);
     let server = McpServer::build(settings).await?;
     server.run_until(crate::http::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `mcp-oauth trace`: the flows of a log, or one flow drawn.
+fn trace(args: TraceArgs) -> Result<(), ProgramError> {
+    use crate::flow_view::{diagram, flows, parse_line, render_flows};
+    let text = match &args.file {
+        Some(path) if path.as_os_str() != "-" => std::fs::read_to_string(path)?,
+        _ => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text
+        }
+    };
+    let entries: Vec<_> = text.lines().filter_map(parse_line).collect();
+    let Some(id) = args.flow else {
+        print!("{}", render_flows(&flows(&entries)));
+        return Ok(());
+    };
+    let drawn = diagram(&entries, &id);
+    if drawn.arrows.is_empty() {
+        return Err(ProgramError::NoSuchFlow(id));
+    }
+    print!(
+        "{}",
+        match args.format {
+            DrawFormat::Text => crate::flow_view::render_text(&drawn),
+            DrawFormat::Mermaid => crate::flow_view::render_mermaid(&drawn),
+            DrawFormat::Svg => crate::flow_view::render_svg(&drawn),
+        }
+    );
     Ok(())
 }
 

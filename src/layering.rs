@@ -16,6 +16,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u8)] = &[
     ("oauth", 0),
     ("trace", 0),
+    ("flow_view", 0),
     ("memory", 0),
     ("layering", 0), // this test: it imports nothing from the crate
     ("store", 1),

@@ -10,6 +10,7 @@ pub mod actors;
 pub mod cli;
 pub mod clients_file;
 pub mod config;
+pub mod flow_view;
 pub mod http;
 pub mod memory;
 pub mod oauth;

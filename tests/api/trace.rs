@@ -233,3 +233,102 @@ async fn every_line_of_a_flow_carries_its_id_with_three_flows_at_once() {
         }
     }
 }
+
+/// `mcp-oauth trace` on a recorded flow: the list names it with its user, client and outcome,
+/// and each format draws the same participants and messages in the flow's order.
+#[tokio::test(flavor = "current_thread")]
+async fn the_trace_command_lists_and_draws_a_recorded_flow() {
+    let (captured, _capturing) = capture_trace();
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let token = access_token_as(&app, &client_id, "alice", "password123").await;
+    let session = open_session(&app, &token).await;
+    let call = tool_call(3, "greet", json!({"name": "Trace"}));
+    rpc_result(mcp_post(&app, Some(&token), Some(&session), call).await).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("trace.log");
+    std::fs::write(&log, captured.text()).unwrap();
+
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+            .arg("trace")
+            .arg(&log)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let list = run(&[]);
+    let row = list
+        .lines()
+        .find(|l| l.contains(&client_id))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("alice") && row.contains("token"), "{row}");
+    let id = row.split_whitespace().next().unwrap();
+
+    let participants = [
+        "Browser",
+        "AS /authorize",
+        "Sessions",
+        "AS /login",
+        "AS /consent",
+        "Consents",
+        "AS /token",
+        "AuthorizationCodes",
+        "TokenSigner",
+        "MCP client",
+        "MCP server",
+        "JwksCache",
+        "McpSessions",
+        "Tool",
+    ];
+    let order = [
+        "GET /authorize",
+        "Park",
+        "POST /login",
+        "POST /consent",
+        "IssueCode",
+        "POST /token",
+        "RedeemCode",
+        "SignAccessToken",
+        "POST /mcp",
+        "LookupJwk",
+        "tools/call greet",
+    ];
+    let in_order = |text: &str, what: &str| {
+        let mut at = 0;
+        for step in order {
+            let found = text[at..]
+                .find(step)
+                .unwrap_or_else(|| panic!("{what}: no {step} after {at}:\n{text}"));
+            at += found;
+        }
+        for p in participants {
+            assert!(text.contains(p), "{what}: participant {p}:\n{text}");
+        }
+    };
+    in_order(&run(&["--flow", id]), "text");
+    let mermaid = run(&["--flow", id, "--format", "mermaid"]);
+    assert!(mermaid.starts_with("sequenceDiagram\n"), "{mermaid}");
+    in_order(&mermaid, "mermaid");
+    let svg = run(&["--flow", id, "--format", "svg"]);
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+    in_order(&svg, "svg");
+
+    // An unknown flow is an error, not an empty drawing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(["trace", log.to_str().unwrap(), "--flow", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
