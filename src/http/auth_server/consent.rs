@@ -12,7 +12,7 @@ use super::pages::{ConsentPage, cap, error_page, render};
 use super::state::AuthState;
 use crate::actors::ask;
 use crate::actors::consents::GrantConsent;
-use crate::actors::sessions::{Peek, Take};
+use crate::actors::sessions::Take;
 use crate::oauth::ErrorCode;
 use crate::oauth::params::Params;
 use crate::oauth::redirect_uri;
@@ -39,23 +39,20 @@ pub async fn show(
     let Some(request_id) = params.get("request") else {
         return request_gone();
     };
-    enter_request_flow(&state, &headers, Some(request_id)).await;
-    let (sid, view) = match current_session(&state, &headers).await {
-        Ok(Some(found)) => found,
+    let parked = match enter_request_flow(&state, &headers, Some(request_id)).await {
+        Ok(parked) => parked,
+        Err(page) => return page,
+    };
+    let view = match current_session(&state, &headers).await {
+        Ok(Some((_, view))) => view,
         Ok(None) => return request_gone(),
         Err(page) => return page,
     };
     let Some(user) = view.user else {
         return sign_in_first();
     };
-    let peek = Peek {
-        sid,
-        request_id: request_id.to_string(),
-    };
-    let request = match ask(&state.sessions, peek).await {
-        Ok(Some(request)) => request,
-        Ok(None) => return request_gone(),
-        Err(err) => return busy(err),
+    let Some(request) = parked else {
+        return request_gone();
     };
     let redirect_host = redirect_uri::display_host(&request.redirect_uri);
     let loopback_only = url::Url::parse(&request.redirect_uri)
@@ -94,7 +91,10 @@ pub async fn submit(State(state): State<AuthState>, headers: HeaderMap, body: By
     let Ok(form) = Params::parse(&body) else {
         return forbidden_form();
     };
-    enter_request_flow(&state, &headers, form.get("request")).await;
+    // Read only for its flow: the decision takes the request out below, once the form is proven.
+    if let Err(page) = enter_request_flow(&state, &headers, form.get("request")).await {
+        return page;
+    }
     let (sid, view) = match current_session(&state, &headers).await {
         Ok(Some(found)) => found,
         Ok(None) => return request_gone(),

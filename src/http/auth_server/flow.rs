@@ -109,12 +109,17 @@ pub fn error_redirect(
     )
 }
 
-/// Records the flow of the request `request_id` parked in this browser's session on the
+/// Reads the request `request_id` parked in this browser's session and records its flow on the
 /// request's span, before anything else is asked, so every line of the page request carries it.
-/// A request of another session, or none, records nothing.
-pub async fn enter_request_flow(state: &AuthState, headers: &HeaderMap, request_id: Option<&str>) {
+/// `None` for a request of another session, an expired one, or none; the busy page when the
+/// sessions cannot answer.
+pub async fn enter_request_flow(
+    state: &AuthState,
+    headers: &HeaderMap,
+    request_id: Option<&str>,
+) -> Result<Option<AuthorizationRequest>, Response> {
     let (Some(sid), Some(request_id)) = (state.cookie.read(headers), request_id) else {
-        return;
+        return Ok(None);
     };
     let peek = Peek {
         sid,
@@ -125,6 +130,7 @@ pub async fn enter_request_flow(state: &AuthState, headers: &HeaderMap, request_
         crate::trace::record_flow(&request.flow);
     }
     drop(line);
+    peeked.map_err(busy)
 }
 
 /// The session the request's cookie names, if it is live.

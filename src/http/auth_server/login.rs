@@ -12,7 +12,7 @@ use super::flow::{
 use super::pages::{LoginPage, render};
 use super::rate_limit::{SourceAddress, admit};
 use super::state::AuthState;
-use crate::actors::sessions::{Login, Open, Peek, SignedIn};
+use crate::actors::sessions::{Login, Open, SignedIn};
 use crate::actors::throttle::{Endpoint, Limited, LoginAllowed, LoginSucceeded};
 use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
@@ -35,7 +35,10 @@ pub async fn show(
     let Some(request_id) = params.get("request") else {
         return account_sign_in(&state, source, &headers).await;
     };
-    enter_request_flow(&state, &headers, Some(request_id)).await;
+    let parked = match enter_request_flow(&state, &headers, Some(request_id)).await {
+        Ok(parked) => parked,
+        Err(page) => return page,
+    };
     let (sid, view) = match current_session(&state, &headers).await {
         Ok(Some(found)) => found,
         Ok(None) => return request_gone(),
@@ -44,14 +47,8 @@ pub async fn show(
     if let Some(user) = &view.user {
         return proceed(&state, &sid, user, request_id).await;
     }
-    let peek = Peek {
-        sid: sid.clone(),
-        request_id: request_id.to_string(),
-    };
-    let request = match ask(&state.sessions, peek).await {
-        Ok(Some(request)) => request,
-        Ok(None) => return request_gone(),
-        Err(err) => return busy(err),
+    let Some(request) = parked else {
+        return request_gone();
     };
     login_page(
         &state,
@@ -142,7 +139,10 @@ pub async fn submit(
     let Ok(mut form) = Params::parse(&body) else {
         return forbidden_form();
     };
-    enter_request_flow(&state, &headers, form.get("request")).await;
+    let parked = match enter_request_flow(&state, &headers, form.get("request")).await {
+        Ok(parked) => parked,
+        Err(page) => return page,
+    };
     if let Err(limited) = admit(&state, Endpoint::Login, source).await {
         return throttled(limited);
     }
@@ -161,14 +161,9 @@ pub async fn submit(
     let request = if request_id.is_empty() {
         None
     } else {
-        let peek = Peek {
-            sid: sid.clone(),
-            request_id: request_id.clone(),
-        };
-        match ask(&state.sessions, peek).await {
-            Ok(Some(request)) => Some(request),
-            Ok(None) => return request_gone(),
-            Err(err) => return busy(err),
+        match parked {
+            Some(request) => Some(request),
+            None => return request_gone(),
         }
     };
     let client_name = request.as_ref().map_or(ACCOUNT, |r| r.client_name.as_str());
