@@ -96,6 +96,16 @@ impl<K> ExpiryQueue<K> {
     }
 }
 
+/// A task an actor owns beside its timer (a fetch loop, a ticker): aborted when the actor's state
+/// is dropped, on stop or on a restart after a panic, so a restarted actor never has two.
+pub struct OwnedTask(pub tokio::task::JoinHandle<()>);
+
+impl Drop for OwnedTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl<K> Drop for ExpiryQueue<K> {
     fn drop(&mut self) {
         if let Some((_, handle)) = self.armed.take() {

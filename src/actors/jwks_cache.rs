@@ -14,6 +14,7 @@
 //! lookup fails and the request gets 503). Responses are size-capped and time-limited; only RSA
 //! signing keys for RS256 are kept.
 
+use crate::actors::expiry::OwnedTask;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use jsonwebtoken::DecodingKey;
@@ -24,7 +25,6 @@ use kameo::message::{Context, Message};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Largest JWKS document accepted.
@@ -95,15 +95,6 @@ pub struct JwksCacheArgs {
     pub http: reqwest::Client,
 }
 
-/// Aborts a task when dropped (the actor's state goes with its tasks).
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 pub struct JwksCache {
     keys: KeySet,
     /// When the keys were last fetched successfully.
@@ -112,7 +103,7 @@ pub struct JwksCache {
     last_unknown_fetch: Option<Instant>,
     in_flight: Option<SharedFetch>,
     args: JwksCacheArgs,
-    _timer: AbortOnDrop,
+    _timer: OwnedTask,
 }
 
 impl Actor for JwksCache {
@@ -131,7 +122,7 @@ impl Actor for JwksCache {
             last_unknown_fetch: None,
             in_flight: None,
             args,
-            _timer: AbortOnDrop(timer),
+            _timer: OwnedTask(timer),
         })
     }
 }

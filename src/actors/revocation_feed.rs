@@ -12,7 +12,7 @@
 //! tokens (503) until the feed is back. Entries leave through the actor's one timer once the
 //! token would have expired anyway.
 
-use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::actors::expiry::{ExpiryQueue, OwnedTask, Sweep};
 use crate::actors::revocations::RevokedToken;
 use crate::oauth::time::instant_of;
 use crate::trace::Secret;
@@ -22,7 +22,6 @@ use kameo::message::{Context, Message};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Largest feed page accepted: a snapshot of the longest list the authorization server keeps
@@ -79,15 +78,6 @@ pub struct RevocationFeedArgs {
     pub http: reqwest::Client,
 }
 
-/// Aborts the polling task when the actor's state is dropped (stop, or restart after a panic).
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 pub struct RevocationFeed {
     /// This run's id: pages from an earlier run's task (queued before a restart) are ignored.
     run: u64,
@@ -98,7 +88,7 @@ pub struct RevocationFeed {
     /// Ticks with every page applied.
     synced: watch::Sender<u64>,
     pages: u64,
-    _poller: AbortOnDrop,
+    _poller: OwnedTask,
 }
 
 impl Actor for RevocationFeed {
@@ -121,7 +111,7 @@ impl Actor for RevocationFeed {
             max_lag,
             synced: watch::channel(0).0,
             pages: 0,
-            _poller: AbortOnDrop(poller),
+            _poller: OwnedTask(poller),
         })
     }
 }

@@ -282,14 +282,6 @@ async fn signing_keys_rotate_without_a_failed_validation() {
     assert!(jwks_kids(&app).await.contains(&kid_of(&new)));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The real `auth-server` binary as a child process, on a port of its own with its store in a
 /// temporary directory, so that it can be killed and started again on both.
 struct AuthServerProcess {
