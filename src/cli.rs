@@ -58,6 +58,10 @@ struct TraceArgs {
     /// How to draw the flow.
     #[arg(long, value_enum, default_value = "text")]
     format: DrawFormat,
+    /// Keep reading as the log grows (a file) or until it ends (standard input), printing what
+    /// is new: the flow list when it changes, or the flow's new messages (text only).
+    #[arg(long)]
+    follow: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -110,6 +114,8 @@ enum ProgramError {
     NoPassword,
     #[error("no line of the log belongs to flow {0}")]
     NoSuchFlow(String),
+    #[error("--follow draws a flow only as text")]
+    FollowNeedsText,
 }
 
 impl From<auth_server::BuildError> for ProgramError {
@@ -245,14 +251,17 @@ async fn mcp_server_alone() -> Result<(), ProgramError> {
 /// `mcp-oauth trace`: the flows of a log, or one flow drawn.
 fn trace(args: TraceArgs) -> Result<(), ProgramError> {
     use crate::flow_view::{diagram, flows, parse_line, render_flows};
-    let text = match &args.file {
-        Some(path) if path.as_os_str() != "-" => std::fs::read_to_string(path)?,
-        _ => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text)?;
-            text
+    let mut input: Box<dyn std::io::BufRead> = match &args.file {
+        Some(path) if path.as_os_str() != "-" => {
+            Box::new(std::io::BufReader::new(std::fs::File::open(path)?))
         }
+        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
     };
+    if args.follow {
+        return follow_trace(&args, input.as_mut());
+    }
+    let mut text = String::new();
+    input.read_to_string(&mut text)?;
     let entries: Vec<_> = text.lines().filter_map(parse_line).collect();
     let Some(id) = args.flow else {
         print!("{}", render_flows(&flows(&entries)));
@@ -271,6 +280,53 @@ fn trace(args: TraceArgs) -> Result<(), ProgramError> {
         }
     );
     Ok(())
+}
+
+/// `mcp-oauth trace --follow`: reads line by line, waiting for more at the end of a file (a
+/// stream ends at its end), and prints the flow list each time it changes, or each new message
+/// of the flow.
+fn follow_trace(args: &TraceArgs, input: &mut dyn std::io::BufRead) -> Result<(), ProgramError> {
+    use crate::flow_view::{diagram, flows, parse_line, render_arrow, render_flows};
+    use std::io::Write;
+    if args.flow.is_some() && !matches!(args.format, DrawFormat::Text) {
+        return Err(ProgramError::FollowNeedsText);
+    }
+    let is_file = args.file.as_ref().is_some_and(|p| p.as_os_str() != "-");
+    let mut entries = Vec::new();
+    let (mut shown_table, mut shown_arrows) = (String::new(), 0);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            if !is_file {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            continue;
+        }
+        let Some(entry) = parse_line(&line) else {
+            continue;
+        };
+        entries.push(entry);
+        let mut out = std::io::stdout().lock();
+        match &args.flow {
+            None => {
+                let table = render_flows(&flows(&entries));
+                if table != shown_table {
+                    writeln!(out, "{table}")?;
+                    shown_table = table;
+                }
+            }
+            Some(id) => {
+                let drawn = diagram(&entries, id);
+                for arrow in &drawn.arrows[shown_arrows..] {
+                    write!(out, "{}", render_arrow(arrow, 20))?;
+                }
+                shown_arrows = drawn.arrows.len();
+            }
+        }
+        out.flush()?;
+    }
 }
 
 /// `mcp-oauth hash-password`: one line of standard input in, its argon2id PHC string out.

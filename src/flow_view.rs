@@ -331,14 +331,15 @@ pub fn render_text(d: &Diagram) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "participants: {}", d.participants.join(", "));
     for a in &d.arrows {
-        let arrow = if a.from == a.to { "↺ " } else { "──▶" };
-        let _ = writeln!(
-            out,
-            "{:>width$} {arrow} {:<width$}  {}",
-            a.from, a.to, a.label
-        );
+        out.push_str(&render_arrow(a, width));
     }
     out
+}
+
+/// One message as a line of text, the participants padded to `width`.
+pub fn render_arrow(a: &Arrow, width: usize) -> String {
+    let arrow = if a.from == a.to { "↺ " } else { "──▶" };
+    format!("{:>width$} {arrow} {:<width$}  {}\n", a.from, a.to, a.label)
 }
 
 fn mermaid_id(index: usize) -> String {

@@ -3,6 +3,7 @@
 
 use crate::helpers::*;
 use serde_json::json;
+use std::io::Write;
 
 // The capture sees only what this thread runs: the test on a current-thread runtime, and with it
 // every task both servers spawn (password hashing and key generation run on blocking threads and
@@ -323,6 +324,52 @@ async fn the_trace_command_lists_and_draws_a_recorded_flow() {
         "{svg}"
     );
     in_order(&svg, "svg");
+
+    // --follow: messages appended to the log are drawn as they arrive.
+    let text = captured.text();
+    let cut = text.find("JwksCache <- LookupJwk").unwrap();
+    let cut = text[..cut].rfind('\n').unwrap() + 1;
+    let growing = dir.path().join("growing.log");
+    std::fs::write(&growing, &text[..cut]).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .arg("trace")
+        .arg(&growing)
+        .args(["--flow", id, "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = sender.send(line);
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!("--follow never printed {needle:?}"),
+            }
+        }
+    };
+    wait_for("SignAccessToken");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&growing)
+        .unwrap()
+        .write_all(&text.as_bytes()[cut..])
+        .unwrap();
+    wait_for("tools/call greet");
+    child.kill().unwrap();
+    child.wait().unwrap();
 
     // An unknown flow is an error, not an empty drawing.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
