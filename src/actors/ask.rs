@@ -96,8 +96,22 @@ where
     let name = <A as Actor>::name();
     let described = tracing::enabled!(tracing::Level::INFO).then(|| format!("{msg:?}"));
     let started = std::time::Instant::now();
+    let in_flight = metrics::gauge!("mcp_oauth_actor_messages_in_flight", "actor" => name);
+    in_flight.increment(1.0);
     let result = actor.ask(msg).reply_timeout(REPLY_TIMEOUT).try_send().await;
-    let micros = started.elapsed().as_micros() as u64;
+    in_flight.decrement(1.0);
+    let elapsed = started.elapsed();
+    let micros = elapsed.as_micros() as u64;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(SendError::HandlerError(_)) => "rejected",
+        Err(SendError::MailboxFull(_)) => "busy",
+        Err(_) => "unavailable",
+    };
+    metrics::counter!("mcp_oauth_actor_messages_total", "actor" => name, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("mcp_oauth_actor_message_duration_seconds", "actor" => name)
+        .record(elapsed.as_secs_f64());
     // An info line only when info is on; a warning always.
     let line = |outcome: String, micros: Option<u64>, warn: bool| {
         Deferred((warn || described.is_some()).then(|| Line {

@@ -314,6 +314,9 @@ impl Message<Fetched> for JwksCache {
                         "jwks fetched"
                     );
                 }
+                metrics::gauge!("mcp_oauth_jwks_keys").set(keys.len() as f64);
+                metrics::gauge!("mcp_oauth_jwks_fetched_timestamp_seconds")
+                    .set(crate::oauth::time::unix_now() as f64);
                 self.keys = keys;
                 self.fetched_at = Some(Instant::now());
             }

@@ -236,6 +236,9 @@ impl Message<ApplyFeedPage> for RevocationFeed {
             );
         }
         self.synced_at = Some(Instant::now());
+        metrics::gauge!("mcp_oauth_revocation_feed_page_timestamp_seconds")
+            .set(crate::oauth::time::unix_now() as f64);
+        metrics::gauge!("mcp_oauth_revocation_feed_revoked").set(self.revoked.len() as f64);
         self.pages += 1;
         self.synced.send_replace(self.pages);
     }

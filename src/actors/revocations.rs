@@ -165,6 +165,7 @@ impl Message<RevokeAccessToken> for Revocations {
         self.revoked.insert(msg.jti.clone(), until);
         self.expiry
             .schedule(until, msg.jti.clone(), ctx.actor_ref());
+        metrics::counter!("mcp_oauth_tokens_total", "kind" => "revoked").increment(1);
         self.publish(RevokedToken {
             jti: msg.jti,
             exp: unix_now().saturating_add(msg.ttl.as_secs()),

@@ -39,6 +39,8 @@ pub struct AuthSettings {
     pub read_timeout: Duration,
     /// The credential of resource servers at `/introspect`, besides confidential clients.
     pub introspection_secret: Option<Secret>,
+    /// The token `/metrics` requires, if any.
+    pub metrics_token: Option<Secret>,
     /// Peers whose `X-Forwarded-For` names a request's source address (per-source limits).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub store: StoreSettings,
@@ -203,6 +205,9 @@ impl AuthServerConfig {
         if let Some(secret) = &self.introspection_secret {
             long_secret("AUTH_SERVER_INTROSPECTION_SECRET", secret)?;
         }
+        if let Some(token) = &self.metrics_token {
+            long_secret("AUTH_SERVER_METRICS_TOKEN", token)?;
+        }
         let mut known_resources = self.known_resources;
         if known_resources.is_empty() {
             let base = self.resource.trim_end_matches('/');
@@ -219,6 +224,7 @@ impl AuthServerConfig {
             known_resources,
             read_timeout: secs(self.read_timeout_seconds),
             introspection_secret: self.introspection_secret.map(Secret::new),
+            metrics_token: self.metrics_token.map(Secret::new),
             trusted_proxies: self.trusted_proxies,
             store: if self.in_memory {
                 StoreSettings::InMemory
@@ -492,6 +498,7 @@ mod tests {
                 &["--introspection-secret", "short"],
                 "AUTH_SERVER_INTROSPECTION_SECRET",
             ),
+            (&["--metrics-token", "short"], "AUTH_SERVER_METRICS_TOKEN"),
             (
                 &[
                     "--session-secret",

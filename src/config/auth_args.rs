@@ -200,6 +200,15 @@ pub struct AuthServerConfig {
     )]
     pub introspection_secret: Option<String>,
 
+    /// A token `/metrics` requires (`Authorization: Bearer <token>`); 16+ characters. Unset:
+    /// `/metrics` is open, like `/healthz`.
+    #[arg(
+        long = "metrics-token",
+        env = "AUTH_SERVER_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
     /// Address the authorization server listens on (default: loopback, the issuer's port).
     #[arg(long = "auth-listen", env = "AUTH_SERVER_LISTEN")]
     pub listen: Option<SocketAddr>,

@@ -43,6 +43,8 @@ pub struct McpSettings {
     pub introspection: Option<IntrospectionSettings>,
     /// The AS's revocation feed, unless `--no-revocation-feed`.
     pub revocation_feed: Option<RevocationFeedSettings>,
+    /// The token `/metrics` requires, if any.
+    pub metrics_token: Option<Secret>,
 }
 
 /// Following the authorization server's feed of revoked tokens.
@@ -136,6 +138,9 @@ impl McpServerConfig {
             self.revocation_feed_endpoint,
         )?;
         let max_lag = Duration::from_secs(self.revocation_feed_max_lag_seconds);
+        if let Some(token) = &self.mcp_metrics_token {
+            long_secret("MCP_METRICS_TOKEN", token)?;
+        }
         let introspection_url = endpoint_url(
             "MCP_INTROSPECTION_ENDPOINT",
             &self.authorization_server,
@@ -178,6 +183,7 @@ impl McpServerConfig {
                 cache_ttl: secs(self.introspection_cache_seconds),
                 max_cached: MAX_CACHED_INTROSPECTIONS,
             }),
+            metrics_token: self.mcp_metrics_token.map(Secret::new),
             revocation_feed: (!self.no_revocation_feed).then(|| RevocationFeedSettings {
                 url: revocation_feed_url,
                 credential,

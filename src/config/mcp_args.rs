@@ -124,6 +124,15 @@ pub struct McpServerConfig {
     #[arg(long = "revocation-feed-max-lag", env = "MCP_REVOCATION_FEED_MAX_LAG_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub revocation_feed_max_lag_seconds: u64,
 
+    /// A token `/metrics` requires (`Authorization: Bearer <token>`); 16+ characters. Unset:
+    /// `/metrics` is open, like `/healthz`.
+    #[arg(
+        long = "mcp-metrics-token",
+        env = "MCP_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub mcp_metrics_token: Option<String>,
+
     /// Address the MCP server listens on (default: loopback, the resource server URL's port).
     #[arg(long = "mcp-listen", env = "MCP_SERVER_LISTEN")]
     pub mcp_listen: Option<SocketAddr>,

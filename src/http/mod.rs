@@ -5,6 +5,7 @@ pub mod auth_server;
 pub mod error;
 pub mod health;
 pub mod mcp_server;
+pub mod metrics;
 
 use axum::Router;
 use axum::extract::ConnectInfo;

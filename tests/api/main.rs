@@ -21,6 +21,7 @@ mod health;
 mod introspect;
 mod jwks;
 mod mcp_client;
+mod metrics;
 mod refresh;
 mod register;
 mod resource_server;

@@ -209,7 +209,9 @@ async fn the_revocation_feed_endpoint() {
         .map(|r| r.unwrap().status().as_u16())
         .collect();
     let limited = statuses.iter().filter(|s| **s == 429).count();
-    assert!((100..=110).contains(&limited), "{limited} of 700 limited");
+    // A burst of 600 passes, then roughly 10 a second: some of the rest are limited, however
+    // long the burst took.
+    assert!((1..=100).contains(&limited), "{limited} of 700 limited");
     // Its own bucket: the token endpoint's is untouched.
     let client = register(&app).await;
     assert_eq!(

@@ -199,6 +199,7 @@ async fn authorize(
             Err(err) => return busy(err),
         },
     };
+    metrics::counter!("mcp_oauth_flows_total", "event" => "started").increment(1);
     let park = Park {
         sid: sid.clone(),
         request,

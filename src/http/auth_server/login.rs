@@ -174,6 +174,7 @@ pub async fn submit(
         source: source.0,
     };
     if let Err(AskError::Rejected(limited)) = ask(&state.throttle, allowed).await {
+        metrics::counter!("mcp_oauth_logins_total", "outcome" => "locked").increment(1);
         tracing::info!(user = %keyed_fingerprint(&username), source = %source.0, "login throttled");
         return throttled(limited);
     }
@@ -182,6 +183,7 @@ pub async fn submit(
         Err(_) => return busy(AskError::<()>::Busy("UserDirectory")),
     };
     let Some(user) = checked else {
+        metrics::counter!("mcp_oauth_logins_total", "outcome" => "failed").increment(1);
         tracing::info!(user = %keyed_fingerprint(&username), "login failed");
         return login_page(
             &state,
@@ -210,6 +212,7 @@ pub async fn submit(
         Ok(opened) => opened,
         Err(err) => return busy(err),
     };
+    metrics::counter!("mcp_oauth_logins_total", "outcome" => "succeeded").increment(1);
     tracing::info!(sub = %signed_in.subject, "login succeeded, session renewed");
     let mut response = match request {
         Some(_) => proceed(&state, &opened.sid, &signed_in, &request_id).await,

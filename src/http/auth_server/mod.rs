@@ -107,6 +107,7 @@ impl AuthServer {
         listener: TcpListener,
         settings: AuthSettings,
     ) -> Result<Self, BuildError> {
+        crate::http::metrics::install();
         let preregistered = preregistered_clients(&settings)?;
         Self::build_with(listener, settings, preregistered).await
     }

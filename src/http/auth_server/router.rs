@@ -77,12 +77,23 @@ pub fn router(state: AuthState) -> Router {
             .layer(cors());
         machine.merge(Router::new().nest(&issuer_path, pages))
     };
-    // Health checks at the root, outside the request trace.
+    // Health checks and metrics at the root, outside the request trace and the metrics.
     let health = Router::new()
         .route("/healthz", get(crate::http::health::healthz))
-        .route("/readyz", get(health::readyz));
-    app.with_state(state.clone())
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(crate::http::trace_layer("auth"))
-        .merge(health.with_state(state))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics));
+    app.route_layer(axum::middleware::from_fn(|request, next| {
+        crate::http::metrics::layer("auth", request, next)
+    }))
+    .with_state(state.clone())
+    .layer(RequestBodyTimeoutLayer::new(body_timeout))
+    .layer(crate::http::trace_layer("auth"))
+    .merge(health.with_state(state))
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AuthState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    crate::http::metrics::render(state.config.metrics_token.as_ref(), &headers)
 }

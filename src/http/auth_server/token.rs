@@ -130,6 +130,8 @@ async fn authorization_code(
     } else {
         None
     };
+    metrics::counter!("mcp_oauth_tokens_total", "kind" => "minted").increment(1);
+    metrics::counter!("mcp_oauth_flows_total", "event" => "completed").increment(1);
     tracing::info!(
         client_id = %grant.client_id,
         sub = %grant.subject,
@@ -274,6 +276,7 @@ async fn refresh_token(
         jti,
     )
     .await?;
+    metrics::counter!("mcp_oauth_tokens_total", "kind" => "refreshed").increment(1);
     tracing::info!(
         client_id = %client_id,
         sub = %subject,

@@ -101,10 +101,12 @@ pub fn router(state: McpState) -> Router {
             axum::http::HeaderName::from_static("mcp-protocol-version"),
         ])
         .max_age(Duration::from_secs(600));
-    // Health checks, outside the Host/Origin and token layers and the request trace.
+    // Health checks and metrics, outside the Host/Origin and token layers, the request trace and
+    // the metrics.
     let health = Router::new()
         .route("/healthz", get(crate::http::health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics))
         .with_state(state.clone());
     Router::new()
         .route("/.well-known/oauth-protected-resource", get(metadata::root))
@@ -114,8 +116,15 @@ pub fn router(state: McpState) -> Router {
         )
         .with_state(state)
         .merge(protected)
+        .route_layer(axum::middleware::from_fn(|request, next| {
+            crate::http::metrics::layer("mcp", request, next)
+        }))
         .layer(cors)
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(crate::http::trace_layer("mcp"))
         .merge(health)
+}
+
+async fn metrics(State(state): State<McpState>, headers: axum::http::HeaderMap) -> Response {
+    crate::http::metrics::render(state.config.metrics_token.as_ref(), &headers)
 }

@@ -1,0 +1,99 @@
+//! `GET /metrics` on both servers, in the Prometheus text format, from the `metrics` facade:
+//! the code records where things happen (`ask` for actor messages, handlers and actors for
+//! tokens, flows, logins, keys and the revocation feed, [`layer`] for HTTP requests), and
+//! `metrics-exporter-prometheus` renders. The recorder is installed once per process, the first
+//! time a server is built; in a process that installed a recorder of its own, `/metrics` says so
+//! (503). With a metrics token set, `/metrics` requires it as a bearer token. Like the health
+//! checks, `/metrics` is outside the request trace and its own counts.
+//!
+//! The metrics (all prefixed `mcp_oauth_`): `http_requests_total` and
+//! `http_request_duration_seconds` by server, route and status; `actor_messages_total` by actor
+//! and outcome (`ok`, `rejected`, `busy`: shed, 503; `unavailable`),
+//! `actor_message_duration_seconds` and `actor_messages_in_flight` by actor; `tokens_total` by
+//! kind (`minted`, `refreshed`, `revoked`); `flows_total` by event (`started`, `completed`);
+//! `logins_total` by outcome (`succeeded`, `failed`, `locked`); on the resource server
+//! `jwks_fetched_timestamp_seconds`, `jwks_keys`, `revocation_feed_page_timestamp_seconds` and
+//! `revocation_feed_revoked` (lag is `time()` minus a timestamp).
+
+use crate::trace::Secret;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Histogram buckets, in seconds: from half a millisecond to ten seconds.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process's recorder if nothing did yet; the handle that renders it, if it is ours.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    RECORDER
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// `GET /metrics`: everything recorded so far, for a scraper holding `token` when one is set.
+pub fn render(token: Option<&Secret>, headers: &HeaderMap) -> Response {
+    if let Some(token) = token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, value)| value.trim());
+        let matches = presented.is_some_and(|p| {
+            subtle::ConstantTimeEq::ct_eq(token.expose().as_bytes(), p.as_bytes()).into()
+        });
+        if !matches {
+            let mut response =
+                (StatusCode::UNAUTHORIZED, "metrics token required\n").into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    match RECORDER.get().and_then(Option::as_ref) {
+        Some(handle) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another metrics recorder is installed in this process\n",
+        )
+            .into_response(),
+    }
+}
+
+/// The HTTP metrics of one server (`auth` or `mcp`): each request counted by its route (the
+/// route's pattern, not the path asked for, so the label set stays small) and status, and timed.
+pub async fn layer(server: &'static str, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("mcp_oauth_http_requests_total", "server" => server, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("mcp_oauth_http_request_duration_seconds", "server" => server, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
