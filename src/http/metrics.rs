@@ -11,7 +11,8 @@
 //! and outcome (`ok`, `rejected`, `busy`: shed, 503; `unavailable`),
 //! `actor_message_duration_seconds` and `actor_messages_in_flight` by actor; `tokens_total` by
 //! kind (`minted`, `refreshed`, `revoked`); `flows_total` by event (`started`, `completed`);
-//! `logins_total` by outcome (`succeeded`, `failed`, `locked`); on the resource server
+//! `logins_total` by outcome (`succeeded`, `failed`, `locked`); `store_write_duration_seconds`
+//! by table (the durable store's writes, until committed); on the resource server
 //! `jwks_fetched_timestamp_seconds`, `jwks_keys`, `revocation_feed_page_timestamp_seconds` and
 //! `revocation_feed_revoked` (lag is `time()` minus a timestamp).
 

@@ -4,7 +4,7 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
-use super::sqlite::{SqliteStore, from_json_list, int, to_json_list, unsigned};
+use super::sqlite::{SqliteStore, from_json_list, int, to_json_list, unsigned, write_timer};
 use crate::oauth::client::{
     ApplicationType, Client, ClientKind, GrantTypes, RESPONSE_TYPES, SecretHash,
     TokenEndpointAuthMethod, boxed_strs,
@@ -163,6 +163,7 @@ impl ClientStore for SqliteStore {
     }
 
     async fn insert_client(&self, record: &ClientRecord) -> Result<(), StoreError> {
+        let _write = write_timer("clients");
         let c = &record.client;
         sqlx::query(&format!(
             "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

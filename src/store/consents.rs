@@ -4,7 +4,7 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
-use super::sqlite::{SqliteStore, from_json_list, int, to_json_list, unsigned};
+use super::sqlite::{SqliteStore, from_json_list, int, to_json_list, unsigned, write_timer};
 use crate::oauth::scope::ScopeSet;
 use async_trait::async_trait;
 use sqlx::Row;
@@ -182,6 +182,7 @@ impl ConsentStore for SqliteStore {
     ) -> Result<ConsentRecord, StoreError> {
         // Read, merge and write in one transaction: a concurrent grant (another replica) is
         // never lost, it either commits first and is merged or makes this one retry.
+        let _write = write_timer("consents");
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = ? AND client_id = ?"

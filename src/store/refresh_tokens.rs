@@ -6,7 +6,7 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
-use super::sqlite::{SqliteStore, int, unsigned};
+use super::sqlite::{SqliteStore, int, unsigned, write_timer};
 use crate::trace::SecretDigest;
 use futures::future::BoxFuture;
 use sqlx::Row;
@@ -155,6 +155,9 @@ impl RefreshTokenStore for SqliteStore {
     fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         let family = family.clone();
         Box::pin(async move {
+            let _write = write_timer("refresh_families");
+            let _write = write_timer("refresh_families");
+            let _write = write_timer("refresh_families");
             let mut tx = self.pool.begin().await?;
             sqlx::query(
                 "INSERT INTO refresh_families (family_id, client_id, subject, scope, resource, \

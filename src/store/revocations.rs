@@ -4,7 +4,7 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
-use super::sqlite::{SqliteStore, int, unsigned};
+use super::sqlite::{SqliteStore, int, unsigned, write_timer};
 use async_trait::async_trait;
 use sqlx::Row;
 use std::collections::HashMap;
@@ -42,6 +42,7 @@ impl RevocationStore for SqliteStore {
     }
 
     async fn revoke(&self, jti: &str, until: u64) -> Result<(), StoreError> {
+        let _write = write_timer("revocations");
         sqlx::query(
             "INSERT INTO revocations (jti, expires_at) VALUES (?, ?) \
              ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",

@@ -61,6 +61,27 @@ pub(super) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+/// Times one write to a table until it is dropped (committed or failed), as
+/// `mcp_oauth_store_write_duration_seconds{table}`: what a durable acknowledgement costs.
+pub(super) struct WriteTimer {
+    table: &'static str,
+    started: std::time::Instant,
+}
+
+pub(super) fn write_timer(table: &'static str) -> WriteTimer {
+    WriteTimer {
+        table,
+        started: std::time::Instant::now(),
+    }
+}
+
+impl Drop for WriteTimer {
+    fn drop(&mut self) {
+        metrics::histogram!("mcp_oauth_store_write_duration_seconds", "table" => self.table)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database in `dir` and brings its schema up to date.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {

@@ -1,6 +1,6 @@
 //! `/metrics` on both servers: the Prometheus text format, read back by a real parser
-//! (`prometheus-parse`), with the requests, actor messages, tokens, flows, logins, keys and
-//! revocation feed of a flow just run; and a metrics token when one is set. The recorder is one
+//! (`prometheus-parse`), with the requests, actor messages, tokens, flows, logins, store writes,
+//! keys and revocation feed of a flow just run; and a metrics token when one is set. The recorder is one
 //! per process, shared by every test here, so counts are checked as lower bounds.
 
 use crate::helpers::*;
@@ -38,7 +38,9 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 
 #[tokio::test]
 async fn both_servers_expose_the_flow_in_prometheus_format() {
-    let app = spawn_app().await;
+    // The durable store, so that its writes are timed too.
+    let data = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(data.path(), &[]).await;
     let client_id = register(&app).await;
     let token = access_token_as(&app, &client_id, "alice", "password123").await;
     let session = open_session(&app, &token).await;
@@ -60,6 +62,9 @@ async fn both_servers_expose_the_flow_in_prometheus_format() {
         ("mcp_oauth_flows_total", &[("event", "started")], 1.0),
         ("mcp_oauth_flows_total", &[("event", "completed")], 1.0),
         ("mcp_oauth_logins_total", &[("outcome", "succeeded")], 1.0),
+        ("mcp_oauth_store_write_duration_seconds", &[("table", "clients")], 1.0),
+        ("mcp_oauth_store_write_duration_seconds", &[("table", "consents")], 1.0),
+        ("mcp_oauth_store_write_duration_seconds", &[("table", "refresh_families")], 1.0),
         ("mcp_oauth_http_requests_total", &[("server", "mcp"), ("route", "/mcp"), ("status", "200")], 1.0),
         ("mcp_oauth_actor_messages_total", &[("actor", "RevocationFeed"), ("outcome", "ok")], 1.0),
         ("mcp_oauth_jwks_keys", &[], 1.0),
