@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-mod flow;
+mod queries;
 mod revocation;
 mod revocation_messages;
 
@@ -145,8 +145,7 @@ pub struct Inspected {
 }
 
 /// The flow of the family a refresh token (current or retired) belongs to, changing nothing:
-/// a refresh or a revocation is traced as part of that flow from its first line (handled in
-/// `refresh_tokens/flow.rs`).
+/// a refresh or a revocation is traced as part of that flow from its first line.
 #[derive(Debug)]
 pub struct FlowOfRefreshToken {
     pub token: Secret,
@@ -509,64 +508,6 @@ impl Message<RotateRefreshToken> for RefreshTokens {
             scope,
             grace: false,
         })
-    }
-}
-
-impl Message<InspectRefreshToken> for RefreshTokens {
-    type Reply = Option<Inspected>;
-
-    async fn handle(
-        &mut self,
-        msg: InspectRefreshToken,
-        _: &mut Context<Self, Self::Reply>,
-    ) -> Self::Reply {
-        let hash = msg.token.sha256();
-        let family = self.family_of(&hash, Instant::now())?;
-        if family.record.current != hash {
-            return None;
-        }
-        Some(Inspected {
-            grant: family.grant(),
-            issued_at: family
-                .record
-                .rotated_at_ms
-                .unwrap_or(family.record.created_at_ms)
-                / 1000,
-            expires_at: family
-                .record
-                .idle_expires_at_ms
-                .min(family.record.absolute_expires_at_ms)
-                / 1000,
-        })
-    }
-}
-
-impl Message<CountFamiliesByClient> for RefreshTokens {
-    type Reply = Vec<(String, usize)>;
-
-    async fn handle(
-        &mut self,
-        msg: CountFamiliesByClient,
-        _: &mut Context<Self, Self::Reply>,
-    ) -> Self::Reply {
-        let now = Instant::now();
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for id in self.by_subject.get(&msg.subject).into_iter().flatten() {
-            if let Some(family) = self.families.get(id).filter(|f| f.expires_at > now) {
-                *counts.entry(family.record.client_id.clone()).or_default() += 1;
-            }
-        }
-        let mut clients: Vec<(String, usize)> = counts.into_iter().collect();
-        clients.sort();
-        clients
-    }
-}
-
-impl Message<CountFamilies> for RefreshTokens {
-    type Reply = usize;
-
-    async fn handle(&mut self, _: CountFamilies, _: &mut Context<Self, usize>) -> usize {
-        self.families.len()
     }
 }
 
