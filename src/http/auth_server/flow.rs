@@ -165,16 +165,19 @@ pub async fn proceed(
         Ok(None) => return request_gone(),
         Err(err) => return busy(err),
     };
-    let check = CheckConsent {
-        subject: user.subject.clone(),
-        client_id: request.client_id.clone(),
-        scope: request.scope.clone(),
-        resource: request.resource.clone(),
-        redirect_uri: request.redirect_uri.clone(),
-    };
-    let remembered = match ask(&state.consents, check).await {
-        Ok(remembered) => remembered && !request.prompt_consent,
-        Err(err) => return busy(err),
+    // `prompt=consent` shows the page whatever is remembered: no need to ask.
+    let remembered = !request.prompt_consent && {
+        let check = CheckConsent {
+            subject: user.subject.clone(),
+            client_id: request.client_id.clone(),
+            scope: request.scope.clone(),
+            resource: request.resource.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+        };
+        match ask(&state.consents, check).await {
+            Ok(remembered) => remembered,
+            Err(err) => return busy(err),
+        }
     };
     if !remembered {
         return found(&format!(
