@@ -1,47 +1,67 @@
-//! The user directory: who can sign in to the authorization server's pages. Immutable after
-//! start (so it is configuration, not actor state). Where the users come from ([`load`]):
+//! The users: who can sign in to the authorization server's pages, and the checks of their
+//! passwords. Where the users come from ([`load`]):
 //! - `--users-file` given: the file (TOML, `[[users]]` with `username`, `password_hash` (an
 //!   argon2 PHC string, from `mcp-oauth hash-password`) and `display_name`) is the truth: it
 //!   replaces the users in the store, in one transaction, at every start.
-//! - no file: the users in the store (imported from a file at an earlier start);
+//! - no file: the users in the store (imported from a file at an earlier start, or added with
+//!   `mcp-oauth admin users add`);
 //! - no file and none stored: the demo users alice/password123 and bob/hunter2, hashed with
 //!   argon2id at start and never stored. Their passwords are public, so they are refused when
 //!   the issuer is https (a deployment) unless `--allow-demo-users` says otherwise, and the login
 //!   page names them only while they are the users.
 //!
-//! Password checks run on a blocking thread and cost the same for an unknown user as for a wrong password (PG-3): an unknown name is checked
-//! against a dummy hash. Each check takes 19 MiB for a few tens of milliseconds, so at most one
-//! check per core runs at a time: a burst of logins queues briefly instead of multiplying memory.
-//! Checks of configured clients' argon2 secrets have permits of their own (one per two cores), so
-//! client authentication at `/token` or `/introspect` never takes a sign-in's permit.
+//! The running server's users belong to the `Users` actor (`actors::users`), which reloads them
+//! from the store when `mcp-oauth admin` changes them. This module holds what does not change:
+//! [`PasswordChecks`], which run on a blocking thread and cost the same for an unknown or
+//! disabled user as for a wrong password (PG-3): such a name is checked against a dummy hash.
+//! Each check takes 19 MiB for a few tens of milliseconds, so at most one check per core runs at
+//! a time: a burst of logins queues briefly instead of multiplying memory. Checks of configured
+//! clients' argon2 secrets have permits of their own (one per two cores), so client
+//! authentication at `/token` or `/introspect` never takes a sign-in's permit.
 
 use crate::store::{SharedStore, StoreError, UserRecord};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A user who can sign in.
+/// A user who can sign in (unless disabled).
 #[derive(Debug, Clone)]
 pub struct User {
     pub username: String,
     pub display_name: String,
     password_hash: String,
+    pub disabled: bool,
 }
 
-/// The users, by name.
+impl From<UserRecord> for User {
+    fn from(r: UserRecord) -> Self {
+        User {
+            username: r.username,
+            display_name: r.display_name,
+            password_hash: r.password_hash,
+            disabled: r.disabled,
+        }
+    }
+}
+
+/// The users a server starts with.
 #[derive(Debug, Clone)]
-pub struct UserDirectory {
-    users: Arc<HashMap<String, User>>,
+pub struct LoadedUsers {
+    pub users: Vec<User>,
+    /// The users are the demo users, whose passwords everyone knows.
+    pub demo: bool,
+}
+
+/// Runs password checks on blocking threads, bounded.
+#[derive(Debug, Clone)]
+pub struct PasswordChecks {
     dummy_hash: Arc<String>,
     /// Bounds concurrent password checks (a concurrency limit, not shared data).
     checks: Arc<tokio::sync::Semaphore>,
     /// Bounds concurrent checks of configured clients' secrets, apart from the users' checks, so
     /// that a flood of client authentications cannot starve sign-ins.
     client_checks: Arc<tokio::sync::Semaphore>,
-    /// The users are the demo users, whose passwords everyone knows.
-    demo: bool,
 }
 
 /// How long a login waits for a free password check before the server answers "busy".
@@ -115,6 +135,7 @@ pub fn read_users_file(path: &Path) -> Result<Vec<UserRecord>, UserError> {
             display_name: user.display_name.unwrap_or_else(|| user.username.clone()),
             username: user.username,
             password_hash: user.password_hash,
+            disabled: false,
         });
     }
     if users.is_empty() {
@@ -129,23 +150,47 @@ pub async fn load(
     users_file: Option<&Path>,
     demo_allowed: bool,
     store: &SharedStore,
-) -> Result<UserDirectory, UserError> {
+) -> Result<LoadedUsers, UserError> {
+    let stored = |users: Vec<UserRecord>| LoadedUsers {
+        users: users.into_iter().map(User::from).collect(),
+        demo: false,
+    };
     if let Some(path) = users_file {
         let users = read_users_file(path)?;
         store.replace_users(&users).await?;
         tracing::info!(users = users.len(), file = %path.display(), "users loaded from the users file");
-        return UserDirectory::from_records(users).await;
+        return Ok(stored(users));
     }
-    let stored = store.users().await?;
-    if !stored.is_empty() {
-        tracing::info!(users = stored.len(), "users loaded from the store");
-        return UserDirectory::from_records(stored).await;
+    let users = store.users().await?;
+    if !users.is_empty() {
+        tracing::info!(users = users.len(), "users loaded from the store");
+        return Ok(stored(users));
     }
     if !demo_allowed {
         return Err(UserError::DemoRefused);
     }
     tracing::info!("no users file: the demo users alice and bob can sign in");
-    UserDirectory::demo().await
+    demo_users().await
+}
+
+/// The demo users, hashed now (on a blocking thread).
+pub async fn demo_users() -> Result<LoadedUsers, UserError> {
+    let demo = [("alice", "Alice", "password123"), ("bob", "Bob", "hunter2")];
+    let users = tokio::task::spawn_blocking(move || {
+        demo.iter()
+            .map(|(username, display_name, password)| {
+                Ok(User {
+                    username: username.to_string(),
+                    display_name: display_name.to_string(),
+                    password_hash: hash_password(password)?,
+                    disabled: false,
+                })
+            })
+            .collect::<Result<Vec<_>, UserError>>()
+    })
+    .await
+    .map_err(|e| UserError::Hash(e.to_string()))??;
+    Ok(LoadedUsers { users, demo: true })
 }
 
 /// argon2id with the OWASP-recommended minimum (19 MiB, 2 passes, 1 lane).
@@ -177,71 +222,18 @@ fn verify(password: &str, hash: &str) -> bool {
     ok
 }
 
-impl UserDirectory {
-    /// The demo users, hashed now (on blocking threads).
-    pub async fn demo() -> Result<Self, UserError> {
-        let demo = [("alice", "Alice", "password123"), ("bob", "Bob", "hunter2")];
-        let mut directory = Self::from_plain(&demo).await?;
-        directory.demo = true;
-        Ok(directory)
-    }
-
-    /// True when the users are the demo users (the login page then names them).
-    pub fn is_demo(&self) -> bool {
-        self.demo
-    }
-
-    /// Users from (username, display name, password), hashed at start.
-    pub async fn from_plain(entries: &[(&str, &str, &str)]) -> Result<Self, UserError> {
-        let owned: Vec<(String, String, String)> = entries
-            .iter()
-            .map(|(u, d, p)| (u.to_string(), d.to_string(), p.to_string()))
-            .collect();
-        let records = tokio::task::spawn_blocking(move || {
-            owned
-                .into_iter()
-                .map(|(username, display_name, password)| {
-                    Ok(UserRecord {
-                        username,
-                        display_name,
-                        password_hash: hash_password(&password)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, UserError>>()
+impl PasswordChecks {
+    /// The checks, with their dummy hash made now (on a blocking thread).
+    pub async fn new() -> Result<Self, UserError> {
+        let dummy_hash = tokio::task::spawn_blocking(|| hash_password("not-a-real-password"))
+            .await
+            .map_err(|e| UserError::Hash(e.to_string()))??;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(PasswordChecks {
+            dummy_hash: Arc::new(dummy_hash),
+            checks: Arc::new(tokio::sync::Semaphore::new(cores)),
+            client_checks: Arc::new(tokio::sync::Semaphore::new(cores.div_ceil(2))),
         })
-        .await
-        .map_err(|e| UserError::Hash(e.to_string()))??;
-        Self::from_records(records).await
-    }
-
-    /// Users whose passwords are already hashed.
-    pub async fn from_records(records: Vec<UserRecord>) -> Result<Self, UserError> {
-        tokio::task::spawn_blocking(move || {
-            let users: HashMap<String, User> = records
-                .into_iter()
-                .map(|r| {
-                    (
-                        r.username.clone(),
-                        User {
-                            username: r.username,
-                            display_name: r.display_name,
-                            password_hash: r.password_hash,
-                        },
-                    )
-                })
-                .collect();
-            let dummy_hash = hash_password("not-a-real-password")?;
-            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            Ok(UserDirectory {
-                users: Arc::new(users),
-                dummy_hash: Arc::new(dummy_hash),
-                checks: Arc::new(tokio::sync::Semaphore::new(cores)),
-                client_checks: Arc::new(tokio::sync::Semaphore::new(cores.div_ceil(2))),
-                demo: false,
-            })
-        })
-        .await
-        .map_err(|e| UserError::Hash(e.to_string()))?
     }
 
     /// Runs another password-hash check (a configured client's secret) on a blocking thread,
@@ -266,22 +258,28 @@ impl UserDirectory {
         .map_err(|_| Busy)
     }
 
-    /// Checks a username and password on a blocking thread; the same work whether or not the
-    /// user exists. `Err(Busy)` when no check could start within a few seconds.
-    pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<User>, Busy> {
+    /// Checks a password against a user (as the `Users` actor found them) on a blocking thread;
+    /// the same work whether the user exists, is disabled, or not. `Err(Busy)` when no check
+    /// could start within a few seconds.
+    pub async fn authenticate(
+        &self,
+        user: Option<User>,
+        password: &str,
+    ) -> Result<Option<User>, Busy> {
         let permit = tokio::time::timeout(CHECK_WAIT, Arc::clone(&self.checks).acquire_owned())
             .await
             .map_err(|_| Busy)?
             .map_err(|_| Busy)?;
-        let this = self.clone();
-        let username = username.to_string();
+        let dummy_hash = Arc::clone(&self.dummy_hash);
         let password = password.to_string();
+        let user = user.filter(|u| !u.disabled);
         let user = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let user = this.users.get(&username);
-            let hash = user.map_or(this.dummy_hash.as_str(), |u| u.password_hash.as_str());
+            let hash = user
+                .as_ref()
+                .map_or(dummy_hash.as_str(), |u| u.password_hash.as_str());
             let ok = verify(&password, hash);
-            if ok { user.cloned() } else { None }
+            if ok { user } else { None }
         })
         .await
         .map_err(|_| Busy)?;

@@ -58,6 +58,13 @@ pub struct MarkUsed {
 #[derive(Debug)]
 pub struct CountClients;
 
+/// Forgets a client that was deleted from the store (`mcp-oauth admin clients delete`); true if
+/// the registry knew it.
+#[derive(Debug)]
+pub struct ForgetClient {
+    pub client_id: String,
+}
+
 /// A registered client and, right after registration, its secret.
 pub struct Registered {
     pub client: Arc<Client>,
@@ -219,6 +226,15 @@ impl Message<MarkUsed> for ClientRegistry {
 /// Can the store be read? (readiness)
 #[derive(Debug)]
 pub struct CheckStore;
+
+impl Message<ForgetClient> for ClientRegistry {
+    type Reply = bool;
+
+    async fn handle(&mut self, msg: ForgetClient, _: &mut Context<Self, bool>) -> bool {
+        // A reaping timer still armed for it finds nothing to reap.
+        self.clients.remove(&msg.client_id).is_some()
+    }
+}
 
 impl Message<CheckStore> for ClientRegistry {
     type Reply = Result<(), StoreError>;

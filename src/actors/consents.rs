@@ -89,6 +89,14 @@ pub struct RevokeConsent {
     pub client_id: String,
 }
 
+/// Forgets every consent of a user, of a client, or of a user for a client (`mcp-oauth admin`):
+/// `None` matches any. Answers how many were forgotten.
+#[derive(Debug)]
+pub struct RevokeConsents {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+}
+
 /// The clients a user has a live consent for, with what was approved (the account page).
 #[derive(Debug)]
 pub struct ListConsents {
@@ -259,6 +267,34 @@ impl Message<RevokeConsent> for Consents {
             .remove(&(msg.subject, msg.client_id))
             .is_some();
         Ok(stored || cached)
+    }
+}
+
+impl Message<RevokeConsents> for Consents {
+    type Reply = Result<usize, StoreError>;
+
+    async fn handle(
+        &mut self,
+        msg: RevokeConsents,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let matches = |(subject, client_id): &ConsentKey| {
+            msg.subject.as_ref().is_none_or(|s| s == subject)
+                && msg.client_id.as_ref().is_none_or(|c| c == client_id)
+        };
+        let keys: Vec<ConsentKey> = self
+            .consents
+            .keys()
+            .filter(|k| matches(k))
+            .cloned()
+            .collect();
+        for (subject, client_id) in &keys {
+            self.store.delete_consent(subject, client_id).await?;
+        }
+        for key in &keys {
+            self.consents.remove(key);
+        }
+        Ok(keys.len())
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Authorization server: [`ClientRegistry`], [`ClientMetadataDocuments`], [`AuthorizationCodes`],
 //! [`Consents`], [`Sessions`], [`SigningKeys`] (with its [`TokenSigner`] pool), [`RefreshTokens`],
-//! [`Revocations`], [`Throttle`]. Resource server: [`JwksCache`], [`McpSessions`],
+//! [`Revocations`], [`Throttle`], [`Users`], and [`StoreChanges`], which applies the changes
+//! `mcp-oauth admin` makes to the store. Resource server: [`JwksCache`], [`McpSessions`],
 //! [`RevocationFeed`], [`IntrospectionCache`].
 //!
 //! Every actor runs under a [`Supervisor`] that restarts it if it panics, with a bounded mailbox.
@@ -31,8 +32,10 @@ pub mod revocation_feed;
 pub mod revocations;
 pub mod sessions;
 pub mod signing_keys;
+pub mod store_changes;
 pub mod throttle;
 pub mod token_signer;
+pub mod users;
 
 pub use client_metadata::ClientMetadataDocuments;
 pub use clients::ClientRegistry;
@@ -46,8 +49,10 @@ pub use revocation_feed::RevocationFeed;
 pub use revocations::Revocations;
 pub use sessions::Sessions;
 pub use signing_keys::SigningKeys;
+pub use store_changes::StoreChanges;
 pub use throttle::Throttle;
 pub use token_signer::{SignerPool, TokenSigner};
+pub use users::Users;
 
 pub use ask::{AskError, Deferred, REPLY_TIMEOUT, ask, ask_deferred};
 

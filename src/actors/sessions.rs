@@ -150,6 +150,13 @@ const MAX_EVICTIONS_PER_REQUEST: usize = 8;
 /// How long a replaced session id still leads to its successor.
 const RENEWAL_GRACE: Duration = Duration::from_secs(10);
 
+/// Ends every session of a user (`mcp-oauth admin sessions revoke`, a disabled user), with the
+/// requests parked in them; answers how many ended.
+#[derive(Debug)]
+pub struct EndUserSessions {
+    pub subject: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionsArgs {
     pub session_ttl: Duration,
@@ -425,6 +432,28 @@ impl Message<Logout> for Sessions {
 
     async fn handle(&mut self, msg: Logout, _: &mut Context<Self, Self::Reply>) -> bool {
         self.remove_session(key_of(&msg.sid))
+    }
+}
+
+impl Message<EndUserSessions> for Sessions {
+    type Reply = usize;
+
+    async fn handle(&mut self, msg: EndUserSessions, _: &mut Context<Self, usize>) -> usize {
+        let of_user =
+            |user: &Option<SignedIn>| user.as_ref().is_some_and(|u| u.subject == msg.subject);
+        let keys: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| of_user(&s.user))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &keys {
+            self.remove_session(*key);
+        }
+        // A replaced session id no longer leads to the user's new session.
+        self.renewed
+            .retain(|_, (user, _, _)| user.subject != msg.subject);
+        keys.len()
     }
 }
 

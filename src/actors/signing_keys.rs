@@ -90,6 +90,26 @@ pub struct VerifyingKey {
     pub kid: String,
 }
 
+/// Reloads the keys from the store (`mcp-oauth admin keys rotate` added one): new keys are
+/// published at once and sign from their activation time. Answers how many keys are published.
+#[derive(Debug)]
+pub struct ReloadKeys;
+
+/// Makes a new key and stores it, published from now and signing `activate_in` from now: what
+/// `mcp-oauth admin keys rotate` does. A running server publishes it when it reloads its keys
+/// (within a second), then signs with it from its activation, retiring the one before.
+pub async fn add_next_key(
+    store: &SharedStore,
+    cipher: &KeyCipher,
+    activate_in: Duration,
+) -> Result<KeyRecord, KeyError> {
+    let (key, der) = ActiveKey::generate_with_der().await?;
+    let now = unix_now();
+    let record = seal(cipher, &key, &der, now, now + activate_in.as_secs())?;
+    store.insert_signing_key(&record).await?;
+    Ok(record)
+}
+
 /// Seals a key and makes its record.
 fn seal(
     cipher: &KeyCipher,
@@ -156,22 +176,7 @@ impl Actor for SigningKeys {
             clock: (unix_now(), Instant::now()),
         };
         match this.args.store.signing_keys().await {
-            Ok(records) => {
-                for record in records {
-                    let parsed = this
-                        .args
-                        .cipher
-                        .open(&record.kid, &record.encrypted_key)
-                        .map_err(KeyError::from)
-                        .and_then(|der| Ok(ActiveKey::from_pkcs1_der(&der)?));
-                    match parsed {
-                        Ok(key) => this.add(key, record),
-                        Err(err) => {
-                            tracing::error!(actor = "SigningKeys", kid = %record.kid, error = %err, "stored key unusable");
-                        }
-                    }
-                }
-            }
+            Ok(records) => this.take_records(records),
             Err(err) => tracing::error!(actor = "SigningKeys", error = %err, "keys not loaded"),
         }
         if this.keys.is_empty() {
@@ -205,6 +210,29 @@ impl SigningKeys {
     /// The timer instant of a Unix time.
     fn instant(&self, unix: u64) -> Instant {
         self.clock.1 + Duration::from_secs(unix.saturating_sub(self.clock.0))
+    }
+
+    /// Publishes the stored keys it does not have yet, and takes the stored lifecycle of those
+    /// it has (the store is the truth).
+    fn take_records(&mut self, records: Vec<KeyRecord>) {
+        for record in records {
+            if let Some(known) = self.keys.iter_mut().find(|k| k.record.kid == record.kid) {
+                known.record = record;
+                continue;
+            }
+            let parsed = self
+                .args
+                .cipher
+                .open(&record.kid, &record.encrypted_key)
+                .map_err(KeyError::from)
+                .and_then(|der| Ok(ActiveKey::from_pkcs1_der(&der)?));
+            match parsed {
+                Ok(key) => self.add(key, record),
+                Err(err) => {
+                    tracing::error!(actor = "SigningKeys", kid = %record.kid, error = %err, "stored key unusable");
+                }
+            }
+        }
     }
 
     fn add(&mut self, key: Arc<ActiveKey>, record: KeyRecord) {
@@ -365,6 +393,17 @@ impl Message<VerifyingKey> for SigningKeys {
             .iter()
             .find(|k| k.key.kid == msg.kid)
             .map(|k| Arc::clone(&k.verifying))
+    }
+}
+
+impl Message<ReloadKeys> for SigningKeys {
+    type Reply = Result<usize, StoreError>;
+
+    async fn handle(&mut self, _: ReloadKeys, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let records = self.args.store.signing_keys().await?;
+        self.take_records(records);
+        self.step(ctx.actor_ref()).await;
+        Ok(self.keys.len())
     }
 }
 

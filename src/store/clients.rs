@@ -97,6 +97,8 @@ pub trait ClientStore: Send + Sync {
     async fn mark_client_used(&self, client_id: &str) -> Result<(), StoreError>;
     /// Deletes the client only if it was never used, in one statement; true if it was deleted.
     async fn delete_unused_client(&self, client_id: &str) -> Result<bool, StoreError>;
+    /// Deletes a client, used or not (an operator's decision); true if it existed.
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
 }
 
 fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
@@ -204,6 +206,15 @@ impl ClientStore for SqliteStore {
             .await?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let _write = write_timer("clients");
+        let done = sqlx::query("DELETE FROM clients WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 /// The clients table of the in-memory store.
@@ -249,6 +260,10 @@ impl ClientStore for MemoryStore {
                 false
             }
         })
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        self.with(|t: &mut ClientsTable| t.clients.remove(client_id).is_some())
     }
 }
 

@@ -1,10 +1,11 @@
 //! The durable store behind the actors: the record of every registered client, remembered
-//! consent, revoked access token, user, signing key and refresh-token family. Actors keep their
+//! consent, revoked access token, user, signing key and refresh-token family, and the changes
+//! another process (`mcp-oauth admin`) made to them. Actors keep their
 //! in-memory maps as the fast path and write through: an actor answers only after the store has
 //! committed the change, and at start each actor loads what it owns.
 //!
 //! The store is a set of traits, one per table ([`ClientStore`], [`ConsentStore`],
-//! [`RevocationStore`], [`UserStore`], [`KeyStore`], [`RefreshTokenStore`]), gathered in
+//! [`RevocationStore`], [`UserStore`], [`KeyStore`], [`RefreshTokenStore`], [`ChangeStore`]), gathered in
 //! [`Store`]. Two implementations: [`SqliteStore`] (embedded, one file in the data directory; the
 //! default) and [`MemoryStore`] (`--in-memory`: nothing survives the process). The traits are
 //! written so that a store shared by several replicas (PostgreSQL) can follow: every read an actor
@@ -21,6 +22,7 @@
 //! [`Store`]. A table module imports `error`, `sqlite` and `memory`, never this file, which
 //! gathers the tables. Timestamps are Unix seconds.
 
+pub mod changes;
 pub mod cipher;
 mod clients;
 mod consents;
@@ -32,6 +34,7 @@ mod revocations;
 pub mod sqlite;
 mod users;
 
+pub use changes::{Change, ChangeStore};
 pub use clients::{ClientMap, ClientRecord, ClientStore};
 pub use consents::{
     Approval, ConsentRecord, ConsentStore, MAX_APPROVED_REDIRECT_URIS, RedirectApproval,
@@ -52,7 +55,13 @@ use std::sync::Arc;
 /// Everything the authorization server keeps.
 #[async_trait]
 pub trait Store:
-    ClientStore + ConsentStore + RevocationStore + UserStore + KeyStore + RefreshTokenStore
+    ClientStore
+    + ConsentStore
+    + RevocationStore
+    + UserStore
+    + KeyStore
+    + RefreshTokenStore
+    + ChangeStore
 {
     /// What backs the store, for the log (`sqlite:<path>`, `memory`).
     fn describe(&self) -> String;

@@ -112,18 +112,29 @@ impl Message<RevokeClientFamilies> for RefreshTokens {
         msg: RevokeClientFamilies,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let ids: Vec<String> = self
-            .by_subject
-            .get(&msg.subject)
-            .into_iter()
-            .flatten()
-            .filter(|id| {
+        let of_client = |id: &String| {
+            msg.client_id.as_ref().is_none_or(|client_id| {
                 self.families
-                    .get(*id)
-                    .is_some_and(|f| f.record.client_id == msg.client_id)
+                    .get(id)
+                    .is_some_and(|f| f.record.client_id == *client_id)
             })
-            .cloned()
-            .collect();
+        };
+        let ids: Vec<String> = match &msg.subject {
+            Some(subject) => self
+                .by_subject
+                .get(subject)
+                .into_iter()
+                .flatten()
+                .filter(|id| of_client(id))
+                .cloned()
+                .collect(),
+            None => self
+                .families
+                .keys()
+                .filter(|id| of_client(id))
+                .cloned()
+                .collect(),
+        };
         self.revoke_then_end(ids).await
     }
 }

@@ -48,11 +48,13 @@ pub enum TokenRevocation {
     Revoked(EndedFamilies),
 }
 
-/// Revokes every family of a user for a client (the user revoked the client's consent).
+/// Revokes every family of a user for a client (the user revoked the client's consent on the
+/// account page), or of every user or client where one is `None` (`mcp-oauth admin`: a user's
+/// grants, a client's grants, a deleted client, a disabled user).
 #[derive(Debug)]
 pub struct RevokeClientFamilies {
-    pub subject: String,
-    pub client_id: String,
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
 }
 
 /// Revokes the family whose first token was issued with the access token `jti` (its code was

@@ -258,8 +258,8 @@ async fn an_ended_family_has_its_access_tokens_revoked_but_an_expired_one_not() 
         TokenRevocation::Revoked(EndedFamilies { families: 1, .. })
     ));
     let by_user = RevokeClientFamilies {
-        subject: "user1".into(),
-        client_id: "c1".into(),
+        subject: Some("user1".into()),
+        client_id: Some("c1".into()),
     };
     assert_eq!(tokens.ask(by_user).await.unwrap().families, 1);
     let by_code = RevokeCodeFamily { jti: "d0".into() };
@@ -305,4 +305,40 @@ async fn a_full_revocation_list_is_an_error_not_an_acknowledgement() {
     // The reused family ended all the same; the one whose revocation was refused is as it was,
     // so the revocation can be asked again.
     assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_ends_every_family_of_a_client_or_of_a_user() {
+    let revocations = revocations(100);
+    let tokens = spawn_with(0, revocations.clone());
+    // alice and bob with c1, alice with c2.
+    for (jti, subject, client_id) in [
+        ("a", "alice", "c1"),
+        ("b", "bob", "c1"),
+        ("c", "alice", "c2"),
+    ] {
+        let mut first = issue();
+        first.access_jti = jti.into();
+        first.subject = subject.into();
+        first.client_id = client_id.into();
+        tokens.ask(first).await.unwrap();
+    }
+    let of_client = RevokeClientFamilies {
+        subject: None,
+        client_id: Some("c1".into()),
+    };
+    assert_eq!(tokens.ask(of_client).await.unwrap().families, 2);
+    assert!(is_revoked(&revocations, "a").await && is_revoked(&revocations, "b").await);
+    assert!(
+        !is_revoked(&revocations, "c").await,
+        "c2's family is not c1's"
+    );
+    assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 1);
+    let of_user = RevokeClientFamilies {
+        subject: Some("alice".into()),
+        client_id: None,
+    };
+    assert_eq!(tokens.ask(of_user).await.unwrap().families, 1);
+    assert!(is_revoked(&revocations, "c").await);
+    assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 0);
 }

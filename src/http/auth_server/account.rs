@@ -165,8 +165,8 @@ pub async fn revoke(State(state): State<AuthState>, headers: HeaderMap, body: By
         return busy(err);
     }
     let end = RevokeClientFamilies {
-        subject: user.subject.clone(),
-        client_id: client_id.to_string(),
+        subject: Some(user.subject.clone()),
+        client_id: Some(client_id.to_string()),
     };
     // `RefreshTokens` revokes the families' access tokens before it answers.
     let ended = match ask(&state.refresh_tokens, end).await {

@@ -93,7 +93,7 @@ pub async fn authenticate(
         Some(secret) if client.secret_is_argon2() => {
             let (client, secret) = (Arc::clone(&client), secret.to_string());
             state
-                .users
+                .passwords
                 .check_limited(move || client.secret_matches(&secret))
                 .await
                 .map_err(|_| {

@@ -14,6 +14,7 @@ use super::rate_limit::{SourceAddress, admit};
 use super::state::AuthState;
 use crate::actors::sessions::{Login, Open, SignedIn};
 use crate::actors::throttle::{Endpoint, Limited, LoginAllowed, LoginSucceeded};
+use crate::actors::users::{FindUser, UsersAreDemo};
 use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
 use crate::trace::{TypedUserName, keyed_fingerprint};
@@ -59,6 +60,7 @@ pub async fn show(
         None,
         StatusCode::OK,
     )
+    .await
 }
 
 /// The sign-in page for the account page: a session to hold the form's CSRF token (a new
@@ -91,7 +93,8 @@ async fn account_sign_in(
                 "",
                 None,
                 StatusCode::OK,
-            );
+            )
+            .await;
             page.headers_mut().append(
                 header::SET_COOKIE,
                 state.cookie.set(&opened.sid, ttl.as_secs()),
@@ -100,10 +103,10 @@ async fn account_sign_in(
         }
         Err(page) => return page,
     };
-    login_page(state, ACCOUNT, csrf.expose(), "", "", None, StatusCode::OK)
+    login_page(state, ACCOUNT, csrf.expose(), "", "", None, StatusCode::OK).await
 }
 
-fn login_page(
+async fn login_page(
     state: &AuthState,
     client_name: &str,
     csrf: &str,
@@ -113,6 +116,9 @@ fn login_page(
     status: StatusCode,
 ) -> Response {
     let action = state.config.endpoint("/login");
+    // The demo users' passwords are named only while they are the users (an unanswered ask:
+    // not named).
+    let show_demo_hint = ask(&state.users, UsersAreDemo).await.unwrap_or(false);
     render(
         status,
         &LoginPage {
@@ -122,7 +128,7 @@ fn login_page(
             request_id,
             username,
             error,
-            show_demo_hint: state.users.is_demo(),
+            show_demo_hint,
         },
     )
 }
@@ -178,9 +184,16 @@ pub async fn submit(
         tracing::info!(user = %keyed_fingerprint(&username), source = %source.0, "login throttled");
         return throttled(limited);
     }
-    let checked = match state.users.authenticate(&username, &password).await {
+    let find = FindUser {
+        username: TypedUserName::new(username.as_str()),
+    };
+    let stored = match ask(&state.users, find).await {
+        Ok(found) => found,
+        Err(err) => return busy(err),
+    };
+    let checked = match state.passwords.authenticate(stored, &password).await {
         Ok(checked) => checked,
-        Err(_) => return busy(AskError::<()>::Busy("UserDirectory")),
+        Err(_) => return busy(AskError::<()>::Busy("PasswordChecks")),
     };
     let Some(user) = checked else {
         metrics::counter!("mcp_oauth_logins_total", "outcome" => "failed").increment(1);
@@ -193,7 +206,8 @@ pub async fn submit(
             &username,
             Some("The username or password is incorrect."),
             StatusCode::UNAUTHORIZED,
-        );
+        )
+        .await;
     };
     let succeeded = LoginSucceeded {
         username: TypedUserName::new(user.username.as_str()),

@@ -41,18 +41,20 @@ use crate::actors::refresh_tokens::RefreshTokensArgs;
 use crate::actors::revocations::RevocationsArgs;
 use crate::actors::sessions::SessionsArgs;
 use crate::actors::signing_keys::{KeyError, SigningKeysArgs};
+use crate::actors::store_changes::StoreChangesArgs;
 use crate::actors::throttle::ThrottleArgs;
+use crate::actors::users::UsersArgs;
 use crate::actors::{
     AuthorizationCodes, ClientMetadataDocuments, ClientRegistry, Consents, RefreshTokens,
-    Revocations, Sessions, SignerPool, SigningKeys, Supervisor, Throttle, TokenSigner,
-    spawn_supervised,
+    Revocations, Sessions, SignerPool, SigningKeys, StoreChanges, Supervisor, Throttle,
+    TokenSigner, Users, spawn_supervised,
 };
 use crate::config::{AuthSettings, ConfigError, StoreSettings};
 use crate::oauth::client::Client;
 use crate::oauth::jws::ActiveKey;
 use crate::store::cipher::{CipherError, KeyCipher};
 use crate::store::{MemoryStore, RefreshTokenStore, SharedStore, SqliteStore, Store, StoreError};
-use crate::users::UserError;
+use crate::users::{PasswordChecks, UserError};
 use axum::Router;
 use pages::SessionCookie;
 use std::net::SocketAddr;
@@ -139,11 +141,20 @@ impl AuthServer {
         let cipher = Arc::new(cipher);
         // The demo users' passwords are public: on an https issuer only when explicitly allowed.
         let demo_allowed = !settings.is_https() || settings.login.allow_demo_users;
-        let users =
+        let loaded =
             crate::users::load(settings.login.users_file.as_deref(), demo_allowed, &store).await?;
+        let passwords = PasswordChecks::new().await?;
         let key = crate::actors::signing_keys::load_or_create(&store, &cipher).await?;
         let (current_key, signer_key) = tokio::sync::watch::channel(Arc::clone(&key));
         let supervisor = Supervisor::start();
+        let users = spawn_supervised::<Users>(
+            &supervisor,
+            UsersArgs {
+                loaded,
+                store: Arc::clone(&store),
+            },
+        )
+        .await;
         let clients = spawn_supervised::<ClientRegistry>(
             &supervisor,
             ClientRegistryArgs {
@@ -245,6 +256,21 @@ impl AuthServer {
             },
         )
         .await;
+        // Another process can change a durable store: `mcp-oauth admin`.
+        let store_changes = if store.is_durable() {
+            let args = StoreChangesArgs {
+                store: Arc::clone(&store),
+                clients: clients.clone(),
+                consents: consents.clone(),
+                refresh_tokens: refresh_tokens.clone(),
+                sessions: sessions.clone(),
+                users: users.clone(),
+                keys: keys.clone(),
+            };
+            Some(spawn_supervised::<StoreChanges>(&supervisor, args).await)
+        } else {
+            None
+        };
         let cookie = SessionCookie::new(
             settings.is_https(),
             settings.sessions.cookie_secret.expose(),
@@ -254,6 +280,7 @@ impl AuthServer {
             supervisor,
             config: Arc::new(settings),
             users,
+            passwords,
             cookie,
             clients,
             client_documents,
@@ -266,6 +293,7 @@ impl AuthServer {
             revocations,
             refresh_tokens,
             metadata,
+            store_changes,
         };
         let router = router::router(state.clone());
         Ok(AuthServer {

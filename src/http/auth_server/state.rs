@@ -5,10 +5,10 @@
 use super::pages::SessionCookie;
 use crate::actors::{
     AuthorizationCodes, ClientMetadataDocuments, ClientRegistry, Consents, RefreshTokens,
-    Revocations, Sessions, SignerPool, SigningKeys, Supervisor, Throttle,
+    Revocations, Sessions, SignerPool, SigningKeys, StoreChanges, Supervisor, Throttle, Users,
 };
 use crate::config::AuthSettings;
-use crate::users::UserDirectory;
+use crate::users::PasswordChecks;
 use kameo::actor::ActorRef;
 use std::sync::Arc;
 
@@ -19,7 +19,8 @@ pub struct AuthState {
     /// Parent of this server's actors; they live as long as the state does.
     pub supervisor: ActorRef<Supervisor>,
     pub config: Arc<AuthSettings>,
-    pub users: UserDirectory,
+    pub users: ActorRef<Users>,
+    pub passwords: PasswordChecks,
     pub cookie: SessionCookie,
     pub clients: ActorRef<ClientRegistry>,
     /// Fetched Client ID Metadata Documents (URL client ids).
@@ -33,4 +34,6 @@ pub struct AuthState {
     pub revocations: ActorRef<Revocations>,
     pub refresh_tokens: ActorRef<RefreshTokens>,
     pub metadata: Arc<serde_json::Value>,
+    /// Applies `mcp-oauth admin`'s changes to the store (a durable store only).
+    pub store_changes: Option<ActorRef<StoreChanges>>,
 }

@@ -1,0 +1,215 @@
+//! `StoreChanges`: brings the authorization server's actors in line with changes another process
+//! made to the store (`mcp-oauth admin`), within a second. The admin command changes the tables
+//! and records a [`Change`]; this actor reads the changes after its cursor every
+//! [`POLL_INTERVAL`], from a task it owns, and applies each one by messages to the actors that
+//! own the state: a deleted client is forgotten with its consents and refresh-token families; a
+//! revoked grant ends its consents and families, whose access tokens `RefreshTokens` revokes
+//! (which the revocation feed carries to every resource server); a disabled user's sessions and
+//! grants end; the users and the signing keys are reloaded.
+//!
+//! The cursor starts at the last change recorded when the server starts (everything before is in
+//! what the actors loaded). It moves past a change only once every message of it was answered:
+//! a busy actor or a failing store leaves the change to the next poll. Changes older than
+//! [`CHANGE_RETENTION_SECONDS`] are pruned now and then.
+
+use crate::actors::ask;
+use crate::actors::clients::{ClientRegistry, ForgetClient};
+use crate::actors::consents::{Consents, RevokeConsents};
+use crate::actors::expiry::OwnedTask;
+use crate::actors::refresh_tokens::{RefreshTokens, RevokeClientFamilies};
+use crate::actors::sessions::{EndUserSessions, Sessions};
+use crate::actors::signing_keys::{ReloadKeys, SigningKeys};
+use crate::actors::users::{ReloadUsers, Users};
+use crate::oauth::time::unix_now;
+use crate::store::changes::CHANGE_RETENTION_SECONDS;
+use crate::store::{Change, SharedStore};
+use kameo::actor::{Actor, ActorRef, WeakActorRef};
+use kameo::error::Infallible;
+use kameo::message::{Context, Message};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often the store is asked for new changes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Changes read per poll.
+const BATCH: u32 = 100;
+
+/// How often old changes are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The actors a change is applied to.
+#[derive(Clone)]
+pub struct StoreChangesArgs {
+    pub store: SharedStore,
+    pub clients: ActorRef<ClientRegistry>,
+    pub consents: ActorRef<Consents>,
+    pub refresh_tokens: ActorRef<RefreshTokens>,
+    pub sessions: ActorRef<Sessions>,
+    pub users: ActorRef<Users>,
+    pub keys: ActorRef<SigningKeys>,
+}
+
+/// Reads and applies the changes recorded since the last poll.
+#[derive(Debug)]
+pub struct Poll;
+
+pub struct StoreChanges {
+    args: StoreChangesArgs,
+    /// The last change applied; `None` until the store answered once.
+    cursor: Option<i64>,
+    pruned_at: Instant,
+    _poller: OwnedTask,
+}
+
+impl Actor for StoreChanges {
+    type Args = StoreChangesArgs;
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "StoreChanges"
+    }
+
+    async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let cursor = match args.store.last_change().await {
+            Ok(last) => Some(last),
+            Err(err) => {
+                tracing::warn!(actor = "StoreChanges", error = %err, "store changes not read yet");
+                None
+            }
+        };
+        Ok(StoreChanges {
+            args,
+            cursor,
+            pruned_at: Instant::now(),
+            _poller: OwnedTask(tokio::spawn(tick(actor.downgrade()))),
+        })
+    }
+}
+
+/// The polling task: one `Poll` at a time, each after the last was answered.
+async fn tick(actor: WeakActorRef<StoreChanges>) {
+    loop {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        let Some(actor) = actor.upgrade() else {
+            return;
+        };
+        if actor.ask(Poll).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Why a change could not be applied yet.
+#[derive(Debug)]
+struct NotApplied(String);
+
+impl<E: std::fmt::Debug> From<crate::actors::ask::AskError<E>> for NotApplied {
+    fn from(err: crate::actors::ask::AskError<E>) -> Self {
+        NotApplied(format!("{err:?}"))
+    }
+}
+
+impl StoreChanges {
+    async fn apply(&self, change: &Change) -> Result<(), NotApplied> {
+        let a = &self.args;
+        match change {
+            Change::ClientDeleted { client_id } => {
+                let forget = ForgetClient {
+                    client_id: client_id.clone(),
+                };
+                ask(&a.clients, forget).await?;
+                self.end_grants(None, Some(client_id.clone())).await?;
+            }
+            Change::GrantsRevoked { subject, client_id } => {
+                self.end_grants(subject.clone(), client_id.clone()).await?;
+            }
+            Change::UsersChanged => {
+                ask(&a.users, ReloadUsers).await?;
+            }
+            Change::UserDisabled { subject } => {
+                ask(&a.users, ReloadUsers).await?;
+                let end = EndUserSessions {
+                    subject: subject.clone(),
+                };
+                ask(&a.sessions, end).await?;
+                self.end_grants(Some(subject.clone()), None).await?;
+            }
+            Change::SessionsRevoked { subject } => {
+                let end = EndUserSessions {
+                    subject: subject.clone(),
+                };
+                ask(&a.sessions, end).await?;
+            }
+            Change::KeysChanged => {
+                ask(&a.keys, ReloadKeys).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the matching consents, then the matching refresh-token families with their access
+    /// tokens.
+    async fn end_grants(
+        &self,
+        subject: Option<String>,
+        client_id: Option<String>,
+    ) -> Result<(), NotApplied> {
+        let consents = RevokeConsents {
+            subject: subject.clone(),
+            client_id: client_id.clone(),
+        };
+        ask(&self.args.consents, consents).await?;
+        let families = RevokeClientFamilies { subject, client_id };
+        ask(&self.args.refresh_tokens, families).await?;
+        Ok(())
+    }
+}
+
+impl Message<Poll> for StoreChanges {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Poll, _: &mut Context<Self, ()>) {
+        let store = &self.args.store;
+        let after = match self.cursor {
+            Some(cursor) => cursor,
+            None => match store.last_change().await {
+                Ok(last) => {
+                    self.cursor = Some(last);
+                    return;
+                }
+                Err(_) => return,
+            },
+        };
+        let changes = match store.changes_after(after, BATCH).await {
+            Ok(changes) => changes,
+            Err(err) => {
+                tracing::warn!(actor = "StoreChanges", error = %err, "store changes not read");
+                return;
+            }
+        };
+        for (id, change) in changes {
+            let Some(change) = change else {
+                self.cursor = Some(id);
+                continue;
+            };
+            match self.apply(&change).await {
+                Ok(()) => {
+                    tracing::info!(actor = "StoreChanges", change = ?change, "change from the store applied");
+                    self.cursor = Some(id);
+                }
+                Err(NotApplied(why)) => {
+                    tracing::warn!(actor = "StoreChanges", change = ?change, why, "change from the store not applied yet; retried");
+                    break;
+                }
+            }
+        }
+        if self.pruned_at.elapsed() >= PRUNE_EVERY {
+            self.pruned_at = Instant::now();
+            let before = unix_now().saturating_sub(CHANGE_RETENTION_SECONDS);
+            if let Err(err) = store.delete_changes_before(before).await {
+                tracing::warn!(actor = "StoreChanges", error = %err, "old store changes not pruned");
+            }
+        }
+    }
+}
