@@ -46,6 +46,9 @@ enum Command {
     /// Read a flow trace (text or JSON lines, from a file or standard input): list its flows, or
     /// draw one as a sequence diagram with `--flow ID`.
     Trace(TraceArgs),
+    /// Manage the authorization server's store while the servers run: clients, grants, users,
+    /// signing keys and sessions. A running server applies each change within a second.
+    Admin(crate::admin::AdminArgs),
 }
 
 #[derive(clap::Args)]
@@ -116,6 +119,8 @@ enum ProgramError {
     NoSuchFlow(String),
     #[error("--follow draws a flow only as text")]
     FollowNeedsText,
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 impl From<auth_server::BuildError> for ProgramError {
@@ -128,7 +133,8 @@ impl From<auth_server::BuildError> for ProgramError {
     }
 }
 
-/// `mcp-oauth`: both servers in one process, or `mcp-oauth hash-password`.
+/// `mcp-oauth`: both servers in one process, or one of its commands (`hash-password`, `trace`,
+/// `admin`).
 pub fn mcp_oauth() -> ExitCode {
     run(both_servers)
 }
@@ -192,6 +198,7 @@ async fn both_servers() -> Result<(), ProgramError> {
     match cli.command.take() {
         Some(Command::HashPassword) => return hash_password(),
         Some(Command::Trace(args)) => return trace(args),
+        Some(Command::Admin(args)) => return Ok(crate::admin::run(args).await?),
         None => {}
     }
     // The combined binary shares the resource-server credential by itself: the one either side

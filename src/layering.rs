@@ -25,7 +25,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 1),
     ("actors", 2),
     ("http", 3),
-    ("cli", 4), // what the binaries run
+    ("admin", 3), // the operator's commands, on the store and the key lifecycle
+    ("cli", 4),   // what the binaries run
 ];
 
 /// Modules that may import only the modules listed, whatever their layer.

@@ -7,6 +7,7 @@
 //! - [`trace`]: the flow trace, and the secret type that keeps secrets out of it.
 
 pub mod actors;
+pub mod admin;
 pub mod cli;
 pub mod clients_file;
 pub mod config;

@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod admin;
 mod authorize;
 mod cli;
 mod clients;

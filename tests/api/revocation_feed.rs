@@ -6,197 +6,22 @@
 //! vouches for no token (503), and it catches up when the feed is back.
 
 use crate::helpers::*;
-use mcp_oauth_testkit as kit;
-use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// One of the binaries, its output discarded; killed when dropped.
-struct Server(Child);
-
-impl Server {
-    fn start(binary: &str, args: &[&str]) -> Self {
-        let mut cmd = Command::new(binary);
-        cmd.args(args).current_dir(std::env::temp_dir());
-        for var in [
-            "AUTH_SERVER_ISSUER",
-            "AUTH_SERVER_SESSION_SECRET",
-            "AUTH_SERVER_INTROSPECTION_SECRET",
-            "MCP_INTROSPECTION_SECRET",
-            "AUTHORIZATION_SERVER_URL",
-            "RESOURCE_SERVER_URL",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        Server(cmd.spawn().unwrap())
-    }
-
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits until `url` answers 200.
-async fn wait_ready(http: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = http.get(url).send().await
-            && response.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The status of an MCP `initialize` with `token`.
-async fn mcp_status_at(http: &reqwest::Client, mcp: &str, token: &str) -> u16 {
-    http.post(mcp)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&kit::initialize_request("revocation test"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-/// Asks with `token` until the answer is `status`; how long that took. Panics after 5 s.
-async fn until_status(http: &reqwest::Client, mcp: &str, token: &str, status: u16) -> Duration {
-    let started = Instant::now();
-    loop {
-        if mcp_status_at(http, mcp, token).await == status {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "still not {status} after 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The authorization server binary and what a client knows of it.
-struct Issuer {
-    url: String,
-    http: reqwest::Client,
-    client_id: String,
-}
-
-const REDIRECT_URI: &str = "http://127.0.0.1:53682/callback";
-
-impl Issuer {
-    /// A code for alice (signed in and approved in a new browser) and its verifier.
-    async fn code(&self, resource: &str) -> (String, String) {
-        let pkce = kit::Pkce::new();
-        let url = kit::authorize_url(
-            &self.url,
-            &self.client_id,
-            &pkce.challenge,
-            &[
-                ("redirect_uri", REDIRECT_URI),
-                ("scope", "mcp.read mcp.write"),
-                ("resource", resource),
-                ("state", "s"),
-            ],
-        )
-        .unwrap();
-        let browser = kit::browser().unwrap();
-        let back = kit::authorize(&browser, &url, "alice", "password123")
-            .await
-            .unwrap();
-        (kit::code_of(&back).unwrap(), pkce.verifier)
-    }
-
-    async fn redeem(&self, code: &str, verifier: &str) -> reqwest::Response {
-        kit::redeem(
-            &self.http,
-            &self.url,
-            &self.client_id,
-            REDIRECT_URI,
-            code,
-            verifier,
-            &[],
-        )
-        .await
-        .unwrap()
-    }
-
-    /// Tokens for alice: the token endpoint's answer.
-    async fn tokens(&self, resource: &str) -> Value {
-        let (code, verifier) = self.code(resource).await;
-        let response = self.redeem(&code, &verifier).await;
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
-    }
-
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        let url = format!("{}{path}", self.url);
-        self.http.post(url).form(form).send().await.unwrap()
-    }
-}
+use serde_json::Value;
+use std::time::Duration;
 
 /// The binaries as deployed, each on its own: the authorization server with its SQLite store,
 /// the resource server with only its defaults (no introspection) and a short allowed lag.
 #[tokio::test]
 async fn revocations_reach_the_resource_server_binary_within_a_second() {
     let data = tempfile::tempdir().unwrap();
-    let (as_port, rs_port) = (free_port(), free_port());
-    let issuer = format!("http://127.0.0.1:{as_port}");
-    let resource = format!("http://127.0.0.1:{rs_port}");
-    let mcp = format!("{resource}/mcp");
-    let data_dir = data.path().to_str().unwrap().to_string();
-    let as_args = [
-        "--issuer",
-        &issuer,
-        "--resource",
-        &resource,
-        "--data-dir",
-        &data_dir,
-    ];
-    let auth = Server::start(env!("CARGO_BIN_EXE_auth-server"), &as_args);
-    let _rs = Server::start(
-        env!("CARGO_BIN_EXE_mcp-server"),
-        &[
-            "--authorization-server",
-            &issuer,
-            "--resource-server",
-            &resource,
-            "--revocation-feed-max-lag",
-            "2",
-        ],
-    );
-    let http = reqwest::Client::new();
-    wait_ready(
-        &http,
-        &format!("{issuer}/.well-known/oauth-authorization-server"),
-    )
-    .await;
-    wait_ready(
-        &http,
-        &format!("{resource}/.well-known/oauth-protected-resource"),
-    )
-    .await;
-    let registration =
-        json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"});
-    let client_id =
-        kit::client_id(&kit::register(&http, &issuer, &registration).await.unwrap()).unwrap();
-    let issuer = Issuer {
-        url: issuer.clone(),
-        http: http.clone(),
-        client_id,
-    };
+    let Deployment {
+        auth,
+        rs: _rs,
+        issuer,
+        mcp,
+        as_args,
+    } = deploy(data.path(), &[], &["--revocation-feed-max-lag", "2"]).await;
+    let http = issuer.http.clone();
 
     // A token revoked at /revoke.
     let tokens = issuer.tokens(&mcp).await;
@@ -273,6 +98,7 @@ async fn revocations_reach_the_resource_server_binary_within_a_second() {
     // It comes back (a new run, the same store): the resource server catches up from a
     // snapshot; what was revoked stays refused, what was not is accepted again, and a new
     // revocation arrives as before.
+    let as_args: Vec<&str> = as_args.iter().map(String::as_str).collect();
     let _auth = Server::start(env!("CARGO_BIN_EXE_auth-server"), &as_args);
     until_status(&http, &mcp, &valid, 200).await;
     for token in [&revoked, &replayed_token, &first_access, &third_access] {

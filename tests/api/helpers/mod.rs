@@ -3,11 +3,13 @@
 //! is mocked. Everything a test module uses comes from here (`use crate::helpers::*`).
 
 mod app;
+mod binaries;
 mod browser;
 mod mcp;
 mod oauth;
 
 pub use app::*;
+pub use binaries::*;
 pub use browser::*;
 pub use mcp::*;
 pub use oauth::*;
