@@ -54,6 +54,16 @@ enum Cmd {
         #[arg(long, default_value = "docs/bench-tools-call.svg")]
         plot: PathBuf,
     },
+    /// The cost of the flow trace and the metrics alone (also part of `run`): tools/call with
+    /// both off, with the metrics alone, and with both (the defaults).
+    Cost {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// A fixed number of `tools/call greet` requests, for a profiler wrapping the server
     /// (`MCP_OAUTH_BENCH_WRAP="valgrind --tool=callgrind"`): instruction counts per request,
     /// with the flow trace at `--log` level, independent of what else the machine is doing.
@@ -110,6 +120,10 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     match cli.command {
+        Cmd::Cost {
+            seconds,
+            concurrency,
+        } => run::cost(&binaries, Duration::from_secs(seconds), concurrency.max(1)).await,
         Cmd::Flood {
             requests,
             concurrency,

@@ -14,6 +14,8 @@ use kameo::Reply;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::SendError;
 use kameo::message::Message;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -96,22 +98,22 @@ where
     let name = <A as Actor>::name();
     let described = tracing::enabled!(tracing::Level::INFO).then(|| format!("{msg:?}"));
     let started = std::time::Instant::now();
-    let in_flight = metrics::gauge!("mcp_oauth_actor_messages_in_flight", "actor" => name);
-    in_flight.increment(1.0);
+    with_metrics(name, |m| m.in_flight.increment(1.0));
     let result = actor.ask(msg).reply_timeout(REPLY_TIMEOUT).try_send().await;
-    in_flight.decrement(1.0);
     let elapsed = started.elapsed();
     let micros = elapsed.as_micros() as u64;
     let outcome = match &result {
-        Ok(_) => "ok",
-        Err(SendError::HandlerError(_)) => "rejected",
-        Err(SendError::MailboxFull(_)) => "busy",
-        Err(_) => "unavailable",
+        Ok(_) => Outcome::Ok,
+        Err(SendError::HandlerError(_)) => Outcome::Rejected,
+        Err(SendError::MailboxFull(_)) => Outcome::Busy,
+        Err(_) => Outcome::Unavailable,
     };
-    metrics::counter!("mcp_oauth_actor_messages_total", "actor" => name, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("mcp_oauth_actor_message_duration_seconds", "actor" => name)
-        .record(elapsed.as_secs_f64());
+    // The reply may resume on another worker thread: its handles are that thread's.
+    with_metrics(name, |m| {
+        m.in_flight.decrement(1.0);
+        m.messages[outcome as usize].increment(1);
+        m.duration.record(elapsed.as_secs_f64());
+    });
     // An info line only when info is on; a warning always.
     let line = |outcome: String, micros: Option<u64>, warn: bool| {
         Deferred((warn || described.is_some()).then(|| Line {
@@ -136,6 +138,44 @@ where
             line(err_kind(&err).into(), None, true),
         ),
     }
+}
+
+/// How an ask ended, as the `outcome` label says it.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Ok,
+    Rejected,
+    Busy,
+    Unavailable,
+}
+
+const OUTCOMES: [&str; 4] = ["ok", "rejected", "busy", "unavailable"];
+
+/// One actor's metric handles.
+struct ActorMetrics {
+    in_flight: metrics::Gauge,
+    messages: [metrics::Counter; 4],
+    duration: metrics::Histogram,
+}
+
+thread_local! {
+    /// Each worker thread's handles, by actor: resolved once per thread and actor, then recorded
+    /// into directly (atomic adds) instead of finding each series by its labels on every
+    /// message. Per thread, so nothing is shared or locked.
+    static ACTOR_METRICS: RefCell<HashMap<&'static str, ActorMetrics>> = RefCell::new(HashMap::new());
+}
+
+fn with_metrics(name: &'static str, record: impl FnOnce(&ActorMetrics)) {
+    ACTOR_METRICS.with_borrow_mut(|actors| {
+        let m = actors.entry(name).or_insert_with(|| ActorMetrics {
+            in_flight: metrics::gauge!("mcp_oauth_actor_messages_in_flight", "actor" => name),
+            messages: OUTCOMES.map(|outcome| {
+                metrics::counter!("mcp_oauth_actor_messages_total", "actor" => name, "outcome" => outcome)
+            }),
+            duration: metrics::histogram!("mcp_oauth_actor_message_duration_seconds", "actor" => name),
+        });
+        record(m);
+    });
 }
 
 fn err_kind<M, E>(err: &SendError<M, E>) -> &'static str {

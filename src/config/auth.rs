@@ -41,6 +41,8 @@ pub struct AuthSettings {
     pub introspection_secret: Option<Secret>,
     /// The token `/metrics` requires, if any.
     pub metrics_token: Option<Secret>,
+    /// Metrics recorded and served on `/metrics` (on by default).
+    pub metrics: bool,
     /// Peers whose `X-Forwarded-For` names a request's source address (per-source limits).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub store: StoreSettings,
@@ -225,6 +227,7 @@ impl AuthServerConfig {
             read_timeout: secs(self.read_timeout_seconds),
             introspection_secret: self.introspection_secret.map(Secret::new),
             metrics_token: self.metrics_token.map(Secret::new),
+            metrics: !self.no_metrics,
             trusted_proxies: self.trusted_proxies,
             store: if self.in_memory {
                 StoreSettings::InMemory

@@ -209,6 +209,10 @@ pub struct AuthServerConfig {
     )]
     pub metrics_token: Option<String>,
 
+    /// Turn the authorization server's metrics off: no `/metrics` and no HTTP metrics.
+    #[arg(long = "no-metrics", env = "AUTH_SERVER_NO_METRICS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub no_metrics: bool,
+
     /// Address the authorization server listens on (default: loopback, the issuer's port).
     #[arg(long = "auth-listen", env = "AUTH_SERVER_LISTEN")]
     pub listen: Option<SocketAddr>,

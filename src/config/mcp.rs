@@ -45,6 +45,8 @@ pub struct McpSettings {
     pub revocation_feed: Option<RevocationFeedSettings>,
     /// The token `/metrics` requires, if any.
     pub metrics_token: Option<Secret>,
+    /// Metrics recorded and served on `/metrics` (on by default).
+    pub metrics: bool,
 }
 
 /// Following the authorization server's feed of revoked tokens.
@@ -184,6 +186,7 @@ impl McpServerConfig {
                 max_cached: MAX_CACHED_INTROSPECTIONS,
             }),
             metrics_token: self.mcp_metrics_token.map(Secret::new),
+            metrics: !self.mcp_no_metrics,
             revocation_feed: (!self.no_revocation_feed).then(|| RevocationFeedSettings {
                 url: revocation_feed_url,
                 credential,

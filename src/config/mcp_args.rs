@@ -133,6 +133,10 @@ pub struct McpServerConfig {
     )]
     pub mcp_metrics_token: Option<String>,
 
+    /// Turn the MCP server's metrics off: no `/metrics` and no HTTP metrics.
+    #[arg(long = "mcp-no-metrics", env = "MCP_NO_METRICS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub mcp_no_metrics: bool,
+
     /// Address the MCP server listens on (default: loopback, the resource server URL's port).
     #[arg(long = "mcp-listen", env = "MCP_SERVER_LISTEN")]
     pub mcp_listen: Option<SocketAddr>,

@@ -22,6 +22,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -83,18 +85,58 @@ pub fn render(token: Option<&Secret>, headers: &HeaderMap) -> Response {
     }
 }
 
+/// The handles of one route and status on one server.
+struct RouteMetrics {
+    server: &'static str,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+thread_local! {
+    /// Each worker thread's handles, by route: resolved the first time a route answers with a
+    /// status on this thread, then recorded into directly (an atomic add), instead of finding
+    /// the series by its labels on every request. Per thread, so nothing is shared or locked.
+    static ROUTES: RefCell<HashMap<Box<str>, Vec<RouteMetrics>>> = RefCell::new(HashMap::new());
+}
+
 /// The HTTP metrics of one server (`auth` or `mcp`): each request counted by its route (the
 /// route's pattern, not the path asked for, so the label set stays small) and status, and timed.
 pub async fn layer(server: &'static str, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("mcp_oauth_http_requests_total", "server" => server, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("mcp_oauth_http_request_duration_seconds", "server" => server, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
+    let status = response.status().as_u16();
+    ROUTES.with_borrow_mut(|routes| {
+        let per_route = match routes.get_mut(route) {
+            Some(per_route) => per_route,
+            None => routes.entry(route.into()).or_default(),
+        };
+        let found = per_route
+            .iter()
+            .position(|m| m.status == status && m.server == server);
+        let index = found.unwrap_or_else(|| {
+            let labels = [
+                ("server", server.to_string()),
+                ("route", route.to_string()),
+                ("status", status.to_string()),
+            ];
+            per_route.push(RouteMetrics {
+                server,
+                status,
+                requests: metrics::counter!("mcp_oauth_http_requests_total", &labels),
+                duration: metrics::histogram!(
+                    "mcp_oauth_http_request_duration_seconds",
+                    &labels[..2]
+                ),
+            });
+            per_route.len() - 1
+        });
+        let m = &per_route[index];
+        m.requests.increment(1);
+        m.duration.record(elapsed);
+    });
     response
 }

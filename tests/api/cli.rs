@@ -78,6 +78,8 @@ fn help_lists_every_setting() {
         "AUTH_SERVER_TRUSTED_PROXIES",
         "AUTH_SERVER_METRICS_TOKEN",
         "MCP_METRICS_TOKEN",
+        "AUTH_SERVER_NO_METRICS",
+        "MCP_NO_METRICS",
         "MCP_REVOCATION_FEED_ENDPOINT",
         "MCP_NO_REVOCATION_FEED",
         "MCP_REVOCATION_FEED_MAX_LAG_SECONDS",

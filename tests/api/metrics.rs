@@ -98,3 +98,17 @@ async fn a_metrics_token_keeps_the_metrics_private() {
         }
     }
 }
+
+/// With the metrics off there is no `/metrics`, and the servers serve as before.
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let app = spawn_app_with(&["--no-metrics", "--mcp-no-metrics"]).await;
+    for url in [app.url("/metrics"), format!("{}/metrics", app.rs)] {
+        assert_eq!(scrape(&app, &url, None).await.0, 404, "{url}");
+    }
+    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+    let metadata = app
+        .get_json(&app.url("/.well-known/oauth-authorization-server"))
+        .await;
+    assert!(metadata["issuer"].is_string());
+}

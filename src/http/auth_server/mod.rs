@@ -109,7 +109,9 @@ impl AuthServer {
         listener: TcpListener,
         settings: AuthSettings,
     ) -> Result<Self, BuildError> {
-        crate::http::metrics::install();
+        if settings.metrics {
+            crate::http::metrics::install();
+        }
         let preregistered = preregistered_clients(&settings)?;
         Self::build_with(listener, settings, preregistered).await
     }

@@ -78,17 +78,20 @@ pub fn router(state: AuthState) -> Router {
         machine.merge(Router::new().nest(&issuer_path, pages))
     };
     // Health checks and metrics at the root, outside the request trace and the metrics.
-    let health = Router::new()
+    let mut health = Router::new()
         .route("/healthz", get(crate::http::health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics));
-    app.route_layer(axum::middleware::from_fn(|request, next| {
-        crate::http::metrics::layer("auth", request, next)
-    }))
-    .with_state(state.clone())
-    .layer(RequestBodyTimeoutLayer::new(body_timeout))
-    .layer(crate::http::trace_layer("auth"))
-    .merge(health.with_state(state))
+        .route("/readyz", get(health::readyz));
+    let mut app = app;
+    if state.config.metrics {
+        health = health.route("/metrics", get(metrics));
+        app = app.route_layer(axum::middleware::from_fn(|request, next| {
+            crate::http::metrics::layer("auth", request, next)
+        }));
+    }
+    app.with_state(state.clone())
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(crate::http::trace_layer("auth"))
+        .merge(health.with_state(state))
 }
 
 async fn metrics(

@@ -74,7 +74,9 @@ impl McpServer {
         listener: TcpListener,
         settings: McpSettings,
     ) -> Result<Self, BuildError> {
-        crate::http::metrics::install();
+        if settings.metrics {
+            crate::http::metrics::install();
+        }
         let local = listener.local_addr()?;
         let http = reqwest::Client::builder()
             .timeout(settings.authorization_server_timeout)

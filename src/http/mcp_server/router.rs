@@ -103,23 +103,28 @@ pub fn router(state: McpState) -> Router {
         .max_age(Duration::from_secs(600));
     // Health checks and metrics, outside the Host/Origin and token layers, the request trace and
     // the metrics.
-    let health = Router::new()
+    let mut health = Router::new()
         .route("/healthz", get(crate::http::health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state.clone());
-    Router::new()
+        .route("/readyz", get(health::readyz));
+    if state.config.metrics {
+        health = health.route("/metrics", get(metrics));
+    }
+    let metrics_on = state.config.metrics;
+    let health = health.with_state(state.clone());
+    let mut app = Router::new()
         .route("/.well-known/oauth-protected-resource", get(metadata::root))
         .route(
             "/.well-known/oauth-protected-resource/mcp",
             get(metadata::mcp),
         )
         .with_state(state)
-        .merge(protected)
-        .route_layer(axum::middleware::from_fn(|request, next| {
+        .merge(protected);
+    if metrics_on {
+        app = app.route_layer(axum::middleware::from_fn(|request, next| {
             crate::http::metrics::layer("mcp", request, next)
-        }))
-        .layer(cors)
+        }));
+    }
+    app.layer(cors)
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(crate::http::trace_layer("mcp"))
         .merge(health)
