@@ -11,6 +11,7 @@
 use crate::config::{AuthServerConfig, ConfigError, McpServerConfig};
 use crate::http::auth_server::{self, AuthServer};
 use crate::http::mcp_server::{self, McpServer};
+use crate::otel::OtelError;
 use crate::trace::LogFormat;
 use crate::users::UserError;
 use clap::{Parser, Subcommand};
@@ -102,6 +103,9 @@ enum ProgramError {
     /// A bad setting: exit code 2.
     #[error(transparent)]
     Setting(#[from] ConfigError),
+    /// A bad `OTEL_*` setting: exit code 2 too.
+    #[error(transparent)]
+    Telemetry(#[from] OtelError),
     #[error("the authorization server: {0}")]
     AuthServer(#[source] auth_server::BuildError),
     #[error("the MCP server: {0}")]
@@ -161,6 +165,10 @@ fn run<F: Future<Output = Result<(), ProgramError>>>(program: fn() -> F) -> Exit
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+        Err(ProgramError::Telemetry(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(ProgramError::NoPassword) => {
             eprintln!("error: {}", ProgramError::NoPassword);
             ExitCode::from(2)
@@ -210,7 +218,7 @@ async fn both_servers() -> Result<(), ProgramError> {
     cli.mcp.rs_introspection_secret.get_or_insert(shared);
     let auth = cli.auth.validate()?;
     let mcp = cli.mcp.validate()?;
-    let _guard = crate::trace::init(cli.log_format);
+    let _guard = crate::trace::init(cli.log_format, "mcp-oauth")?;
     let auth = AuthServer::build(auth).await?;
     let mcp = McpServer::build(mcp).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -233,7 +241,7 @@ async fn both_servers() -> Result<(), ProgramError> {
 async fn auth_server_alone() -> Result<(), ProgramError> {
     let cli = AuthCli::parse();
     let settings = cli.auth.validate()?;
-    let _guard = crate::trace::init(cli.log_format);
+    let _guard = crate::trace::init(cli.log_format, "auth-server")?;
     let server = AuthServer::build(settings).await?;
     server.run_until(crate::http::shutdown_signal()).await?;
     Ok(())
@@ -242,7 +250,7 @@ async fn auth_server_alone() -> Result<(), ProgramError> {
 async fn mcp_server_alone() -> Result<(), ProgramError> {
     let cli = McpCli::parse();
     let settings = cli.mcp.validate()?;
-    let _guard = crate::trace::init(cli.log_format);
+    let _guard = crate::trace::init(cli.log_format, "mcp-server")?;
     let server = McpServer::build(settings).await?;
     server.run_until(crate::http::shutdown_signal()).await?;
     Ok(())
