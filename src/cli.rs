@@ -19,12 +19,19 @@ use std::future::Future;
 use std::io::Read;
 use std::process::ExitCode;
 
+/// The end of every program's `--help`: the export's settings are the standard `OTEL_*`
+/// variables, read by the OpenTelemetry SDK and not by the argument parser.
+const OTEL_HELP: &str = "OpenTelemetry: set OTEL_EXPORTER_OTLP_ENDPOINT to an OTLP/HTTP collector \
+(e.g. http://localhost:4318) to export the request spans; OTEL_SERVICE_NAME, \
+OTEL_EXPORTER_OTLP_HEADERS and the other standard OTEL_* variables apply.";
+
 /// mcp-oauth: an OAuth 2.1 authorization server and an MCP resource server, with a flow trace.
 #[derive(Parser)]
 #[command(
     name = "mcp-oauth",
     version,
     about,
+    after_help = OTEL_HELP,
     args_conflicts_with_subcommands = true
 )]
 struct BothCli {
@@ -77,7 +84,7 @@ enum DrawFormat {
 
 /// The OAuth 2.1 authorization server of mcp-oauth.
 #[derive(Parser)]
-#[command(name = "auth-server", version, about)]
+#[command(name = "auth-server", version, about, after_help = OTEL_HELP)]
 struct AuthCli {
     #[command(flatten)]
     auth: AuthServerConfig,
@@ -88,7 +95,7 @@ struct AuthCli {
 
 /// The MCP resource server of mcp-oauth.
 #[derive(Parser)]
-#[command(name = "mcp-server", version, about)]
+#[command(name = "mcp-server", version, about, after_help = OTEL_HELP)]
 struct McpCli {
     #[command(flatten)]
     mcp: McpServerConfig,
