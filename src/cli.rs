@@ -11,6 +11,7 @@
 use crate::config::{AuthServerConfig, ConfigError, McpServerConfig};
 use crate::http::auth_server::{self, AuthServer};
 use crate::http::mcp_server::{self, McpServer};
+use crate::otel::OtelError;
 use crate::trace::LogFormat;
 use crate::users::UserError;
 use clap::{Parser, Subcommand};
@@ -18,12 +19,19 @@ use std::future::Future;
 use std::io::Read;
 use std::process::ExitCode;
 
+/// The end of every program's `--help`: the export's settings are the standard `OTEL_*`
+/// variables, read by the OpenTelemetry SDK and not by the argument parser.
+const OTEL_HELP: &str = "OpenTelemetry: set OTEL_EXPORTER_OTLP_ENDPOINT to an OTLP/HTTP collector \
+(e.g. http://localhost:4318) to export the request spans; OTEL_SERVICE_NAME, \
+OTEL_EXPORTER_OTLP_HEADERS and the other standard OTEL_* variables apply.";
+
 /// mcp-oauth: an OAuth 2.1 authorization server and an MCP resource server, with a flow trace.
 #[derive(Parser)]
 #[command(
     name = "mcp-oauth",
     version,
     about,
+    after_help = OTEL_HELP,
     args_conflicts_with_subcommands = true
 )]
 struct BothCli {
@@ -79,7 +87,7 @@ enum DrawFormat {
 
 /// The OAuth 2.1 authorization server of mcp-oauth.
 #[derive(Parser)]
-#[command(name = "auth-server", version, about)]
+#[command(name = "auth-server", version, about, after_help = OTEL_HELP)]
 struct AuthCli {
     #[command(flatten)]
     auth: AuthServerConfig,
@@ -90,7 +98,7 @@ struct AuthCli {
 
 /// The MCP resource server of mcp-oauth.
 #[derive(Parser)]
-#[command(name = "mcp-server", version, about)]
+#[command(name = "mcp-server", version, about, after_help = OTEL_HELP)]
 struct McpCli {
     #[command(flatten)]
     mcp: McpServerConfig,
@@ -105,6 +113,9 @@ enum ProgramError {
     /// A bad setting: exit code 2.
     #[error(transparent)]
     Setting(#[from] ConfigError),
+    /// A bad `OTEL_*` setting: exit code 2 too.
+    #[error(transparent)]
+    Telemetry(#[from] OtelError),
     #[error("the authorization server: {0}")]
     AuthServer(#[source] auth_server::BuildError),
     #[error("the MCP server: {0}")]
@@ -167,6 +178,10 @@ fn run<F: Future<Output = Result<(), ProgramError>>>(program: fn() -> F) -> Exit
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+        Err(ProgramError::Telemetry(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(ProgramError::NoPassword) => {
             eprintln!("error: {}", ProgramError::NoPassword);
             ExitCode::from(2)
@@ -217,7 +232,7 @@ async fn both_servers() -> Result<(), ProgramError> {
     cli.mcp.rs_introspection_secret.get_or_insert(shared);
     let auth = cli.auth.validate()?;
     let mcp = cli.mcp.validate()?;
-    let _guard = crate::trace::init(cli.log_format);
+    let _guard = crate::trace::init(cli.log_format, "mcp-oauth")?;
     let auth = AuthServer::build(auth).await?;
     let mcp = McpServer::build(mcp).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -240,7 +255,7 @@ async fn both_servers() -> Result<(), ProgramError> {
 async fn auth_server_alone() -> Result<(), ProgramError> {
     let cli = AuthCli::parse();
     let settings = cli.auth.validate()?;
-    let _guard = crate::trace::init(cli.log_format);
+    let _guard = crate::trace::init(cli.log_format, "auth-server")?;
     let server = AuthServer::build(settings).await?;
     server.run_until(crate::http::shutdown_signal()).await?;
     Ok(())
@@ -249,7 +264,7 @@ async fn auth_server_alone() -> Result<(), ProgramError> {
 async fn mcp_server_alone() -> Result<(), ProgramError> {
     let cli = McpCli::parse();
     let settings = cli.mcp.validate()?;
-    let _guard = crate::trace::init(cli.log_format);
+    let _guard = crate::trace::init(cli.log_format, "mcp-server")?;
     let server = McpServer::build(settings).await?;
     server.run_until(crate::http::shutdown_signal()).await?;
     Ok(())

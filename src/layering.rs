@@ -1,5 +1,5 @@
-//! The layering rule, checked on the source itself: `oauth` (with the base modules `trace` and
-//! `memory`) <- `store` (with `users`, `clients_file`, `config`) <- `actors` <- `http` <- `cli` and
+//! The layering rule, checked on the source itself: `oauth` (with the base modules `trace`,
+//! `otel` and `memory`) <- `store` (with `users`, `clients_file`, `config`) <- `actors` <- `http` <- `cli` and
 //! the binaries. A file may import from its own layer and the ones below, and `oauth` only from
 //! itself and `trace`; and no two files import each other, directly or around a circle.
 //!
@@ -16,6 +16,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u8)] = &[
     ("oauth", 0),
     ("trace", 0),
+    ("otel", 0),
     ("flow_view", 0),
     ("memory", 0),
     ("layering", 0), // this test: it imports nothing from the crate

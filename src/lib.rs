@@ -5,6 +5,7 @@
 //! - [`http`]: the two servers, translating HTTP to actor messages ([`AuthServer`], [`McpServer`]).
 //! - [`cli`]: what each binary's `main` does (the binaries are one line each).
 //! - [`trace`]: the flow trace, and the secret type that keeps secrets out of it.
+//! - [`otel`]: the OpenTelemetry export of the same spans, when an OTLP endpoint is set.
 
 pub mod actors;
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod flow_view;
 pub mod http;
 pub mod memory;
 pub mod oauth;
+pub mod otel;
 pub mod store;
 pub mod trace;
 pub mod users;

@@ -6,7 +6,8 @@
 //!   the code and the token (as its `flow` claim), tying one authorization together across both
 //!   servers' output.
 //! - [`init`] installs the subscriber: human-readable by default, JSON with `--log-format json`,
-//!   filtered by `RUST_LOG`, written by a non-blocking writer.
+//!   filtered by `RUST_LOG`, written by a non-blocking writer; and, when an OTLP endpoint is set,
+//!   the OpenTelemetry export of the same spans and lines beside it (`crate::otel`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -234,9 +235,12 @@ impl std::io::Write for PacedOutput {
     }
 }
 
-/// Keeps the trace's writer thread running; dropping it flushes what is buffered and reports on
-/// stderr how many lines were dropped because the writer fell behind, if any were.
+/// Keeps the trace's writer thread running; dropping it sends the spans the OpenTelemetry export
+/// still holds, flushes what is buffered and reports on stderr how many lines were dropped because
+/// the writer fell behind, if any were.
 pub struct TraceGuard {
+    // Fields drop in this order: the export first, so that what it logs is still written.
+    _export: Option<crate::otel::ExportGuard>,
     _worker: tracing_appender::non_blocking::WorkerGuard,
     dropped: tracing_appender::non_blocking::ErrorCounter,
 }
@@ -251,8 +255,12 @@ impl Drop for TraceGuard {
 }
 
 /// Installs the global subscriber. Keep the returned guard alive: it flushes the non-blocking
-/// writer when dropped.
-pub fn init(format: LogFormat) -> TraceGuard {
+/// writer, and the OpenTelemetry export, when dropped. `service` names the program to the export
+/// (unless `OTEL_SERVICE_NAME` does); a bad `OTEL_*` setting is an error.
+pub fn init(
+    format: LogFormat,
+    service: &'static str,
+) -> Result<TraceGuard, crate::otel::OtelError> {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::{EnvFilter, Targets};
     use tracing_subscriber::prelude::*;
@@ -288,16 +296,23 @@ pub fn init(format: LogFormat) -> TraceGuard {
             .flatten_event(true)
             .boxed(),
     };
+    // Without an OTLP endpoint this is `None`, a layer that does nothing.
+    let (export, export_guard) = match crate::otel::layer(service)? {
+        Some((layer, guard)) => (Some(layer), Some(guard)),
+        None => (None, None),
+    };
     // A second init (tests, embedding) keeps the subscriber already installed.
     let _ = tracing_subscriber::registry()
         .with(targets)
         .with(env_filter)
         .with(lines)
+        .with(export)
         .try_init();
-    TraceGuard {
+    Ok(TraceGuard {
+        _export: export_guard,
         _worker: worker,
         dropped,
-    }
+    })
 }
 
 /// The human-readable trace layer, writing to `writer`: one compact line per event, with

@@ -92,8 +92,9 @@ pub async fn serve(
 
 /// How both servers trace HTTP: a span per request, named after the server, with the method, the
 /// path and, once known, the flow (actor messages and MCP methods logged while handling it carry
-/// them), and one `response out` line with the status and latency. `request in` is at debug: on the hottest paths every line counts,
-/// and the answer line already says which request it was.
+/// them), and one `response out` line with the status and latency. `request in` is at debug: on
+/// the hottest paths every line counts, and the answer line already says which request it was.
+/// When spans are exported over OpenTelemetry, a request's W3C `traceparent` is its span's parent.
 #[derive(Debug, Clone, Copy)]
 pub struct FlowTrace {
     server: &'static str,
@@ -104,14 +105,17 @@ impl<B> tower_http::trace::MakeSpan<B> for FlowTrace {
         // The span's name says which server: a name costs nothing per line, a field is formatted.
         // `flow` is recorded once the request knows which flow it belongs to.
         let flow = tracing::field::Empty;
-        match self.server {
+        let span = match self.server {
             "mcp" => {
                 tracing::info_span!("mcp", method = %req.method(), path = %req.uri().path(), flow)
             }
             _ => {
                 tracing::info_span!("auth", method = %req.method(), path = %req.uri().path(), flow)
             }
-        }
+        };
+        // When spans are exported, a client's `traceparent` makes this one part of its trace.
+        crate::otel::continue_trace(&span, req.headers());
+        span
     }
 }
 
@@ -122,7 +126,8 @@ impl<B> tower_http::trace::OnRequest<B> for FlowTrace {
 }
 
 impl<B> tower_http::trace::OnResponse<B> for FlowTrace {
-    fn on_response(self, res: &axum::http::Response<B>, latency: Duration, _: &tracing::Span) {
+    fn on_response(self, res: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
+        crate::otel::record_status(span, res.status().as_u16());
         tracing::info!(
             status = res.status().as_u16(),
             us = latency.as_micros() as u64,

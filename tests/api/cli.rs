@@ -88,6 +88,8 @@ fn help_lists_every_setting() {
         "AUTH_SERVER_NO_CLIENT_METADATA_DOCUMENTS",
         "AUTH_SERVER_CIMD_ALLOW_PRIVATE",
         "AUTH_SERVER_CIMD_TIMEOUT_SECONDS",
+        // Not a flag: the standard variable, named at the end.
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
     ] {
         assert!(help.contains(var), "--help names {var}");
     }

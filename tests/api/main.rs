@@ -23,6 +23,7 @@ mod introspect;
 mod jwks;
 mod mcp_client;
 mod metrics;
+mod otel;
 mod refresh;
 mod register;
 mod resource_server;
