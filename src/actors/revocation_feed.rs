@@ -11,15 +11,26 @@
 //! for any token and [`CheckRevoked`] answers [`Verdict::Behind`]: the resource server refuses
 //! tokens (503) until the feed is back. Entries leave through the actor's one timer once the
 //! token would have expired anyway.
+//!
+//! The actor also remembers the tokens that passed validation here ([`CheckToken`]), by the
+//! SHA-256 digest of the whole token: a token presented again skips the key lookup and the
+//! signature check, which cost more than the rest of a `tools/call`. A remembered token is
+//! answered only while it is not revoked (checked at every answer, against the same copy of the
+//! revoked tokens), not expired, and for at most `remember_for` (the key set's refresh interval,
+//! at most [`VERIFIED_TTL`]): after that it is validated again, so a key removed from the
+//! authorization server's key set stops being trusted as soon as it would without the memory.
+//! At most [`MAX_VERIFIED`] are remembered.
 
 use crate::actors::expiry::{ExpiryQueue, OwnedTask, Sweep};
 use crate::actors::revocations::RevokedToken;
 use crate::oauth::time::instant_of;
-use crate::trace::Secret;
+use crate::oauth::token::AccessTokenClaims;
+use crate::trace::{Secret, SecretDigest};
 use kameo::actor::{Actor, ActorRef, WeakActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -30,10 +41,55 @@ const MAX_PAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Longest pause between two attempts while the feed cannot be read.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Is the token with this id revoked, as far as this copy can tell?
-#[derive(Debug)]
+/// The longest a validated token is answered from memory before it is validated again.
+pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// How many validated tokens are remembered.
+pub const MAX_VERIFIED: usize = 16_384;
+
+/// Is the token with this id revoked, as far as this copy can tell? With `remember`, a token
+/// that just passed validation is remembered by its digest when it is not revoked.
 pub struct CheckRevoked {
     pub jti: String,
+    pub remember: Option<(SecretDigest, Arc<AccessTokenClaims>)>,
+}
+
+impl std::fmt::Debug for CheckRevoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckRevoked")
+            .field("jti", &self.jti)
+            .field("remember", &self.remember.is_some())
+            .finish()
+    }
+}
+
+/// Was this token (by the digest of the whole token) validated here, and is it still good?
+pub struct CheckToken {
+    pub token: SecretDigest,
+}
+
+/// The token as its fingerprint, as every other line shows it (the digest's first four bytes).
+impl std::fmt::Debug for CheckToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d, ..] = self.token;
+        write!(f, "CheckToken {{ token: #{a:02x}{b:02x}{c:02x}{d:02x} }}")
+    }
+}
+
+/// The answer to [`CheckToken`].
+#[derive(Debug, kameo::Reply)]
+pub enum Remembered {
+    /// Validated before, not revoked, not expired: its claims.
+    Valid(Arc<AccessTokenClaims>),
+    /// Not remembered (never seen, or too long ago): validate it.
+    Unknown,
+    /// The copy says revoked, or cannot vouch for any token.
+    Refused(Verdict),
+}
+
+/// A validated token, remembered.
+struct Verified {
+    claims: Arc<AccessTokenClaims>,
+    until: Instant,
 }
 
 #[derive(Debug, kameo::Reply)]
@@ -76,6 +132,8 @@ pub struct RevocationFeedArgs {
     /// How long one request may take beyond `wait`.
     pub timeout: Duration,
     pub http: reqwest::Client,
+    /// How long a validated token is answered from memory (capped at [`VERIFIED_TTL`]).
+    pub remember_for: Duration,
 }
 
 pub struct RevocationFeed {
@@ -88,6 +146,8 @@ pub struct RevocationFeed {
     /// Ticks with every page applied.
     synced: watch::Sender<u64>,
     pages: u64,
+    verified: HashMap<SecretDigest, Verified>,
+    remember_for: Duration,
     _poller: OwnedTask,
 }
 
@@ -101,6 +161,7 @@ impl Actor for RevocationFeed {
 
     async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
         let max_lag = args.max_lag;
+        let remember_for = args.remember_for.min(VERIFIED_TTL);
         let run = rand::random();
         let poller = tokio::spawn(follow(actor.downgrade(), args, run));
         Ok(RevocationFeed {
@@ -111,6 +172,8 @@ impl Actor for RevocationFeed {
             max_lag,
             synced: watch::channel(0).0,
             pages: 0,
+            verified: HashMap::new(),
+            remember_for,
             _poller: OwnedTask(poller),
         })
     }
@@ -244,11 +307,8 @@ impl Message<ApplyFeedPage> for RevocationFeed {
     }
 }
 
-impl Message<CheckRevoked> for RevocationFeed {
-    type Reply = Verdict;
-
-    async fn handle(&mut self, msg: CheckRevoked, _: &mut Context<Self, Verdict>) -> Verdict {
-        let now = Instant::now();
+impl RevocationFeed {
+    fn verdict(&self, jti: &str, now: Instant) -> Verdict {
         match self.synced_at {
             None => Verdict::Behind {
                 first_sync: Some(self.synced.subscribe()),
@@ -256,10 +316,57 @@ impl Message<CheckRevoked> for RevocationFeed {
             Some(at) if now.duration_since(at) > self.max_lag => {
                 Verdict::Behind { first_sync: None }
             }
-            Some(_) if self.revoked.get(&msg.jti).is_some_and(|until| *until > now) => {
-                Verdict::Revoked
-            }
+            Some(_) if self.revoked.get(jti).is_some_and(|until| *until > now) => Verdict::Revoked,
             Some(_) => Verdict::Clear,
+        }
+    }
+
+    /// Remembers a validated token until it expires, for at most [`VERIFIED_TTL`].
+    fn remember(&mut self, token: SecretDigest, claims: Arc<AccessTokenClaims>, now: Instant) {
+        let until = instant_of(claims.exp).min(now + self.remember_for);
+        if until <= now {
+            return;
+        }
+        if self.verified.len() >= MAX_VERIFIED {
+            self.verified.retain(|_, v| v.until > now);
+            if self.verified.len() >= MAX_VERIFIED {
+                // Full of live entries: start over rather than scan at every insertion.
+                self.verified.clear();
+            }
+        }
+        self.verified.insert(token, Verified { claims, until });
+    }
+}
+
+impl Message<CheckRevoked> for RevocationFeed {
+    type Reply = Verdict;
+
+    async fn handle(&mut self, msg: CheckRevoked, _: &mut Context<Self, Verdict>) -> Verdict {
+        let now = Instant::now();
+        let verdict = self.verdict(&msg.jti, now);
+        if let (Verdict::Clear, Some((token, claims))) = (&verdict, msg.remember) {
+            self.remember(token, claims, now);
+        }
+        verdict
+    }
+}
+
+impl Message<CheckToken> for RevocationFeed {
+    type Reply = Remembered;
+
+    async fn handle(&mut self, msg: CheckToken, _: &mut Context<Self, Remembered>) -> Remembered {
+        let now = Instant::now();
+        let Some(verified) = self.verified.get(&msg.token) else {
+            return Remembered::Unknown;
+        };
+        if verified.until <= now {
+            self.verified.remove(&msg.token);
+            return Remembered::Unknown;
+        }
+        let claims = Arc::clone(&verified.claims);
+        match self.verdict(&claims.jti, now) {
+            Verdict::Clear => Remembered::Valid(claims),
+            refused => Remembered::Refused(refused),
         }
     }
 }
@@ -334,7 +441,11 @@ mod tests {
     }
 
     async fn verdict(feed: &ActorRef<RevocationFeed>, jti: &str) -> &'static str {
-        match feed.ask(CheckRevoked { jti: jti.into() }).await.unwrap() {
+        let check = CheckRevoked {
+            jti: jti.into(),
+            remember: None,
+        };
+        match feed.ask(check).await.unwrap() {
             Verdict::Clear => "clear",
             Verdict::Revoked => "revoked",
             Verdict::Behind { .. } => "behind",
@@ -352,6 +463,7 @@ mod tests {
             wait: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             http: reqwest::Client::new(),
+            remember_for: VERIFIED_TTL,
         });
         let run = feed.ask(RunId).await.unwrap();
         let apply = |run: u64, page: FeedPage| ApplyFeedPage { run, page };
@@ -368,5 +480,94 @@ mod tests {
         far.revoked[0].exp = u64::MAX;
         feed.tell(apply(run, far)).await.unwrap();
         assert_eq!(verdict(&feed, "b").await, "revoked");
+    }
+
+    fn claims(jti: &str, exp: u64) -> Arc<AccessTokenClaims> {
+        Arc::new(AccessTokenClaims {
+            iss: "i".into(),
+            sub: "alice".into(),
+            aud: "a".into(),
+            exp,
+            iat: 0,
+            nbf: None,
+            jti: jti.into(),
+            client_id: "c".into(),
+            scope: "mcp.read".into(),
+            flow: None,
+        })
+    }
+
+    async fn recall(feed: &ActorRef<RevocationFeed>, token: &str) -> &'static str {
+        let check = CheckToken {
+            token: crate::trace::sha256(token),
+        };
+        match feed.ask(check).await.unwrap() {
+            Remembered::Valid(_) => "valid",
+            Remembered::Unknown => "unknown",
+            Remembered::Refused(Verdict::Revoked) => "revoked",
+            Remembered::Refused(_) => "behind",
+        }
+    }
+
+    /// A validated token is answered from memory until it is revoked, expires, or has been
+    /// remembered for `VERIFIED_TTL`; never while the copy is behind.
+    #[tokio::test(start_paused = true)]
+    async fn validated_tokens_are_remembered_but_never_past_a_revocation() {
+        let feed = RevocationFeed::spawn(RevocationFeedArgs {
+            url: "http://127.0.0.1:9/feed".into(),
+            credential: None,
+            max_lag: Duration::from_secs(30),
+            wait: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            http: reqwest::Client::new(),
+            remember_for: VERIFIED_TTL,
+        });
+        let run = feed.ask(RunId).await.unwrap();
+        let apply = |page: FeedPage| ApplyFeedPage { run, page };
+        feed.tell(apply(page(true, "other"))).await.unwrap();
+        let now = crate::oauth::time::unix_now();
+        let remember = |token: &str, jti: &str, exp: u64| CheckRevoked {
+            jti: jti.into(),
+            remember: Some((crate::trace::sha256(token), claims(jti, exp))),
+        };
+        assert_eq!(recall(&feed, "t1").await, "unknown");
+        assert!(matches!(
+            feed.ask(remember("t1", "j1", now + 600)).await.unwrap(),
+            Verdict::Clear
+        ));
+        assert_eq!(recall(&feed, "t1").await, "valid");
+        assert_eq!(recall(&feed, "t2").await, "unknown", "another token");
+        // Revoked: refused from memory at once.
+        feed.tell(apply(page(false, "j1"))).await.unwrap();
+        assert_eq!(recall(&feed, "t1").await, "revoked");
+        // A revoked token is not remembered.
+        feed.ask(remember("t3", "j1", now + 600)).await.unwrap();
+        assert_eq!(recall(&feed, "t3").await, "unknown");
+        // Expired, or remembered too long: validated again.
+        feed.ask(remember("t4", "j4", now + 5)).await.unwrap();
+        feed.ask(remember("t5", "j5", now + 600)).await.unwrap();
+        assert_eq!(recall(&feed, "t4").await, "valid");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(recall(&feed, "t4").await, "unknown", "expired");
+        assert_eq!(recall(&feed, "t5").await, "valid");
+        tokio::time::sleep(VERIFIED_TTL).await;
+        assert_eq!(recall(&feed, "t5").await, "unknown", "past VERIFIED_TTL");
+        // While the copy is behind, nothing is vouched for from memory either.
+        feed.tell(apply(page(false, "other"))).await.unwrap();
+        feed.ask(remember("t6", "j6", now + 600)).await.unwrap();
+        assert_eq!(recall(&feed, "t6").await, "valid");
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert_eq!(recall(&feed, "t6").await, "behind");
+    }
+
+    #[test]
+    fn a_token_check_traces_the_tokens_fingerprint() {
+        let check = CheckToken {
+            token: crate::trace::sha256("a-token"),
+        };
+        assert_eq!(
+            format!("{check:?}"),
+            format!("CheckToken {{ token: {} }}", crate::trace::fingerprint("a-token"))
+        );
     }
 }

@@ -34,15 +34,30 @@ const BUCKETS: &[f64] = &[
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often the recorded histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the process's recorder if nothing did yet; the handle that renders it, if it is ours.
+/// Called from within the runtime: it starts the recorder's upkeep, a task that folds the
+/// histogram samples recorded since the last time into their buckets every few seconds. Without
+/// it the samples pile up in memory until a scrape, and with no scraper, without bound.
 pub fn install() -> Option<&'static PrometheusHandle> {
     RECORDER
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(BUCKETS)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+                loop {
+                    every.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+            Some(handle)
         })
         .as_ref()
 }

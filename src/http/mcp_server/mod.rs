@@ -114,6 +114,7 @@ impl McpServer {
                         wait: feed.wait,
                         timeout: settings.authorization_server_timeout,
                         http: http.clone(),
+                        remember_for: settings.jwks.refresh,
                     },
                 )
                 .await,
