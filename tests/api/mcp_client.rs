@@ -128,6 +128,16 @@ async fn rmcp_client_flow(user: &str, password: &str) {
         names.contains(&"greet") && names.contains(&"whoami"),
         "{names:?}"
     );
+    // Each tool says what it does to the world, as the SDK reads it: greet and whoami only
+    // read, save_note writes without destroying anything; none reaches outside this server.
+    for tool in &tools.tools {
+        let hints = tool.annotations.as_ref().expect("annotations");
+        let reads_only = tool.name != "save_note";
+        assert_eq!(hints.read_only_hint, Some(reads_only), "{}", tool.name);
+        assert_eq!(hints.destructive_hint, Some(false), "{}", tool.name);
+        assert_eq!(hints.idempotent_hint, Some(reads_only), "{}", tool.name);
+        assert_eq!(hints.open_world_hint, Some(false), "{}", tool.name);
+    }
 
     let greet = client
         .call_tool(

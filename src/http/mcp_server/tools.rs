@@ -90,13 +90,29 @@ impl McpTools {
 
 #[tool_router]
 impl McpTools {
-    #[tool(description = "Greet someone by name.")]
+    #[tool(
+        description = "Greet someone by name.",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
     fn greet(&self, Parameters(GreetRequest { name }): Parameters<GreetRequest>) -> String {
         let name: String = name.chars().take(200).collect();
         format!("Hello, {name}!")
     }
 
-    #[tool(description = "Show who is calling: the user, the client and the granted scopes.")]
+    #[tool(
+        description = "Show who is calling: the user, the client and the granted scopes.",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
     fn whoami(&self, Extension(parts): Extension<http::request::Parts>) -> String {
         match parts.extensions.get::<Caller>() {
             Some(caller) => serde_json::json!({
@@ -109,7 +125,15 @@ impl McpTools {
         }
     }
 
-    #[tool(description = "Save a note for the signed-in user (needs the mcp.write scope).")]
+    #[tool(
+        description = "Save a note for the signed-in user (needs the mcp.write scope).",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
     fn save_note(
         &self,
         Extension(parts): Extension<http::request::Parts>,
