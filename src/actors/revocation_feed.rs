@@ -567,7 +567,10 @@ mod tests {
         };
         assert_eq!(
             format!("{check:?}"),
-            format!("CheckToken {{ token: {} }}", crate::trace::fingerprint("a-token"))
+            format!(
+                "CheckToken {{ token: {} }}",
+                crate::trace::fingerprint("a-token")
+            )
         );
     }
 }

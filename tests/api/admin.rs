@@ -6,31 +6,18 @@
 use crate::helpers::*;
 use mcp_oauth_testkit as kit;
 use serde_json::Value;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs `mcp-oauth admin --data-dir DIR ARGS`, with `stdin` as standard input; (exit code,
 /// standard output, standard error).
 fn admin(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("AUTH_SERVER_KEY_ENCRYPTION_SECRET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut all: Vec<&std::ffi::OsStr> = vec![
+        "admin".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+    ];
+    all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    let out = run_mcp_oauth(&all, stdin);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -47,8 +34,20 @@ fn admin_json(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("admin {args:?}: {e}: {out}"))
 }
 
-/// Does a sign-in as `user` with `password` get through to the redirect back to the client?
+/// Does a sign-in as `user` with `password`, in a new browser, get through to the redirect back
+/// to the client?
 async fn signs_in(issuer: &Issuer, mcp: &str, user: &str, password: &str) -> bool {
+    signs_in_with(&kit::browser().unwrap(), issuer, mcp, user, password).await
+}
+
+/// The same in `browser`, which keeps the session.
+async fn signs_in_with(
+    browser: &reqwest::Client,
+    issuer: &Issuer,
+    mcp: &str,
+    user: &str,
+    password: &str,
+) -> bool {
     let pkce = kit::Pkce::new();
     let url = kit::authorize_url(
         &issuer.url,
@@ -62,8 +61,7 @@ async fn signs_in(issuer: &Issuer, mcp: &str, user: &str, password: &str) -> boo
         ],
     )
     .unwrap();
-    let browser = kit::browser().unwrap();
-    kit::authorize(&browser, &url, user, password)
+    kit::authorize(browser, &url, user, password)
         .await
         .is_ok_and(|back| back.contains("code="))
 }
@@ -227,22 +225,7 @@ async fn admin_manages_users_keys_sessions_and_clients_of_running_servers() {
 
     // Sessions: a signed-in browser is signed out.
     let browser = kit::browser().unwrap();
-    let pkce = kit::Pkce::new();
-    let url = kit::authorize_url(
-        &issuer.url,
-        &issuer.client_id,
-        &pkce.challenge,
-        &[
-            ("redirect_uri", REDIRECT_URI),
-            ("scope", "mcp.read"),
-            ("resource", mcp),
-            ("state", "s"),
-        ],
-    )
-    .unwrap();
-    kit::authorize(&browser, &url, "carol", "second-pass")
-        .await
-        .unwrap();
+    assert!(signs_in_with(&browser, issuer, mcp, "carol", "second-pass").await);
     let account = format!("{}/account", issuer.url);
     let status = || async {
         browser

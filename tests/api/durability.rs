@@ -481,20 +481,7 @@ async fn a_stop_signal_finishes_in_flight_requests_then_exits_0() {
 
 /// `mcp-oauth hash-password` reads stdin and prints an argon2id PHC string.
 fn hash_password(password: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_mcp_oauth(&["hash-password".as_ref()], &format!("{password}\n"));
     assert!(output.status.success());
     let hash = String::from_utf8(output.stdout).unwrap().trim().to_string();
     assert!(hash.starts_with("$argon2id$"), "{hash}");

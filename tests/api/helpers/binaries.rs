@@ -8,6 +8,26 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs `mcp-oauth ARGS` to its end with `stdin` as standard input (a command, not a server).
+pub fn run_mcp_oauth(args: &[&std::ffi::OsStr], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(args)
+        .env_remove("AUTH_SERVER_KEY_ENCRYPTION_SECRET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// One of the binaries, its output discarded; killed when dropped.
 pub struct Server(Child);
 
