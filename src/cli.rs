@@ -164,7 +164,10 @@ pub fn mcp_server() -> ExitCode {
 /// code, printing an error as one line.
 fn run<F: Future<Output = Result<(), ProgramError>>>(program: fn() -> F) -> ExitCode {
     crate::memory::configure_allocator();
-    let _ = dotenvy::dotenv();
+    if let Err(line) = load_dotenv() {
+        eprintln!("{line}");
+        return ExitCode::from(2);
+    }
     let outcome = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -190,6 +193,28 @@ fn run<F: Future<Output = Result<(), ProgramError>>>(program: fn() -> F) -> Exit
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Reads `.env` from the working directory only (never a parent's), without overriding the
+/// environment. A line it cannot read is a bad setting: the error names the line by its number,
+/// not its text, which may hold a secret.
+fn load_dotenv() -> Result<(), String> {
+    const FILE: &str = ".env";
+    match dotenvy::from_path(FILE) {
+        Ok(()) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(dotenvy::Error::LineParse(text, _)) => {
+            let first = text.lines().next().unwrap_or_default().trim();
+            let number = std::fs::read_to_string(FILE)
+                .ok()
+                .and_then(|file| file.lines().position(|l| l.trim() == first))
+                .map_or_else(String::new, |i| format!(" line {}", i + 1));
+            Err(format!(
+                "error: {FILE}{number}: not a NAME=value line (quote a value with spaces or #)"
+            ))
+        }
+        Err(e) => Err(format!("error: {FILE}: {e}")),
     }
 }
 

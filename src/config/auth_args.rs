@@ -226,7 +226,7 @@ pub struct AuthServerConfig {
     pub data_dir: PathBuf,
 
     /// Keep everything in memory: nothing survives a restart, and no data directory is used.
-    #[arg(long = "in-memory", env = "AUTH_SERVER_IN_MEMORY")]
+    #[arg(long = "in-memory", env = "AUTH_SERVER_IN_MEMORY", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub in_memory: bool,
 
     /// Secret from which the key encrypting the stored signing keys is derived (default: a

@@ -76,7 +76,7 @@ pub struct McpServerConfig {
 
     /// Also ask the authorization server's introspection endpoint (RFC 7662) about every token
     /// that validates locally, so that revoked access tokens are refused before they expire.
-    #[arg(long = "introspect", env = "MCP_INTROSPECT", default_value_t = false)]
+    #[arg(long = "introspect", env = "MCP_INTROSPECT", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub introspect: bool,
 
     /// The introspection endpoint: a path on the authorization server, or an absolute URL.
@@ -115,7 +115,8 @@ pub struct McpServerConfig {
     #[arg(
         long = "no-revocation-feed",
         env = "MCP_NO_REVOCATION_FEED",
-        default_value_t = false
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
     )]
     pub no_revocation_feed: bool,
 

@@ -16,7 +16,7 @@ fn admin(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> (i32, String
         "--data-dir".as_ref(),
         data_dir.as_os_str(),
     ];
-    all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    all.extend(args.iter().map(std::ffi::OsStr::new));
     let out = run_mcp_oauth(&all, stdin);
     (
         out.status.code().unwrap_or(-1),

@@ -96,6 +96,41 @@ fn help_lists_every_setting() {
     assert!(help.contains("http://localhost:8999") && help.contains("http://localhost:8990"));
 }
 
+/// Every boolean variable takes the same spellings, and refuses anything else as a bad setting
+/// (an unknown word is not silently true).
+#[test]
+fn boolean_variables_accept_the_same_spellings_everywhere() {
+    // A later, unrelated bad setting stops the program once the booleans were read.
+    let stop_after_parsing = [
+        "--refresh-idle-ttl-seconds",
+        "100",
+        "--refresh-absolute-ttl-seconds",
+        "10",
+    ];
+    for var in [
+        "AUTH_SERVER_IN_MEMORY",
+        "AUTH_SERVER_ALLOW_DEMO_USERS",
+        "AUTH_SERVER_NO_DYNAMIC_REGISTRATION",
+        "AUTH_SERVER_NO_CLIENT_METADATA_DOCUMENTS",
+        "AUTH_SERVER_CIMD_ALLOW_PRIVATE",
+        "AUTH_SERVER_NO_METRICS",
+        "MCP_NO_METRICS",
+        "MCP_INTROSPECT",
+        "MCP_NO_REVOCATION_FEED",
+    ] {
+        for value in ["true", "false", "yes", "no", "on", "off", "1", "0"] {
+            let out = run(&stop_after_parsing, &[(var, value)]);
+            let err = String::from_utf8(out.stderr).unwrap();
+            assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+            assert!(!err.contains("invalid value"), "{var}={value}: {err}");
+        }
+        let out = run(&stop_after_parsing, &[(var, "flase")]);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}=flase: {err}");
+        assert!(err.contains("invalid value 'flase'"), "{var}=flase: {err}");
+    }
+}
+
 #[test]
 fn bad_settings_exit_2_with_one_clear_line() {
     let out = run(&["--issuer", "not a url"], &[]);
@@ -302,4 +337,62 @@ fn the_single_server_binaries_name_themselves_and_refuse_bad_settings() {
             "{name}: {err}"
         );
     }
+}
+
+/// `.env` is read from the working directory only; a line it cannot read stops the program as a
+/// bad setting, named by its number and not its text (which may hold a secret).
+#[test]
+fn dotenv_is_read_from_the_working_directory_only_and_a_bad_line_is_named() {
+    let parent = tempfile::tempdir().unwrap();
+    let child = parent.path().join("work");
+    std::fs::create_dir(&child).unwrap();
+    let in_dir = |dir: &std::path::Path, args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(dir);
+        for var in [
+            "AUTH_SERVER_ACCESS_TOKEN_TTL_SECONDS",
+            "AUTH_SERVER_SESSION_SECRET",
+        ] {
+            cmd.env_remove(var);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    };
+    // A later, unrelated bad setting stops the program once the settings were read.
+    let stop = [
+        "--refresh-idle-ttl-seconds",
+        "100",
+        "--refresh-absolute-ttl-seconds",
+        "10",
+    ];
+    std::fs::write(
+        parent.path().join(".env"),
+        "AUTH_SERVER_ACCESS_TOKEN_TTL_SECONDS=soon\n",
+    )
+    .unwrap();
+    let (code, err) = in_dir(&child, &stop);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("REFRESH_IDLE"),
+        "the parent's .env was read: {err}"
+    );
+    let (code, err) = in_dir(parent.path(), &stop);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("access-token-ttl"),
+        "this directory's .env: {err}"
+    );
+
+    std::fs::write(
+        child.join(".env"),
+        "# settings\nAUTH_SERVER_SESSION_SECRET=a-very-secret-value-1234\nthis is not a setting s3cr3t\n",
+    )
+    .unwrap();
+    let (code, err) = in_dir(&child, &stop);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        err.trim(),
+        "error: .env line 3: not a NAME=value line (quote a value with spaces or #)"
+    );
+    assert!(!err.contains("s3cr3t"));
 }

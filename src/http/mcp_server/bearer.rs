@@ -55,9 +55,7 @@ async fn remembered(
     token: &SecretDigest,
     line: &mut Option<Deferred>,
 ) -> Result<Option<Arc<AccessTokenClaims>>, Refusal> {
-    let check = || CheckToken {
-        token: token.clone(),
-    };
+    let check = || CheckToken { token: *token };
     let (mut answer, mut written) = ask_deferred(feed, check()).await;
     if let Ok(Remembered::Refused(Verdict::Behind {
         first_sync: Some(mut first),
@@ -87,7 +85,7 @@ async fn check_revoked(
 ) -> Result<bool, Refusal> {
     let check = || CheckRevoked {
         jti: claims.jti.clone(),
-        remember: Some((token.clone(), Arc::clone(claims))),
+        remember: Some((*token, Arc::clone(claims))),
     };
     let mut verdict = ask(feed, check()).await;
     if let Ok(Verdict::Behind {
