@@ -48,7 +48,8 @@ pub struct AdminArgs {
 
 #[derive(clap::Subcommand)]
 enum AdminCommand {
-    /// Registered and configured clients.
+    /// Registered clients (and those of client metadata documents); the clients file's are
+    /// configuration: edit the file.
     #[command(subcommand)]
     Clients(ClientsCommand),
     /// What users approved for clients: consents and refresh-token families.
@@ -71,8 +72,7 @@ enum ClientsCommand {
     List,
     /// Show one client.
     Show { client_id: String },
-    /// Delete a client with its grants; its tokens stop working (a client of the clients file
-    /// comes back at the next start).
+    /// Delete a client with its grants; its tokens stop working.
     Delete { client_id: String },
 }
 
@@ -237,17 +237,19 @@ async fn clients(store: &SharedStore, command: ClientsCommand) -> Result<Output,
             None => Err(AdminError::Refused(format!("no client {client_id}"))),
         },
         ClientsCommand::Delete { client_id } => {
-            if !store.delete_client(&client_id).await? {
-                return Err(AdminError::Refused(format!("no client {client_id}")));
-            }
+            // Repeatable: a command that failed halfway is run again, and the change is recorded
+            // whether or not the row is still there, so a running server forgets the client.
+            let existed = store.delete_client(&client_id).await?;
             let (consents, families) = end_grants(store, None, Some(&client_id)).await?;
-            record(
-                store,
-                Change::ClientDeleted {
-                    client_id: client_id.clone(),
-                },
-            )
-            .await?;
+            let change = Change::ClientDeleted {
+                client_id: client_id.clone(),
+            };
+            record(store, change).await?;
+            if !existed {
+                return Err(AdminError::Refused(format!(
+                    "no client {client_id} in the store (a running server is told to forget it all the same)"
+                )));
+            }
             Ok(Output::Done(
                 format!(
                     "deleted client {client_id}, with {consents} consents and {families} refresh-token families"
@@ -423,9 +425,16 @@ async fn users(store: &SharedStore, command: UsersCommand) -> Result<Output, Adm
             username,
             display_name,
         } => {
-            if username.trim().is_empty() || username.len() > 256 {
+            // What the sign-in page can send: at most 128 characters, none of them invisible.
+            let signable = username.chars().count() <= 128
+                && !username.is_empty()
+                && username.trim() == username
+                && !username.chars().any(|c| {
+                    c.is_control() || crate::http::auth_server::pages::is_invisible_format(c)
+                });
+            if !signable {
                 return Err(AdminError::Refused(
-                    "a username is 1 to 256 characters".into(),
+                    "a username is 1 to 128 visible characters, without spaces around it".into(),
                 ));
             }
             if find_user(store, &username).await.is_ok() {
@@ -513,7 +522,17 @@ async fn keys(
         } => {
             let secret = match key_encryption_secret {
                 Some(secret) => secret.into_bytes(),
-                None => crate::store::cipher::secret_from_file(data_dir)?,
+                // Read, never made here: a new secret would open none of the stored keys.
+                None if data_dir.join(crate::store::cipher::SECRET_FILE).exists() => {
+                    crate::store::cipher::secret_from_file(data_dir)?
+                }
+                None => {
+                    return Err(AdminError::Refused(format!(
+                        "no {} in {}: give the server's AUTH_SERVER_KEY_ENCRYPTION_SECRET",
+                        crate::store::cipher::SECRET_FILE,
+                        data_dir.display()
+                    )));
+                }
             };
             let cipher = KeyCipher::from_secret(&secret)?;
             // A key the servers could not open would be published by none of them.

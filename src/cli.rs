@@ -258,6 +258,11 @@ async fn both_servers() -> Result<(), ProgramError> {
     let auth = cli.auth.validate()?;
     let mcp = cli.mcp.validate()?;
     let _guard = crate::trace::init(cli.log_format, "mcp-oauth")?;
+    // One recorder for the process, in place before either server's actors record anything,
+    // whichever server has the metrics on.
+    if auth.metrics || mcp.metrics {
+        crate::http::metrics::install();
+    }
     let auth = AuthServer::build(auth).await?;
     let mcp = McpServer::build(mcp).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

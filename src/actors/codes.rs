@@ -96,6 +96,14 @@ pub struct FlowOfCode {
 #[derive(Debug)]
 pub struct CountCodes;
 
+/// Withdraws the unredeemed codes of a user, of a client, or of a user for a client (`None`
+/// matches any): the grant they carry was revoked, so none may become a token. Answers how many.
+#[derive(Debug)]
+pub struct WithdrawCodes {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+}
+
 type CodeKey = [u8; 32];
 
 enum Entry {
@@ -315,6 +323,23 @@ impl Message<FlowOfCode> for AuthorizationCodes {
             Entry::Live { grant, .. } => Some(grant.flow.clone()),
             Entry::Redeemed { flow, .. } => Some(flow.clone()),
         }
+    }
+}
+
+impl Message<WithdrawCodes> for AuthorizationCodes {
+    type Reply = usize;
+
+    async fn handle(&mut self, msg: WithdrawCodes, _: &mut Context<Self, usize>) -> usize {
+        let before = self.codes.len();
+        self.codes.retain(|_, entry| match entry {
+            Entry::Live { grant, .. } => {
+                !(msg.subject.as_ref().is_none_or(|s| *s == grant.subject)
+                    && msg.client_id.as_ref().is_none_or(|c| *c == grant.client_id))
+            }
+            Entry::Redeemed { .. } => true,
+        });
+        // A timer still armed for a withdrawn code finds nothing.
+        before - self.codes.len()
     }
 }
 

@@ -15,6 +15,7 @@
 //! signing keys for RS256 are kept.
 
 use crate::actors::expiry::OwnedTask;
+use crate::actors::revocation_feed::{ForgetRemembered, RevocationFeed};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use jsonwebtoken::DecodingKey;
@@ -93,6 +94,9 @@ pub struct JwksCacheArgs {
     /// How long known keys are trusted after the last successful fetch.
     pub max_stale: Duration,
     pub http: reqwest::Client,
+    /// Where validated tokens are remembered: told to forget them when a key leaves the set, so
+    /// that a token signed by a removed key is validated again, and refused.
+    pub remembered_tokens: Option<ActorRef<RevocationFeed>>,
 }
 
 pub struct JwksCache {
@@ -305,6 +309,15 @@ impl Message<Fetched> for JwksCache {
         match msg.0 {
             Ok(keys) => {
                 let removed = self.keys.keys().filter(|k| !keys.contains_key(*k)).count();
+                if removed > 0
+                    && let Some(feed) = &self.args.remembered_tokens
+                    && feed.tell(ForgetRemembered).try_send().is_err()
+                {
+                    tracing::warn!(
+                        actor = "JwksCache",
+                        "remembered tokens not forgotten: the revocation feed is busy"
+                    );
+                }
                 if self.fetched_at.is_none() || removed > 0 || keys.len() != self.keys.len() {
                     tracing::info!(
                         actor = "JwksCache",

@@ -17,9 +17,10 @@
 //! signature check, which cost more than the rest of a `tools/call`. A remembered token is
 //! answered only while it is not revoked (checked at every answer, against the same copy of the
 //! revoked tokens), not expired, and for at most `remember_for` (the key set's refresh interval,
-//! at most [`VERIFIED_TTL`]): after that it is validated again, so a key removed from the
-//! authorization server's key set stops being trusted as soon as it would without the memory.
-//! At most [`MAX_VERIFIED`] are remembered.
+//! at most [`VERIFIED_TTL`]); and `JwksCache` makes it forget them all ([`ForgetRemembered`])
+//! when a key leaves the key set, so a key removed from the authorization server's set stops
+//! being trusted as soon as it would without the memory. At most [`MAX_VERIFIED`] are
+//! remembered.
 
 use crate::actors::expiry::{ExpiryQueue, OwnedTask, Sweep};
 use crate::actors::revocations::RevokedToken;
@@ -85,6 +86,11 @@ pub enum Remembered {
     /// The copy says revoked, or cannot vouch for any token.
     Refused(Verdict),
 }
+
+/// Forgets every remembered token: a key left the authorization server's key set (sent by
+/// `JwksCache`), so each must be validated again.
+#[derive(Debug)]
+pub struct ForgetRemembered;
 
 /// A validated token, remembered.
 struct Verified {
@@ -351,6 +357,14 @@ impl Message<CheckRevoked> for RevocationFeed {
     }
 }
 
+impl Message<ForgetRemembered> for RevocationFeed {
+    type Reply = ();
+
+    async fn handle(&mut self, _: ForgetRemembered, _: &mut Context<Self, ()>) {
+        self.verified.clear();
+    }
+}
+
 impl Message<CheckToken> for RevocationFeed {
     type Reply = Remembered;
 
@@ -550,6 +564,11 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(recall(&feed, "t4").await, "unknown", "expired");
         assert_eq!(recall(&feed, "t5").await, "valid");
+        // A key left the key set: everything remembered is validated again.
+        feed.ask(remember("t7", "j7", now + 600)).await.unwrap();
+        feed.ask(ForgetRemembered).await.unwrap();
+        assert_eq!(recall(&feed, "t7").await, "unknown", "forgotten");
+        feed.ask(remember("t5", "j5", now + 600)).await.unwrap();
         tokio::time::sleep(VERIFIED_TTL).await;
         assert_eq!(recall(&feed, "t5").await, "unknown", "past VERIFIED_TTL");
         // While the copy is behind, nothing is vouched for from memory either.

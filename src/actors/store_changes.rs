@@ -7,13 +7,15 @@
 //! (which the revocation feed carries to every resource server); a disabled user's sessions and
 //! grants end; the users and the signing keys are reloaded.
 //!
-//! The cursor starts at the last change recorded when the server starts (everything before is in
-//! what the actors loaded). It moves past a change only once every message of it was answered:
-//! a busy actor or a failing store leaves the change to the next poll. Changes older than
-//! [`CHANGE_RETENTION_SECONDS`] are pruned now and then.
+//! The cursor starts at the last change recorded before the actors loaded what they own (all
+//! that came before is in what they loaded), and survives a restart of this actor. A change
+//! whose messages are not all answered (a busy actor, a failing store) is retried at every poll
+//! for about a minute, then given up with an error line; it holds up none of the changes after
+//! it. Changes older than [`CHANGE_RETENTION_SECONDS`] are pruned now and then.
 
 use crate::actors::ask;
 use crate::actors::clients::{ClientRegistry, ForgetClient};
+use crate::actors::codes::{AuthorizationCodes, WithdrawCodes};
 use crate::actors::consents::{Consents, RevokeConsents};
 use crate::actors::expiry::OwnedTask;
 use crate::actors::refresh_tokens::{RefreshTokens, RevokeClientFamilies};
@@ -26,6 +28,9 @@ use crate::store::{Change, SharedStore};
 use kameo::actor::{Actor, ActorRef, WeakActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -38,26 +43,40 @@ const BATCH: u32 = 100;
 /// How often old changes are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// Polls a change that cannot be applied is retried at (about a minute).
+const MAX_ATTEMPTS: u32 = 240;
+
 /// The actors a change is applied to.
 #[derive(Clone)]
 pub struct StoreChangesArgs {
     pub store: SharedStore,
     pub clients: ActorRef<ClientRegistry>,
     pub consents: ActorRef<Consents>,
+    pub codes: ActorRef<AuthorizationCodes>,
     pub refresh_tokens: ActorRef<RefreshTokens>,
     pub sessions: ActorRef<Sessions>,
     pub users: ActorRef<Users>,
     pub keys: ActorRef<SigningKeys>,
+    /// The last change applied: read before the actors loaded, and kept across restarts of
+    /// this actor so that a restart neither skips nor repeats a change.
+    pub cursor: Arc<AtomicI64>,
 }
 
 /// Reads and applies the changes recorded since the last poll.
 #[derive(Debug)]
 pub struct Poll;
 
+/// A change not applied yet, and how many polls tried it.
+struct Retry {
+    change: Change,
+    attempts: u32,
+}
+
 pub struct StoreChanges {
     args: StoreChangesArgs,
-    /// The last change applied; `None` until the store answered once.
-    cursor: Option<i64>,
+    retries: VecDeque<Retry>,
+    /// Polls in a row that could not read the store.
+    read_failures: u32,
     pruned_at: Instant,
     _poller: OwnedTask,
 }
@@ -71,16 +90,10 @@ impl Actor for StoreChanges {
     }
 
     async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
-        let cursor = match args.store.last_change().await {
-            Ok(last) => Some(last),
-            Err(err) => {
-                tracing::warn!(actor = "StoreChanges", error = %err, "store changes not read yet");
-                None
-            }
-        };
         Ok(StoreChanges {
             args,
-            cursor,
+            retries: VecDeque::new(),
+            read_failures: 0,
             pruned_at: Instant::now(),
             _poller: OwnedTask(tokio::spawn(tick(actor.downgrade()))),
         })
@@ -148,8 +161,8 @@ impl StoreChanges {
         Ok(())
     }
 
-    /// Ends the matching consents, then the matching refresh-token families with their access
-    /// tokens.
+    /// Ends the matching consents, withdraws the matching unredeemed codes, then ends the
+    /// matching refresh-token families with their access tokens.
     async fn end_grants(
         &self,
         subject: Option<String>,
@@ -160,9 +173,37 @@ impl StoreChanges {
             client_id: client_id.clone(),
         };
         ask(&self.args.consents, consents).await?;
+        let codes = WithdrawCodes {
+            subject: subject.clone(),
+            client_id: client_id.clone(),
+        };
+        ask(&self.args.codes, codes).await?;
         let families = RevokeClientFamilies { subject, client_id };
         ask(&self.args.refresh_tokens, families).await?;
         Ok(())
+    }
+}
+
+impl StoreChanges {
+    /// Applies a change; a failure is retried at the next polls.
+    async fn try_apply(&mut self, change: Change, attempts: u32) {
+        match self.apply(&change).await {
+            Ok(()) => {
+                tracing::info!(actor = "StoreChanges", change = ?change, "change from the store applied");
+            }
+            Err(NotApplied(why)) if attempts + 1 >= MAX_ATTEMPTS => {
+                tracing::error!(actor = "StoreChanges", change = ?change, why, "change from the store given up: apply it again with mcp-oauth admin, or restart the server");
+            }
+            Err(NotApplied(why)) => {
+                if attempts == 0 {
+                    tracing::warn!(actor = "StoreChanges", change = ?change, why, "change from the store not applied yet; retried");
+                }
+                self.retries.push_back(Retry {
+                    change,
+                    attempts: attempts + 1,
+                });
+            }
+        }
     }
 }
 
@@ -170,44 +211,33 @@ impl Message<Poll> for StoreChanges {
     type Reply = ();
 
     async fn handle(&mut self, _: Poll, _: &mut Context<Self, ()>) {
-        let store = &self.args.store;
-        let after = match self.cursor {
-            Some(cursor) => cursor,
-            None => match store.last_change().await {
-                Ok(last) => {
-                    self.cursor = Some(last);
-                    return;
-                }
-                Err(_) => return,
-            },
-        };
-        let changes = match store.changes_after(after, BATCH).await {
+        for retry in std::mem::take(&mut self.retries) {
+            self.try_apply(retry.change, retry.attempts).await;
+        }
+        let after = self.args.cursor.load(Ordering::Acquire);
+        let changes = match self.args.store.changes_after(after, BATCH).await {
             Ok(changes) => changes,
             Err(err) => {
-                tracing::warn!(actor = "StoreChanges", error = %err, "store changes not read");
+                // Once when the store stops answering, then once a minute.
+                if self.read_failures.is_multiple_of(MAX_ATTEMPTS) {
+                    tracing::warn!(actor = "StoreChanges", error = %err, "store changes not read");
+                }
+                self.read_failures = self.read_failures.wrapping_add(1);
                 return;
             }
         };
+        self.read_failures = 0;
         for (id, change) in changes {
-            let Some(change) = change else {
-                self.cursor = Some(id);
-                continue;
-            };
-            match self.apply(&change).await {
-                Ok(()) => {
-                    tracing::info!(actor = "StoreChanges", change = ?change, "change from the store applied");
-                    self.cursor = Some(id);
-                }
-                Err(NotApplied(why)) => {
-                    tracing::warn!(actor = "StoreChanges", change = ?change, why, "change from the store not applied yet; retried");
-                    break;
-                }
+            self.args.cursor.store(id, Ordering::Release);
+            // A kind this version does not know (a newer one's) is skipped.
+            if let Some(change) = change {
+                self.try_apply(change, 0).await;
             }
         }
         if self.pruned_at.elapsed() >= PRUNE_EVERY {
             self.pruned_at = Instant::now();
             let before = unix_now().saturating_sub(CHANGE_RETENTION_SECONDS);
-            if let Err(err) = store.delete_changes_before(before).await {
+            if let Err(err) = self.args.store.delete_changes_before(before).await {
                 tracing::warn!(actor = "StoreChanges", error = %err, "old store changes not pruned");
             }
         }

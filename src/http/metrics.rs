@@ -50,13 +50,15 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .install_recorder()
                 .ok()?;
             let upkeep = handle.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(UPKEEP_INTERVAL);
-                loop {
-                    every.tick().await;
-                    upkeep.run_upkeep();
-                }
-            });
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+                    loop {
+                        every.tick().await;
+                        upkeep.run_upkeep();
+                    }
+                });
+            }
             Some(handle)
         })
         .as_ref()

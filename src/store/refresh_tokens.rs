@@ -156,8 +156,6 @@ impl RefreshTokenStore for SqliteStore {
         let family = family.clone();
         Box::pin(async move {
             let _write = write_timer("refresh_families");
-            let _write = write_timer("refresh_families");
-            let _write = write_timer("refresh_families");
             let mut tx = self.pool.begin().await?;
             sqlx::query(
                 "INSERT INTO refresh_families (family_id, client_id, subject, scope, resource, \

@@ -117,6 +117,9 @@ async fn a_grant_revoked_by_admin_is_refused_by_the_running_servers() {
         "{table}"
     );
 
+    // A code issued before the revocation and not redeemed yet.
+    let (pending_code, pending_verifier) = d.issuer.code(&d.mcp).await;
+
     // Revoking needs to say whose grants.
     let (code, _, err) = admin(data.path(), &["grants", "revoke"], "");
     assert_eq!(code, 1);
@@ -148,6 +151,8 @@ async fn a_grant_revoked_by_admin_is_refused_by_the_running_servers() {
     ];
     let refused = d.issuer.post("/token", &form).await;
     assert_eq!(refused.status(), 400);
+    let withdrawn = d.issuer.redeem(&pending_code, &pending_verifier).await;
+    assert_eq!(withdrawn.status(), 400, "a code of the revoked grant");
     let grants = admin_json(data.path(), &["grants", "list", "--user", "alice"], "");
     assert_eq!(grants, serde_json::json!([]));
     // A new authorization asks for consent again (the consent is gone): still works.
@@ -195,6 +200,11 @@ async fn admin_manages_users_keys_sessions_and_clients_of_running_servers() {
     let (code, _, err) = admin(dir, &["users", "add", "dave"], "");
     assert_eq!(code, 1, "no password, no user");
     assert!(err.contains("password"), "{err}");
+    for unsignable in [" dave", "da\u{200b}ve", &"d".repeat(129)] {
+        let (code, _, err) = admin(dir, &["users", "add", unsignable], "a-password\n");
+        assert_eq!(code, 1, "{unsignable:?} could never sign in");
+        assert!(err.contains("visible characters"), "{err}");
+    }
 
     admin_json(dir, &["users", "set-password", "carol"], "second-pass\n");
     until("the new password works", || {
@@ -307,6 +317,10 @@ async fn admin_manages_users_keys_sessions_and_clients_of_running_servers() {
     let (code, _, err) = admin(dir, &["clients", "show", &issuer.client_id], "");
     assert_eq!(code, 1);
     assert!(err.contains("no client"), "{err}");
+    // Deleting again (a command that failed halfway, run again) says so, and tells the servers.
+    let (code, _, err) = admin(dir, &["clients", "delete", &issuer.client_id], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("told to forget it"), "{err}");
 }
 
 #[test]

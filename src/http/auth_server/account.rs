@@ -14,6 +14,7 @@ use super::pages::{AccountClient, AccountPage, cap, error_page, render, with_pag
 use super::state::AuthState;
 use crate::actors::ask;
 use crate::actors::clients::LookupClient;
+use crate::actors::codes::WithdrawCodes;
 use crate::actors::consents::{ListConsents, RevokeConsent};
 use crate::actors::refresh_tokens::{CountFamiliesByClient, RevokeClientFamilies};
 use crate::actors::sessions::SignedIn;
@@ -162,6 +163,14 @@ pub async fn revoke(State(state): State<AuthState>, headers: HeaderMap, body: By
         client_id: client_id.to_string(),
     };
     if let Err(err) = ask(&state.consents, forget).await {
+        return busy(err);
+    }
+    // Codes issued for it but not redeemed yet would become tokens after the revocation.
+    let withdraw = WithdrawCodes {
+        subject: Some(user.subject.clone()),
+        client_id: Some(client_id.to_string()),
+    };
+    if let Err(err) = ask(&state.codes, withdraw).await {
         return busy(err);
     }
     let end = RevokeClientFamilies {

@@ -195,6 +195,19 @@ pub async fn submit(
         Ok(checked) => checked,
         Err(_) => return busy(AskError::<()>::Busy("PasswordChecks")),
     };
+    // The check took a while: a user disabled meanwhile (`mcp-oauth admin`) gets no session.
+    let checked = match checked {
+        Some(user) => {
+            let again = FindUser {
+                username: TypedUserName::new(user.username.as_str()),
+            };
+            match ask(&state.users, again).await {
+                Ok(current) => current.filter(|u| !u.disabled),
+                Err(err) => return busy(err),
+            }
+        }
+        None => None,
+    };
     let Some(user) = checked else {
         metrics::counter!("mcp_oauth_logins_total", "outcome" => "failed").increment(1);
         tracing::info!(user = %keyed_fingerprint(&username), "login failed");

@@ -143,6 +143,13 @@ impl AuthServer {
         let cipher = Arc::new(cipher);
         // The demo users' passwords are public: on an https issuer only when explicitly allowed.
         let demo_allowed = !settings.is_https() || settings.login.allow_demo_users;
+        // The changes another process made to the store before this point are in what the
+        // actors load next; the ones after it are applied as they come.
+        let changes_cursor = Arc::new(std::sync::atomic::AtomicI64::new(if store.is_durable() {
+            store.last_change().await?
+        } else {
+            0
+        }));
         let loaded =
             crate::users::load(settings.login.users_file.as_deref(), demo_allowed, &store).await?;
         let passwords = PasswordChecks::new().await?;
@@ -264,10 +271,12 @@ impl AuthServer {
                 store: Arc::clone(&store),
                 clients: clients.clone(),
                 consents: consents.clone(),
+                codes: codes.clone(),
                 refresh_tokens: refresh_tokens.clone(),
                 sessions: sessions.clone(),
                 users: users.clone(),
                 keys: keys.clone(),
+                cursor: changes_cursor,
             };
             Some(spawn_supervised::<StoreChanges>(&supervisor, args).await)
         } else {

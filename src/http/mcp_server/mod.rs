@@ -84,25 +84,6 @@ impl McpServer {
             .build()
             .map_err(|e| BuildError::Http(e.to_string()))?;
         let supervisor = Supervisor::start();
-        let jwks = spawn_supervised::<JwksCache>(
-            &supervisor,
-            JwksCacheArgs {
-                jwks_url: settings.jwks.url.clone(),
-                cooldown: settings.jwks.cooldown,
-                refresh: settings.jwks.refresh,
-                max_stale: settings.jwks.max_stale,
-                http: http.clone(),
-            },
-        )
-        .await;
-        let sessions = spawn_supervised::<McpSessions>(
-            &supervisor,
-            McpSessionsArgs {
-                ttl: settings.sessions.ttl,
-                max_sessions: settings.sessions.max_sessions,
-            },
-        )
-        .await;
         let revocation_feed = match &settings.revocation_feed {
             Some(feed) => Some(
                 spawn_supervised::<RevocationFeed>(
@@ -121,6 +102,26 @@ impl McpServer {
             ),
             None => None,
         };
+        let jwks = spawn_supervised::<JwksCache>(
+            &supervisor,
+            JwksCacheArgs {
+                jwks_url: settings.jwks.url.clone(),
+                cooldown: settings.jwks.cooldown,
+                refresh: settings.jwks.refresh,
+                max_stale: settings.jwks.max_stale,
+                http: http.clone(),
+                remembered_tokens: revocation_feed.clone(),
+            },
+        )
+        .await;
+        let sessions = spawn_supervised::<McpSessions>(
+            &supervisor,
+            McpSessionsArgs {
+                ttl: settings.sessions.ttl,
+                max_sessions: settings.sessions.max_sessions,
+            },
+        )
+        .await;
         let introspection = match &settings.introspection {
             Some(introspection) => {
                 let cache = spawn_supervised::<IntrospectionCache>(
