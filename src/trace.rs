@@ -427,6 +427,15 @@ fn write_value(out: &mut impl fmt::Write, value: &dyn fmt::Debug) -> fmt::Result
 /// (U+0080 to U+009F, which some terminals read as escape sequences) as `\u{..}`.
 pub fn write_sanitized(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
     let bytes = text.as_bytes();
+    // Nearly every value is clean: one branch-free pass over the bytes (which the compiler turns
+    // into vector code) finds out, and such a value is written in one piece. A byte that may
+    // start a control (tab included, which is kept) sends the value to the careful loop below.
+    let suspect = bytes.iter().fold(false, |seen, &b| {
+        seen | (b < 0x20) | (b == 0x7f) | (b == 0xc2)
+    });
+    if !suspect {
+        return out.write_str(text);
+    }
     let mut clean_from = 0;
     let mut i = 0;
     while i < bytes.len() {

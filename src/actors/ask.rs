@@ -98,7 +98,6 @@ where
     let name = <A as Actor>::name();
     let described = tracing::enabled!(tracing::Level::INFO).then(|| format!("{msg:?}"));
     let started = std::time::Instant::now();
-    with_metrics(name, |m| m.in_flight.increment(1.0));
     let result = actor.ask(msg).reply_timeout(REPLY_TIMEOUT).try_send().await;
     let elapsed = started.elapsed();
     let micros = elapsed.as_micros() as u64;
@@ -108,9 +107,8 @@ where
         Err(SendError::MailboxFull(_)) => Outcome::Busy,
         Err(_) => Outcome::Unavailable,
     };
-    // The reply may resume on another worker thread: its handles are that thread's.
+    // The reply may resume on another worker thread: the handles are that thread's.
     with_metrics(name, |m| {
-        m.in_flight.decrement(1.0);
         m.messages[outcome as usize].increment(1);
         m.duration.record(elapsed.as_secs_f64());
     });
@@ -153,7 +151,6 @@ const OUTCOMES: [&str; 4] = ["ok", "rejected", "busy", "unavailable"];
 
 /// One actor's metric handles.
 struct ActorMetrics {
-    in_flight: metrics::Gauge,
     messages: [metrics::Counter; 4],
     duration: metrics::Histogram,
 }
@@ -168,7 +165,6 @@ thread_local! {
 fn with_metrics(name: &'static str, record: impl FnOnce(&ActorMetrics)) {
     ACTOR_METRICS.with_borrow_mut(|actors| {
         let m = actors.entry(name).or_insert_with(|| ActorMetrics {
-            in_flight: metrics::gauge!("mcp_oauth_actor_messages_in_flight", "actor" => name),
             messages: OUTCOMES.map(|outcome| {
                 metrics::counter!("mcp_oauth_actor_messages_total", "actor" => name, "outcome" => outcome)
             }),

@@ -118,11 +118,33 @@ where
     A: Actor,
     A::Args: Clone + Sync,
 {
-    A::supervise(supervisor, args)
+    let actor = A::supervise(supervisor, args)
         .restart_policy(RestartPolicy::Permanent)
         .restart_limit(5, Duration::from_secs(10))
         .spawn_with_mailbox(mailbox::bounded(MAILBOX_CAPACITY))
-        .await
+        .await;
+    tokio::spawn(sample_mailbox_depth(actor.downgrade()));
+    actor
+}
+
+/// How often each actor's mailbox depth is sampled for `/metrics`.
+const MAILBOX_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sets `mcp_oauth_actor_mailbox_depth{actor}` to the messages waiting in the actor's mailbox,
+/// every second while the actor lives: a sample costs nothing per message.
+async fn sample_mailbox_depth<A: Actor>(actor: kameo::actor::WeakActorRef<A>) {
+    let depth = metrics::gauge!("mcp_oauth_actor_mailbox_depth", "actor" => A::name());
+    let mut every = tokio::time::interval(MAILBOX_SAMPLE_INTERVAL);
+    loop {
+        every.tick().await;
+        let Some(actor) = actor.upgrade() else {
+            return;
+        };
+        let mailbox = actor.mailbox_sender();
+        if let (Some(room), Some(size)) = (mailbox.capacity(), mailbox.max_capacity()) {
+            depth.set(size.saturating_sub(room) as f64);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! The metrics (all prefixed `mcp_oauth_`): `http_requests_total` and
 //! `http_request_duration_seconds` by server, route and status; `actor_messages_total` by actor
 //! and outcome (`ok`, `rejected`, `busy`: shed, 503; `unavailable`),
-//! `actor_message_duration_seconds` and `actor_messages_in_flight` by actor; `tokens_total` by
+//! `actor_message_duration_seconds` and `actor_mailbox_depth` (sampled every second) by actor; `tokens_total` by
 //! kind (`minted`, `refreshed`, `revoked`); `flows_total` by event (`started`, `completed`);
 //! `logins_total` by outcome (`succeeded`, `failed`, `locked`); `store_write_duration_seconds`
 //! by table (the durable store's writes, until committed); on the resource server

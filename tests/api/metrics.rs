@@ -68,6 +68,8 @@ async fn both_servers_expose_the_flow_in_prometheus_format() {
         ("mcp_oauth_http_requests_total", &[("server", "mcp"), ("route", "/mcp"), ("status", "200")], 1.0),
         ("mcp_oauth_actor_messages_total", &[("actor", "RevocationFeed"), ("outcome", "ok")], 1.0),
         ("mcp_oauth_jwks_keys", &[], 1.0),
+        ("mcp_oauth_actor_mailbox_depth", &[("actor", "Sessions")], 0.0),
+        ("mcp_oauth_actor_mailbox_depth", &[("actor", "RevocationFeed")], 0.0),
         ("mcp_oauth_revocation_feed_page_timestamp_seconds", &[], 1.0),
     ];
     let (status, text) = scrape(&app, &format!("{}/metrics", app.rs), None).await;
