@@ -187,12 +187,41 @@ struct Rfc3339Micros;
 
 impl tracing_subscriber::fmt::time::FormatTime for Rfc3339Micros {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> fmt::Result {
-        write!(
-            w,
-            "{}",
-            humantime::format_rfc3339_micros(std::time::SystemTime::now())
-        )
+        use std::cell::RefCell;
+        thread_local! {
+            /// This thread's last second and its text up to the seconds (`2026-11-27T03:50:37`).
+            static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+        }
+        let now = std::time::SystemTime::now();
+        SECOND.with(|second| write_rfc3339_micros(w, now, &mut second.borrow_mut()))
     }
+}
+
+/// Writes `now` as RFC 3339 UTC with microseconds; `second` caches the text up to the seconds
+/// for the second it names, so most lines format only their microseconds.
+fn write_rfc3339_micros(
+    w: &mut impl fmt::Write,
+    now: std::time::SystemTime,
+    second: &mut (u64, String),
+) -> fmt::Result {
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (secs, micros) = (since.as_secs(), since.subsec_micros());
+    if second.0 != secs {
+        let full = humantime::format_rfc3339_seconds(now).to_string();
+        second.1 = full.trim_end_matches('Z').to_string();
+        second.0 = secs;
+    }
+    w.write_str(&second.1)?;
+    // The microseconds, six digits, without the formatting machinery.
+    let mut digits = *b".000000Z";
+    let mut rest = micros;
+    for digit in digits[1..7].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    w.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
 }
 
 /// Lines the trace may hold for its writer thread. The channel allocates and touches every slot
@@ -465,6 +494,18 @@ pub fn write_sanitized(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_read_as_rfc3339_with_microseconds() {
+        let mut second = (u64::MAX, String::new());
+        let base = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_418_388);
+        for offset_micros in [0, 7, 498_750, 999_999, 1_000_000, 1_000_001, 86_400_000_123] {
+            let at = base + std::time::Duration::from_micros(offset_micros);
+            let mut ours = String::new();
+            write_rfc3339_micros(&mut ours, at, &mut second).unwrap();
+            assert_eq!(ours, humantime::format_rfc3339_micros(at).to_string());
+        }
+    }
 
     #[test]
     fn secrets_print_as_fingerprints() {

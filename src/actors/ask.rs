@@ -57,8 +57,10 @@ where
 pub struct Deferred(Option<Line>);
 
 struct Line {
-    text: String,
-    outcome: String,
+    actor: &'static str,
+    /// The message's `Debug`, formatted before it was sent.
+    message: String,
+    outcome: std::borrow::Cow<'static, str>,
     micros: Option<u64>,
     warn: bool,
 }
@@ -72,15 +74,17 @@ impl Drop for Deferred {
     fn drop(&mut self) {
         let Some(line) = self.0.take() else { return };
         let Line {
-            text,
+            actor,
+            message,
             outcome,
             micros,
             warn,
         } = line;
+        let outcome = outcome.as_ref();
         match (warn, micros) {
-            (false, Some(us)) => tracing::info!(outcome, us, "{text}"),
-            (false, None) => tracing::info!(outcome, "{text}"),
-            (true, _) => tracing::warn!(outcome, "{text}"),
+            (false, Some(us)) => tracing::info!(outcome, us, "{actor} <- {message}"),
+            (false, None) => tracing::info!(outcome, "{actor} <- {message}"),
+            (true, _) => tracing::warn!(outcome, "{actor} <- {message}"),
         }
     }
 }
@@ -113,9 +117,10 @@ where
         m.duration.record(elapsed.as_secs_f64());
     });
     // An info line only when info is on; a warning always.
-    let line = |outcome: String, micros: Option<u64>, warn: bool| {
+    let line = |outcome: std::borrow::Cow<'static, str>, micros: Option<u64>, warn: bool| {
         Deferred((warn || described.is_some()).then(|| Line {
-            text: format!("{name} <- {}", described.as_deref().unwrap_or_default()),
+            actor: name,
+            message: described.unwrap_or_default(),
             outcome,
             micros,
             warn,
@@ -124,7 +129,7 @@ where
     match result {
         Ok(reply) => (Ok(reply), line("ok".into(), Some(micros), false)),
         Err(SendError::HandlerError(err)) => {
-            let deferred = line(format!("{err:?}"), Some(micros), false);
+            let deferred = line(format!("{err:?}").into(), Some(micros), false);
             (Err(AskError::Rejected(err)), deferred)
         }
         Err(SendError::MailboxFull(_)) => (
