@@ -5,7 +5,7 @@
 //! [`Consents`], [`Sessions`], [`SigningKeys`] (with its [`TokenSigner`] pool), [`RefreshTokens`],
 //! [`Revocations`], [`Throttle`], [`Users`], and [`StoreChanges`], which applies the changes
 //! `mcp-oauth admin` makes to the store. Resource server: [`JwksCache`], [`McpSessions`],
-//! [`RevocationFeed`], [`IntrospectionCache`].
+//! [`RevocationFeed`], [`IntrospectionCache`], [`notes::Notes`] (the tools' notes).
 //!
 //! Every actor runs under a [`Supervisor`] that restarts it if it panics, with a bounded mailbox.
 //! Handlers use [`ask`]: it never waits for mailbox room (a full mailbox is [`AskError::Busy`],
@@ -27,6 +27,7 @@ pub mod expiry;
 pub mod introspection_cache;
 pub mod jwks_cache;
 pub mod mcp_sessions;
+pub mod notes;
 pub mod refresh_tokens;
 pub mod revocation_feed;
 pub mod revocations;

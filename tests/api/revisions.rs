@@ -34,7 +34,7 @@ async fn rs2_step_up_a_read_token_calls_greet_and_gets_403_on_save_note() {
     let listed = rpc_result(in_session(tools_list(2)).await).await;
     let names = tool_names(&listed);
     // tools/list lists every tool, also those the token cannot call yet.
-    for tool in ["greet", "whoami", "save_note"] {
+    for tool in ["greet", "whoami", "save_note", "list_notes"] {
         assert!(names.iter().any(|n| n == tool), "{names:?}");
     }
     let greeted = in_session(tool_call(3, "greet", json!({"name": "Ada"}))).await;
@@ -104,7 +104,28 @@ async fn rs2_a_token_with_both_scopes_saves_a_note() {
     .await;
     assert_eq!(saved.status(), 200);
     let text = text_of(&rpc_result(saved).await);
-    assert!(text.contains("bob") && text.contains("buy milk"), "{text}");
+    assert_eq!(text, "Saved. bob has 1 notes.");
+    // The write is real: bob reads his note back, and alice does not see it.
+    let listed = mcp_post(
+        &app,
+        Some(&token),
+        Some(&session),
+        tool_call(3, "list_notes", json!({})),
+    )
+    .await;
+    let notes: Value = serde_json::from_str(&text_of(&rpc_result(listed).await)).unwrap();
+    assert_eq!(notes["notes"][0]["text"], "buy milk", "{notes}");
+    assert_eq!(notes["notes"].as_array().map(Vec::len), Some(1), "{notes}");
+    let alice = mint_token(&app, "alice", "mcp.read");
+    let hers = mcp_post_with(
+        &app,
+        &alice,
+        &[("mcp-protocol-version", "2025-11-25")],
+        tool_call(4, "list_notes", json!({})),
+    )
+    .await;
+    let notes: Value = serde_json::from_str(&text_of(&rpc_result(hers).await)).unwrap();
+    assert_eq!(notes["notes"], json!([]), "{notes}");
 }
 
 #[tokio::test]
@@ -185,7 +206,7 @@ async fn stateless_requests_without_a_session_are_served() {
         assert_eq!(response.status(), 200);
         assert!(response.headers().get("mcp-session-id").is_none());
         let listed = rpc_result(response).await;
-        assert_eq!(listed["result"]["tools"].as_array().unwrap().len(), 3);
+        assert_eq!(listed["result"]["tools"].as_array().unwrap().len(), 4);
     }
     // A 2026-07-28 request: protocol metadata in `_meta`, the version and the standard headers.
     let meta = json!({

@@ -153,6 +153,7 @@ impl McpServer {
             tools::TOOL_SCOPES.iter().map(|(_, scope)| *scope),
         ));
         let origins = RequestOrigins::new(&settings, local.ip().is_loopback());
+        let notes = spawn_supervised::<crate::actors::notes::Notes>(&supervisor, ()).await;
         let state = McpState {
             supervisor,
             config: Arc::new(settings),
@@ -164,6 +165,7 @@ impl McpServer {
             origins: Arc::new(origins),
             introspection,
             revocation_feed,
+            notes,
         };
         let router = router::router(state.clone());
         Ok(McpServer {

@@ -53,8 +53,9 @@ pub fn router(state: McpState) -> Router {
     let body_timeout = state.config.read_timeout;
     // Host and Origin are checked by our own layer (one rule, one place), so rmcp's
     // built-in loopback-only host check is turned off.
+    let notes = state.notes.clone();
     let stateful = StreamableHttpService::new(
-        || Ok(tools::McpTools::new()),
+        move || Ok(tools::McpTools::new(notes.clone())),
         LocalSessionManager::default().into(),
         StreamableHttpServerConfig::default()
             .disable_allowed_hosts()
@@ -62,8 +63,9 @@ pub fn router(state: McpState) -> Router {
     );
     // Requests outside any session (2026-07-28, or a 2025 client that sends `tools/call`
     // without `initialize`): each is served on its own and answered with plain JSON.
+    let notes = state.notes.clone();
     let stateless = StreamableHttpService::new(
-        || Ok(tools::McpTools::new()),
+        move || Ok(tools::McpTools::new(notes.clone())),
         NeverSessionManager::default().into(),
         StreamableHttpServerConfig::default()
             .disable_allowed_hosts()

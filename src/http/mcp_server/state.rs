@@ -30,4 +30,6 @@ pub struct McpState {
     pub introspection: Option<Introspector>,
     /// The AS's revoked tokens, followed through its feed (unless `--no-revocation-feed`).
     pub revocation_feed: Option<ActorRef<RevocationFeed>>,
+    /// The notes the tools save and list.
+    pub notes: ActorRef<crate::actors::notes::Notes>,
 }

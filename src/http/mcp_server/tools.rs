@@ -1,11 +1,15 @@
 //! The MCP tools: `greet` (a greeting for the given name, as in the example), `whoami` (the
 //! caller's subject, client and scopes from the validated token, which shows the authorization
-//! context reaching the tools) and `save_note` (a write: it needs `mcp.write`). The bearer
+//! context reaching the tools), `save_note` (a write: it needs `mcp.write`) and `list_notes`
+//! (the caller's notes, read back; the notes belong to the `Notes` actor). The bearer
 //! layer puts the [`Caller`] into the request; rmcp hands the request parts to tools as an
 //! extension. Each tool declares the scope it needs in [`TOOL_SCOPES`]; the scope gate answers a
 //! call with a too-narrow token with 403 `insufficient_scope` before the tool runs (RS-2).
 
+use crate::actors::notes::{ListNotes, Notes, SaveNote};
+use crate::actors::{AskError, ask};
 use crate::oauth::scope::ScopeSet;
+use kameo::actor::ActorRef;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
@@ -46,6 +50,7 @@ pub const TOOL_SCOPES: &[(&str, &str)] = &[
     ("greet", "mcp.read"),
     ("whoami", "mcp.read"),
     ("save_note", "mcp.write"),
+    ("list_notes", "mcp.read"),
 ];
 
 /// The scope the named tool needs; `None` for a tool this server does not have.
@@ -69,21 +74,17 @@ pub struct GreetRequest {
 }
 
 /// The MCP server's tools.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct McpTools {
     tool_router: ToolRouter<Self>,
-}
-
-impl Default for McpTools {
-    fn default() -> Self {
-        Self::new()
-    }
+    notes: ActorRef<Notes>,
 }
 
 impl McpTools {
-    pub fn new() -> Self {
+    pub fn new(notes: ActorRef<Notes>) -> Self {
         McpTools {
             tool_router: Self::tool_router(),
+            notes,
         }
     }
 }
@@ -134,15 +135,44 @@ impl McpTools {
             open_world_hint = false
         )
     )]
-    fn save_note(
+    async fn save_note(
         &self,
         Extension(parts): Extension<http::request::Parts>,
         Parameters(SaveNoteRequest { text }): Parameters<SaveNoteRequest>,
     ) -> String {
-        let text: String = text.chars().take(2000).collect();
-        match parts.extensions.get::<Caller>() {
-            Some(caller) => format!("Saved a note for {}: {text}", caller.subject),
-            None => String::from("no authenticated caller"),
+        let Some(caller) = parts.extensions.get::<Caller>() else {
+            return String::from("no authenticated caller");
+        };
+        let save = SaveNote {
+            subject: Arc::clone(&caller.subject),
+            text,
+        };
+        match ask(&self.notes, save).await {
+            Ok(count) => format!("Saved. {} has {count} notes.", caller.subject),
+            Err(AskError::Rejected(full)) => format!("Not saved: {full}."),
+            Err(_) => String::from("Not saved: the notes are busy; try again."),
+        }
+    }
+
+    #[tool(
+        description = "List the signed-in user's notes, oldest first (needs the mcp.read scope).",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn list_notes(&self, Extension(parts): Extension<http::request::Parts>) -> String {
+        let Some(caller) = parts.extensions.get::<Caller>() else {
+            return String::from("{\"error\":\"no authenticated caller\"}");
+        };
+        let list = ListNotes {
+            subject: Arc::clone(&caller.subject),
+        };
+        match ask(&self.notes, list).await {
+            Ok(notes) => serde_json::json!({ "notes": notes }).to_string(),
+            Err(_) => String::from("{\"error\":\"the notes are busy; try again\"}"),
         }
     }
 }
@@ -151,7 +181,7 @@ impl McpTools {
 impl ServerHandler for McpTools {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
-            "An MCP server protected by OAuth 2.1. Tools: greet (say hello), whoami (show the caller) and save_note (needs mcp.write).",
+            "An MCP server protected by OAuth 2.1. Tools: greet (say hello), whoami (show the caller), save_note (needs mcp.write) and list_notes.",
         )
     }
 }
@@ -181,7 +211,7 @@ mod tests {
 
     #[test]
     fn every_tool_declares_its_scope() {
-        let tools = McpTools::new().tool_router.list_all();
+        let tools = McpTools::tool_router().list_all();
         assert_eq!(tools.len(), TOOL_SCOPES.len());
         for tool in tools {
             let scope = required_scope(&tool.name);
