@@ -11,6 +11,7 @@
 
 mod flood;
 mod flows;
+mod grants;
 mod load;
 mod memory;
 mod profile;

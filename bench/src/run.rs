@@ -6,6 +6,7 @@
 use crate::flows::{
     REDIRECT, challenges, fresh_login_flows, redeem, returning_code, returning_user, tools_call,
 };
+use crate::grants::{INTROSPECTION_SECRET, introspections, refresh_rotations};
 use crate::load::{closed_loop, lean_connection, lean_redeem, load_client};
 use crate::memory::run_memory;
 use crate::report::{mib, print_overload_row, print_row, write_plot};
@@ -32,7 +33,9 @@ pub async fn run_bench(
     // it, so that a machine whose speed drifts during the run (a shared host) does not skew it.
     let first_signing = raw_signing_rate(seconds);
 
-    let servers = Servers::start(binaries, &no_limits())?;
+    let mut settings = no_limits();
+    settings.extend(["--introspection-secret", INTROSPECTION_SECRET]);
+    let servers = Servers::start(binaries, &settings)?;
     let http = load_client(concurrency)?;
     servers.wait_ready(&http).await?;
     let idle = settled_rss(&servers).await;
@@ -186,6 +189,20 @@ pub async fn run_bench(
         &minting,
         ">= 75% of signing limit",
     );
+    let urls = servers.urls();
+    let rotations = refresh_rotations(&browser, &urls, &client_id, seconds, concurrency).await?;
+    let rotation_rate = rotations.ok as f64 / rotations.elapsed.as_secs_f64();
+    print_row(
+        "refresh rotations (one chain per connection)",
+        &rotations,
+        ">= 75% of signing limit",
+    );
+    let introspected = introspections(&browser, &urls, &client_id, seconds, concurrency).await?;
+    print_row(
+        "introspection of a valid token (resource-server credential)",
+        &introspected,
+        ">= 20,000/s",
+    );
 
     // Fresh login every time: the argon2 cost.
     let fresh = fresh_login_flows(&servers.urls(), &client_id, seconds, concurrency).await;
@@ -239,6 +256,15 @@ pub async fn run_bench(
     println!(
         "Raw RS256 signing limit (aws-lc-rs, key parsed once, {cores} threads, the servers idle): {signing_limit:.0}/s, the mean of {signing_before:.0}/s just before the minting measurement and {signing_after:.0}/s just after ({first_signing:.0}/s at the start of the run); token minting reached {minting_rate:.0}/s = {:.0}% of it.",
         100.0 * minting_rate / signing_limit.max(1.0)
+    );
+    println!(
+        "Refresh rotations reached {rotation_rate:.0}/s = {:.0}% of the signing limit (target 75%: {}).",
+        100.0 * rotation_rate / signing_limit.max(1.0),
+        if rotation_rate >= 0.75 * signing_limit {
+            "met"
+        } else {
+            "not met"
+        },
     );
     let (wall, server_cpu, generator_cpu) = minting_cpu;
     let available = wall.as_secs_f64() * cores as f64;
