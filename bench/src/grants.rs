@@ -16,16 +16,23 @@ use std::time::Duration;
 /// The introspection credential the bench's servers are given.
 pub const INTROSPECTION_SECRET: &str = "bench-introspection-secret-0123456789";
 
-/// Redeems a fresh code for the bench client: the token endpoint's JSON.
-async fn tokens(
+/// `count` tokens of the kind `name` (`access_token`, `refresh_token`), one fresh code redeemed
+/// for each.
+async fn fresh_tokens(
     browser: &reqwest::Client,
     servers: &ServersView,
     client_id: &str,
-) -> anyhow::Result<Value> {
-    let (code, verifier) = returning_code(browser, servers, client_id).await?;
-    let response = redeem(browser, servers, client_id, &code, &verifier).await?;
-    anyhow::ensure!(response.status() == 200, "redeem: {}", response.status());
-    Ok(response.json().await?)
+    count: usize,
+    name: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut tokens = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (code, verifier) = returning_code(browser, servers, client_id).await?;
+        let response = redeem(browser, servers, client_id, &code, &verifier).await?;
+        anyhow::ensure!(response.status() == 200, "redeem: {}", response.status());
+        tokens.push(field(&response.json().await?, name)?);
+    }
+    Ok(tokens)
 }
 
 fn field(body: &Value, name: &str) -> anyhow::Result<String> {
@@ -43,12 +50,8 @@ pub async fn refresh_rotations(
     seconds: Duration,
     concurrency: usize,
 ) -> anyhow::Result<Measured> {
-    let mut chains = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let first = tokens(browser, servers, client_id).await?;
-        chains.push(tokio::sync::Mutex::new(field(&first, "refresh_token")?));
-    }
-    let chains = Arc::new(chains);
+    let firsts = fresh_tokens(browser, servers, client_id, concurrency, "refresh_token").await?;
+    let chains: Arc<Vec<_>> = Arc::new(firsts.into_iter().map(tokio::sync::Mutex::new).collect());
     let (http, url, cid) = (
         browser.clone(),
         format!("{}/token", servers.issuer),
@@ -85,14 +88,7 @@ pub async fn introspections(
     seconds: Duration,
     concurrency: usize,
 ) -> anyhow::Result<Measured> {
-    let mut access = Vec::new();
-    for _ in 0..8 {
-        access.push(field(
-            &tokens(browser, servers, client_id).await?,
-            "access_token",
-        )?);
-    }
-    let access = Arc::new(access);
+    let access = Arc::new(fresh_tokens(browser, servers, client_id, 8, "access_token").await?);
     let (http, url) = (browser.clone(), format!("{}/introspect", servers.issuer));
     Ok(closed_loop(seconds, concurrency, 200, move |call| {
         let (http, url, access) = (http.clone(), url.clone(), access.clone());

@@ -49,22 +49,15 @@ pub const FIRST_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(
 
 /// A token validated here before and still good, as the revocation feed remembers it: `Ok(None)`
 /// when it does not (validate it). The ask's trace line is held back in `line`, to be written once
-/// the token's flow is recorded.
+/// the token's flow is recorded. Only a feed that has synced remembers anything (a token is
+/// remembered only when its check came back clear), so there is no first page to wait for here:
+/// [`check_revoked`] waits for it on the way in.
 async fn remembered(
     feed: &kameo::actor::ActorRef<RevocationFeed>,
-    token: &SecretDigest,
+    token: SecretDigest,
     line: &mut Option<Deferred>,
 ) -> Result<Option<Arc<AccessTokenClaims>>, Refusal> {
-    let check = || CheckToken { token: *token };
-    let (mut answer, mut written) = ask_deferred(feed, check()).await;
-    if let Ok(Remembered::Refused(Verdict::Behind {
-        first_sync: Some(mut first),
-    })) = answer
-    {
-        written.write();
-        let _ = tokio::time::timeout(FIRST_SYNC_WAIT, first.changed()).await;
-        (answer, written) = ask_deferred(feed, check()).await;
-    }
+    let (answer, written) = ask_deferred(feed, CheckToken { token }).await;
     *line = Some(written);
     match answer {
         Ok(Remembered::Valid(claims)) => Ok(Some(claims)),
@@ -222,11 +215,12 @@ pub async fn layer(
             Refusal::BadRequest("the token must be sent in one place only"),
         );
     }
-    let digest = crate::trace::sha256(token);
+    // The feed, and the token's digest it remembers validated tokens by (none without a feed).
+    let feed = (state.revocation_feed.as_ref()).map(|feed| (feed, crate::trace::sha256(token)));
     let mut keyed = None;
     let mut recalled = None;
-    let known = match &state.revocation_feed {
-        Some(feed) => remembered(feed, &digest, &mut recalled).await,
+    let known = match feed {
+        Some((feed, digest)) => remembered(feed, digest, &mut recalled).await,
         None => Ok(None),
     };
     let (validated, checked) = match known {
@@ -255,7 +249,7 @@ pub async fn layer(
             return refuse(&state, endpoint, refusal);
         }
     };
-    if let Some(feed) = state.revocation_feed.as_ref().filter(|_| !checked) {
+    if let Some((feed, digest)) = feed.filter(|_| !checked) {
         match check_revoked(feed, &digest, &claims).await {
             Ok(false) => {}
             Ok(true) => {
