@@ -107,6 +107,15 @@ struct McpCli {
     log_format: LogFormat,
 }
 
+impl From<crate::trace::TraceError> for ProgramError {
+    fn from(e: crate::trace::TraceError) -> Self {
+        match e {
+            crate::trace::TraceError::Otel(e) => Self::Telemetry(e),
+            crate::trace::TraceError::Writer(e) => Self::Io(e),
+        }
+    }
+}
+
 /// Why a program stopped with an error.
 #[derive(Debug, thiserror::Error)]
 enum ProgramError {

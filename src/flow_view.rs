@@ -297,6 +297,12 @@ pub fn diagram(entries: &[Entry], id: &str) -> Diagram {
             d.send(caller(&path), &target, label);
         }
         if entry.message == "response out" {
+            // An MCP request's answer names the JSON-RPC methods it carried.
+            if let Some(method) = entry.fields.get("mcp_method")
+                && method.starts_with("tools/call")
+            {
+                d.send(&target, "Tool", method.clone());
+            }
             let status = entry.fields.get("status").cloned().unwrap_or_default();
             d.send(&target, caller(&path), status);
             open.retain(|k| *k != key);
@@ -307,11 +313,6 @@ pub fn diagram(entries: &[Entry], id: &str) -> Diagram {
                 .unwrap_or(message)
                 .to_string();
             d.send(&target, actor, name);
-        } else if entry.message == "mcp request"
-            && let Some(method) = entry.fields.get("mcp_method")
-            && method.starts_with("tools/call")
-        {
-            d.send(&target, "Tool", method.clone());
         }
     }
     d
@@ -473,7 +474,7 @@ mod tests {
 2026-12-04T20:40:35.321986Z  INFO auth: response out status=302 us=807 method=GET path=/authorize flow=f1
 2026-12-04T20:40:35.400000Z  INFO auth: response out status=200 us=1 method=GET path=/oauth/jwks
 2026-12-04T20:40:36.000000Z  INFO auth: access token issued client_id=c1 sub=alice method=POST path=/token flow=f1
-2026-12-04T20:40:36.100000Z  INFO mcp: mcp request sub=alice client_id=c1 mcp_method=tools/call greet method=POST path=/mcp flow=f1
+2026-12-04T20:40:36.100000Z  INFO mcp: response out status=200 us=250 sub=alice client_id=c1 mcp_method=tools/call greet method=POST path=/mcp flow=f1
 2026-12-04T20:40:37.000000Z  INFO timer: code expired unredeemed actor="AuthorizationCodes" flow=f1"#;
 
     #[test]
@@ -530,6 +531,7 @@ mod tests {
                 "POST /token",
                 "POST /mcp",
                 "tools/call greet",
+                "200",
                 "timer: code expired unredeemed"
             ]
         );

@@ -15,7 +15,6 @@ use kameo::actor::{Actor, ActorRef};
 use kameo::error::SendError;
 use kameo::message::Message;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -164,18 +163,30 @@ thread_local! {
     /// Each worker thread's handles, by actor: resolved once per thread and actor, then recorded
     /// into directly (atomic adds) instead of finding each series by its labels on every
     /// message. Per thread, so nothing is shared or locked.
-    static ACTOR_METRICS: RefCell<HashMap<&'static str, ActorMetrics>> = RefCell::new(HashMap::new());
+    /// A list, not a map: there are a couple of dozen actors, and a name is nearly always found
+    /// by comparing pointers (each actor's name is one static string), cheaper than hashing it.
+    static ACTOR_METRICS: RefCell<Vec<(&'static str, ActorMetrics)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn with_metrics(name: &'static str, record: impl FnOnce(&ActorMetrics)) {
     ACTOR_METRICS.with_borrow_mut(|actors| {
-        let m = actors.entry(name).or_insert_with(|| ActorMetrics {
-            messages: OUTCOMES.map(|outcome| {
-                metrics::counter!("mcp_oauth_actor_messages_total", "actor" => name, "outcome" => outcome)
-            }),
-            duration: metrics::histogram!("mcp_oauth_actor_message_duration_seconds", "actor" => name),
+        let found = actors
+            .iter()
+            .position(|(n, _)| std::ptr::eq(*n, name))
+            .or_else(|| actors.iter().position(|(n, _)| *n == name));
+        let index = found.unwrap_or_else(|| {
+            actors.push((
+                name,
+                ActorMetrics {
+                    messages: OUTCOMES.map(|outcome| {
+                        metrics::counter!("mcp_oauth_actor_messages_total", "actor" => name, "outcome" => outcome)
+                    }),
+                    duration: metrics::histogram!("mcp_oauth_actor_message_duration_seconds", "actor" => name),
+                },
+            ));
+            actors.len() - 1
         });
-        record(m);
+        record(&actors[index].1);
     });
 }
 

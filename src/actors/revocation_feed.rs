@@ -71,8 +71,8 @@ pub struct CheckToken {
 /// The token as its fingerprint, as every other line shows it (the digest's first four bytes).
 impl std::fmt::Debug for CheckToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let [a, b, c, d, ..] = self.token;
-        write!(f, "CheckToken {{ token: #{a:02x}{b:02x}{c:02x}{d:02x} }}")
+        let token = crate::trace::Fingerprint::of(&self.token);
+        write!(f, "CheckToken {{ token: {token} }}")
     }
 }
 

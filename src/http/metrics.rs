@@ -1,6 +1,6 @@
 //! `GET /metrics` on both servers, in the Prometheus text format, from the `metrics` facade:
 //! the code records where things happen (`ask` for actor messages, handlers and actors for
-//! tokens, flows, logins, keys and the revocation feed, [`layer`] for HTTP requests), and
+//! tokens, flows, logins, keys and the revocation feed, the request trace for HTTP requests), and
 //! `metrics-exporter-prometheus` renders. The recorder is installed once per process, the first
 //! time a server is built; in a process that installed a recorder of its own, `/metrics` says so
 //! (503). With a metrics token set, `/metrics` requires it as a bearer token. Like the health
@@ -17,15 +17,12 @@
 //! `revocation_feed_revoked` (lag is `time()` minus a timestamp).
 
 use crate::trace::Secret;
-use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::Duration;
 
 /// Histogram buckets, in seconds: from half a millisecond to ten seconds.
 const BUCKETS: &[f64] = &[
@@ -35,7 +32,7 @@ const BUCKETS: &[f64] = &[
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// How often the recorded histogram samples are folded into their buckets.
-const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Installs the process's recorder if nothing did yet; the handle that renders it, if it is ours.
 /// Called from within the runtime: it starts the recorder's upkeep, a task that folds the
@@ -114,23 +111,23 @@ thread_local! {
     /// Each worker thread's handles, by route: resolved the first time a route answers with a
     /// status on this thread, then recorded into directly (an atomic add), instead of finding
     /// the series by its labels on every request. Per thread, so nothing is shared or locked.
-    static ROUTES: RefCell<HashMap<Box<str>, Vec<RouteMetrics>>> = RefCell::new(HashMap::new());
+    /// A list, not a map: a server has a couple of dozen routes, cheaper to compare than to hash.
+    static ROUTES: RefCell<Vec<(Box<str>, Vec<RouteMetrics>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The HTTP metrics of one server (`auth` or `mcp`): each request counted by its route (the
-/// route's pattern, not the path asked for, so the label set stays small) and status, and timed.
-pub async fn layer(server: &'static str, request: Request, next: Next) -> Response {
-    let matched = request.extensions().get::<MatchedPath>().cloned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
-    let status = response.status().as_u16();
+/// Counts and times one HTTP request of a server (`auth` or `mcp`), by its route (the route's
+/// pattern, not the path asked for, so the label set stays small) and status. Called by the
+/// request trace (`crate::http::request_trace`) when the metrics are on.
+pub fn record_request(server: &'static str, route: &str, status: u16, elapsed: Duration) {
     ROUTES.with_borrow_mut(|routes| {
-        let per_route = match routes.get_mut(route) {
-            Some(per_route) => per_route,
-            None => routes.entry(route.into()).or_default(),
+        let at = match routes.iter().position(|(r, _)| **r == *route) {
+            Some(at) => at,
+            None => {
+                routes.push((route.into(), Vec::new()));
+                routes.len() - 1
+            }
         };
+        let per_route = &mut routes[at].1;
         let found = per_route
             .iter()
             .position(|m| m.status == status && m.server == server);
@@ -153,7 +150,6 @@ pub async fn layer(server: &'static str, request: Request, next: Next) -> Respon
         });
         let m = &per_route[index];
         m.requests.increment(1);
-        m.duration.record(elapsed);
+        m.duration.record(elapsed.as_secs_f64());
     });
-    response
 }

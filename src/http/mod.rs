@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod mcp_server;
 pub mod metrics;
+pub mod request_trace;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -88,68 +89,6 @@ pub async fn serve(
         tracing::warn!("some connections were still open after the drain timeout");
     }
     Ok(())
-}
-
-/// How both servers trace HTTP: a span per request, named after the server, with the method, the
-/// path and, once known, the flow (actor messages and MCP methods logged while handling it carry
-/// them), and one `response out` line with the status and latency. `request in` is at debug: on
-/// the hottest paths every line counts, and the answer line already says which request it was.
-/// When spans are exported over OpenTelemetry, a request's W3C `traceparent` is its span's parent.
-#[derive(Debug, Clone, Copy)]
-pub struct FlowTrace {
-    server: &'static str,
-}
-
-impl<B> tower_http::trace::MakeSpan<B> for FlowTrace {
-    fn make_span(&mut self, req: &axum::http::Request<B>) -> tracing::Span {
-        // The span's name says which server: a name costs nothing per line, a field is formatted.
-        // `flow` is recorded once the request knows which flow it belongs to.
-        let flow = tracing::field::Empty;
-        let span = match self.server {
-            "mcp" => {
-                tracing::info_span!("mcp", method = %req.method(), path = %req.uri().path(), flow)
-            }
-            _ => {
-                tracing::info_span!("auth", method = %req.method(), path = %req.uri().path(), flow)
-            }
-        };
-        // When spans are exported, a client's `traceparent` makes this one part of its trace.
-        crate::otel::continue_trace(&span, req.headers());
-        span
-    }
-}
-
-impl<B> tower_http::trace::OnRequest<B> for FlowTrace {
-    fn on_request(&mut self, _: &axum::http::Request<B>, _: &tracing::Span) {
-        tracing::debug!("request in")
-    }
-}
-
-impl<B> tower_http::trace::OnResponse<B> for FlowTrace {
-    fn on_response(self, res: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
-        crate::otel::record_status(span, res.status().as_u16());
-        tracing::info!(
-            status = res.status().as_u16(),
-            us = latency.as_micros() as u64,
-            "response out"
-        )
-    }
-}
-
-/// The trace layer of the server named `server` (`auth` or `mcp`).
-pub fn trace_layer(
-    server: &'static str,
-) -> tower_http::trace::TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-    FlowTrace,
-    FlowTrace,
-    FlowTrace,
-> {
-    let trace = FlowTrace { server };
-    tower_http::trace::TraceLayer::new_for_http()
-        .make_span_with(trace)
-        .on_request(trace)
-        .on_response(trace)
 }
 
 /// The form content type of OAuth requests.

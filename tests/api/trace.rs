@@ -77,7 +77,7 @@ async fn one_flow_id_across_both_servers_and_no_secrets() {
     assert!(
         with_flow
             .iter()
-            .any(|l| l.contains("mcp request") && l.contains("tools/call greet")),
+            .any(|l| l.contains("response out") && l.contains("mcp_method=tools/call greet")),
         "the RS traces the tool call with the flow id"
     );
     // Actor messages are traced with their outcome and duration.
@@ -217,7 +217,7 @@ async fn every_line_of_a_flow_carries_its_id_with_three_flows_at_once() {
             "JwksCache <- LookupJwk",
             "RevocationFeed <- CheckRevoked",
             "McpSessions <- Bind",
-            "mcp request",
+            "mcp_method=tools/call greet",
             "RefreshTokens <- FlowOfRefreshToken",
             "RefreshTokens <- RotateRefreshToken",
             "access token refreshed",

@@ -7,6 +7,7 @@ use super::{
     account, assets, authorize, consent, health, introspect, jwks, login, logout, metadata,
     register, revocation_feed, revoke, token,
 };
+use crate::http::request_trace::RequestTraceLayer;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -81,16 +82,12 @@ pub fn router(state: AuthState) -> Router {
     let mut health = Router::new()
         .route("/healthz", get(crate::http::health::healthz))
         .route("/readyz", get(health::readyz));
-    let mut app = app;
     if state.config.metrics {
         health = health.route("/metrics", get(metrics));
-        app = app.route_layer(axum::middleware::from_fn(|request, next| {
-            crate::http::metrics::layer("auth", request, next)
-        }));
     }
     app.with_state(state.clone())
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(crate::http::trace_layer("auth"))
+        .layer(RequestTraceLayer::new("auth", state.config.metrics))
         .merge(health.with_state(state))
 }
 

@@ -9,6 +9,7 @@ use super::guard::GuardLayer;
 use super::jsonrpc::Route;
 use super::state::McpState;
 use super::{bearer, health, metadata, origin_check, scope_gate, session_owner, tools};
+use crate::http::request_trace::RequestTraceLayer;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::from_fn_with_state;
@@ -113,7 +114,7 @@ pub fn router(state: McpState) -> Router {
     }
     let metrics_on = state.config.metrics;
     let health = health.with_state(state.clone());
-    let mut app = Router::new()
+    let app = Router::new()
         .route("/.well-known/oauth-protected-resource", get(metadata::root))
         .route(
             "/.well-known/oauth-protected-resource/mcp",
@@ -121,14 +122,9 @@ pub fn router(state: McpState) -> Router {
         )
         .with_state(state)
         .merge(protected);
-    if metrics_on {
-        app = app.route_layer(axum::middleware::from_fn(|request, next| {
-            crate::http::metrics::layer("mcp", request, next)
-        }));
-    }
     app.layer(cors)
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(crate::http::trace_layer("mcp"))
+        .layer(RequestTraceLayer::new("mcp", metrics_on))
         .merge(health)
 }
 

@@ -17,6 +17,7 @@ use super::refusal::{Endpoint, Refusal, refuse};
 use super::session_owner::SESSION_HEADER;
 use super::state::McpState;
 use super::tools::Caller;
+use crate::http::request_trace::McpCall;
 use crate::oauth::scope::ScopeSet;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -61,7 +62,8 @@ pub fn baseline(state: &McpState, request: &Request) -> Option<Response> {
     Some(refuse(state, endpoint, refusal))
 }
 
-/// The called tools' scopes, with the trace of the request and its route.
+/// The called tools' scopes, with the trace of the request and its route: the answer carries
+/// what was asked ([`McpCall`]) to the request's `response out` line.
 pub async fn tool_calls(
     State(state): State<Arc<McpState>>,
     request: Request,
@@ -72,57 +74,80 @@ pub async fn tool_calls(
     let Some(caller) = parts.extensions.get::<Caller>() else {
         return refuse(&state, endpoint, Refusal::NoToken);
     };
+    let mut call = McpCall {
+        sub: Arc::clone(&caller.subject),
+        client_id: caller.client_id.clone(),
+        mcp_method: None,
+    };
     let in_session = parts
         .headers
         .get(SESSION_HEADER)
         .is_some_and(|v| v.to_str().is_ok());
-    let request = if parts.method == Method::POST {
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
-        }
-        let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-            Ok(bytes) => bytes,
-            // Too large while streaming, or too slow (the body read timeout).
-            Err(_) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    "the request body could not be read in time or is too large",
-                )
-                    .into_response();
-            }
-        };
-        let rpcs = Rpcs::parse(&bytes);
-        tracing::info!(
-            sub = %caller.subject,
-            client_id = %caller.client_id,
-            mcp_method = %rpcs.as_ref().map_or_else(|| "(unparsed)".into(), Rpcs::describe),
-            "mcp request"
-        );
-        // A body this parser cannot read (duplicate keys, say) might still read as a tool call
-        // to rmcp: it needs every tool's scope, so no reading of it gets past the check.
-        let needed = match &rpcs {
-            Some(rpcs) => rpcs.tool_scopes().union(&state.required),
-            None => state.challenge_scope.as_ref().clone(),
-        };
-        if let Some(refusal) = scope_refusal(caller, &needed) {
-            return refuse(&state, endpoint, refusal);
-        }
-        let opens_session = rpcs.as_ref().is_some_and(|r| r.has("initialize"));
-        parts.extensions.insert(if in_session || opens_session {
-            Route::Stateful
-        } else {
-            Route::Stateless
-        });
-        Request::from_parts(parts, Body::from(bytes))
+    let routed = if parts.method == Method::POST {
+        read_and_route(&state, endpoint, parts, body, in_session, &mut call).await
     } else {
-        tracing::info!(sub = %caller.subject, http_method = %parts.method, "mcp request");
         parts.extensions.insert(Route::Stateful);
-        Request::from_parts(parts, body)
+        Ok(Request::from_parts(parts, body))
     };
-    next.run(request).await
+    let mut response = match routed {
+        Ok(request) => next.run(request).await,
+        Err(response) => response,
+    };
+    response.extensions_mut().insert(call);
+    response
+}
+
+/// A POST: reads its JSON-RPC body (`call` learns the methods), checks the scopes of the tools it
+/// calls, and routes it; `Err` is the answer that refuses it.
+async fn read_and_route(
+    state: &McpState,
+    endpoint: Endpoint,
+    mut parts: axum::http::request::Parts,
+    body: Body,
+    in_session: bool,
+    call: &mut McpCall,
+) -> Result<Request, Response> {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response());
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        // Too large while streaming, or too slow (the body read timeout).
+        Err(_) => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read in time or is too large",
+            )
+                .into_response());
+        }
+    };
+    let rpcs = Rpcs::parse(&bytes);
+    call.mcp_method = Some(
+        rpcs.as_ref()
+            .map_or_else(|| "(unparsed)".into(), Rpcs::describe),
+    );
+    let Some(caller) = parts.extensions.get::<Caller>() else {
+        return Err(refuse(state, endpoint, Refusal::NoToken));
+    };
+    // A body this parser cannot read (duplicate keys, say) might still read as a tool call
+    // to rmcp: it needs every tool's scope, so no reading of it gets past the check.
+    let needed = match &rpcs {
+        Some(rpcs) => rpcs.tool_scopes().union(&state.required),
+        None => state.challenge_scope.as_ref().clone(),
+    };
+    if let Some(refusal) = scope_refusal(caller, &needed) {
+        return Err(refuse(state, endpoint, refusal));
+    }
+    let opens_session = rpcs.as_ref().is_some_and(|r| r.has("initialize"));
+    parts.extensions.insert(if in_session || opens_session {
+        Route::Stateful
+    } else {
+        Route::Stateless
+    });
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
