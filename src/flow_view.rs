@@ -313,6 +313,12 @@ pub fn diagram(entries: &[Entry], id: &str) -> Diagram {
                 .unwrap_or(message)
                 .to_string();
             d.send(&target, actor, name);
+        } else if entry.message == "mcp request"
+            && let Some(method) = entry.fields.get("mcp_method")
+            && method.starts_with("tools/call")
+        {
+            // Logs written before the methods moved onto `response out`.
+            d.send(&target, "Tool", method.clone());
         }
     }
     d

@@ -7,7 +7,8 @@
 //! checks, `/metrics` is outside the request trace and its own counts.
 //!
 //! The metrics (all prefixed `mcp_oauth_`): `http_requests_total` and
-//! `http_request_duration_seconds` by server, route and status; `actor_messages_total` by actor
+//! `http_request_duration_seconds` by server, route and status (every answer of a route, CORS
+//! preflights included); `actor_messages_total` by actor
 //! and outcome (`ok`, `rejected`, `busy`: shed, 503; `unavailable`),
 //! `actor_message_duration_seconds` and `actor_mailbox_depth` (sampled every second) by actor; `tokens_total` by
 //! kind (`minted`, `refreshed`, `revoked`); `flows_total` by event (`started`, `completed`);

@@ -1,7 +1,7 @@
 //! How both servers trace and count HTTP requests, in one layer: a span per request, named after
 //! the server, with the method, the path and, once known, the flow (the actor messages logged
-//! while handling it carry them); one `response out` line with the status and latency (a
-//! warning for a 5xx); and, with the metrics on, the request counted and timed by route and status
+//! while handling it carry them); one `response out` line with the status and latency (an
+//! error for a 5xx); and, with the metrics on, the request counted and timed by route and status
 //! (`crate::http::metrics`). `request in` is at debug: on the hottest paths every line counts, and
 //! the answer line already says which request it was. When spans are exported over
 //! OpenTelemetry, a request's W3C `traceparent` is its span's parent.
@@ -90,6 +90,7 @@ where
             started,
             server,
             route,
+            answered: false,
         }
     }
 }
@@ -106,7 +107,8 @@ pub struct McpCall {
     pub mcp_method: Option<String>,
 }
 
-/// The line that ends a request: a warning for a server error.
+/// The line that ends a request: an error for a server error (which also marks an exported span
+/// as failed, and is what alerting on error lines sees).
 fn response_out(status: u16, us: u64, call: Option<&McpCall>) {
     macro_rules! line {
         ($level:ident) => {
@@ -124,7 +126,7 @@ fn response_out(status: u16, us: u64, call: Option<&McpCall>) {
         };
     }
     if status >= 500 {
-        line!(warn)
+        line!(error)
     } else {
         line!(info)
     }
@@ -140,6 +142,20 @@ pin_project_lite::pin_project! {
         server: &'static str,
         // With the metrics on, the matched route (`None` inside when no route matched).
         route: Option<Option<MatchedPath>>,
+        answered: bool,
+    }
+
+    /// A request dropped before its answer (the client went away, the server is stopping) says
+    /// so, in its span: without this line it would leave none that ends it.
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.answered {
+                let _entered = this.span.enter();
+                let us = this.started.elapsed().as_micros() as u64;
+                tracing::info!(us, "request cancelled before its answer");
+            }
+        }
     }
 }
 
@@ -153,6 +169,7 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
+        *this.answered = true;
         if let Ok(response) = &result {
             let elapsed = this.started.elapsed();
             let status = response.status().as_u16();
@@ -168,5 +185,77 @@ where
             );
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tower::{Layer, Service};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A request dropped before its answer writes a line saying so, in its span; an answered
+    /// one does not.
+    #[test]
+    fn a_request_dropped_before_its_answer_says_so() {
+        use tracing_subscriber::prelude::*;
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(crate::trace::layer(move || writer.clone(), false));
+        tracing::subscriber::with_default(subscriber, || {
+            let never = tower::service_fn(|_: Request<()>| {
+                std::future::pending::<Result<Response<()>, std::convert::Infallible>>()
+            });
+            let mut service = RequestTraceLayer::new("mcp", false).layer(never);
+            let request = Request::post("/mcp").body(()).unwrap();
+            let mut future = Box::pin(service.call(request));
+            let waker = std::task::Waker::noop();
+            assert!(
+                future
+                    .as_mut()
+                    .poll(&mut Context::from_waker(waker))
+                    .is_pending()
+            );
+            drop(future);
+
+            let answered = tower::service_fn(|_: Request<()>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(()))
+            });
+            let mut service = RequestTraceLayer::new("mcp", false).layer(answered);
+            let mut future = Box::pin(service.call(Request::get("/x").body(()).unwrap()));
+            let waker = std::task::Waker::noop();
+            assert!(
+                future
+                    .as_mut()
+                    .poll(&mut Context::from_waker(waker))
+                    .is_ready()
+            );
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.contains(" DEBUG ")).collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(
+            lines[0].contains(" INFO mcp: request cancelled before its answer us=")
+                && lines[0].ends_with(" method=POST path=/mcp"),
+            "{log}"
+        );
+        assert!(
+            lines[1].contains(" INFO mcp: response out status=200 us="),
+            "{log}"
+        );
     }
 }

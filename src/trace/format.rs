@@ -48,10 +48,11 @@ where
         // The event's span (its explicit parent, or the one it happened in) and the spans around
         // it, outermost first: their names before the message, their fields after the event's.
         // Nearly always there is one, the request's, and it is looked up once.
-        let span = event
-            .parent()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.lookup_current());
+        let explicit = event.parent().and_then(|id| ctx.span(id));
+        // As the library does: the names are the current span's when the event names none it
+        // can find, but the fields only those of the event's own span (none for a root event).
+        let own_span = event.is_contextual() || explicit.is_some();
+        let span = explicit.or_else(|| ctx.lookup_current());
         let Some(span) = span else {
             ctx.format_fields(writer.by_ref(), event)?;
             return writer.write_char('\n');
@@ -66,6 +67,9 @@ where
             write_span_name(&mut writer, span.name(), ansi, ": ")?;
         }
         ctx.format_fields(writer.by_ref(), event)?;
+        if !own_span {
+            return writer.write_char('\n');
+        }
         if outer {
             for span in span.scope().from_root() {
                 write_span_fields::<N>(&mut writer, &span.extensions(), ansi)?;

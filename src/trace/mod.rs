@@ -431,6 +431,7 @@ mod tests {
                 let inner = tracing::debug_span!("inner", depth = 2u64);
                 inner.in_scope(|| tracing::trace!(status = 200u16, "nested"));
                 tracing::info!(parent: &inner, "explicit parent");
+                tracing::info!(parent: None, "a root event inside a span");
                 drop(entered);
                 let empty = tracing::info_span!("empty");
                 empty.in_scope(|| tracing::info!("a span without fields"));
@@ -447,7 +448,7 @@ mod tests {
                     .collect()
             };
             let (ours, theirs) = (untimed(ours.text()), untimed(theirs.text()));
-            assert_eq!(ours.len(), 6, "{ours:#?}");
+            assert_eq!(ours.len(), 7, "{ours:#?}");
             assert_eq!(ours, theirs, "ansi {ansi}");
         }
     }

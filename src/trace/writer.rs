@@ -44,11 +44,17 @@ struct Shared {
 #[derive(Clone)]
 pub struct TraceWriter(Arc<Shared>);
 
-/// Keeps the writer thread running; dropping it writes what is buffered and stops the thread.
+/// Keeps the writer thread running; dropping it writes what is buffered and stops the thread,
+/// waiting at most [`STOP_WAIT`] for an output that does not move (a pipe nobody reads).
 pub struct WriterGuard {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Disconnected when the writer thread has ended.
+    stopped: std::sync::mpsc::Receiver<()>,
 }
+
+/// How long dropping the guard waits for the buffered lines to be written.
+pub const STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl WriterGuard {
     /// Lines dropped so far because the output fell behind.
@@ -70,14 +76,19 @@ pub fn spawn(
         closed: AtomicBool::new(false),
     });
     let writer = Arc::clone(&shared);
+    let (ended, stopped) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name(thread_name.to_string())
-        .spawn(move || write_out(&writer, output))?;
+        .spawn(move || {
+            let _ended = ended;
+            write_out(&writer, output)
+        })?;
     Ok((
         TraceWriter(Arc::clone(&shared)),
         WriterGuard {
             shared,
             thread: Some(thread),
+            stopped,
         },
     ))
 }
@@ -180,7 +191,15 @@ impl Drop for WriterGuard {
             let _buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
             self.shared.wake.notify_one();
         }
-        if let Some(thread) = self.thread.take() {
+        // The thread ends once the buffer is written; an output that does not move keeps it
+        // writing, and the process then stops without it rather than hang.
+        let ended = matches!(
+            self.stopped.recv_timeout(STOP_WAIT),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+        if let Some(thread) = self.thread.take()
+            && ended
+        {
             let _ = thread.join();
         }
     }
@@ -299,6 +318,28 @@ mod tests {
         drop(guard);
         let written = recorded.0.lock().unwrap().concat();
         assert_eq!(written.len(), (sent - 99) * 1024);
+    }
+
+    /// An output that never moves does not keep the guard's drop waiting past [`STOP_WAIT`].
+    #[test]
+    fn a_stuck_output_does_not_hang_the_stop() {
+        struct Stuck;
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                loop {
+                    std::thread::park();
+                }
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (writer, guard) = spawn(Stuck, "test-trace").unwrap();
+        (&writer).write_all(b"never written\n").unwrap();
+        let started = std::time::Instant::now();
+        drop(guard);
+        let waited = started.elapsed();
+        assert!(waited >= STOP_WAIT && waited < STOP_WAIT * 3, "{waited:?}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ async fn assert_unavailable(response: reqwest::Response, context: &str) {
 
 #[tokio::test]
 async fn a_full_revocation_list_answers_503_and_acknowledges_nothing() {
+    let (captured, _capturing) = capture_trace();
     let mut flags = INTROSPECT_FLAGS.to_vec();
     flags.extend(["--max-revocations", "1"]);
     let app = spawn_app_with(&flags).await;
@@ -31,6 +32,14 @@ async fn a_full_revocation_list_answers_503_and_acknowledges_nothing() {
     )
     .await;
     assert_eq!(introspect_as_rs(&app, access).await["active"], true);
+    // A server error's answer is an error line (which also fails an exported span).
+    let log = captured.text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" ERROR auth: response out status=503 ")
+                && l.contains("path=/revoke")),
+        "{log}"
+    );
 
     // A refresh token's family cannot end without revoking its access token: 503 too, and the
     // family is as it was, so the client can ask again later.
