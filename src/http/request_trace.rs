@@ -191,21 +191,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use crate::trace::Captured;
     use tower::{Layer, Service};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// A request dropped before its answer writes a line saying so, in its span; an answered
     /// one does not.
@@ -245,7 +232,7 @@ mod tests {
                     .is_ready()
             );
         });
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = captured.text();
         let lines: Vec<&str> = log.lines().filter(|l| !l.contains(" DEBUG ")).collect();
         assert_eq!(lines.len(), 2, "{log}");
         assert!(
