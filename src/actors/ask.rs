@@ -172,8 +172,7 @@ fn with_metrics(name: &'static str, record: impl FnOnce(&ActorMetrics)) {
     ACTOR_METRICS.with_borrow_mut(|actors| {
         let found = actors
             .iter()
-            .position(|(n, _)| std::ptr::eq(*n, name))
-            .or_else(|| actors.iter().position(|(n, _)| *n == name));
+            .position(|(n, _)| std::ptr::eq(*n, name) || *n == name);
         let index = found.unwrap_or_else(|| {
             actors.push((
                 name,

@@ -102,10 +102,14 @@ where
 pub struct McpCall {
     pub sub: std::sync::Arc<str>,
     pub client_id: String,
-    /// The JSON-RPC methods of a POST (`tools/call greet`, comma-separated in a batch); `None`
-    /// for a GET (the event stream) or a DELETE (the end of a session).
+    /// The JSON-RPC methods of a POST (`tools/call greet`, comma-separated in a batch), when the
+    /// line is on; `None` for a GET (the event stream) or a DELETE (the end of a session).
     pub mcp_method: Option<String>,
 }
+
+/// The target of the `response out` line: a handler that would do work only for that line asks
+/// whether it is on (`tracing::enabled!(target: LINE_TARGET, ...)`).
+pub const LINE_TARGET: &str = module_path!();
 
 /// The line that ends a request: an error for a server error (which also marks an exported span
 /// as failed, and is what alerting on error lines sees).

@@ -17,7 +17,7 @@ use super::refusal::{Endpoint, Refusal, refuse};
 use super::session_owner::SESSION_HEADER;
 use super::state::McpState;
 use super::tools::Caller;
-use crate::http::request_trace::McpCall;
+use crate::http::request_trace::{LINE_TARGET, McpCall};
 use crate::oauth::scope::ScopeSet;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -127,10 +127,13 @@ async fn read_and_route(
         }
     };
     let rpcs = Rpcs::parse(&bytes);
-    call.mcp_method = Some(
-        rpcs.as_ref()
-            .map_or_else(|| "(unparsed)".into(), Rpcs::describe),
-    );
+    // Described only for the trace line: the hot path does not build it when the line is off.
+    if tracing::enabled!(target: LINE_TARGET, tracing::Level::INFO) {
+        call.mcp_method = Some(
+            rpcs.as_ref()
+                .map_or_else(|| "(unparsed)".into(), Rpcs::describe),
+        );
+    }
     let Some(caller) = parts.extensions.get::<Caller>() else {
         return Err(refuse(state, endpoint, Refusal::NoToken));
     };
