@@ -8,7 +8,7 @@
 //! Exit codes: 0 after a clean stop, 2 for a bad setting (one line naming it), 1 for anything
 //! else that stops a server from starting or serving.
 
-use crate::config::{AuthServerConfig, ConfigError, McpServerConfig};
+use crate::config::{AuthServerConfig, ConfigError, McpServerConfig, PublicConfig};
 use crate::http::auth_server::{self, AuthServer};
 use crate::http::mcp_server::{self, McpServer};
 use crate::otel::OtelError;
@@ -37,6 +37,8 @@ OTEL_EXPORTER_OTLP_HEADERS and the other standard OTEL_* variables apply.";
 struct BothCli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    public: PublicConfig,
     #[command(flatten)]
     auth: AuthServerConfig,
     #[command(flatten)]
@@ -264,13 +266,25 @@ async fn both_servers() -> Result<(), ProgramError> {
         .introspection_secret
         .get_or_insert_with(|| shared.clone());
     cli.mcp.rs_introspection_secret.get_or_insert(shared);
-    let auth = cli.auth.validate()?;
-    let mcp = cli.mcp.validate()?;
+    let settings = cli.public.combine(cli.auth, cli.mcp)?;
+    let (auth, mcp) = (settings.auth, settings.mcp);
     let _guard = crate::trace::init(cli.log_format, "mcp-oauth")?;
     // One recorder for the process, in place before either server's actors record anything,
     // whichever server has the metrics on.
     if auth.metrics || mcp.metrics {
         crate::http::metrics::install();
+    }
+    if let Some(listen) = settings.shared_listen {
+        // One origin: the resource server's routes are served on the authorization server's
+        // listener.
+        let resource = mcp.mcp_resource();
+        let auth = AuthServer::build(auth).await?;
+        let (mcp, _) = McpServer::build_router(mcp, listen.ip().is_loopback()).await?;
+        tracing::info!(server = "mcp", %resource, %listen, "MCP server on the same listener");
+        auth.with_resource_server(mcp)
+            .run_until(crate::http::shutdown_signal())
+            .await?;
+        return Ok(());
     }
     let auth = AuthServer::build(auth).await?;
     let mcp = McpServer::build(mcp).await?;

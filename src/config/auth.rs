@@ -5,7 +5,9 @@
 //! file and the key-encryption secret file are read when the server is built. The limits that
 //! have no flag are the named constants below.
 
-use super::auth_args::{AuthServerConfig, DEV_SESSION_SECRET};
+use super::auth_args::{
+    AuthServerConfig, DEFAULT_ISSUER, DEFAULT_RESOURCE_SERVER, DEV_SESSION_SECRET,
+};
 use super::checks::{ConfigError, long_secret, loopback_listen};
 use crate::trace::Secret;
 use std::net::SocketAddr;
@@ -176,7 +178,11 @@ pub struct LimitSettings {
 impl AuthServerConfig {
     /// Checks what clap cannot, fills the derived defaults and groups the settings. Reads no file.
     pub fn validate(self) -> Result<AuthSettings, ConfigError> {
-        let issuer = Url::parse(&self.issuer).map_err(|e| ConfigError {
+        let issuer_id = self.issuer.unwrap_or_else(|| DEFAULT_ISSUER.into());
+        let resource = self
+            .resource
+            .unwrap_or_else(|| DEFAULT_RESOURCE_SERVER.into());
+        let issuer = Url::parse(&issuer_id).map_err(|e| ConfigError {
             setting: "AUTH_SERVER_ISSUER",
             reason: e.to_string(),
         })?;
@@ -212,17 +218,17 @@ impl AuthServerConfig {
         }
         let mut known_resources = self.known_resources;
         if known_resources.is_empty() {
-            let base = self.resource.trim_end_matches('/');
-            known_resources = vec![self.resource.clone(), format!("{base}/mcp")];
+            let base = resource.trim_end_matches('/');
+            known_resources = vec![resource.clone(), format!("{base}/mcp")];
         }
-        if !known_resources.contains(&self.resource) {
-            known_resources.push(self.resource.clone());
+        if !known_resources.contains(&resource) {
+            known_resources.push(resource.clone());
         }
         let secs = Duration::from_secs;
         Ok(AuthSettings {
-            listen: self.listen.unwrap_or_else(|| loopback_listen(&self.issuer)),
-            issuer: self.issuer,
-            resource: self.resource,
+            listen: self.listen.unwrap_or_else(|| loopback_listen(&issuer_id)),
+            issuer: issuer_id,
+            resource,
             known_resources,
             read_timeout: secs(self.read_timeout_seconds),
             introspection_secret: self.introspection_secret.map(Secret::new),

@@ -10,17 +10,23 @@ use std::path::PathBuf;
 
 /// The session secret used when none is configured: fine for a laptop, refused for https issuers.
 pub const DEV_SESSION_SECRET: &str = "dev-session-secret-change-me";
+/// The issuer when none is configured.
+pub const DEFAULT_ISSUER: &str = "http://localhost:8999";
+/// The resource server URL when none is configured.
+pub const DEFAULT_RESOURCE_SERVER: &str = "http://localhost:8990";
 
 /// Settings of the authorization server.
 #[derive(Debug, Clone, Args)]
 pub struct AuthServerConfig {
-    /// The issuer identifier, exactly as clients will see it (no trailing slash is added).
-    #[arg(long = "issuer", env = "AUTH_SERVER_ISSUER", default_value = "http://localhost:8999", value_parser = parse_base_url)]
-    pub issuer: String,
+    /// The issuer identifier, exactly as clients will see it (no trailing slash is added)
+    /// [default: http://localhost:8999].
+    #[arg(long = "issuer", env = "AUTH_SERVER_ISSUER", value_parser = parse_base_url)]
+    pub issuer: Option<String>,
 
-    /// The resource (MCP server URL) a token is for when a client sends no `resource` parameter.
-    #[arg(long = "resource", env = "AUTH_SERVER_RESOURCE", default_value = "http://localhost:8990", value_parser = parse_base_url)]
-    pub resource: String,
+    /// The resource (MCP server URL) a token is for when a client sends no `resource` parameter
+    /// [default: http://localhost:8990; with both servers, the resource server URL].
+    #[arg(long = "resource", env = "AUTH_SERVER_RESOURCE", value_parser = parse_base_url)]
+    pub resource: Option<String>,
 
     /// Resources clients may request, comma-separated (default: the resource and its `/mcp`).
     #[arg(long = "known-resources", env = "AUTH_SERVER_KNOWN_RESOURCES", value_delimiter = ',', value_parser = parse_base_url)]

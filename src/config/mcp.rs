@@ -3,6 +3,7 @@
 //! authorization server. [`McpServerConfig::validate`] is the one conversion from the command
 //! line. The limits that have no flag are the named constants below.
 
+use super::auth_args::{DEFAULT_ISSUER, DEFAULT_RESOURCE_SERVER};
 use super::checks::{ConfigError, long_secret, loopback_listen, parse_base_url};
 use super::mcp_args::McpServerConfig;
 use crate::trace::Secret;
@@ -111,6 +112,12 @@ fn endpoint_url(
 impl McpServerConfig {
     /// Checks what clap cannot, resolves the endpoints and groups the settings.
     pub fn validate(self) -> Result<McpSettings, ConfigError> {
+        let authorization_server = self
+            .authorization_server
+            .unwrap_or_else(|| DEFAULT_ISSUER.into());
+        let resource_server = self
+            .resource_server
+            .unwrap_or_else(|| DEFAULT_RESOURCE_SERVER.into());
         if self.required_scopes.iter().any(|s| s.trim().is_empty()) {
             return Err(ConfigError {
                 setting: "REQUIRED_SCOPES",
@@ -136,7 +143,7 @@ impl McpServerConfig {
         };
         let revocation_feed_url = endpoint_url(
             "MCP_REVOCATION_FEED_ENDPOINT",
-            &self.authorization_server,
+            &authorization_server,
             self.revocation_feed_endpoint,
         )?;
         let max_lag = Duration::from_secs(self.revocation_feed_max_lag_seconds);
@@ -145,21 +152,17 @@ impl McpServerConfig {
         }
         let introspection_url = endpoint_url(
             "MCP_INTROSPECTION_ENDPOINT",
-            &self.authorization_server,
+            &authorization_server,
             self.introspection_endpoint,
         )?;
-        let jwks_url = endpoint_url(
-            "JWKS_ENDPOINT",
-            &self.authorization_server,
-            self.jwks_endpoint,
-        )?;
+        let jwks_url = endpoint_url("JWKS_ENDPOINT", &authorization_server, self.jwks_endpoint)?;
         let secs = Duration::from_secs;
         Ok(McpSettings {
             listen: self
                 .mcp_listen
-                .unwrap_or_else(|| loopback_listen(&self.resource_server)),
-            authorization_server: self.authorization_server,
-            resource_server: self.resource_server,
+                .unwrap_or_else(|| loopback_listen(&resource_server)),
+            authorization_server,
+            resource_server,
             read_timeout: secs(self.mcp_read_timeout_seconds),
             required_scopes: self
                 .required_scopes

@@ -9,13 +9,15 @@ use std::net::SocketAddr;
 /// Settings of the MCP resource server.
 #[derive(Debug, Clone, Args)]
 pub struct McpServerConfig {
-    /// The authorization server's issuer, exactly as it publishes it.
-    #[arg(long = "authorization-server", env = "AUTHORIZATION_SERVER_URL", default_value = "http://localhost:8999", value_parser = parse_base_url)]
-    pub authorization_server: String,
+    /// The authorization server's issuer, exactly as it publishes it [default:
+    /// http://localhost:8999; with both servers, the issuer].
+    #[arg(long = "authorization-server", env = "AUTHORIZATION_SERVER_URL", value_parser = parse_base_url)]
+    pub authorization_server: Option<String>,
 
-    /// The URL of this server as clients use it; the MCP endpoints are it and its `/mcp`.
-    #[arg(long = "resource-server", env = "RESOURCE_SERVER_URL", default_value = "http://localhost:8990", value_parser = parse_base_url)]
-    pub resource_server: String,
+    /// The URL of this server as clients use it; the MCP endpoints are it and its `/mcp`
+    /// [default: http://localhost:8990].
+    #[arg(long = "resource-server", env = "RESOURCE_SERVER_URL", value_parser = parse_base_url)]
+    pub resource_server: Option<String>,
 
     /// The JWKS: a path on the authorization server, or an absolute URL.
     #[arg(

@@ -8,11 +8,16 @@
 //!   second and checks what clap cannot; it reads no file (the files a setting names are read
 //!   when the server is built).
 //!
+//! The combined binary derives the URLs both servers must agree on, from one public URL or from
+//! the issuer and the resource server URL, and checks them against each other
+//! ([`PublicConfig::combine`]).
+//!
 //! A bad setting is one clear line naming it and exit code 2 ([`ConfigError`]).
 
 mod auth;
 mod auth_args;
 mod checks;
+mod combined;
 mod mcp;
 mod mcp_args;
 
@@ -22,5 +27,6 @@ pub use auth::{
 };
 pub use auth_args::{AuthServerConfig, DEV_SESSION_SECRET};
 pub use checks::ConfigError;
+pub use combined::{CombinedSettings, PublicConfig};
 pub use mcp::{IntrospectionSettings, JwksSettings, McpSessionSettings, McpSettings};
 pub use mcp_args::McpServerConfig;

@@ -7,6 +7,7 @@ pub mod health;
 pub mod mcp_server;
 pub mod metrics;
 pub mod request_trace;
+pub mod single_origin;
 
 use axum::Router;
 use axum::extract::ConnectInfo;

@@ -24,6 +24,9 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         "AUTH_SERVER_ISSUER",
         "AUTH_SERVER_SESSION_SECRET",
         "RESOURCE_SERVER_URL",
+        "AUTHORIZATION_SERVER_URL",
+        "PUBLIC_URL",
+        "LISTEN_ADDRESS",
     ] {
         cmd.env_remove(var);
     }
@@ -88,6 +91,8 @@ fn help_lists_every_setting() {
         "AUTH_SERVER_NO_CLIENT_METADATA_DOCUMENTS",
         "AUTH_SERVER_CIMD_ALLOW_PRIVATE",
         "AUTH_SERVER_CIMD_TIMEOUT_SECONDS",
+        "PUBLIC_URL",
+        "LISTEN_ADDRESS",
         // Not a flag: the standard variable, named at the end.
         "OTEL_EXPORTER_OTLP_ENDPOINT",
     ] {
@@ -172,6 +177,28 @@ fn bad_settings_exit_2_with_one_clear_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("AUTH_SERVER_INTROSPECTION_SECRET"), "{err}");
+
+    // The two servers' URLs disagree: every token would be refused, so neither starts.
+    let out = run(
+        &[
+            "--issuer",
+            "http://127.0.0.1:1",
+            "--authorization-server",
+            "http://127.0.0.1:2",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("error: AUTHORIZATION_SERVER_URL: ") && err.contains("AUTH_SERVER_ISSUER"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = run(&[], &[("PUBLIC_URL", "http://127.0.0.1:1/base")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("error: PUBLIC_URL: "), "{err}");
 
     let clients = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     std::fs::write(

@@ -24,6 +24,7 @@ mod jwks;
 mod mcp_client;
 mod metrics;
 mod otel;
+mod public_url;
 mod refresh;
 mod register;
 mod resource_server;

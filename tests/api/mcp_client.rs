@@ -49,7 +49,13 @@ async fn approve_in_browser(auth_url: &str, user: &str, password: &str) -> Strin
 
 async fn rmcp_client_flow(user: &str, password: &str) {
     let app = spawn_app().await;
-    let mcp_url = app.mcp_url();
+    rmcp_client_flow_at(&app.issuer, &app.mcp_url(), user, password).await;
+}
+
+/// The whole flow, driven by rmcp, against the MCP endpoint `mcp_url` of the authorization
+/// server `issuer`.
+pub async fn rmcp_client_flow_at(issuer: &str, mcp_url: &str, user: &str, password: &str) {
+    let mcp_url = mcp_url.to_string();
 
     // An unauthorised connect: rmcp's transport meets the 401 and hands back the challenge.
     let transport = StreamableHttpClientTransport::from_uri(mcp_url.clone());
@@ -82,7 +88,7 @@ async fn rmcp_client_flow(user: &str, password: &str) {
         .await
         .expect("authorization URL");
     assert!(
-        auth_url.starts_with(&format!("{}/authorize?", app.issuer)),
+        auth_url.starts_with(&format!("{issuer}/authorize?")),
         "{auth_url}"
     );
     assert_eq!(
@@ -101,10 +107,7 @@ async fn rmcp_client_flow(user: &str, password: &str) {
     // The user signs in and approves; rmcp checks `state` and `iss` and redeems the code.
     let callback = approve_in_browser(&auth_url, user, password).await;
     assert!(callback.starts_with(REDIRECT), "{callback}");
-    assert_eq!(
-        query_param(&callback, "iss").as_deref(),
-        Some(app.issuer.as_str())
-    );
+    assert_eq!(query_param(&callback, "iss").as_deref(), Some(issuer));
     oauth
         .handle_callback_url(&callback)
         .await

@@ -320,6 +320,13 @@ impl AuthServer {
         self.listener.local_addr()
     }
 
+    /// Serves the resource server's MCP routes (from `McpServer::build_router`) on this
+    /// server's listener too: both servers on one origin (`--public-url`).
+    pub fn with_resource_server(mut self, mcp: Router) -> Self {
+        self.router = crate::http::single_origin::router(self.router, mcp);
+        self
+    }
+
     pub fn state(&self) -> &AuthState {
         &self.state
     }

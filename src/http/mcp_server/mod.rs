@@ -74,10 +74,25 @@ impl McpServer {
         listener: TcpListener,
         settings: McpSettings,
     ) -> Result<Self, BuildError> {
+        let local = listener.local_addr()?;
+        let (router, state) = Self::build_router(settings, local.ip().is_loopback()).await?;
+        Ok(McpServer {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// Builds the server's routes and actors without a listener of its own, for an app that
+    /// serves them on its listener (`listening_on_loopback` says whether that listener is on
+    /// loopback, which widens the default hosts and origins).
+    pub async fn build_router(
+        settings: McpSettings,
+        listening_on_loopback: bool,
+    ) -> Result<(Router, McpState), BuildError> {
         if settings.metrics {
             crate::http::metrics::install();
         }
-        let local = listener.local_addr()?;
         let http = reqwest::Client::builder()
             .timeout(settings.authorization_server_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -152,7 +167,7 @@ impl McpServer {
         let challenge_scope = required.union(&ScopeSet::from_names(
             tools::TOOL_SCOPES.iter().map(|(_, scope)| *scope),
         ));
-        let origins = RequestOrigins::new(&settings, local.ip().is_loopback());
+        let origins = RequestOrigins::new(&settings, listening_on_loopback);
         let notes = spawn_supervised::<crate::actors::notes::Notes>(&supervisor, ()).await;
         let state = McpState {
             supervisor,
@@ -168,11 +183,7 @@ impl McpServer {
             notes,
         };
         let router = router::router(state.clone());
-        Ok(McpServer {
-            listener,
-            router,
-            state,
-        })
+        Ok((router, state))
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

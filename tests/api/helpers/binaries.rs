@@ -42,6 +42,8 @@ impl Server {
             "MCP_INTROSPECTION_SECRET",
             "AUTHORIZATION_SERVER_URL",
             "RESOURCE_SERVER_URL",
+            "PUBLIC_URL",
+            "LISTEN_ADDRESS",
         ] {
             cmd.env_remove(var);
         }
