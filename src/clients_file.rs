@@ -2,8 +2,10 @@
 //! registration off. Each `[[client]]` table names its `client_id`, `client_name`,
 //! `redirect_uris`, and either `token_endpoint_auth_method = "none"` (a public client) or a
 //! `client_secret_hash` (an argon2 PHC string; the client authenticates with
-//! `client_secret_basic` by default, or the `client_secret_post` it names). `grant_types`,
-//! `scope` and `application_type` are optional. The metadata rules are those of registration
+//! `client_secret_basic` by default, or the `client_secret_post` it names), or
+//! `token_endpoint_auth_method = "private_key_jwt"` with its public keys as `jwks` (a JWKS as
+//! JSON text). `grant_types` (`client_credentials` for a machine client, which then needs no
+//! `redirect_uris`), `scope` and `application_type` are optional. The metadata rules are those of registration
 //! (`oauth::client_metadata`); a bad file stops the server at start with the client it concerns.
 //!
 //! ```toml
@@ -33,9 +35,12 @@ struct File {
 struct Entry {
     client_id: String,
     client_name: Option<String>,
+    #[serde(default)]
     redirect_uris: Vec<String>,
     token_endpoint_auth_method: Option<String>,
     client_secret_hash: Option<String>,
+    /// A `private_key_jwt` client's public keys: a JWKS as JSON text.
+    jwks: Option<String>,
     grant_types: Option<Vec<String>>,
     scope: Option<String>,
     application_type: Option<String>,
@@ -106,12 +111,16 @@ pub fn parse(text: &str, extra_schemes: &[String]) -> Result<Vec<Arc<Client>>, C
             entry.token_endpoint_auth_method.as_deref(),
         ) {
             (None, None | Some("none")) => TokenEndpointAuthMethod::None,
+            (None, Some("private_key_jwt")) => TokenEndpointAuthMethod::PrivateKeyJwt,
             (None, Some(_)) => {
-                return Err(fail("a confidential client needs client_secret_hash"));
+                return Err(fail(
+                    "a confidential client needs client_secret_hash, or private_key_jwt and jwks",
+                ));
             }
             (Some(_), None) => TokenEndpointAuthMethod::ClientSecretBasic,
             (Some(_), Some(m)) => match TokenEndpointAuthMethod::parse(m) {
-                Some(TokenEndpointAuthMethod::None) | None => {
+                Some(TokenEndpointAuthMethod::None | TokenEndpointAuthMethod::PrivateKeyJwt)
+                | None => {
                     return Err(fail(
                         "with client_secret_hash, token_endpoint_auth_method must be client_secret_basic or client_secret_post",
                     ));
@@ -124,10 +133,19 @@ pub fn parse(text: &str, extra_schemes: &[String]) -> Result<Vec<Arc<Client>>, C
         {
             return Err(fail("client_secret_hash is not an argon2 PHC string"));
         }
+        let jwks = match &entry.jwks {
+            Some(text) => Some(
+                serde_json::from_str::<serde_json::Value>(text)
+                    .map_err(|_| fail("jwks is not a JSON object"))?,
+            ),
+            None => None,
+        };
         let metadata = serde_json::json!({
             "client_name": entry.client_name,
             "redirect_uris": entry.redirect_uris,
             "grant_types": entry.grant_types,
+            "token_endpoint_auth_method": method.as_str(),
+            "jwks": jwks,
             "scope": entry.scope,
             "application_type": entry.application_type,
             "client_uri": entry.client_uri,
@@ -135,10 +153,9 @@ pub fn parse(text: &str, extra_schemes: &[String]) -> Result<Vec<Arc<Client>>, C
         let validated = client_metadata::validate(&metadata, extra_schemes, Source::Registration)
             .map_err(|err| fail(&err.description))?;
         let mut client = Client::from_metadata(client_id, validated, ClientKind::Configured);
-        client.token_endpoint_auth_method = method;
-        client.secret = entry
-            .client_secret_hash
-            .map(|phc| Box::new(SecretHash::Argon2(phc)));
+        if let Some(phc) = entry.client_secret_hash {
+            client.secret = Some(Box::new(SecretHash::Argon2(phc)));
+        }
         clients.push(Arc::new(client));
     }
     Ok(clients)
@@ -177,6 +194,42 @@ mod tests {
         );
         assert_eq!(clients[1].scope.as_deref(), Some("mcp.read"));
         assert!(!clients[1].secret_matches("wrong"));
+    }
+
+    /// Machine clients: no redirect URIs; a secret hash, or private_key_jwt with its keys.
+    #[test]
+    fn machine_clients() {
+        let (_, jwk) = crate::oauth::client_assertion::tests::key_pair("k");
+        let jwks = serde_json::json!({"keys": [jwk]}).to_string();
+        let text = format!(
+            r#"
+            [[client]]
+            client_id = "nightly"
+            grant_types = ["client_credentials"]
+            client_secret_hash = "{HASH}"
+
+            [[client]]
+            client_id = "agent"
+            grant_types = ["client_credentials"]
+            token_endpoint_auth_method = "private_key_jwt"
+            jwks = '{jwks}'
+            "#
+        );
+        let clients = parse(&text, &[]).unwrap();
+        assert!(clients[0].grant_types.client_credentials() && clients[0].redirect_uris.is_empty());
+        assert!(clients[0].secret_is_argon2());
+        assert_eq!(
+            clients[1].token_endpoint_auth_method,
+            TokenEndpointAuthMethod::PrivateKeyJwt
+        );
+        assert_eq!(clients[1].public_keys(), Some(jwks.as_str()));
+        // private_key_jwt without keys, or a public machine client, is refused.
+        for bad in [
+            "[[client]]\nclient_id = \"a\"\ngrant_types = [\"client_credentials\"]\ntoken_endpoint_auth_method = \"private_key_jwt\"",
+            "[[client]]\nclient_id = \"a\"\ngrant_types = [\"client_credentials\"]",
+        ] {
+            assert!(parse(bad, &[]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! client from the store with a conditional delete, so a client marked used meanwhile is kept.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
-use crate::oauth::client::{Client, ClientKind, NewClient, SecretHash, TokenEndpointAuthMethod};
+use crate::oauth::client::{Client, ClientKind, NewClient, SecretHash};
 use crate::oauth::time::instant_of;
 use crate::store::{ClientMap, ClientRecord, SharedStore, StoreError};
 use crate::trace::Secret;
@@ -159,15 +159,17 @@ impl Message<Register> for ClientRegistry {
             return Err(RegisterError::Full);
         }
         let meta = msg.0;
-        let secret = (meta.token_endpoint_auth_method != TokenEndpointAuthMethod::None)
+        let secret = meta
+            .token_endpoint_auth_method
+            .uses_secret()
             .then(|| Secret::random(32));
-        let client = Arc::new(Client {
-            secret: secret
-                .as_ref()
-                .map(|s| Box::new(SecretHash::Sha256(s.sha256()))),
-            // 128 random bits, base64url: unguessable and URL-safe (CL-1).
-            ..Client::from_metadata(crate::trace::random_token(16), meta, ClientKind::Registered)
-        });
+        // 128 random bits, base64url: unguessable and URL-safe (CL-1).
+        let mut client =
+            Client::from_metadata(crate::trace::random_token(16), meta, ClientKind::Registered);
+        if let Some(secret) = &secret {
+            client.secret = Some(Box::new(SecretHash::Sha256(secret.sha256())));
+        }
+        let client = Arc::new(client);
         // Acknowledged only once committed: a crash after this answer loses nothing.
         let record = ClientRecord {
             client: Arc::clone(&client),
@@ -303,7 +305,7 @@ impl Message<Sweep> for ClientRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::client::{ApplicationType, GrantTypes};
+    use crate::oauth::client::{ApplicationType, GrantTypes, TokenEndpointAuthMethod};
     use kameo::actor::Spawn;
 
     fn new_client() -> NewClient {

@@ -19,6 +19,7 @@
 //! shutdown sends them before closing the store.
 
 pub mod ask;
+pub mod client_assertions;
 pub mod client_metadata;
 pub mod clients;
 pub mod codes;

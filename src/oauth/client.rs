@@ -71,6 +71,8 @@ pub enum TokenEndpointAuthMethod {
     None,
     ClientSecretBasic,
     ClientSecretPost,
+    /// A JWT the client signs with a key of its registered JWKS (RFC 7523 section 2.2).
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
@@ -79,6 +81,7 @@ impl TokenEndpointAuthMethod {
             "none" => Some(Self::None),
             "client_secret_basic" => Some(Self::ClientSecretBasic),
             "client_secret_post" => Some(Self::ClientSecretPost),
+            "private_key_jwt" => Some(Self::PrivateKeyJwt),
             _ => None,
         }
     }
@@ -88,7 +91,13 @@ impl TokenEndpointAuthMethod {
             Self::None => "none",
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
+    }
+
+    /// Whether the client proves itself with a shared secret.
+    pub fn uses_secret(self) -> bool {
+        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost)
     }
 }
 
@@ -103,12 +112,14 @@ pub enum ClientKind {
     MetadataDocument,
 }
 
-/// The grant types a client may use. `authorization_code` is always one of them (registration
-/// requires it); the only other grant this server supports is `refresh_token`, so the set is a
-/// flag rather than a list of strings.
+/// The grant types a client may use: `authorization_code` (with or without `refresh_token`, which
+/// only continues what a code started), `client_credentials` (a confidential client acting for
+/// itself), or both. A set of flags rather than a list of strings.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct GrantTypes {
+    authorization_code: bool,
     refresh_token: bool,
+    client_credentials: bool,
 }
 
 /// As the list of names, the way the trace showed it when it was one.
@@ -121,26 +132,47 @@ impl std::fmt::Debug for GrantTypes {
 impl GrantTypes {
     /// `authorization_code` alone.
     pub const AUTHORIZATION_CODE: GrantTypes = GrantTypes {
+        authorization_code: true,
         refresh_token: false,
+        client_credentials: false,
     };
     /// `authorization_code` and `refresh_token`: the registration default.
     pub const WITH_REFRESH_TOKEN: GrantTypes = GrantTypes {
+        authorization_code: true,
         refresh_token: true,
+        client_credentials: false,
+    };
+    /// `client_credentials` alone: a machine client.
+    pub const CLIENT_CREDENTIALS: GrantTypes = GrantTypes {
+        authorization_code: false,
+        refresh_token: false,
+        client_credentials: true,
     };
 
-    /// The set a list of grant type names describes, if this server supports it: it must name
-    /// `authorization_code`, and nothing beyond it and `refresh_token`.
+    /// The set a list of grant type names describes, if this server supports it: only
+    /// `authorization_code`, `refresh_token` and `client_credentials`, at least one of the first
+    /// and the last, and `refresh_token` only with `authorization_code`.
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Option<GrantTypes> {
-        let mut code = false;
-        let mut refresh_token = false;
+        let mut set = GrantTypes {
+            authorization_code: false,
+            refresh_token: false,
+            client_credentials: false,
+        };
         for name in names {
             match name.as_ref() {
-                "authorization_code" => code = true,
-                "refresh_token" => refresh_token = true,
+                "authorization_code" => set.authorization_code = true,
+                "refresh_token" => set.refresh_token = true,
+                "client_credentials" => set.client_credentials = true,
                 _ => return None,
             }
         }
-        code.then_some(GrantTypes { refresh_token })
+        let valid = set.authorization_code || (set.client_credentials && !set.refresh_token);
+        valid.then_some(set)
+    }
+
+    /// Whether the client may use the authorization code flow (and so needs redirect URIs).
+    pub fn authorization_code(self) -> bool {
+        self.authorization_code
     }
 
     /// Whether the client may use refresh tokens.
@@ -148,13 +180,21 @@ impl GrantTypes {
         self.refresh_token
     }
 
+    /// Whether the client may obtain tokens for itself (`client_credentials`).
+    pub fn client_credentials(self) -> bool {
+        self.client_credentials
+    }
+
     /// The names, as registration metadata lists them.
-    pub fn names(self) -> &'static [&'static str] {
-        if self.refresh_token {
-            &["authorization_code", "refresh_token"]
-        } else {
-            &["authorization_code"]
-        }
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (self.authorization_code, "authorization_code"),
+            (self.refresh_token, "refresh_token"),
+            (self.client_credentials, "client_credentials"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
     }
 }
 
@@ -165,6 +205,9 @@ pub enum SecretHash {
     Sha256(SecretDigest),
     /// A configured client's secret, as the argon2 PHC string the clients file gives.
     Argon2(String),
+    /// No secret: a `private_key_jwt` client's public keys (its registered JWKS, as JSON), which
+    /// its client assertions must be signed with.
+    PublicKeys(Box<str>),
 }
 
 /// The response types every client has: the authorization code flow is the only one.
@@ -210,7 +253,15 @@ impl Client {
             Some(SecretHash::Sha256(stored)) => {
                 crate::trace::sha256(presented).ct_eq(stored).into()
             }
-            None => false,
+            Some(SecretHash::PublicKeys(_)) | None => false,
+        }
+    }
+
+    /// The JWKS (JSON) a `private_key_jwt` client's assertions are verified with.
+    pub fn public_keys(&self) -> Option<&str> {
+        match self.secret.as_deref() {
+            Some(SecretHash::PublicKeys(jwks)) => Some(jwks),
+            _ => None,
         }
     }
 
@@ -228,7 +279,9 @@ impl Client {
     ) -> Client {
         Client {
             client_id: client_id.into(),
-            secret: None,
+            secret: meta
+                .jwks
+                .map(|jwks| Box::new(SecretHash::PublicKeys(jwks.into_boxed_str()))),
             application_type: meta.application_type,
             kind,
             client_name: meta.client_name.map(String::into_boxed_str),
@@ -264,6 +317,7 @@ impl NewClient {
             scope: None,
             client_uri: None,
             application_type: ApplicationType::Native,
+            jwks: None,
         }
     }
 }
@@ -278,6 +332,8 @@ pub struct NewClient {
     pub scope: Option<String>,
     pub client_uri: Option<String>,
     pub application_type: ApplicationType,
+    /// A `private_key_jwt` client's public keys (a JWKS, as JSON).
+    pub jwks: Option<String>,
 }
 
 #[cfg(test)]
@@ -302,6 +358,16 @@ mod tests {
             ["authorization_code", "refresh_token"]
         );
         assert!(!GrantTypes::AUTHORIZATION_CODE.refresh_token());
+        // A machine client: no code, so no refresh token either.
+        let machine = GrantTypes::parse(&["client_credentials"]).unwrap();
+        assert_eq!(machine, GrantTypes::CLIENT_CREDENTIALS);
+        assert!(machine.client_credentials() && !machine.authorization_code());
+        assert_eq!(
+            GrantTypes::parse(&["client_credentials", "refresh_token"]),
+            None
+        );
+        let both = GrantTypes::parse(&["client_credentials", "authorization_code"]).unwrap();
+        assert_eq!(both.names(), ["authorization_code", "client_credentials"]);
     }
 
     /// The record stays small: the registry holds up to `--max-clients` of them.

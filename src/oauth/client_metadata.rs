@@ -10,7 +10,9 @@
 //! and an inferred type never accepts a URI the explicit one would refuse.
 
 use crate::oauth::ErrorCode;
-use crate::oauth::client::{ApplicationType, GrantTypes, NewClient, TokenEndpointAuthMethod};
+use crate::oauth::client::{
+    ApplicationType, GrantTypes, NewClient, RESPONSE_TYPES, TokenEndpointAuthMethod,
+};
 use crate::oauth::redirect_uri;
 use crate::oauth::scope::ScopeSet;
 use serde_json::{Map, Value};
@@ -107,8 +109,21 @@ pub fn validate(
             }
         }
     }
+    // Refresh tokens by default: MCP clients stay connected for days (OAuth 2.1 section 4.3).
+    let grant_types = string_list(
+        body,
+        "grant_types",
+        &["authorization_code", "refresh_token"],
+    )?;
+    let grant_types = GrantTypes::parse(&grant_types).ok_or_else(|| {
+        invalid(
+            "grant_types may contain only authorization_code, refresh_token and \
+             client_credentials, and must include authorization_code or client_credentials \
+             (refresh_token only with authorization_code)",
+        )
+    })?;
     let redirect_uris = string_list(body, "redirect_uris", &[])?;
-    if redirect_uris.is_empty() {
+    if redirect_uris.is_empty() && grant_types.authorization_code() {
         return Err(invalid_redirect("at least one redirect URI is required"));
     }
     if redirect_uris.len() > MAX_REDIRECT_URIS {
@@ -136,7 +151,7 @@ pub fn validate(
             }
             (Source::Document { .. }, _) => {
                 return Err(invalid(
-                    "a client metadata document must use token_endpoint_auth_method none (private_key_jwt is not supported)",
+                    "a client metadata document must use token_endpoint_auth_method none",
                 ));
             }
             (Source::Registration, None) => {
@@ -144,26 +159,25 @@ pub fn validate(
             }
         },
     };
-    // Refresh tokens by default: MCP clients stay connected for days (OAuth 2.1 section 4.3).
-    let grant_types = string_list(
-        body,
-        "grant_types",
-        &["authorization_code", "refresh_token"],
-    )?;
-    if grant_types.is_empty()
-        || grant_types
-            .iter()
-            .any(|g| g != "authorization_code" && g != "refresh_token")
-    {
+    if grant_types.client_credentials() && method == TokenEndpointAuthMethod::None {
         return Err(invalid(
-            "grant_types may contain only authorization_code and refresh_token",
+            "client_credentials requires a confidential client (client_secret_basic, \
+             client_secret_post or private_key_jwt)",
         ));
     }
-    let grant_types = GrantTypes::parse(&grant_types)
-        .ok_or_else(|| invalid("grant_types must include authorization_code"))?;
-    let response_types = string_list(body, "response_types", &["code"])?;
-    if response_types != ["code"] {
-        return Err(invalid("response_types must be [\"code\"]"));
+    let jwks = public_keys(body, method)?;
+    // The code flow's one response type; a machine client has none.
+    let response_types: &[&str] = if grant_types.authorization_code() {
+        &RESPONSE_TYPES
+    } else {
+        &[]
+    };
+    if string_list(body, "response_types", response_types)? != response_types {
+        return Err(invalid(if grant_types.authorization_code() {
+            "response_types must be [\"code\"]"
+        } else {
+            "response_types must be empty without the authorization_code grant"
+        }));
     }
     let scope = match optional_string(body, "scope")? {
         None => None,
@@ -202,7 +216,45 @@ pub fn validate(
         scope,
         client_uri,
         application_type,
+        jwks,
     })
+}
+
+/// Most keys a registered JWKS may hold, and its largest size as JSON.
+const MAX_CLIENT_KEYS: usize = 10;
+const MAX_JWKS_BYTES: usize = 8 * 1024;
+
+/// The public keys of a `private_key_jwt` client (`jwks`, RFC 7591 section 2): required with that
+/// method and refused with any other. Each key must be an RSA or P-256 public key; `jwks_uri`
+/// is not fetched, so a client that names one is told to register its keys inline.
+fn public_keys(
+    body: &Map<String, Value>,
+    method: TokenEndpointAuthMethod,
+) -> Result<Option<String>, MetadataError> {
+    if body.get("jwks_uri").is_some_and(|v| !v.is_null()) {
+        return Err(invalid(
+            "jwks_uri is not supported; register the public keys inline as jwks",
+        ));
+    }
+    let jwks = body.get("jwks").filter(|v| !v.is_null());
+    match (method, jwks) {
+        (TokenEndpointAuthMethod::PrivateKeyJwt, None) => {
+            Err(invalid("private_key_jwt requires jwks"))
+        }
+        (TokenEndpointAuthMethod::PrivateKeyJwt, Some(jwks)) => {
+            crate::oauth::client_assertion::check_public_keys(jwks, MAX_CLIENT_KEYS)
+                .map_err(invalid)?;
+            let text = jwks.to_string();
+            if text.len() > MAX_JWKS_BYTES {
+                return Err(invalid("jwks is too large"));
+            }
+            Ok(Some(text))
+        }
+        (_, Some(_)) => Err(invalid(
+            "jwks is only for token_endpoint_auth_method private_key_jwt",
+        )),
+        (_, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +340,54 @@ mod tests {
         ];
         for extra in refused {
             assert!(doc(extra.clone()).is_err(), "{extra}");
+        }
+    }
+
+    /// Machine clients: `client_credentials` needs a confidential client and no redirect URIs;
+    /// `private_key_jwt` needs inline public keys and nothing else does.
+    #[test]
+    fn client_credentials_and_private_key_jwt_rules() {
+        let (_, jwk) = crate::oauth::client_assertion::tests::key_pair("k");
+        let jwks = json!({"keys": [jwk]});
+        let machine = registered(json!({"grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "client_secret_basic"}))
+        .unwrap();
+        assert!(machine.grant_types.client_credentials() && machine.redirect_uris.is_empty());
+        let signed = registered(json!({"grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks}))
+        .unwrap();
+        assert_eq!(
+            signed.token_endpoint_auth_method,
+            TokenEndpointAuthMethod::PrivateKeyJwt
+        );
+        assert_eq!(signed.jwks.as_deref(), Some(jwks.to_string().as_str()));
+        // Both grants: redirect URIs as for any code client.
+        assert!(
+            registered(
+                json!({"grant_types": ["authorization_code", "client_credentials"],
+            "token_endpoint_auth_method": "client_secret_post"})
+            )
+            .is_err()
+        );
+        let refused = [
+            json!({"grant_types": ["client_credentials"]}),
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+            json!({"grant_types": ["client_credentials", "refresh_token"],
+                "token_endpoint_auth_method": "client_secret_basic"}),
+            json!({"grant_types": ["client_credentials"], "response_types": ["code"],
+                "token_endpoint_auth_method": "client_secret_basic"}),
+            json!({"grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "private_key_jwt"}),
+            json!({"grant_types": ["client_credentials"], "jwks": jwks,
+                "token_endpoint_auth_method": "client_secret_basic"}),
+            json!({"grant_types": ["client_credentials"], "jwks_uri": "https://c.example/jwks",
+                "token_endpoint_auth_method": "private_key_jwt"}),
+            json!({"grant_types": ["client_credentials"], "jwks": {"keys": []},
+                "token_endpoint_auth_method": "private_key_jwt"}),
+        ];
+        for body in refused {
+            let err = registered(body.clone()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidClientMetadata, "{body}");
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod authorization_request;
 pub mod client;
+pub mod client_assertion;
 pub mod client_credentials;
 pub mod client_id_url;
 pub mod client_metadata;

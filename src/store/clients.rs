@@ -103,12 +103,14 @@ pub trait ClientStore: Send + Sync {
 
 fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
     let secret: Option<Vec<u8>> = row.try_get("secret_sha256")?;
-    let secret = match secret {
-        Some(bytes) => Some(Box::new(SecretHash::Sha256(
+    let jwks: Option<String> = row.try_get("jwks")?;
+    let secret = match (secret, jwks) {
+        (Some(bytes), _) => Some(Box::new(SecretHash::Sha256(
             <[u8; 32]>::try_from(bytes.as_slice())
                 .map_err(|_| StoreError("a stored client secret digest is corrupt".into()))?,
         ))),
-        None => None,
+        (None, Some(jwks)) => Some(Box::new(SecretHash::PublicKeys(jwks.into_boxed_str()))),
+        (None, None) => None,
     };
     let method: String = row.try_get("token_endpoint_auth_method")?;
     let application_type: String = row.try_get("application_type")?;
@@ -143,7 +145,7 @@ fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
 
 const CLIENT_COLUMNS: &str = "client_id, secret_sha256, client_name, redirect_uris, grant_types, \
      response_types, token_endpoint_auth_method, scope, client_uri, issued_at, used, \
-     application_type";
+     application_type, jwks";
 
 #[async_trait]
 impl ClientStore for SqliteStore {
@@ -168,24 +170,29 @@ impl ClientStore for SqliteStore {
         let _write = write_timer("clients");
         let c = &record.client;
         sqlx::query(&format!(
-            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&*c.client_id)
         .bind(match c.secret.as_deref() {
             Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
             // Configured clients are never stored; the clients file keeps their hashes.
-            Some(SecretHash::Argon2(_)) | None => None,
+            Some(SecretHash::Argon2(_) | SecretHash::PublicKeys(_)) | None => None,
         })
         .bind(c.client_name.as_deref())
         .bind(to_json_list(&c.redirect_uris))
-        .bind(to_json_list(c.grant_types.names()))
-        .bind(to_json_list(&RESPONSE_TYPES))
+        .bind(to_json_list(&c.grant_types.names()))
+        .bind(to_json_list(if c.grant_types.authorization_code() {
+            &RESPONSE_TYPES[..]
+        } else {
+            &[]
+        }))
         .bind(c.token_endpoint_auth_method.as_str())
         .bind(c.scope.as_deref())
         .bind(c.client_uri.as_deref())
         .bind(int(c.issued_at))
         .bind(i64::from(record.used))
         .bind(c.application_type.as_str())
+        .bind(c.public_keys())
         .execute(&self.pool)
         .await?;
         Ok(())

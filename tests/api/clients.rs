@@ -205,7 +205,7 @@ async fn cl3_refused_documents_get_an_error_page_never_a_redirect() {
         ("missing.json", "could not be fetched"),
         ("big.json", "larger than 5 kB"),
         ("secret.json", "token_endpoint_auth_method none"),
-        ("pkjwt.json", "private_key_jwt is not supported"),
+        ("pkjwt.json", "must use token_endpoint_auth_method none"),
         ("withsecret.json", "must not contain a client secret"),
         (
             "badredirect.json",

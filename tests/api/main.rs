@@ -12,6 +12,7 @@ mod helpers;
 mod admin;
 mod authorize;
 mod cli;
+mod client_credentials;
 mod clients;
 mod consent_binding;
 mod durability;

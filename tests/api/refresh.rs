@@ -33,7 +33,7 @@ async fn refresh_tokens_only_for_clients_that_registered_the_grant() {
     let metadata: Value = as_metadata(&app).await;
     assert_eq!(
         metadata["grant_types_supported"],
-        json!(["authorization_code", "refresh_token"])
+        json!(["authorization_code", "refresh_token", "client_credentials"])
     );
 
     // Registered without the grant: no refresh token, and the grant is refused.

@@ -19,7 +19,12 @@ async fn metadata_lists_the_revocation_endpoint() {
     assert_eq!(metadata["revocation_endpoint"], app.url("/revoke"));
     assert_eq!(
         metadata["revocation_endpoint_auth_methods_supported"],
-        json!(["none", "client_secret_basic", "client_secret_post"])
+        json!([
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ])
     );
 }
 

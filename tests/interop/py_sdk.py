@@ -10,6 +10,12 @@ alice (the SDK's default `auto` mode, which probes the 2026-07-28 `server/discov
 to the initialize handshake; the session must speak 2026-07-28) and as bob (`legacy` mode: the
 2025-11-25 initialize handshake).
 
+Then machine clients (the client-credentials extension, SEP-1046), with the SDK's own providers
+and no browser: `ClientCredentialsOAuthProvider` with a registered client's secret
+(client_secret_basic), and `PrivateKeyJWTOAuthProvider` with assertions the SDK signs (RS256,
+audience: the issuer) by a key whose public half the client registered as `jwks`. Each calls
+whoami and must be itself (`sub` is its client id).
+
 Environment: MCP_URL, NODE (the node binary for browser.mjs). Prints `PASS name` /
 `FAIL name: reason` lines.
 """
@@ -27,6 +33,11 @@ from urllib.parse import parse_qs, urlparse
 import httpx2
 from mcp import Client
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
+from mcp.client.auth.extensions.client_credentials import (
+    ClientCredentialsOAuthProvider,
+    PrivateKeyJWTOAuthProvider,
+    SignedJWTParameters,
+)
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
@@ -201,9 +212,89 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+async def authorization_server() -> str:
+    """The issuer the MCP endpoint names in its protected resource metadata."""
+    origin = MCP_URL.split("/mcp")[0]
+    async with httpx2.AsyncClient(timeout=30) as http:
+        answer = await http.get(f"{origin}/.well-known/oauth-protected-resource/mcp")
+        answer.raise_for_status()
+        return str(answer.json()["authorization_servers"][0])
+
+
+async def register_machine(issuer: str, metadata: dict) -> dict:
+    """Registers a machine client (no redirect URIs) and returns the registration answer."""
+    body = {"grant_types": ["client_credentials"], "scope": "mcp.read", **metadata}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        answer = await http.post(f"{issuer}/register", json=body)
+        if answer.status_code != 201:
+            raise AssertionError(f"registration answered {answer.status_code}: {answer.text}")
+        return answer.json()
+
+
+def rsa_key_pair() -> tuple[str, dict]:
+    """A fresh RSA key: its private PEM for the SDK, and its public JWK to register."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    numbers = key.public_key().public_numbers()
+
+    def b64(value: int) -> str:
+        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return pem, {"kty": "RSA", "alg": "RS256", "use": "sig", "n": b64(numbers.n), "e": b64(numbers.e)}
+
+
+async def machine_flow(method: str) -> None:
+    name = f"py-sdk machine client ({method}) gets a token by client_credentials and calls whoami as itself"
+    try:
+        issuer = await authorization_server()
+        if method == "client_secret_basic":
+            client = await register_machine(issuer, {"token_endpoint_auth_method": method})
+            provider: OAuthClientProvider = ClientCredentialsOAuthProvider(
+                server_url=MCP_URL,
+                storage=MemoryStorage(),
+                client_id=client["client_id"],
+                client_secret=client["client_secret"],
+                scope="mcp.read",
+            )
+        else:
+            pem, jwk = rsa_key_pair()
+            client = await register_machine(issuer, {"token_endpoint_auth_method": method, "jwks": {"keys": [jwk]}})
+            client_id = client["client_id"]
+            signer = SignedJWTParameters(issuer=client_id, subject=client_id, signing_key=pem)
+            provider = PrivateKeyJWTOAuthProvider(
+                server_url=MCP_URL,
+                storage=MemoryStorage(),
+                client_id=client_id,
+                assertion_provider=signer.create_assertion_provider(),
+                scope="mcp.read",
+            )
+
+        async def steps(session: Client) -> None:
+            who = json.loads(tool_text(await session.call_tool("whoami", {})))
+            if who.get("sub") != client["client_id"] or who.get("scopes") != ["mcp.read"]:
+                raise AssertionError(f"whoami answered {who}")
+
+        async with httpx2.AsyncClient(auth=provider, timeout=60) as http:
+            async with Client(streamable_http_client(MCP_URL, http_client=http)) as session:
+                await asyncio.wait_for(steps(session), timeout=60)
+        report(name, None)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a FAIL line
+        report(name, describe(exc))
+
+
 async def main() -> None:
     await user_flow("alice", "auto", "2026-07-28")
     await user_flow("bob", "legacy", "2025-11-25")
+    await machine_flow("client_secret_basic")
+    await machine_flow("private_key_jwt")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 //! says whether URL client ids are fetched (CL-3).
 
 use super::state::AuthState;
-use crate::oauth::scope;
+use crate::oauth::{client_assertion, scope};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -21,14 +21,17 @@ pub fn document(config: &crate::config::AuthSettings) -> Value {
         "registration_endpoint": config.endpoint("/register"),
         "jwks_uri": config.endpoint("/oauth/jwks"),
         "introspection_endpoint": config.endpoint("/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": client_assertion::SIGNING_ALGORITHMS,
         "revocation_endpoint": config.endpoint("/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": client_assertion::SIGNING_ALGORITHMS,
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": client_assertion::SIGNING_ALGORITHMS,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "subject_types_supported": ["public"],

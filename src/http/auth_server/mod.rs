@@ -33,6 +33,7 @@ mod token;
 
 pub use state::AuthState;
 
+use crate::actors::client_assertions::{ClientAssertions, ClientAssertionsArgs};
 use crate::actors::client_metadata::ClientMetadataArgs;
 use crate::actors::clients::ClientRegistryArgs;
 use crate::actors::codes::AuthorizationCodesArgs;
@@ -234,6 +235,13 @@ impl AuthServer {
             },
         )
         .await;
+        let assertions = spawn_supervised::<ClientAssertions>(
+            &supervisor,
+            ClientAssertionsArgs {
+                max_entries: settings.limits.max_throttle_entries,
+            },
+        )
+        .await;
         let revocations = spawn_supervised::<Revocations>(
             &supervisor,
             RevocationsArgs {
@@ -301,6 +309,7 @@ impl AuthServer {
             keys,
             signers: SignerPool::new(signers),
             throttle,
+            assertions,
             revocations,
             refresh_tokens,
             metadata,

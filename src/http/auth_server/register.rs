@@ -76,7 +76,7 @@ pub async fn handler(
         "client_id_issued_at": client.issued_at,
         "redirect_uris": client.redirect_uris,
         "grant_types": client.grant_types.names(),
-        "response_types": RESPONSE_TYPES,
+        "response_types": if client.grant_types.authorization_code() { &RESPONSE_TYPES[..] } else { &[] },
         "token_endpoint_auth_method": client.token_endpoint_auth_method.as_str(),
         "application_type": client.application_type.as_str(),
     });
@@ -88,6 +88,9 @@ pub async fn handler(
     }
     if let Some(uri) = &client.client_uri {
         answer["client_uri"] = json!(uri);
+    }
+    if let Some(jwks) = client.public_keys() {
+        answer["jwks"] = serde_json::from_str(jwks).unwrap_or_default();
     }
     if let Some(secret) = &registered.secret {
         answer["client_secret"] = json!(secret.expose());

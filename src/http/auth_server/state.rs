@@ -3,6 +3,7 @@
 //! which builds it, depends on them, without a cycle.
 
 use super::pages::SessionCookie;
+use crate::actors::client_assertions::ClientAssertions;
 use crate::actors::{
     AuthorizationCodes, ClientMetadataDocuments, ClientRegistry, Consents, RefreshTokens,
     Revocations, Sessions, SignerPool, SigningKeys, StoreChanges, Supervisor, Throttle, Users,
@@ -31,6 +32,8 @@ pub struct AuthState {
     pub keys: ActorRef<SigningKeys>,
     pub signers: SignerPool,
     pub throttle: ActorRef<Throttle>,
+    /// The client assertions already used (`private_key_jwt`).
+    pub assertions: ActorRef<ClientAssertions>,
     pub revocations: ActorRef<Revocations>,
     pub refresh_tokens: ActorRef<RefreshTokens>,
     pub metadata: Arc<serde_json::Value>,

@@ -11,7 +11,8 @@
 //! applied: see `actors/refresh_tokens.rs`), then signs a new access token. A replayed code, or a
 //! reused refresh token, is answered `invalid_grant` once the actors have revoked what it
 //! produced (they do it themselves before they answer; `temporarily_unavailable` if they could
-//! not). Every answer is JSON with `Cache-Control: no-store`, and error descriptions are fixed
+//! not). The `client_credentials` grant gives a confidential client a token for itself. Every
+//! answer is JSON with `Cache-Control: no-store`, and error descriptions are fixed
 //! text that never echoes input.
 
 use super::client_auth::AuthenticatedClient;
@@ -52,6 +53,7 @@ pub async fn handler(
         None => Err(invalid_request("grant_type is required")),
         Some("authorization_code") => authorization_code(&state, &client, &form).await,
         Some("refresh_token") => refresh_token(&state, &client, &form).await,
+        Some("client_credentials") => client_credentials(&state, &client, &form).await,
         Some(_) => Err(JsonError::new(
             ErrorCode::UnsupportedGrantType,
             "this grant type is not supported",
@@ -210,6 +212,85 @@ fn token_response(
     let mut response = Json(body).into_response();
     no_store(&mut response);
     response
+}
+
+/// `grant_type=client_credentials` (OAuth 2.1 section 4.2, the MCP client-credentials
+/// extension): a confidential client registered for it gets a token for itself (`sub` is its
+/// id, RFC 9068 section 2.2), for the resource it names (or the default one) and the scopes it
+/// asks for, narrowed to those it registered (all supported ones when it registered none). No user
+/// and no consent are involved, so no refresh token is issued (RFC 6749 section 4.4.3).
+async fn client_credentials(
+    state: &AuthState,
+    client: &Client,
+    form: &Params,
+) -> Result<Response, JsonError> {
+    if !client.grant_types.client_credentials() || client.is_public() {
+        return Err(JsonError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the client_credentials grant",
+        ));
+    }
+    let resource = resource::resolve(
+        form.get("resource"),
+        &state.config.known_resources,
+        &state.config.resource,
+    )
+    .map_err(|_| {
+        JsonError::new(
+            ErrorCode::InvalidTarget,
+            "resource is not a resource this server issues tokens for",
+        )
+    })?;
+    let allowed = match client.scope.as_deref() {
+        Some(registered) => ScopeSet::parse(registered).unwrap_or_default(),
+        None => ScopeSet::all_supported(),
+    };
+    // A request for more than the client registered gets what it registered of it (RFC 6749
+    // section 3.3: the answer's `scope` says so), as SDKs ask for the scopes a resource server's
+    // challenge names; nothing of it left is refused.
+    let scope = match form.get("scope") {
+        None => allowed,
+        Some(requested) => ScopeSet::parse_supported(requested)
+            .map_err(|_| {
+                JsonError::new(
+                    ErrorCode::InvalidScope,
+                    "the scope is malformed or unsupported",
+                )
+            })?
+            .intersection(&allowed),
+    };
+    if scope.is_empty() {
+        return Err(JsonError::new(
+            ErrorCode::InvalidScope,
+            "the requested scope is outside the client's registered scope",
+        ));
+    }
+    let flow = crate::trace::FlowId::mint();
+    let jti = uuid::Uuid::new_v4().to_string();
+    let token = sign_access_token(
+        state,
+        &client.client_id,
+        &client.client_id,
+        resource,
+        &scope,
+        &flow,
+        jti,
+    )
+    .await?;
+    // The client obtained a token: it is kept, not reaped as an abandoned registration.
+    let mark = MarkUsed {
+        client_id: client.client_id.to_string(),
+    };
+    ask(&state.clients, mark).await?;
+    metrics::counter!("mcp_oauth_tokens_total", "kind" => "client_credentials").increment(1);
+    tracing::info!(
+        client_id = %client.client_id,
+        aud = %resource,
+        scope = %scope,
+        token = %Secret::new(token.clone()),
+        "access token issued to the client itself"
+    );
+    Ok(token_response(state, &token, &scope, None))
 }
 
 /// `grant_type=refresh_token` (OAuth 2.1 section 4.3).

@@ -1,0 +1,338 @@
+//! Machine clients (the MCP client-credentials extension, OAuth 2.1 section 4.2): a confidential
+//! client registered for `client_credentials` gets a token for itself with `client_secret_basic`,
+//! `client_secret_post` or `private_key_jwt` (RFC 7523), and calls tools as itself. Refused: a
+//! wrong secret, a client not registered for the grant, a wider scope, an unknown resource, and
+//! assertions that are replayed, for another audience, expired, or signed by an unknown key.
+
+use crate::helpers::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+/// A fresh P-256 key pair: the signing key and its public JWK.
+fn key_pair(kid: &str) -> (EncodingKey, Value) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let point = pair.public_key().as_ref();
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65])});
+    (EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+}
+
+/// A client assertion from `client_id`, signed by `key` under `kid`, with `changes` to the
+/// usual claims (audience: the token endpoint; five minutes; a fresh `jti`).
+fn assertion(
+    app: &TestApp,
+    client_id: &str,
+    key: &EncodingKey,
+    kid: &str,
+    changes: Value,
+) -> String {
+    let mut claims = json!({"iss": client_id, "sub": client_id, "aud": app.url("/token"),
+        "iat": now(), "exp": now() + 300, "jti": uuid::Uuid::new_v4().to_string()});
+    for (name, value) in changes.as_object().unwrap() {
+        claims[name] = value.clone();
+    }
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+async fn token_with_assertion(
+    app: &TestApp,
+    assertion: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion),
+    ];
+    form.extend_from_slice(extra);
+    app.post("/token").form(&form).send().await.unwrap()
+}
+
+/// The `whoami` answer of a `tools/call` made with `token`, outside any session.
+async fn whoami(app: &TestApp, token: &str) -> Value {
+    let session = open_session(app, token).await;
+    let answer = mcp_post(
+        app,
+        Some(token),
+        Some(&session),
+        tool_call(2, "whoami", json!({})),
+    )
+    .await;
+    serde_json::from_str(&text_of(&rpc_result(answer).await)).unwrap()
+}
+
+#[tokio::test]
+async fn a_machine_client_with_a_secret_calls_tools_as_itself() {
+    let app = spawn_app().await;
+    let metadata = app
+        .get_json(&app.url("/.well-known/oauth-authorization-server"))
+        .await;
+    for (field, value) in [
+        ("grant_types_supported", "client_credentials"),
+        ("token_endpoint_auth_methods_supported", "private_key_jwt"),
+        ("token_endpoint_auth_signing_alg_values_supported", "ES256"),
+    ] {
+        assert!(
+            metadata[field].as_array().unwrap().contains(&json!(value)),
+            "{field}: {metadata}"
+        );
+    }
+    // No redirect URIs: a machine client has no browser.
+    let registered = register_with(
+        &app,
+        json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic",
+               "scope": "mcp.read", "client_name": "nightly job"}),
+    )
+    .await;
+    assert_eq!(registered["grant_types"], json!(["client_credentials"]));
+    assert_eq!(registered["response_types"], json!([]));
+    let (client_id, secret) = (
+        field(&registered, "client_id"),
+        field(&registered, "client_secret"),
+    );
+
+    let answer = app
+        .post("/token")
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let tokens = ok_json(answer, "client_secret_basic").await;
+    assert_eq!(tokens["scope"], "mcp.read");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
+    let who = whoami(&app, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(who["sub"], client_id.as_str());
+    assert_eq!(who["client_id"], client_id.as_str());
+
+    // Asking for more than it registered gets what it registered (the answer says so); asking
+    // only for what it did not register, or for an unknown scope, is refused.
+    let wider = app
+        .post("/token")
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "mcp.read mcp.write"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok_json(wider, "a wider scope").await["scope"], "mcp.read");
+    for outside in ["mcp.write", "admin"] {
+        let refused = app
+            .post("/token")
+            .basic_auth(&client_id, Some(&secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", outside)])
+            .send()
+            .await
+            .unwrap();
+        assert_oauth_error(refused, 400, "invalid_scope", outside).await;
+    }
+    // Nor may it ask for a resource the server does not know.
+    let elsewhere = app
+        .post("/token")
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://elsewhere.example/mcp"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(elsewhere, 400, "invalid_target", "an unknown resource").await;
+    let wrong = app
+        .post("/token")
+        .basic_auth(&client_id, Some("not the secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(wrong, 401, "invalid_client", "a wrong secret").await;
+
+    // client_secret_post, for the resource's /mcp endpoint by name.
+    let registered = register_with(
+        &app,
+        json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}),
+    )
+    .await;
+    let resource = app.mcp_url();
+    let answer = app
+        .post("/token")
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &field(&registered, "client_id")),
+            ("client_secret", &field(&registered, "client_secret")),
+            ("resource", &resource),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let tokens = ok_json(answer, "client_secret_post").await;
+    // No registered scope: every supported one.
+    assert_eq!(tokens["scope"], "mcp.read mcp.write");
+}
+
+#[tokio::test]
+async fn clients_not_registered_for_the_grant_are_refused() {
+    let app = spawn_app().await;
+    // A public client authenticates as itself, but may not use the grant.
+    let public = register(&app).await;
+    let answer = app
+        .post("/token")
+        .form(&[("grant_type", "client_credentials"), ("client_id", &public)])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(answer, 400, "unauthorized_client", "a public client").await;
+    // A confidential code client neither.
+    let (client_id, secret) = register_confidential(&app, "client_secret_basic").await;
+    let answer = app
+        .post("/token")
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(answer, 400, "unauthorized_client", "a code client").await;
+    // And a public machine client cannot be registered.
+    let refused = post_register(&app, &json!({"grant_types": ["client_credentials"]})).await;
+    assert_oauth_error(
+        refused,
+        400,
+        "invalid_client_metadata",
+        "a public machine client",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn private_key_jwt_assertions_are_verified_and_used_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), &[]).await;
+    let (key, jwk) = key_pair("k1");
+    let registered = register_with(
+        &app,
+        json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+               "jwks": {"keys": [jwk]}}),
+    )
+    .await;
+    assert!(registered.get("client_secret").is_none(), "{registered}");
+    assert_eq!(registered["jwks"]["keys"][0]["kid"], "k1");
+    let client_id = field(&registered, "client_id");
+
+    let good = assertion(&app, &client_id, &key, "k1", json!({}));
+    let tokens = ok_json(
+        token_with_assertion(&app, &good, &[]).await,
+        "a good assertion",
+    )
+    .await;
+    let who = whoami(&app, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(who["sub"], client_id.as_str());
+
+    // The issuer is an audience too, and client_id may be sent when it matches.
+    let to_issuer = assertion(&app, &client_id, &key, "k1", json!({"aud": app.issuer}));
+    let answer = token_with_assertion(&app, &to_issuer, &[("client_id", &client_id)]).await;
+    ok_json(answer, "an assertion for the issuer").await;
+
+    let (stranger, _) = key_pair("k9");
+    let refusals = [
+        (good.clone(), "a replayed assertion"),
+        (
+            assertion(
+                &app,
+                &client_id,
+                &key,
+                "k1",
+                json!({"aud": "https://elsewhere.example/token"}),
+            ),
+            "another audience",
+        ),
+        (
+            assertion(
+                &app,
+                &client_id,
+                &key,
+                "k1",
+                json!({"exp": now() - 120, "iat": now() - 400}),
+            ),
+            "an expired assertion",
+        ),
+        (
+            assertion(&app, &client_id, &key, "k1", json!({"exp": now() + 3600})),
+            "an assertion living too long",
+        ),
+        (
+            assertion(&app, &client_id, &stranger, "k9", json!({})),
+            "an unknown key",
+        ),
+        (
+            assertion(&app, &client_id, &stranger, "k1", json!({})),
+            "another key under a registered kid",
+        ),
+        (
+            assertion(&app, &client_id, &key, "k1", json!({"sub": "someone-else"})),
+            "sub is not iss",
+        ),
+        (
+            assertion(&app, "no-such-client", &key, "k1", json!({})),
+            "an unknown client",
+        ),
+    ];
+    for (assertion, case) in refusals {
+        let answer = token_with_assertion(&app, &assertion, &[]).await;
+        assert_oauth_error(answer, 401, "invalid_client", case).await;
+    }
+    // Two methods at once, or a wrong assertion type, are malformed requests.
+    let fresh = assertion(&app, &client_id, &key, "k1", json!({}));
+    let both = app
+        .post("/token")
+        .basic_auth(&client_id, Some("x"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &fresh),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(both, 400, "invalid_request", "two methods").await;
+    let wrong_type = app
+        .post("/token")
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:example:other"),
+            ("client_assertion", &fresh),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(wrong_type, 400, "invalid_request", "another assertion type").await;
+
+    // The registered keys are stored: after a restart the client still signs in.
+    let app = app.restart().await;
+    let after = assertion(&app, &client_id, &key, "k1", json!({}));
+    ok_json(
+        token_with_assertion(&app, &after, &[]).await,
+        "after a restart",
+    )
+    .await;
+}
