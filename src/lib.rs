@@ -6,6 +6,14 @@
 //! - [`cli`]: what each binary's `main` does (the binaries are one line each).
 //! - [`trace`]: the flow trace, and the secret type that keeps secrets out of it.
 //! - [`otel`]: the OpenTelemetry export of the same spans, when an OTLP endpoint is set.
+//!
+//! **Protect your own rmcp server.** [`ProtectedResource`] puts any rmcp streamable HTTP
+//! service behind this crate's resource-server layers: bearer tokens validated against an
+//! authorization server's JWKS (and its revocation feed, or introspection), 401 with the RFC
+//! 9728 challenge, 403 `insufficient_scope` per tool ([`ToolScopes`]), the caller handed to the
+//! tools ([`Caller`]), and the protected resource metadata. [`McpSettings::new`] gives its
+//! settings from two URLs. The authorization server embeds the same way: [`AuthServer::build_on`]
+//! on a listener of the app's, with its actors. `examples/protect_rmcp.rs` shows both.
 
 pub mod actors;
 pub mod admin;
@@ -24,5 +32,6 @@ pub mod users;
 #[cfg(test)]
 mod layering;
 
+pub use config::{AuthSettings, McpSettings};
 pub use http::auth_server::AuthServer;
-pub use http::mcp_server::McpServer;
+pub use http::mcp_server::{Caller, McpServer, ProtectedResource, ToolScopes};

@@ -3,7 +3,7 @@
 //! send [`ResolveClientDocument`] and get the client it describes.
 //!
 //! The actor owns the cache and the fetches in flight. A fetch runs in its own task (the actor
-//! never waits on the network) and reports back with [`CacheClientDocument`]; every
+//! never waits on the network) and reports back with `CacheClientDocument`; every
 //! [`ResolveClientDocument`] of a URL that is being fetched shares that one fetch (single flight).
 //! A document is kept as long as its `Cache-Control` allows
 //! (`oauth::client_id_url::cache_lifetime`: `no-store` not at all, `max-age` clamped to a

@@ -8,7 +8,7 @@
 //! [`RevocationFeed`], [`IntrospectionCache`], [`notes::Notes`] (the tools' notes).
 //!
 //! Every actor runs under a [`Supervisor`] that restarts it if it panics, with a bounded mailbox.
-//! Handlers use [`ask`]: it never waits for mailbox room (a full mailbox is [`AskError::Busy`],
+//! Handlers use [`ask()`]: it never waits for mailbox room (a full mailbox is [`AskError::Busy`],
 //! which the HTTP layer answers with 503 and `Retry-After`), bounds the wait for the reply, and
 //! writes the flow-trace line for the message: actor, message (secrets as fingerprints), outcome
 //! and duration.

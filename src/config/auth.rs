@@ -5,6 +5,8 @@
 //! file and the key-encryption secret file are read when the server is built. The limits that
 //! have no flag are the named constants below.
 
+#![warn(missing_docs)]
+
 use super::auth_args::{
     AuthServerConfig, DEFAULT_ISSUER, DEFAULT_RESOURCE_SERVER, DEV_SESSION_SECRET,
 };
@@ -47,14 +49,23 @@ pub struct AuthSettings {
     pub metrics: bool,
     /// Peers whose `X-Forwarded-For` names a request's source address (per-source limits).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The durable store.
     pub store: StoreSettings,
+    /// The signing keys' rotation and sealing.
     pub keys: SigningKeySettings,
+    /// Lifetimes of codes and tokens.
     pub tokens: TokenSettings,
+    /// Login sessions, waiting authorization requests and consents.
     pub sessions: SessionSettings,
+    /// Who may sign in, and lockouts.
     pub login: LoginSettings,
+    /// Per-source request rates.
     pub rates: RateSettings,
+    /// Which clients exist.
     pub registration: RegistrationSettings,
+    /// Client ID Metadata Documents.
     pub cimd: CimdSettings,
+    /// How much the server keeps.
     pub limits: LimitSettings,
 }
 
@@ -82,8 +93,11 @@ pub struct SigningKeySettings {
 /// Lifetimes of what `/token` and `/authorize` hand out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSettings {
+    /// Lifetime of an access token.
     pub access_ttl: Duration,
+    /// Lifetime of an authorization code.
     pub code_ttl: Duration,
+    /// Lifetimes of refresh token families.
     pub refresh: RefreshSettings,
 }
 
@@ -129,9 +143,13 @@ pub struct LoginSettings {
 /// Requests per minute from one source address (0: unlimited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateSettings {
+    /// `/authorize` requests.
     pub authorize_per_minute: u32,
+    /// `/register` requests.
     pub register_per_minute: u32,
+    /// `/token` requests.
     pub token_per_minute: u32,
+    /// Login attempts.
     pub login_per_minute: u32,
 }
 
@@ -162,16 +180,27 @@ pub struct CimdSettings {
 /// How much the server keeps: beyond a limit it refuses or sheds rather than grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSettings {
+    /// Registered clients kept.
     pub max_clients: usize,
+    /// Client metadata documents cached.
     pub max_client_documents: usize,
+    /// Unredeemed authorization codes.
     pub max_codes: usize,
+    /// Login sessions.
     pub max_sessions: usize,
+    /// Authorization requests waiting for the user.
     pub max_pending_requests: usize,
+    /// Waiting requests of one browser.
     pub max_pending_per_session: usize,
+    /// Live refresh token families.
     pub max_refresh_families: usize,
+    /// Revoked access tokens listed.
     pub max_revocations: usize,
+    /// Rate-limit buckets and failed-login counters.
     pub max_throttle_entries: usize,
+    /// Largest body of the machine-facing endpoints, in bytes.
     pub max_api_body_bytes: usize,
+    /// Largest body of the pages' forms, in bytes.
     pub max_page_body_bytes: usize,
 }
 
@@ -302,6 +331,24 @@ impl AuthServerConfig {
 }
 
 impl AuthSettings {
+    /// The settings of an authorization server with the issuer `issuer`, issuing tokens for
+    /// `resource` (and its `/mcp`) by default, every other setting at its default (the defaults
+    /// of the command line, without reading the environment): the store in `./data`; set
+    /// `store` to [`StoreSettings::InMemory`] to keep nothing.
+    pub fn new(issuer: &str, resource: &str) -> Result<Self, ConfigError> {
+        use clap::{Args, FromArgMatches};
+        let command = AuthServerConfig::augment_args(clap::Command::new("auth-server"))
+            .mut_args(|arg| arg.env(None));
+        let config = command
+            .try_get_matches_from(["auth-server", "--issuer", issuer, "--resource", resource])
+            .and_then(|matches| AuthServerConfig::from_arg_matches(&matches))
+            .map_err(|e| ConfigError {
+                setting: "AUTH_SERVER_ISSUER",
+                reason: e.kind().to_string(),
+            })?;
+        config.validate()
+    }
+
     /// True when cookies must be `Secure` (and `__Host-` prefixed).
     pub fn is_https(&self) -> bool {
         self.issuer.starts_with("https://")

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 /// The settings only the combined binary has.
 #[derive(Debug, Clone, Args)]
 pub struct PublicConfig {
-    /// The one public URL of both servers (an origin, e.g. https://mcp.example.com): the
+    /// The one public URL of both servers (an origin, e.g. `https://mcp.example.com`): the
     /// authorization server at its root, the MCP endpoint at its `/mcp`, both on one listener.
     /// It sets the issuer, the resource and the resource server URLs.
     #[arg(long = "public-url", env = "PUBLIC_URL", value_parser = parse_base_url)]

@@ -3,6 +3,8 @@
 //! authorization server. [`McpServerConfig::validate`] is the one conversion from the command
 //! line. The limits that have no flag are the named constants below.
 
+#![warn(missing_docs)]
+
 use super::auth_args::{DEFAULT_ISSUER, DEFAULT_RESOURCE_SERVER};
 use super::checks::{ConfigError, long_secret, loopback_listen, parse_base_url};
 use super::mcp_args::McpServerConfig;
@@ -38,7 +40,9 @@ pub struct McpSettings {
     pub allowed_origins: Vec<String>,
     /// How long one request to the authorization server may take.
     pub authorization_server_timeout: Duration,
+    /// Where the authorization server's keys come from.
     pub jwks: JwksSettings,
+    /// MCP sessions' binding to their user.
     pub sessions: McpSessionSettings,
     /// Set with `--introspect`: every locally valid token is also checked at the AS.
     pub introspection: Option<IntrospectionSettings>,
@@ -66,6 +70,7 @@ pub struct RevocationFeedSettings {
 /// Where the authorization server's keys are fetched, and how often at most.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSettings {
+    /// The feed's URL.
     pub url: String,
     /// Least time between two fetches caused by unknown key ids.
     pub cooldown: Duration,
@@ -78,18 +83,22 @@ pub struct JwksSettings {
 /// MCP sessions' binding to the user who opened them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct McpSessionSettings {
+    /// How long a session stays bound to its user.
     pub ttl: Duration,
+    /// Most sessions bound at once.
     pub max_sessions: usize,
 }
 
 /// Asking the authorization server's introspection endpoint (RFC 7662) about every token.
 #[derive(Debug, Clone)]
 pub struct IntrospectionSettings {
+    /// The introspection endpoint's URL.
     pub url: String,
     /// The credential presented there.
     pub secret: Secret,
     /// How long an answer is reused for the same token (zero: never).
     pub cache_ttl: Duration,
+    /// Most answers cached.
     pub max_cached: usize,
 }
 
@@ -203,6 +212,31 @@ impl McpServerConfig {
 }
 
 impl McpSettings {
+    /// The settings of a resource server at `resource_server` trusting the issuer
+    /// `authorization_server`, every other setting at its default (the defaults of the
+    /// command line, without reading the environment). The JWKS is the authorization server's
+    /// `/oauth/jwks` and its revocation feed is followed: for another authorization server set
+    /// `jwks.url` to its JWKS and `revocation_feed` to `None`.
+    pub fn new(authorization_server: &str, resource_server: &str) -> Result<Self, ConfigError> {
+        use clap::{Args, FromArgMatches};
+        let command = McpServerConfig::augment_args(clap::Command::new("mcp-server"))
+            .mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from([
+                "mcp-server",
+                "--authorization-server",
+                authorization_server,
+                "--resource-server",
+                resource_server,
+            ])
+            .and_then(|matches| McpServerConfig::from_arg_matches(&matches));
+        let config = matches.map_err(|e| ConfigError {
+            setting: "RESOURCE_SERVER_URL",
+            reason: e.kind().to_string(),
+        })?;
+        config.validate()
+    }
+
     /// The URL of the root MCP endpoint, as in `resource` of its metadata (no slash added).
     pub fn root_resource(&self) -> String {
         self.resource_server.trim_end_matches('/').to_string()

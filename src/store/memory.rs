@@ -4,7 +4,7 @@
 //! what it had, and a restart of the process starts empty, as before there was a store.
 //!
 //! Each table module keeps its rows in a private type of its own and reaches them through
-//! [`MemoryStore::with`]; the store holds one value of each such type, created empty on first
+//! `MemoryStore::with`; the store holds one value of each such type, created empty on first
 //! use, so adding a table changes nothing here.
 
 use super::error::StoreError;

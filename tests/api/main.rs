@@ -22,6 +22,7 @@ mod hardening;
 mod health;
 mod introspect;
 mod jwks;
+mod library;
 mod mcp_client;
 mod metrics;
 mod otel;

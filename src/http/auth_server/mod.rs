@@ -62,21 +62,31 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Why the authorization server could not be built.
 #[derive(Debug, thiserror::Error)]
+#[warn(missing_docs)]
 pub enum BuildError {
+    /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
+    /// The signing key could not be made or loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The users file could not be used.
     #[error(transparent)]
     Users(#[from] UserError),
+    /// Another I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The stored signing keys could not be unsealed.
     #[error(transparent)]
     Cipher(#[from] CipherError),
     /// A setting names a file that cannot be used (the pre-registered clients): a bad setting,
@@ -86,6 +96,7 @@ pub enum BuildError {
 }
 
 /// The authorization server, bound to its port and ready to run.
+#[warn(missing_docs)]
 pub struct AuthServer {
     listener: TcpListener,
     router: Router,
@@ -94,6 +105,7 @@ pub struct AuthServer {
     store: SharedStore,
 }
 
+#[warn(missing_docs)]
 impl AuthServer {
     /// Binds the configured address and builds the server.
     pub async fn build(settings: AuthSettings) -> Result<Self, BuildError> {
@@ -325,6 +337,7 @@ impl AuthServer {
         })
     }
 
+    /// The address the server listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -336,6 +349,7 @@ impl AuthServer {
         self
     }
 
+    /// The state the handlers share: settings and actor references.
     pub fn state(&self) -> &AuthState {
         &self.state
     }

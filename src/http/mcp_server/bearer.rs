@@ -20,9 +20,9 @@
 //! A token that passes becomes the request's [`Caller`], which the layers after this one (the
 //! scope gate, the session owner) and the tools read.
 
+use super::caller::Caller;
 use super::refusal::{Endpoint, Refusal, refuse};
 use super::state::McpState;
-use super::tools::Caller;
 use crate::actors::RevocationFeed;
 use crate::actors::jwks_cache::{JwksError, LookupJwk};
 use crate::actors::revocation_feed::{CheckRevoked, CheckToken, Remembered, Verdict};

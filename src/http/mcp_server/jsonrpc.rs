@@ -3,7 +3,7 @@
 //! tools' scopes, the trace the methods, and the choice of rmcp service ([`Route`]) whether the
 //! request opens a session.
 
-use super::tools::required_scope;
+use super::tool_scopes::ToolScopes;
 use crate::oauth::scope::ScopeSet;
 use serde::Deserialize;
 
@@ -48,14 +48,15 @@ impl Rpcs {
         self.0.iter().any(|(m, _)| m.as_deref() == Some(method))
     }
 
-    /// The scopes the tools called need; a tool this server lacks needs nothing here (rmcp
-    /// answers it with a JSON-RPC error).
-    pub fn tool_scopes(&self) -> ScopeSet {
+    /// The scopes the tools called need, from `map`; a tool the map does not name needs nothing
+    /// here.
+    pub fn tool_scopes(&self, map: &ToolScopes) -> ScopeSet {
         ScopeSet::from_names(
             self.0
                 .iter()
                 .filter(|(m, _)| m.as_deref() == Some("tools/call"))
-                .filter_map(|(_, name)| name.as_deref().and_then(required_scope)),
+                .filter_map(|(_, name)| name.as_deref().and_then(|n| map.scope_of(n)))
+                .map(str::to_string),
         )
     }
 
@@ -131,7 +132,8 @@ mod tests {
             assert_eq!(rpcs.is_some(), read, "{body}");
             let Some(rpcs) = rpcs else { continue };
             assert_eq!(rpcs.has("initialize"), opens, "{body}");
-            assert_eq!(rpcs.tool_scopes().to_string(), scopes, "{body}");
+            let map = super::super::tools::tool_scopes();
+            assert_eq!(rpcs.tool_scopes(&map).to_string(), scopes, "{body}");
             assert_eq!(rpcs.describe(), trace, "{body}");
         }
     }

@@ -14,7 +14,7 @@ pub fn document(state: &McpState, resource: &str) -> Value {
     json!({
         "resource": resource,
         "authorization_servers": [state.config.authorization_server],
-        "scopes_supported": crate::oauth::scope::SUPPORTED.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        "scopes_supported": state.challenge_scope.iter().collect::<Vec<_>>(),
         "bearer_methods_supported": ["header"],
         "resource_name": "mcp-oauth MCP server",
     })

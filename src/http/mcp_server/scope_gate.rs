@@ -3,7 +3,7 @@
 //!   (`--required-scopes`, `mcp.read` by default).
 //! - [`tool_calls`], after the session owner: a POST's JSON-RPC body is read (the one read of it,
 //!   `jsonrpc.rs`) and traced, each `tools/call` needs the scope its tool declares
-//!   (`tools::TOOL_SCOPES`), and the request is routed: one with an `Mcp-Session-Id` or an
+//!   (`ToolScopes`, from whoever serves the tools), and the request is routed: one with an `Mcp-Session-Id` or an
 //!   `initialize`, or a GET/DELETE, goes to the stateful service (sessions of the 2025
 //!   revisions); any other POST is served statelessly (2026-07-28 requests, and clients that
 //!   never open a session), see [`Route`]. `tools/list` lists every tool.
@@ -12,11 +12,11 @@
 //! already has plus what is missing, so a client that replaces its scopes with the challenge's
 //! (2025-11-25) and one that adds them (2026-07-28) both ask for enough.
 
+use super::caller::Caller;
 use super::jsonrpc::{Route, Rpcs};
 use super::refusal::{Endpoint, Refusal, refuse};
 use super::session_owner::SESSION_HEADER;
 use super::state::McpState;
-use super::tools::Caller;
 use crate::http::request_trace::{LINE_TARGET, McpCall};
 use crate::oauth::scope::ScopeSet;
 use axum::body::Body;
@@ -29,9 +29,10 @@ use std::sync::Arc;
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// 403 `insufficient_scope` when the caller's scopes lack part of `needed`. The challenge names
-/// the token's own (supported) scopes plus the missing ones: a client that requests exactly the
+/// the token's own scopes that this server knows (the baseline and the tools') plus the missing
+/// ones: a client that requests exactly the
 /// challenge's scopes keeps what it had.
-fn scope_refusal(caller: &Caller, needed: &ScopeSet) -> Option<Refusal> {
+fn scope_refusal(state: &McpState, caller: &Caller, needed: &ScopeSet) -> Option<Refusal> {
     let granted = &caller.scopes;
     if needed.is_subset(granted) {
         return None;
@@ -45,7 +46,7 @@ fn scope_refusal(caller: &Caller, needed: &ScopeSet) -> Option<Refusal> {
     let kept = ScopeSet::from_names(
         granted
             .iter()
-            .filter(|s| crate::oauth::scope::is_supported(s))
+            .filter(|s| state.challenge_scope.contains(s))
             .map(str::to_string),
     );
     Some(Refusal::InsufficientScope(kept.union(needed)))
@@ -56,7 +57,7 @@ fn scope_refusal(caller: &Caller, needed: &ScopeSet) -> Option<Refusal> {
 pub fn baseline(state: &McpState, request: &Request) -> Option<Response> {
     let endpoint = Endpoint::of(request.uri().path());
     let refusal = match request.extensions().get::<Caller>() {
-        Some(caller) => scope_refusal(caller, &state.required)?,
+        Some(caller) => scope_refusal(state, caller, &state.required)?,
         None => Refusal::NoToken,
     };
     Some(refuse(state, endpoint, refusal))
@@ -140,10 +141,10 @@ async fn read_and_route(
     // A body this parser cannot read (duplicate keys, say) might still read as a tool call
     // to rmcp: it needs every tool's scope, so no reading of it gets past the check.
     let needed = match &rpcs {
-        Some(rpcs) => rpcs.tool_scopes().union(&state.required),
+        Some(rpcs) => rpcs.tool_scopes(&state.tool_scopes).union(&state.required),
         None => state.challenge_scope.as_ref().clone(),
     };
-    if let Some(refusal) = scope_refusal(caller, &needed) {
+    if let Some(refusal) = scope_refusal(state, caller, &needed) {
         return Err(refuse(state, endpoint, refusal));
     }
     let opens_session = rpcs.as_ref().is_some_and(|r| r.has("initialize"));

@@ -3,9 +3,9 @@
 //! subject's session gets 403, on an unknown or expired one 404. When the answer opens a session,
 //! its owner is recorded; when a DELETE closes one, it is forgotten.
 
+use super::caller::Caller;
 use super::refusal::{Endpoint, Refusal, refuse};
 use super::state::McpState;
-use super::tools::Caller;
 use crate::actors::ask;
 use crate::actors::mcp_sessions::{Bind, Forget, Owner};
 use crate::trace::{Secret, fingerprint};

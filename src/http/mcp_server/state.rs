@@ -4,6 +4,7 @@
 
 use super::introspection::Introspector;
 use super::origin::RequestOrigins;
+use super::tool_scopes::ToolScopes;
 use crate::actors::{JwksCache, McpSessions, RevocationFeed, Supervisor};
 use crate::config::McpSettings;
 use crate::oauth::scope::ScopeSet;
@@ -30,6 +31,6 @@ pub struct McpState {
     pub introspection: Option<Introspector>,
     /// The AS's revoked tokens, followed through its feed (unless `--no-revocation-feed`).
     pub revocation_feed: Option<ActorRef<RevocationFeed>>,
-    /// The notes the tools save and list.
-    pub notes: ActorRef<crate::actors::notes::Notes>,
+    /// The scope each tool needs.
+    pub tool_scopes: Arc<ToolScopes>,
 }

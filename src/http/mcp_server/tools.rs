@@ -6,9 +6,10 @@
 //! extension. Each tool declares the scope it needs in [`TOOL_SCOPES`]; the scope gate answers a
 //! call with a too-narrow token with 403 `insufficient_scope` before the tool runs (RS-2).
 
+use super::caller::Caller;
+use super::tool_scopes::ToolScopes;
 use crate::actors::notes::{ListNotes, Notes, SaveNote};
 use crate::actors::{AskError, ask};
-use crate::oauth::scope::ScopeSet;
 use kameo::actor::ActorRef;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
@@ -17,32 +18,6 @@ use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use std::sync::Arc;
-
-/// Who is calling, from the validated access token: the identity the bearer layer attaches to
-/// the request for the layers after it and for the tools.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// Shared, so the session-owner layer keeps it past the call without a copy.
-    pub subject: Arc<str>,
-    pub client_id: String,
-    pub scopes: ScopeSet,
-    /// The token's `flow` claim, when it has one.
-    pub flow: Option<String>,
-    /// The token's `jti` (empty when it states none).
-    pub jti: String,
-}
-
-impl Caller {
-    /// The id that ties the request to the flow trace: the token's flow, else its `jti`, else
-    /// `-`.
-    pub fn trace_id(&self) -> &str {
-        match (&self.flow, self.jti.as_str()) {
-            (Some(flow), _) => flow,
-            (None, "") => "-",
-            (None, jti) => jti,
-        }
-    }
-}
 
 /// The scope each tool needs. Listing tools needs only the baseline scope; calling one needs its
 /// scope here. A tool missing from this table cannot be called (see the test below).
@@ -53,12 +28,9 @@ pub const TOOL_SCOPES: &[(&str, &str)] = &[
     ("list_notes", "mcp.read"),
 ];
 
-/// The scope the named tool needs; `None` for a tool this server does not have.
-pub fn required_scope(tool: &str) -> Option<&'static str> {
-    TOOL_SCOPES
-        .iter()
-        .find(|(name, _)| *name == tool)
-        .map(|(_, scope)| *scope)
+/// The scope each of these tools needs, as the scope gate reads it.
+pub fn tool_scopes() -> ToolScopes {
+    TOOL_SCOPES.iter().copied().collect()
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -191,32 +163,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trace_id_cases() {
-        let caller = |flow: Option<&str>, jti: &str| Caller {
-            subject: Arc::from("alice"),
-            client_id: "c".into(),
-            scopes: ScopeSet::default(),
-            flow: flow.map(str::to_string),
-            jti: jti.into(),
-        };
-        for (flow, jti, expected) in [
-            (Some("f1"), "j1", "f1"),
-            (None, "j1", "j1"),
-            (None, "", "-"),
-            (Some(""), "j1", ""),
-        ] {
-            assert_eq!(caller(flow, jti).trace_id(), expected);
-        }
-    }
-
-    #[test]
     fn every_tool_declares_its_scope() {
         let tools = McpTools::tool_router().list_all();
         assert_eq!(tools.len(), TOOL_SCOPES.len());
         for tool in tools {
-            let scope = required_scope(&tool.name);
+            let scope = tool_scopes().scope_of(&tool.name).map(str::to_string);
             assert!(
-                scope.is_some_and(crate::oauth::scope::is_supported),
+                scope.is_some_and(|s| crate::oauth::scope::is_supported(&s)),
                 "{} has no supported scope",
                 tool.name
             );
