@@ -88,6 +88,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The authorization server, embedded: its actors run in this process.
     let mut auth_settings = AuthSettings::new(&issuer, &resource)?;
     auth_settings.store = StoreSettings::InMemory;
+    // The self-test registers its machine client; a deployment configures them instead.
+    auth_settings.registration.machine_clients = self_test;
     let auth = AuthServer::build_on(as_listener, auth_settings).await?;
     tokio::spawn(auth.run_until(std::future::pending()));
 
@@ -184,7 +186,7 @@ async fn self_test_as_a_machine_client(
         )
         .await?;
     let text = format!("{:?}", added.content);
-    if !text.contains(&format!("{id} added 2: the total is 2")) {
+    if !text.contains(&format!("client:{id} added 2: the total is 2")) {
         return Err(format!("add answered {text}").into());
     }
     // `reset` needs mcp.write, which this client did not register: refused before it runs.

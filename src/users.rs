@@ -116,6 +116,16 @@ pub fn read_users_file(path: &Path) -> Result<Vec<UserRecord>, UserError> {
         if user.username.trim().is_empty() || user.username.len() > 256 {
             return Err(fail("a username is empty or too long".into()));
         }
+        if user
+            .username
+            .starts_with(crate::oauth::client::MACHINE_SUBJECT_PREFIX)
+        {
+            return Err(fail(format!(
+                "the username {} starts with {}, which names machine clients",
+                user.username,
+                crate::oauth::client::MACHINE_SUBJECT_PREFIX
+            )));
+        }
         if !seen.insert(user.username.clone()) {
             return Err(fail(format!("the user {} appears twice", user.username)));
         }

@@ -7,6 +7,7 @@
 //! - `run` (`run.rs`): throughput, latency, overload, trace cost, signing limit, then `memory`.
 //! - `memory` (`memory.rs`): idle RSS of each server, RSS per registered client.
 //! - `flood` (`flood.rs`): registration and failed-login floods.
+//! - `baseline` (`run.rs`): the resource server against rmcp with nothing in front.
 //! - `profile` (`profile.rs`): a fixed request count for a profiler wrapping the server.
 
 mod flood;
@@ -64,6 +65,20 @@ enum Cmd {
         /// Concurrent connections.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+    },
+    /// `tools/call greet` with a token through the resource server against the same tools on
+    /// rmcp with nothing in front (`examples/bare_rmcp.rs`), in alternating rounds; the median
+    /// of the rounds' ratios (also part of `run`, once).
+    Baseline {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Rounds of the two measurements.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// A fixed number of `tools/call greet` requests, for a profiler wrapping the server
     /// (`MCP_OAUTH_BENCH_WRAP="valgrind --tool=callgrind"`): instruction counts per request,
@@ -125,6 +140,14 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             concurrency,
         } => run::cost(&binaries, Duration::from_secs(seconds), concurrency.max(1)).await,
+        Cmd::Baseline {
+            seconds,
+            concurrency,
+            rounds,
+        } => {
+            let seconds = Duration::from_secs(seconds);
+            run::baseline(&binaries, seconds, concurrency.max(1), rounds.max(1)).await
+        }
         Cmd::Flood {
             requests,
             concurrency,

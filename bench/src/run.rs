@@ -10,7 +10,9 @@ use crate::grants::{INTROSPECTION_SECRET, introspections, refresh_rotations};
 use crate::load::{closed_loop, lean_connection, lean_redeem, load_client};
 use crate::memory::run_memory;
 use crate::report::{mib, print_overload_row, print_row, write_plot};
-use crate::servers::{Binaries, SERVERS_DEFAULT_FILTER, Servers, cpu_of, no_limits, settled_rss};
+use crate::servers::{
+    BareRmcp, Binaries, SERVERS_DEFAULT_FILTER, Servers, cpu_of, no_limits, settled_rss,
+};
 use std::time::{Duration, Instant};
 
 /// `run`: every measurement in turn, on fresh servers where a measurement needs them.
@@ -84,6 +86,22 @@ pub async fn run_bench(
         &format!("tools/call greet, {concurrency} sessions"),
         &many,
         ">= 12,000/s",
+    );
+
+    // The same tools on rmcp with nothing in front: the resource server's ceiling.
+    let bare = BareRmcp::start(binaries).await?;
+    let bare_view = Servers::view(&servers.issuer, &bare.url);
+    let baseline = tools_call(&bare_view, seconds, concurrency, 1).await?;
+    drop(bare);
+    print_row(
+        "tools/call greet, bare rmcp (no auth layer)",
+        &baseline,
+        "-",
+    );
+    let ratio = one.rate() / baseline.rate().max(1.0);
+    println!(
+        "| tools/call greet with a token / bare rmcp | {ratio:.2} | | | | >= 0.90 ({}) |",
+        if ratio >= 0.90 { "met" } else { "not met" }
     );
 
     // Returning user: authorize (signed in, consent remembered) -> code -> token.
@@ -381,6 +399,44 @@ async fn trace_cost(
         runs(&rates[DEFAULT]),
     );
     println!("The traced runs wrote {lines} lines and dropped {dropped}.");
+    Ok(())
+}
+
+/// `tools/call greet` through the resource server (the defaults: trace and metrics on, the
+/// trace written to a file) and through the bare rmcp baseline, in `rounds` alternating rounds.
+pub async fn baseline(
+    binaries: &Binaries,
+    seconds: Duration,
+    concurrency: usize,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let servers = Servers::start_with_log(binaries, &no_limits(), SERVERS_DEFAULT_FILTER)?;
+    servers.wait_ready(&load_client(concurrency)?).await?;
+    let bare = BareRmcp::start(binaries).await?;
+    let bare_view = Servers::view(&servers.issuer, &bare.url);
+    let mut ratios = Vec::with_capacity(rounds);
+    let (mut ours_rates, mut bare_rates) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let ours = tools_call(&servers.urls(), seconds, concurrency, 1)
+            .await?
+            .rate();
+        let plain = tools_call(&bare_view, seconds, concurrency, 1)
+            .await?
+            .rate();
+        ours_rates.push(ours.round());
+        bare_rates.push(plain.round());
+        ratios.push(ours / plain.max(1.0));
+    }
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    println!(
+        "tools/call greet with a token / bare rmcp: {median:.2} (target >= 0.90: {}; median of {rounds} rounds {:?}; with a token {:?}/s, bare {:?}/s; concurrency {concurrency}, one session).",
+        if median >= 0.90 { "met" } else { "not met" },
+        ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>(),
+        ours_rates,
+        bare_rates,
+    );
     Ok(())
 }
 

@@ -68,6 +68,62 @@ impl Binaries {
     pub fn path(&self, binary: &str) -> PathBuf {
         self.dir.join(binary)
     }
+
+    /// The path of one of the crate's examples (`bare_rmcp`, the baseline), built in the same
+    /// profile; an error naming the build command when it is not there.
+    pub fn example(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join("examples").join(name);
+        if !path.exists() {
+            bail!(
+                "{} not found: build it with `{} --example {name}`",
+                path.display(),
+                self.profile.build_command()
+            );
+        }
+        Ok(path)
+    }
+}
+
+/// The baseline: rmcp serving the same tools with nothing in front (`examples/bare_rmcp.rs`),
+/// a child process on a free loopback port; killed when dropped.
+pub struct BareRmcp {
+    child: Child,
+    /// Its base URL; the MCP endpoint is its `/mcp`.
+    pub url: String,
+}
+
+impl BareRmcp {
+    pub async fn start(binaries: &Binaries) -> anyhow::Result<BareRmcp> {
+        let port = free_port()?;
+        let child = Command::new(binaries.example("bare_rmcp")?)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting bare_rmcp")?;
+        let bare = BareRmcp {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("bare_rmcp did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(bare)
+    }
+}
+
+impl Drop for BareRmcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The servers' flags that lift every per-source and per-account limit: the bench measures the

@@ -158,6 +158,8 @@ pub struct RateSettings {
 pub struct RegistrationSettings {
     /// Dynamic client registration (`/register`) is open.
     pub dynamic: bool,
+    /// Dynamic registration may create `client_credentials` clients.
+    pub machine_clients: bool,
     /// A TOML file of pre-registered clients (read when the server is built).
     pub clients_file: Option<PathBuf>,
     /// Private-use redirect URI schemes without a dot that are accepted anyway.
@@ -304,6 +306,7 @@ impl AuthServerConfig {
             },
             registration: RegistrationSettings {
                 dynamic: !self.no_dynamic_registration,
+                machine_clients: self.dynamic_machine_clients,
                 clients_file: self.clients_file,
                 extra_redirect_schemes: self.extra_redirect_schemes,
                 unused_client_ttl: secs(self.unused_client_ttl_seconds),
@@ -426,6 +429,7 @@ mod tests {
         );
         assert!(s.trusted_proxies.is_empty());
         assert!(s.registration.dynamic && s.cimd.enabled && !s.cimd.allow_private);
+        assert!(!s.registration.machine_clients);
         assert_eq!(s.registration.extra_redirect_schemes, ["cursor"]);
         assert_eq!(s.registration.unused_client_ttl, DAY);
         assert_eq!(s.cimd.timeout, Duration::from_secs(5));
@@ -460,6 +464,9 @@ mod tests {
                 s.store == StoreSettings::Directory("/var/lib/x".into())
             }),
             (&["--no-dynamic-registration"], |s| !s.registration.dynamic),
+            (&["--dynamic-machine-clients"], |s| {
+                s.registration.machine_clients
+            }),
             (&["--no-client-metadata-documents"], |s| !s.cimd.enabled),
             (&["--cimd-allow-private", "--cimd-timeout", "2"], |s| {
                 s.cimd.allow_private && s.cimd.timeout == Duration::from_secs(2)

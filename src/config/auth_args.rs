@@ -276,6 +276,11 @@ pub struct AuthServerConfig {
     #[arg(long = "no-dynamic-registration", env = "AUTH_SERVER_NO_DYNAMIC_REGISTRATION", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_dynamic_registration: bool,
 
+    /// Let dynamic registration create `client_credentials` (machine) clients, which get tokens
+    /// without a user signing in. Off: machine clients come from the clients file only.
+    #[arg(long = "dynamic-machine-clients", env = "AUTH_SERVER_DYNAMIC_MACHINE_CLIENTS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub dynamic_machine_clients: bool,
+
     /// Turn Client ID Metadata Documents off: an URL `client_id` is then an unknown client.
     #[arg(long = "no-client-metadata-documents", env = "AUTH_SERVER_NO_CLIENT_METADATA_DOCUMENTS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_client_metadata_documents: bool,

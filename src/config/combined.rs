@@ -116,13 +116,20 @@ impl PublicConfig {
         auth: &mut AuthServerConfig,
         mcp: &mut McpServerConfig,
     ) -> Result<SocketAddr, ConfigError> {
-        let origin = public.trim_end_matches('/');
-        if url::Url::parse(public).is_ok_and(|u| u.path() != "/") {
+        let url = url::Url::parse(public).map_err(|e| ConfigError {
+            setting: "PUBLIC_URL",
+            reason: e.to_string(),
+        })?;
+        if url.path() != "/" {
             return Err(ConfigError {
                 setting: "PUBLIC_URL",
                 reason: "must be an origin without a path (the MCP endpoint is its /mcp)".into(),
             });
         }
+        // As clients spell it once a URL parser has read it: the host in lower case, no default
+        // port, no trailing slash; the resource is compared with theirs letter by letter.
+        let origin = url.origin().ascii_serialization();
+        let origin = origin.as_str();
         let separate = [
             ("AUTH_SERVER_LISTEN", auth.listen.is_some()),
             ("MCP_SERVER_LISTEN", mcp.mcp_listen.is_some()),
@@ -235,6 +242,18 @@ mod tests {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 443));
         assert_eq!(s.shared_listen, Some(loopback));
         assert_eq!((s.auth.listen, s.mcp.listen), (loopback, loopback));
+
+        // Spelled as a URL parser spells it.
+        let s = settings(
+            &[
+                &["--public-url", "https://MCP.Example.com:443"][..],
+                &SECRET,
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(s.auth.issuer, "https://mcp.example.com");
+        assert_eq!(s.auth.known_resources, ["https://mcp.example.com/mcp"]);
 
         let s = settings(
             &[

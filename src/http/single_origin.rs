@@ -9,12 +9,10 @@ use axum::http::Request;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
-/// The paths the resource server answers on a shared origin.
-const RESOURCE_SERVER_PATHS: [&str; 3] = [
-    "/mcp",
-    "/.well-known/oauth-protected-resource",
-    "/.well-known/oauth-protected-resource/mcp",
-];
+/// The paths the resource server answers on a shared origin: the MCP endpoint and its metadata.
+/// Not the root metadata (`/.well-known/oauth-protected-resource`): it would describe the origin,
+/// whose `/` is the authorization server's, as a resource.
+const RESOURCE_SERVER_PATHS: [&str; 2] = ["/mcp", "/.well-known/oauth-protected-resource/mcp"];
 
 /// One router serving the authorization server's routes and the resource server's MCP routes.
 pub fn router(auth: Router, mcp: Router) -> Router {

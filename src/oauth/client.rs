@@ -210,6 +210,15 @@ pub enum SecretHash {
     PublicKeys(Box<str>),
 }
 
+/// What a `client_credentials` token's `sub` starts with: the client acts for itself, and its
+/// subject can never be a user's (usernames may not start with it).
+pub const MACHINE_SUBJECT_PREFIX: &str = "client:";
+
+/// The subject of a token a client obtained for itself (RFC 9068 section 2.2): `client:<id>`.
+pub fn machine_subject(client_id: &str) -> String {
+    format!("{MACHINE_SUBJECT_PREFIX}{client_id}")
+}
+
 /// The response types every client has: the authorization code flow is the only one.
 pub const RESPONSE_TYPES: [&str; 1] = ["code"];
 

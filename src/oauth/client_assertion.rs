@@ -99,6 +99,7 @@ pub fn verify(
     validation.sub = Some(client_id.to_string());
     validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
     validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
     let mut verified = None;
     for jwk in candidates.into_iter().filter(|k| fits(k, header.alg)) {
         let Ok(key) = DecodingKey::from_jwk(jwk) else {

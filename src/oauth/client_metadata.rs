@@ -225,22 +225,22 @@ const MAX_CLIENT_KEYS: usize = 10;
 const MAX_JWKS_BYTES: usize = 8 * 1024;
 
 /// The public keys of a `private_key_jwt` client (`jwks`, RFC 7591 section 2): required with that
-/// method and refused with any other. Each key must be an RSA or P-256 public key; `jwks_uri`
-/// is not fetched, so a client that names one is told to register its keys inline.
+/// method and ignored with any other. Each key must be an RSA or P-256 public key; `jwks_uri`
+/// is not fetched, so a `private_key_jwt` client that names one is told to register its keys
+/// inline.
 fn public_keys(
     body: &Map<String, Value>,
     method: TokenEndpointAuthMethod,
 ) -> Result<Option<String>, MetadataError> {
-    if body.get("jwks_uri").is_some_and(|v| !v.is_null()) {
-        return Err(invalid(
-            "jwks_uri is not supported; register the public keys inline as jwks",
-        ));
-    }
     let jwks = body.get("jwks").filter(|v| !v.is_null());
     match (method, jwks) {
-        (TokenEndpointAuthMethod::PrivateKeyJwt, None) => {
-            Err(invalid("private_key_jwt requires jwks"))
-        }
+        (TokenEndpointAuthMethod::PrivateKeyJwt, None) => Err(invalid(
+            if body.get("jwks_uri").is_some_and(|v| !v.is_null()) {
+                "jwks_uri is not supported; register the public keys inline as jwks"
+            } else {
+                "private_key_jwt requires jwks"
+            },
+        )),
         (TokenEndpointAuthMethod::PrivateKeyJwt, Some(jwks)) => {
             crate::oauth::client_assertion::check_public_keys(jwks, MAX_CLIENT_KEYS)
                 .map_err(invalid)?;
@@ -250,10 +250,9 @@ fn public_keys(
             }
             Ok(Some(text))
         }
-        (_, Some(_)) => Err(invalid(
-            "jwks is only for token_endpoint_auth_method private_key_jwt",
-        )),
-        (_, None) => Ok(None),
+        // Keys of a client that does not sign its authentication are not used: ignored, as
+        // before this server knew the field.
+        (_, _) => Ok(None),
     }
 }
 
@@ -378,8 +377,6 @@ mod tests {
                 "token_endpoint_auth_method": "client_secret_basic"}),
             json!({"grant_types": ["client_credentials"],
                 "token_endpoint_auth_method": "private_key_jwt"}),
-            json!({"grant_types": ["client_credentials"], "jwks": jwks,
-                "token_endpoint_auth_method": "client_secret_basic"}),
             json!({"grant_types": ["client_credentials"], "jwks_uri": "https://c.example/jwks",
                 "token_endpoint_auth_method": "private_key_jwt"}),
             json!({"grant_types": ["client_credentials"], "jwks": {"keys": []},
@@ -389,5 +386,10 @@ mod tests {
             let err = registered(body.clone()).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidClientMetadata, "{body}");
         }
+        // Keys beside another method are not used, and not refused either.
+        let ignored = registered(json!({"grant_types": ["client_credentials"], "jwks": jwks,
+            "jwks_uri": "https://c.example/jwks", "token_endpoint_auth_method": "client_secret_basic"}))
+        .unwrap();
+        assert_eq!(ignored.jwks, None);
     }
 }

@@ -78,7 +78,7 @@ async fn whoami(app: &TestApp, token: &str) -> Value {
 
 #[tokio::test]
 async fn a_machine_client_with_a_secret_calls_tools_as_itself() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&["--dynamic-machine-clients"]).await;
     let metadata = app
         .get_json(&app.url("/.well-known/oauth-authorization-server"))
         .await;
@@ -118,7 +118,8 @@ async fn a_machine_client_with_a_secret_calls_tools_as_itself() {
     assert_eq!(tokens["token_type"], "Bearer");
     assert!(tokens.get("refresh_token").is_none(), "{tokens}");
     let who = whoami(&app, tokens["access_token"].as_str().unwrap()).await;
-    assert_eq!(who["sub"], client_id.as_str());
+    // The client acts for itself, in a namespace no user name can enter.
+    assert_eq!(who["sub"], format!("client:{client_id}"));
     assert_eq!(who["client_id"], client_id.as_str());
 
     // Asking for more than it registered gets what it registered (the answer says so); asking
@@ -190,7 +191,7 @@ async fn a_machine_client_with_a_secret_calls_tools_as_itself() {
 
 #[tokio::test]
 async fn clients_not_registered_for_the_grant_are_refused() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&["--dynamic-machine-clients"]).await;
     // A public client authenticates as itself, but may not use the grant.
     let public = register(&app).await;
     let answer = app
@@ -211,6 +212,23 @@ async fn clients_not_registered_for_the_grant_are_refused() {
         .unwrap();
     assert_oauth_error(answer, 400, "unauthorized_client", "a code client").await;
     // And a public machine client cannot be registered.
+    let closed = spawn_app().await;
+    let body = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"});
+    let refused = post_register(&closed, &body).await;
+    let answer = assert_oauth_error(
+        refused,
+        400,
+        "invalid_client_metadata",
+        "registration closed to machine clients",
+    )
+    .await;
+    assert!(
+        answer["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("AUTH_SERVER_CLIENTS_FILE"),
+        "{answer}"
+    );
     let refused = post_register(&app, &json!({"grant_types": ["client_credentials"]})).await;
     assert_oauth_error(
         refused,
@@ -224,7 +242,7 @@ async fn clients_not_registered_for_the_grant_are_refused() {
 #[tokio::test]
 async fn private_key_jwt_assertions_are_verified_and_used_once() {
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_in(dir.path(), &[]).await;
+    let app = spawn_app_in(dir.path(), &["--dynamic-machine-clients"]).await;
     let (key, jwk) = key_pair("k1");
     let registered = register_with(
         &app,
@@ -243,7 +261,7 @@ async fn private_key_jwt_assertions_are_verified_and_used_once() {
     )
     .await;
     let who = whoami(&app, tokens["access_token"].as_str().unwrap()).await;
-    assert_eq!(who["sub"], client_id.as_str());
+    assert_eq!(who["sub"], format!("client:{client_id}"));
 
     // The issuer is an audience too, and client_id may be sent when it matches.
     let to_issuer = assertion(&app, &client_id, &key, "k1", json!({"aud": app.issuer}));

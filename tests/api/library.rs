@@ -84,7 +84,7 @@ async fn an_rmcp_service_of_its_own_behind_protected_resource() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let endpoint = format!("{base}/mcp");
-    let app = spawn_app_with(&["--known-resources", &endpoint]).await;
+    let app = spawn_app_with(&["--known-resources", &endpoint, "--dynamic-machine-clients"]).await;
 
     let settings = McpSettings::new(&app.issuer, &base).unwrap();
     let scopes = ToolScopes::new().tool("stamp", "mcp.write");
@@ -149,7 +149,7 @@ async fn an_rmcp_service_of_its_own_behind_protected_resource() {
     let answer = post(&app, &endpoint, &token, Some(&session), call).await;
     assert_eq!(
         text_of(&rpc_result(answer).await),
-        format!("{client_id} via {client_id}")
+        format!("client:{client_id} via {client_id}")
     );
     let stamp = post(
         &app,

@@ -14,7 +14,7 @@ Then machine clients (the client-credentials extension, SEP-1046), with the SDK'
 and no browser: `ClientCredentialsOAuthProvider` with a registered client's secret
 (client_secret_basic), and `PrivateKeyJWTOAuthProvider` with assertions the SDK signs (RS256,
 audience: the issuer) by a key whose public half the client registered as `jwks`. Each calls
-whoami and must be itself (`sub` is its client id).
+whoami and must be itself (`sub` is `client:` and its client id).
 
 Environment: MCP_URL, NODE (the node binary for browser.mjs). Prints `PASS name` /
 `FAIL name: reason` lines.
@@ -279,7 +279,7 @@ async def machine_flow(method: str) -> None:
 
         async def steps(session: Client) -> None:
             who = json.loads(tool_text(await session.call_tool("whoami", {})))
-            if who.get("sub") != client["client_id"] or who.get("scopes") != ["mcp.read"]:
+            if who.get("sub") != f"client:{client['client_id']}" or who.get("scopes") != ["mcp.read"]:
                 raise AssertionError(f"whoami answered {who}")
 
         async with httpx2.AsyncClient(auth=provider, timeout=60) as http:

@@ -74,6 +74,8 @@ FLAGS=(--issuer "$ISSUER" --auth-listen "127.0.0.1:$AS_PORT"
   --resource "$RS" --authorization-server "$ISSUER"
   --resource-server "$RS" --mcp-listen "127.0.0.1:$RS_PORT")
 if "$BIN" --help 2>/dev/null | grep -q -- '--in-memory'; then FLAGS+=(--in-memory); fi
+# The Python SDK's machine clients register themselves.
+if "$BIN" --help 2>/dev/null | grep -q -- '--dynamic-machine-clients'; then FLAGS+=(--dynamic-machine-clients); fi
 
 say "starting mcp-oauth: AS $ISSUER, RS $RS/mcp (in $SERVER_DIR)"
 (cd "$SERVER_DIR" && exec "$BIN" "${FLAGS[@]}") >"$WORK/server.log" 2>&1 &

@@ -4,7 +4,8 @@
 //! ids, secrets and timestamps are ignored. A refused request leaves nothing behind: the registry
 //! is only asked once the whole request is valid. The metadata rules (including
 //! `application_type`, returned in the answer) are `oauth::client_metadata`'s. With
-//! `--no-dynamic-registration` every request is refused.
+//! `--no-dynamic-registration` every request is refused; a `client_credentials` client is registered
+//! only with `--dynamic-machine-clients` (otherwise it comes from the clients file).
 
 use super::rate_limit::SourceAddress;
 use super::state::AuthState;
@@ -60,6 +61,13 @@ pub async fn handler(
         ));
     }
     let new_client = validate(&body, &state.config.registration.extra_redirect_schemes)?;
+    if new_client.grant_types.client_credentials() && !state.config.registration.machine_clients {
+        // A machine client gets tokens with no user signing in: open registration of them would
+        // let anyone call the tools. The operator configures them, or opens this on purpose.
+        return Err(metadata_error(
+            "client_credentials clients are not registered dynamically on this server; the operator configures them (AUTH_SERVER_CLIENTS_FILE)",
+        ));
+    }
     let registered = match ask(&state.clients, Register(new_client)).await {
         Ok(r) => r,
         Err(AskError::Rejected(RegisterError::Full)) => {

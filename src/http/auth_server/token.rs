@@ -215,8 +215,8 @@ fn token_response(
 }
 
 /// `grant_type=client_credentials` (OAuth 2.1 section 4.2, the MCP client-credentials
-/// extension): a confidential client registered for it gets a token for itself (`sub` is its
-/// id, RFC 9068 section 2.2), for the resource it names (or the default one) and the scopes it
+/// extension): a confidential client registered for it gets a token for itself (`sub` is
+/// `client:<id>`, RFC 9068 section 2.2, never a user's), for the resource it names (or the default one) and the scopes it
 /// asks for, narrowed to those it registered (all supported ones when it registered none). No user
 /// and no consent are involved, so no refresh token is issued (RFC 6749 section 4.4.3).
 async fn client_credentials(
@@ -267,9 +267,10 @@ async fn client_credentials(
     }
     let flow = crate::trace::FlowId::mint();
     let jti = uuid::Uuid::new_v4().to_string();
+    let subject = crate::oauth::client::machine_subject(&client.client_id);
     let token = sign_access_token(
         state,
-        &client.client_id,
+        &subject,
         &client.client_id,
         resource,
         &scope,

@@ -20,7 +20,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// The scope each tool needs. Listing tools needs only the baseline scope; calling one needs its
-/// scope here. A tool missing from this table cannot be called (see the test below).
+/// scope here. A tool missing from this table would need only the baseline scope: the test below
+/// fails for one.
 pub const TOOL_SCOPES: &[(&str, &str)] = &[
     ("greet", "mcp.read"),
     ("whoami", "mcp.read"),
