@@ -550,4 +550,26 @@ async fn a_bad_users_file_is_refused_at_start() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not a PHC string"), "{stderr}");
+
+    // A username in the machine clients' subject namespace could be impersonated by a client.
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$bW9ja2hhc2htb2NraGFzaG1vY2toYXNobW9ja2hhc2g";
+    std::fs::write(
+        &users,
+        format!("[[users]]\nusername = \"client:ops\"\npassword_hash = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_auth-server"))
+        .args([
+            "--issuer",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "--in-memory",
+            "--users-file",
+            users.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("starts with client:"), "{stderr}");
 }
