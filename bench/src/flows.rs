@@ -196,13 +196,25 @@ pub async fn tools_call(
     concurrency: usize,
     sessions: usize,
 ) -> anyhow::Result<Measured> {
+    tools_call_at(servers, servers, seconds, concurrency, sessions).await
+}
+
+/// [`tools_call`] with a token for `servers`, sent to the MCP endpoint of `mcp` (the bare
+/// baseline, which ignores it, or the servers themselves).
+pub async fn tools_call_at(
+    servers: &ServersView,
+    mcp: &ServersView,
+    seconds: Duration,
+    concurrency: usize,
+    sessions: usize,
+) -> anyhow::Result<Measured> {
     let http = load_client(concurrency)?;
-    let (token, first) = token_and_session(servers, &http).await?;
-    let mut ids = vec![first];
+    let (token, _) = token_and_session(servers, &http).await?;
+    let mut ids = Vec::with_capacity(sessions);
     while ids.len() < sessions {
-        ids.push(open_session(servers, &http, &token).await?);
+        ids.push(open_session(mcp, &http, &token).await?);
     }
-    let url = servers.mcp_url();
+    let url = mcp.mcp_url();
     let ids = std::sync::Arc::new(ids);
     Ok(closed_loop(seconds, concurrency, 200, move |i| {
         let (http, url, token, ids) = (http.clone(), url.clone(), token.clone(), ids.clone());

@@ -5,6 +5,7 @@
 
 use crate::flows::{
     REDIRECT, challenges, fresh_login_flows, redeem, returning_code, returning_user, tools_call,
+    tools_call_at,
 };
 use crate::grants::{INTROSPECTION_SECRET, introspections, refresh_rotations};
 use crate::load::{closed_loop, lean_connection, lean_redeem, load_client};
@@ -91,7 +92,7 @@ pub async fn run_bench(
     // The same tools on rmcp with nothing in front: the resource server's ceiling.
     let bare = BareRmcp::start(binaries).await?;
     let bare_view = Servers::view(&servers.issuer, &bare.url);
-    let baseline = tools_call(&bare_view, seconds, concurrency, 1).await?;
+    let baseline = tools_call_at(&servers.urls(), &bare_view, seconds, concurrency, 1).await?;
     drop(bare);
     print_row(
         "tools/call greet, bare rmcp (no auth layer)",
@@ -420,7 +421,7 @@ pub async fn baseline(
         let ours = tools_call(&servers.urls(), seconds, concurrency, 1)
             .await?
             .rate();
-        let plain = tools_call(&bare_view, seconds, concurrency, 1)
+        let plain = tools_call_at(&servers.urls(), &bare_view, seconds, concurrency, 1)
             .await?
             .rate();
         ours_rates.push(ours.round());
