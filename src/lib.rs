@@ -12,8 +12,9 @@
 //! authorization server's JWKS (and its revocation feed, or introspection), 401 with the RFC
 //! 9728 challenge, 403 `insufficient_scope` per tool ([`ToolScopes`]), the caller handed to the
 //! tools ([`Caller`]), and the protected resource metadata. [`McpSettings::new`] gives its
-//! settings from two URLs. The authorization server embeds the same way: [`AuthServer::build_on`]
-//! on a listener of the app's, with its actors. `examples/protect_rmcp.rs` shows both.
+//! settings from two URLs. The authorization server embeds too: as a router with its actors
+//! ([`AuthServer::build_embedded`], [`EmbeddedAuthServer`]), or on a listener of the app's
+//! ([`AuthServer::build_on`]). `examples/protect_rmcp.rs` shows both.
 
 pub mod actors;
 pub mod admin;
@@ -33,5 +34,5 @@ pub mod users;
 mod layering;
 
 pub use config::{AuthSettings, McpSettings};
-pub use http::auth_server::AuthServer;
+pub use http::auth_server::{AuthServer, EmbeddedAuthServer};
 pub use http::mcp_server::{Caller, McpServer, ProtectedResource, ToolScopes};

@@ -186,3 +186,46 @@ async fn an_rmcp_service_of_its_own_behind_protected_resource() {
     .await;
     assert_eq!(text_of(&rpc_result(stamp).await), "stamped");
 }
+
+/// The authorization server as a router with its actors, served by the app's own loop: its
+/// metadata and registration answer, and it shuts down when the app stops.
+#[tokio::test]
+async fn the_authorization_server_embeds_as_a_router() {
+    global_subscriber();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let mut settings = mcp_oauth::AuthSettings::new(&issuer, "http://127.0.0.1:1").unwrap();
+    settings.store = mcp_oauth::config::StoreSettings::InMemory;
+    let embedded = mcp_oauth::AuthServer::build_embedded(settings)
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(mcp_oauth::http::serve(
+        listener,
+        embedded.router(),
+        std::time::Duration::from_secs(10),
+        Box::pin(async move {
+            let _ = stopped.await;
+        }),
+    ));
+    let http = reqwest::Client::new();
+    let metadata: Value = http
+        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["issuer"], issuer);
+    let registered = http
+        .post(format!("{issuer}/register"))
+        .json(&json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+    embedded.shutdown().await;
+}

@@ -129,6 +129,21 @@ impl AuthServer {
         Self::build_with(listener, settings, preregistered).await
     }
 
+    /// The server without a listener of its own: its routes and its actors, for an app that
+    /// serves the routes on its own listener, beside its own (see [`EmbeddedAuthServer`]).
+    pub async fn build_embedded(settings: AuthSettings) -> Result<EmbeddedAuthServer, BuildError> {
+        if settings.metrics {
+            crate::http::metrics::install();
+        }
+        let preregistered = preregistered_clients(&settings)?;
+        let (router, state, _, store) = Self::build_parts(settings, preregistered).await?;
+        Ok(EmbeddedAuthServer {
+            router,
+            state,
+            store,
+        })
+    }
+
     /// Builds the server from its settings and the clients of its clients file (read first, so
     /// that a bad file stops the start before the store is opened).
     async fn build_with(
@@ -136,6 +151,21 @@ impl AuthServer {
         settings: AuthSettings,
         preregistered: Vec<Arc<Client>>,
     ) -> Result<Self, BuildError> {
+        let (router, state, key, store) = Self::build_parts(settings, preregistered).await?;
+        Ok(AuthServer {
+            listener,
+            router,
+            state,
+            key,
+            store,
+        })
+    }
+
+    /// The routes, the state, the first signing key and the store, without a listener.
+    async fn build_parts(
+        settings: AuthSettings,
+        preregistered: Vec<Arc<Client>>,
+    ) -> Result<(Router, AuthState, Arc<ActiveKey>, SharedStore), BuildError> {
         let (store, cipher): (SharedStore, KeyCipher) = match &settings.store {
             StoreSettings::InMemory => {
                 tracing::info!(
@@ -328,13 +358,7 @@ impl AuthServer {
             store_changes,
         };
         let router = router::router(state.clone());
-        Ok(AuthServer {
-            listener,
-            router,
-            state,
-            key,
-            store,
-        })
+        Ok((router, state, key, store))
     }
 
     /// The address the server listens on.
@@ -391,6 +415,39 @@ impl AuthServer {
             "authorization server stopped; store closed"
         );
         served
+    }
+}
+
+/// The authorization server embedded in an app: its routes, served by the app (on their own
+/// listener, or merged with the app's routes when the paths do not overlap), and its actors,
+/// which live as long as this value. [`Self::shutdown`] once the app stops serving: the actors
+/// that write to the store finish, and the store closes.
+#[warn(missing_docs)]
+pub struct EmbeddedAuthServer {
+    router: Router,
+    state: AuthState,
+    store: SharedStore,
+}
+
+#[warn(missing_docs)]
+impl EmbeddedAuthServer {
+    /// The authorization server's routes (endpoints, pages, metadata, health and metrics). The
+    /// app's serve loop must give each request its peer address as `ConnectInfo<SocketAddr>`
+    /// (the per-source limits read it): `crate::http::serve` does, and so does `axum::serve`
+    /// with `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The state the handlers share: settings and actor references.
+    pub fn state(&self) -> &AuthState {
+        &self.state
+    }
+
+    /// Lets the actors that write to the store finish what they were doing, then closes it.
+    pub async fn shutdown(self) {
+        flush(&self.state).await;
+        self.store.close().await;
     }
 }
 
