@@ -14,7 +14,9 @@
 //! tools ([`Caller`]), and the protected resource metadata. [`McpSettings::new`] gives its
 //! settings from two URLs. The authorization server embeds too: as a router with its actors
 //! ([`AuthServer::build_embedded`], [`EmbeddedAuthServer`]), or on a listener of the app's
-//! ([`AuthServer::build_on`]). `examples/protect_rmcp.rs` shows both.
+//! ([`AuthServer::build_on`]). `examples/protect_rmcp.rs` shows the resource server with an
+//! authorization server on a listener of the app's, and `examples/protect_with_any_as.rs` with
+//! another issuer.
 
 pub mod actors;
 pub mod admin;

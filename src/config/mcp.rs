@@ -12,6 +12,8 @@ use crate::trace::Secret;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The `resource_name` this project's MCP server publishes (a library user sets its own).
+pub const RESOURCE_NAME: &str = "mcp-oauth MCP server";
 /// Most MCP sessions bound to their user at once.
 pub const MAX_MCP_SESSIONS: usize = 100_000;
 /// Most introspection answers cached.
@@ -50,6 +52,9 @@ pub struct McpSettings {
     pub revocation_feed: Option<RevocationFeedSettings>,
     /// The token `/metrics` requires, if any.
     pub metrics_token: Option<Secret>,
+    /// The `resource_name` of the protected resource metadata (RFC 9728), which clients may
+    /// show.
+    pub resource_name: String,
     /// Metrics recorded and served on `/metrics` (on by default).
     pub metrics: bool,
 }
@@ -57,6 +62,7 @@ pub struct McpSettings {
 /// Following the authorization server's feed of revoked tokens.
 #[derive(Debug, Clone)]
 pub struct RevocationFeedSettings {
+    /// The feed's URL.
     pub url: String,
     /// The resource-server credential, when this server has one.
     pub credential: Option<Secret>,
@@ -70,7 +76,7 @@ pub struct RevocationFeedSettings {
 /// Where the authorization server's keys are fetched, and how often at most.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSettings {
-    /// The feed's URL.
+    /// The JWKS URL.
     pub url: String,
     /// Least time between two fetches caused by unknown key ids.
     pub cooldown: Duration,
@@ -198,6 +204,7 @@ impl McpServerConfig {
                 max_cached: MAX_CACHED_INTROSPECTIONS,
             }),
             metrics_token: self.mcp_metrics_token.map(Secret::new),
+            resource_name: RESOURCE_NAME.into(),
             metrics: !self.mcp_no_metrics,
             revocation_feed: (!self.no_revocation_feed).then(|| RevocationFeedSettings {
                 url: revocation_feed_url,
@@ -231,8 +238,8 @@ impl McpSettings {
             ])
             .and_then(|matches| McpServerConfig::from_arg_matches(&matches));
         let config = matches.map_err(|e| ConfigError {
-            setting: "RESOURCE_SERVER_URL",
-            reason: e.kind().to_string(),
+            setting: "AUTHORIZATION_SERVER_URL or RESOURCE_SERVER_URL",
+            reason: super::auth::first_line(&e.to_string()),
         })?;
         config.validate()
     }

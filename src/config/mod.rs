@@ -28,5 +28,7 @@ pub use auth::{
 pub use auth_args::{AuthServerConfig, DEV_SESSION_SECRET};
 pub use checks::ConfigError;
 pub use combined::{CombinedSettings, PublicConfig};
-pub use mcp::{IntrospectionSettings, JwksSettings, McpSessionSettings, McpSettings};
+pub use mcp::{
+    IntrospectionSettings, JwksSettings, McpSessionSettings, McpSettings, RevocationFeedSettings,
+};
 pub use mcp_args::McpServerConfig;

@@ -114,3 +114,34 @@ async fn metrics_can_be_turned_off() {
         .await;
     assert!(metadata["issuer"].is_string());
 }
+
+/// Each single-server binary serves its own metrics: the authorization server alone installs
+/// its recorder as the combined binary does.
+#[tokio::test]
+async fn the_single_server_binaries_serve_their_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = format!("http://127.0.0.1:{}", free_port());
+    let _auth = Server::start(
+        env!("CARGO_BIN_EXE_auth-server"),
+        &[
+            "--issuer",
+            &issuer,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("{issuer}/readyz")).await;
+    let answer = http.get(format!("{issuer}/metrics")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = Scrape::parse(lines).unwrap();
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("mcp_oauth_")),
+        "{text}"
+    );
+}

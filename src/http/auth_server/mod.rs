@@ -122,9 +122,6 @@ impl AuthServer {
         listener: TcpListener,
         settings: AuthSettings,
     ) -> Result<Self, BuildError> {
-        if settings.metrics {
-            crate::http::metrics::install();
-        }
         let preregistered = preregistered_clients(&settings)?;
         Self::build_with(listener, settings, preregistered).await
     }
@@ -132,9 +129,6 @@ impl AuthServer {
     /// The server without a listener of its own: its routes and its actors, for an app that
     /// serves the routes on its own listener, beside its own (see [`EmbeddedAuthServer`]).
     pub async fn build_embedded(settings: AuthSettings) -> Result<EmbeddedAuthServer, BuildError> {
-        if settings.metrics {
-            crate::http::metrics::install();
-        }
         let preregistered = preregistered_clients(&settings)?;
         let (router, state, _, store) = Self::build_parts(settings, preregistered).await?;
         Ok(EmbeddedAuthServer {
@@ -166,6 +160,11 @@ impl AuthServer {
         settings: AuthSettings,
         preregistered: Vec<Arc<Client>>,
     ) -> Result<(Router, AuthState, Arc<ActiveKey>, SharedStore), BuildError> {
+        // However the server is built (the binary alone, on a listener, embedded), its metrics
+        // recorder is in place before its actors record anything.
+        if settings.metrics {
+            crate::http::metrics::install();
+        }
         let (store, cipher): (SharedStore, KeyCipher) = match &settings.store {
             StoreSettings::InMemory => {
                 tracing::info!(
@@ -420,8 +419,9 @@ impl AuthServer {
 
 /// The authorization server embedded in an app: its routes, served by the app (on their own
 /// listener, or merged with the app's routes when the paths do not overlap), and its actors,
-/// which live as long as this value. [`Self::shutdown`] once the app stops serving: the actors
-/// that write to the store finish, and the store closes.
+/// which live as long as this value or a router from it. Call [`Self::shutdown`] once the app has
+/// stopped serving those routers: the actors that write to the store finish, and the store
+/// closes (a request still served after it gets 503s from the store).
 #[warn(missing_docs)]
 pub struct EmbeddedAuthServer {
     router: Router,

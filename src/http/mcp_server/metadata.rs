@@ -16,7 +16,7 @@ pub fn document(state: &McpState, resource: &str) -> Value {
         "authorization_servers": [state.config.authorization_server],
         "scopes_supported": state.challenge_scope.iter().collect::<Vec<_>>(),
         "bearer_methods_supported": ["header"],
-        "resource_name": "mcp-oauth MCP server",
+        "resource_name": state.config.resource_name,
     })
 }
 

@@ -4,8 +4,9 @@
 //! state (`state.rs`) is immutable configuration and its actors: `JwksCache` (the AS's keys),
 //! `McpSessions` (which user owns which MCP session), `RevocationFeed` (the AS's revoked tokens,
 //! unless `--no-revocation-feed`) and, with `--introspect`, `IntrospectionCache` (recent
-//! introspection answers, `introspection.rs`). This file builds the
-//! state and runs the server.
+//! introspection answers, `introspection.rs`). `protection.rs` ([`ProtectedResource`], the
+//! library's half) starts the actors and builds the state; this file adds this server's own
+//! tools (`service.rs`) and runs the server.
 
 mod bearer;
 mod caller;

@@ -1,6 +1,6 @@
 //! The state of the resource server's layers and handlers: immutable configuration and actor
-//! references. Its own file so that the layers and handlers depend on it, and `mod.rs`, which
-//! builds it, depends on them, without a cycle.
+//! references. Its own file so that the layers and handlers depend on it, and `protection.rs`,
+//! which builds it, depends on them, without a cycle.
 
 use super::introspection::Introspector;
 use super::origin::RequestOrigins;
