@@ -63,6 +63,23 @@ async fn token_with_assertion(
     app.post("/token").form(&form).send().await.unwrap()
 }
 
+/// `grant_type=client_credentials` with Basic credentials and `extra` form fields.
+async fn basic_grant(
+    app: &TestApp,
+    client_id: &str,
+    secret: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![("grant_type", "client_credentials")];
+    form.extend_from_slice(extra);
+    app.post("/token")
+        .basic_auth(client_id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The `whoami` answer of a `tools/call` made with `token`, outside any session.
 async fn whoami(app: &TestApp, token: &str) -> Value {
     let session = open_session(app, token).await;
@@ -106,13 +123,7 @@ async fn a_machine_client_with_a_secret_calls_tools_as_itself() {
         field(&registered, "client_secret"),
     );
 
-    let answer = app
-        .post("/token")
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let answer = basic_grant(&app, &client_id, &secret, &[]).await;
     let tokens = ok_json(answer, "client_secret_basic").await;
     assert_eq!(tokens["scope"], "mcp.read");
     assert_eq!(tokens["token_type"], "Bearer");
@@ -124,46 +135,28 @@ async fn a_machine_client_with_a_secret_calls_tools_as_itself() {
 
     // Asking for more than it registered gets what it registered (the answer says so); asking
     // only for what it did not register, or for an unknown scope, is refused.
-    let wider = app
-        .post("/token")
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "mcp.read mcp.write"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let wider = basic_grant(
+        &app,
+        &client_id,
+        &secret,
+        &[("scope", "mcp.read mcp.write")],
+    )
+    .await;
     assert_eq!(ok_json(wider, "a wider scope").await["scope"], "mcp.read");
     for outside in ["mcp.write", "admin"] {
-        let refused = app
-            .post("/token")
-            .basic_auth(&client_id, Some(&secret))
-            .form(&[("grant_type", "client_credentials"), ("scope", outside)])
-            .send()
-            .await
-            .unwrap();
+        let refused = basic_grant(&app, &client_id, &secret, &[("scope", outside)]).await;
         assert_oauth_error(refused, 400, "invalid_scope", outside).await;
     }
     // Nor may it ask for a resource the server does not know.
-    let elsewhere = app
-        .post("/token")
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("resource", "https://elsewhere.example/mcp"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let elsewhere = basic_grant(
+        &app,
+        &client_id,
+        &secret,
+        &[("resource", "https://elsewhere.example/mcp")],
+    )
+    .await;
     assert_oauth_error(elsewhere, 400, "invalid_target", "an unknown resource").await;
-    let wrong = app
-        .post("/token")
-        .basic_auth(&client_id, Some("not the secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let wrong = basic_grant(&app, &client_id, "not the secret", &[]).await;
     assert_oauth_error(wrong, 401, "invalid_client", "a wrong secret").await;
 
     // client_secret_post, for the resource's /mcp endpoint by name.
@@ -203,13 +196,7 @@ async fn clients_not_registered_for_the_grant_are_refused() {
     assert_oauth_error(answer, 400, "unauthorized_client", "a public client").await;
     // A confidential code client neither.
     let (client_id, secret) = register_confidential(&app, "client_secret_basic").await;
-    let answer = app
-        .post("/token")
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let answer = basic_grant(&app, &client_id, &secret, &[]).await;
     assert_oauth_error(answer, 400, "unauthorized_client", "a code client").await;
     // And a public machine client cannot be registered.
     let closed = spawn_app().await;
@@ -318,20 +305,19 @@ async fn private_key_jwt_assertions_are_verified_and_used_once() {
     }
     // Two methods at once, or a wrong assertion type, are malformed requests.
     let fresh = assertion(&app, &client_id, &key, "k1", json!({}));
-    let both = app
-        .post("/token")
-        .basic_auth(&client_id, Some("x"))
-        .form(&[
-            ("grant_type", "client_credentials"),
+    let both = basic_grant(
+        &app,
+        &client_id,
+        "x",
+        &[
             (
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             ),
             ("client_assertion", &fresh),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_oauth_error(both, 400, "invalid_request", "two methods").await;
     let wrong_type = app
         .post("/token")

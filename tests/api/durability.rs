@@ -536,19 +536,7 @@ async fn a_bad_users_file_is_refused_at_start() {
         "[[users]]\nusername = \"dave\"\npassword_hash = \"plain-text\"\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_auth-server"))
-        .args([
-            "--issuer",
-            &format!("http://127.0.0.1:{}", free_port()),
-            "--in-memory",
-            "--users-file",
-            users.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start_with_users(&users);
     assert!(stderr.contains("not a PHC string"), "{stderr}");
 
     // A username in the machine clients' subject namespace could be impersonated by a client.
@@ -558,6 +546,12 @@ async fn a_bad_users_file_is_refused_at_start() {
         format!("[[users]]\nusername = \"client:ops\"\npassword_hash = \"{hash}\"\n"),
     )
     .unwrap();
+    let stderr = refused_start_with_users(&users);
+    assert!(stderr.contains("starts with client:"), "{stderr}");
+}
+
+/// Starts the authorization server with a users file it must refuse; its standard error.
+fn refused_start_with_users(users: &std::path::Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_auth-server"))
         .args([
             "--issuer",
@@ -570,6 +564,5 @@ async fn a_bad_users_file_is_refused_at_start() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("starts with client:"), "{stderr}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }

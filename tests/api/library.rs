@@ -79,6 +79,21 @@ async fn post(
     request.send().await.unwrap()
 }
 
+/// Opens an MCP session at `endpoint` with `token`: `initialize`, then `initialized`.
+async fn open_session_at(app: &TestApp, endpoint: &str, token: &str) -> String {
+    let opened = post(app, endpoint, token, None, initialize_body()).await;
+    assert_eq!(opened.status(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let _ = opened.text().await;
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let answer = post(app, endpoint, token, Some(&session), initialized).await;
+    assert_eq!(answer.status(), 202);
+    session
+}
+
 #[tokio::test]
 async fn an_rmcp_service_of_its_own_behind_protected_resource() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -135,16 +150,7 @@ async fn an_rmcp_service_of_its_own_behind_protected_resource() {
 
     // A read-only token: the tool outside the map runs and sees the caller; the mapped one is 403.
     let (token, client_id) = machine_token(&app, "mcp.read", &endpoint).await;
-    let opened = post(&app, &endpoint, &token, None, initialize_body()).await;
-    assert_eq!(opened.status(), 200);
-    let session = opened.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let _ = opened.text().await;
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let answer = post(&app, &endpoint, &token, Some(&session), initialized).await;
-    assert_eq!(answer.status(), 202);
+    let session = open_session_at(&app, &endpoint, &token).await;
     let call = tool_call(2, "caller", json!({}));
     let answer = post(&app, &endpoint, &token, Some(&session), call).await;
     assert_eq!(
@@ -168,14 +174,7 @@ async fn an_rmcp_service_of_its_own_behind_protected_resource() {
 
     // With the write scope too, the mapped tool runs.
     let (token, _) = machine_token(&app, "mcp.read mcp.write", &endpoint).await;
-    let opened = post(&app, &endpoint, &token, None, initialize_body()).await;
-    let session = opened.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let _ = opened.text().await;
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    post(&app, &endpoint, &token, Some(&session), initialized).await;
+    let session = open_session_at(&app, &endpoint, &token).await;
     let stamp = post(
         &app,
         &endpoint,

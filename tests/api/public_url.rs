@@ -27,26 +27,31 @@ async fn one_public_url_serves_the_whole_flow_on_one_listener() {
     wait_ready(&http, &format!("{public}/readyz")).await;
 
     // Each server's documents, from the one origin, agree with each other.
-    let prm: serde_json::Value = http
-        .get(format!("{public}/.well-known/oauth-protected-resource/mcp"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json_at = |path: &str| {
+        let request = http.get(format!("{public}{path}"));
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let prm = json_at("/.well-known/oauth-protected-resource/mcp").await;
     assert_eq!(prm["resource"], format!("{public}/mcp"));
     assert_eq!(prm["authorization_servers"], json!([public]));
-    let metadata: serde_json::Value = http
-        .get(format!("{public}/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata = json_at("/.well-known/oauth-authorization-server").await;
     assert_eq!(metadata["issuer"], public);
     assert_eq!(metadata["token_endpoint"], format!("{public}/token"));
+    // The origin itself is the authorization server's, so no metadata calls it a resource.
+    let root = http
+        .get(format!("{public}/.well-known/oauth-protected-resource"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 404);
 
     // The MCP endpoint is the resource server's: a challenge, not a page of the AS.
     let unauthorised = http
