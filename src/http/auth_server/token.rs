@@ -12,8 +12,8 @@
 //! reused refresh token, is answered `invalid_grant` once the actors have revoked what it
 //! produced (they do it themselves before they answer; `temporarily_unavailable` if they could
 //! not). The `client_credentials` grant gives a confidential client a token for itself. Every
-//! answer is JSON with `Cache-Control: no-store`, and error descriptions are fixed
-//! text that never echoes input.
+//! answer is JSON with `Cache-Control: no-store`, and error descriptions are fixed text that
+//! never echoes input.
 
 use super::client_auth::AuthenticatedClient;
 use super::state::AuthState;
@@ -216,9 +216,10 @@ fn token_response(
 
 /// `grant_type=client_credentials` (OAuth 2.1 section 4.2, the MCP client-credentials
 /// extension): a confidential client registered for it gets a token for itself (`sub` is
-/// `client:<id>`, RFC 9068 section 2.2, never a user's), for the resource it names (or the default one) and the scopes it
-/// asks for, narrowed to those it registered (all supported ones when it registered none). No user
-/// and no consent are involved, so no refresh token is issued (RFC 6749 section 4.4.3).
+/// `client:<id>`, RFC 9068 section 2.2, never a user's), for the resource it names (or the
+/// default one) and the scopes it asks for, narrowed to those it registered (all supported ones
+/// when it registered none). No user and no consent are involved, so no refresh token is issued
+/// (RFC 6749 section 4.4.3).
 async fn client_credentials(
     state: &AuthState,
     client: &Client,
