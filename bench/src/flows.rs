@@ -14,7 +14,7 @@ use std::time::Duration;
 pub const REDIRECT: &str = "http://127.0.0.1:9/cb";
 
 /// The demo user the flows sign in as.
-const USER: (&str, &str) = ("alice", "password123");
+pub const USER: (&str, &str) = ("alice", "password123");
 
 /// The authorization URL for the bench client, with the usual MCP parameters.
 pub fn authorize_url(

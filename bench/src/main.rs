@@ -7,9 +7,12 @@
 //! - `run` (`run.rs`): throughput, latency, overload, trace cost, signing limit, then `memory`.
 //! - `memory` (`memory.rs`): idle RSS of each server, RSS per registered client.
 //! - `flood` (`flood.rs`): registration and failed-login floods.
+//! - `store-fill` (`store_fill.rs`): a store of a million clients and families, and the start.
+//! - `durable` (`durable.rs`): the writes with the durable store against in memory.
 //! - `baseline` (`run.rs`): the resource server against rmcp with nothing in front.
 //! - `profile` (`profile.rs`): a fixed request count for a profiler wrapping the server.
 
+mod durable;
 mod flood;
 mod flows;
 mod grants;
@@ -19,6 +22,7 @@ mod profile;
 mod report;
 mod run;
 mod servers;
+mod store_fill;
 
 use clap::{Parser, Subcommand};
 use profile::ProfilePath;
@@ -59,6 +63,29 @@ enum Cmd {
     /// The cost of the flow trace and the metrics alone (also part of `run`): tools/call with
     /// both off, with the metrics alone, and with both (the defaults).
     Cost {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Fills a durable store with clients and refresh-token families, then measures the start,
+    /// the idle RSS and a flow for a stored client.
+    StoreFill {
+        /// Clients to store.
+        #[arg(long, default_value_t = 1_000_000)]
+        clients: usize,
+        /// Refresh-token families to store.
+        #[arg(long, default_value_t = 1_000_000)]
+        families: usize,
+        /// The data directory to fill (kept); a temporary one, removed after, when absent.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The authorization server's writes with the durable SQLite store against `--in-memory`:
+    /// registrations, returning-user flows and refresh rotations.
+    Durable {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
@@ -140,6 +167,18 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             concurrency,
         } => run::cost(&binaries, Duration::from_secs(seconds), concurrency.max(1)).await,
+        Cmd::StoreFill {
+            clients,
+            families,
+            data_dir,
+        } => store_fill::run_store_fill(&binaries, clients, families, data_dir.as_deref()).await,
+        Cmd::Durable {
+            seconds,
+            concurrency,
+        } => {
+            let seconds = Duration::from_secs(seconds);
+            durable::run_durable(&binaries, seconds, concurrency.max(1)).await
+        }
         Cmd::Baseline {
             seconds,
             concurrency,

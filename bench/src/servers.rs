@@ -161,6 +161,25 @@ impl Servers {
         extra: &[&str],
         log: &str,
     ) -> anyhow::Result<Servers> {
+        Self::start_on(binaries, extra, log, None)
+    }
+
+    /// The servers with the durable SQLite store in `data_dir` (the default configuration's
+    /// store) instead of in memory.
+    pub fn start_durable(
+        binaries: &Binaries,
+        extra: &[&str],
+        data_dir: &Path,
+    ) -> anyhow::Result<Servers> {
+        Self::start_on(binaries, extra, "warn", Some(data_dir))
+    }
+
+    fn start_on(
+        binaries: &Binaries,
+        extra: &[&str],
+        log: &str,
+        data_dir: Option<&Path>,
+    ) -> anyhow::Result<Servers> {
         // Trace lines go to a file, as an operator would keep them, not to a pipe nobody reads.
         let log_file =
             std::env::temp_dir().join(format!("mcp-oauth-bench-{}.log", std::process::id()));
@@ -181,10 +200,13 @@ impl Servers {
             None => Command::new(bin),
         };
         let output = std::fs::File::create(&log_file)?;
+        // Measure the servers, not the disk, unless the disk is what is measured.
+        match data_dir {
+            Some(dir) => command.arg("--data-dir").arg(dir),
+            None => command.arg("--in-memory"),
+        };
         let child = command
             .args([
-                // Measure the servers, not the disk: nothing is written to a data directory.
-                "--in-memory",
                 "--issuer",
                 &issuer,
                 "--resource",
@@ -300,6 +322,7 @@ impl Drop for Servers {
 }
 
 /// The URLs of running servers.
+#[derive(Clone)]
 pub struct ServersView {
     pub issuer: String,
     pub rs: String,

@@ -1,0 +1,89 @@
+//! `mcp-oauth-bench durable`: the writes of the authorization server with the durable SQLite
+//! store (the default: nothing is acknowledged before it is on disk) against the same with
+//! `--in-memory`, each measured on fresh servers: registrations, returning-user flows (a code
+//! stored and redeemed, a refresh-token family created) and refresh rotations. The target is at
+//! least 0.50 of the in-memory rate for each.
+
+use crate::flows::{REDIRECT, redeem, returning_code, returning_user};
+use crate::grants::refresh_rotations;
+use crate::load::{Measured, closed_loop, load_client};
+use crate::report::print_row;
+use crate::servers::{Binaries, Servers, no_limits};
+use serde_json::json;
+use std::time::Duration;
+
+/// The three write paths, on servers started by `start`.
+async fn writes(
+    servers: &Servers,
+    seconds: Duration,
+    concurrency: usize,
+) -> anyhow::Result<[Measured; 3]> {
+    let http = load_client(concurrency)?;
+    servers.wait_ready(&http).await?;
+    let url = format!("{}/register", servers.issuer);
+    let registrations = closed_loop(seconds, concurrency, 201, move |_| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let body = json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
+            let response = http.post(&url).json(&body).send().await?;
+            let status = response.status().as_u16();
+            response.bytes().await?;
+            Ok(status)
+        }
+    })
+    .await;
+    let view = servers.urls();
+    let (browser, client_id) = returning_user(&view).await?;
+    let (b, cid, flow_view) = (browser.clone(), client_id.clone(), view.clone());
+    let flows = closed_loop(seconds, concurrency, 200, move |_| {
+        let (b, cid, view) = (b.clone(), cid.clone(), flow_view.clone());
+        async move {
+            let (code, verifier) = returning_code(&b, &view, &cid).await?;
+            Ok(redeem(&b, &view, &cid, &code, &verifier)
+                .await?
+                .status()
+                .as_u16())
+        }
+    })
+    .await;
+    let rotations = refresh_rotations(&browser, &view, &client_id, seconds, concurrency).await?;
+    Ok([registrations, flows, rotations])
+}
+
+pub async fn run_durable(
+    binaries: &Binaries,
+    seconds: Duration,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    // Registrations in memory outrun the default client limit within a measurement.
+    let mut settings = no_limits();
+    settings.extend(["--max-clients", "10000000"]);
+    let data = std::env::temp_dir().join(format!("mcp-oauth-bench-durable-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let durable = {
+        let servers = Servers::start_durable(binaries, &settings, &data)?;
+        writes(&servers, seconds, concurrency).await?
+    };
+    let _ = std::fs::remove_dir_all(&data);
+    let memory = {
+        let servers = Servers::start(binaries, &settings)?;
+        writes(&servers, seconds, concurrency).await?
+    };
+    println!("| measurement | rate | p50 | p99 | other answers | target |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let names = [
+        "registrations",
+        "returning-user flows (code stored, redeemed, family created)",
+        "refresh rotations",
+    ];
+    for ((name, durable), memory) in names.iter().zip(&durable).zip(&memory) {
+        print_row(&format!("{name}, durable store"), durable, "-");
+        print_row(&format!("{name}, in memory"), memory, "-");
+        let ratio = durable.rate() / memory.rate().max(1.0);
+        println!(
+            "| {name}: durable / in memory | {ratio:.2} | | | | >= 0.50 ({}) |",
+            if ratio >= 0.50 { "met" } else { "not met" }
+        );
+    }
+    Ok(())
+}
