@@ -4,7 +4,7 @@
 //! stored and redeemed, a refresh-token family created) and refresh rotations. The target is at
 //! least 0.50 of the in-memory rate for each.
 
-use crate::flows::{REDIRECT, redeem, returning_code, returning_user};
+use crate::flows::{REDIRECT, returning_flows, returning_user};
 use crate::grants::refresh_rotations;
 use crate::load::{Measured, closed_loop, load_client};
 use crate::report::print_row;
@@ -34,18 +34,7 @@ async fn writes(
     .await;
     let view = servers.urls();
     let (browser, client_id) = returning_user(&view).await?;
-    let (b, cid, flow_view) = (browser.clone(), client_id.clone(), view.clone());
-    let flows = closed_loop(seconds, concurrency, 200, move |_| {
-        let (b, cid, view) = (b.clone(), cid.clone(), flow_view.clone());
-        async move {
-            let (code, verifier) = returning_code(&b, &view, &cid).await?;
-            Ok(redeem(&b, &view, &cid, &code, &verifier)
-                .await?
-                .status()
-                .as_u16())
-        }
-    })
-    .await;
+    let flows = returning_flows(&browser, &view, &client_id, seconds, concurrency).await;
     let rotations = refresh_rotations(&browser, &view, &client_id, seconds, concurrency).await?;
     Ok([registrations, flows, rotations])
 }

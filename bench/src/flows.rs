@@ -65,6 +65,29 @@ pub async fn returning_code(
     Ok((testkit::code_of(&testkit::location(&r)?)?, pkce.verifier))
 }
 
+/// Returning-user flows in a closed loop: authorize (signed in, consent remembered), then the
+/// code redeemed, with `browser` and its `client_id` from [`returning_user`].
+pub async fn returning_flows(
+    browser: &reqwest::Client,
+    servers: &ServersView,
+    client_id: &str,
+    seconds: Duration,
+    concurrency: usize,
+) -> Measured {
+    let (browser, view, client_id) = (browser.clone(), servers.clone(), client_id.to_string());
+    closed_loop(seconds, concurrency, 200, move |_| {
+        let (b, view, cid) = (browser.clone(), view.clone(), client_id.clone());
+        async move {
+            let (code, verifier) = returning_code(&b, &view, &cid).await?;
+            Ok(redeem(&b, &view, &cid, &code, &verifier)
+                .await?
+                .status()
+                .as_u16())
+        }
+    })
+    .await
+}
+
 /// Redeems a code for the bench client; the token endpoint's answer.
 pub async fn redeem(
     http: &reqwest::Client,

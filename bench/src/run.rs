@@ -4,8 +4,8 @@
 //! of `tools/call` over concurrency levels with its plot; then the memory figures.
 
 use crate::flows::{
-    REDIRECT, challenges, fresh_login_flows, redeem, returning_code, returning_user, tools_call,
-    tools_call_at,
+    REDIRECT, challenges, fresh_login_flows, returning_code, returning_flows, returning_user,
+    tools_call, tools_call_at,
 };
 use crate::grants::{INTROSPECTION_SECRET, introspections, refresh_rotations};
 use crate::load::{closed_loop, lean_connection, lean_redeem, load_client};
@@ -108,25 +108,7 @@ pub async fn run_bench(
 
     // Returning user: authorize (signed in, consent remembered) -> code -> token.
     let (browser, client_id) = returning_user(&servers.urls()).await?;
-    let (b, s_issuer, s_rs, cid) = (
-        browser.clone(),
-        servers.issuer.clone(),
-        servers.rs.clone(),
-        client_id.clone(),
-    );
-    let flows = closed_loop(seconds, concurrency, 200, move |_| {
-        let (b, cid) = (b.clone(), cid.clone());
-        let servers_view = (s_issuer.clone(), s_rs.clone());
-        async move {
-            let view = Servers::view(&servers_view.0, &servers_view.1);
-            let (code, verifier) = returning_code(&b, &view, &cid).await?;
-            Ok(redeem(&b, &view, &cid, &code, &verifier)
-                .await?
-                .status()
-                .as_u16())
-        }
-    })
-    .await;
+    let flows = returning_flows(&browser, &servers.urls(), &client_id, seconds, concurrency).await;
     print_row(
         "complete flow, returning user (authorize + token)",
         &flows,

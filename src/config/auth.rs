@@ -333,37 +333,7 @@ impl AuthServerConfig {
     }
 }
 
-/// The first line of a command-line parser's message, without its `error: ` prefix.
-pub(super) fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or_default();
-    line.strip_prefix("error: ").unwrap_or(line).to_string()
-}
-
 impl AuthSettings {
-    /// The settings of an authorization server with the issuer `issuer`, issuing tokens for
-    /// `resource` (and its `/mcp`) by default, every other setting at its default (the defaults
-    /// of the command line, without reading the environment): the store in `./data`; set
-    /// `store` to [`StoreSettings::InMemory`] to keep nothing. An https issuer gets a random
-    /// session secret, so sign-ins last until a restart unless `sessions.cookie_secret` is set.
-    pub fn new(issuer: &str, resource: &str) -> Result<Self, ConfigError> {
-        use clap::{Args, FromArgMatches};
-        let command = AuthServerConfig::augment_args(clap::Command::new("auth-server"))
-            .mut_args(|arg| arg.env(None));
-        let secret = crate::trace::random_token(32);
-        let mut args = vec!["auth-server", "--issuer", issuer, "--resource", resource];
-        if issuer.starts_with("https://") {
-            args.extend(["--session-secret", &secret]);
-        }
-        let config = command
-            .try_get_matches_from(args)
-            .and_then(|matches| AuthServerConfig::from_arg_matches(&matches))
-            .map_err(|e| ConfigError {
-                setting: "AUTH_SERVER_ISSUER or AUTH_SERVER_RESOURCE",
-                reason: first_line(&e.to_string()),
-            })?;
-        config.validate()
-    }
-
     /// True when cookies must be `Secure` (and `__Host-` prefixed).
     pub fn is_https(&self) -> bool {
         self.issuer.starts_with("https://")

@@ -219,31 +219,6 @@ impl McpServerConfig {
 }
 
 impl McpSettings {
-    /// The settings of a resource server at `resource_server` trusting the issuer
-    /// `authorization_server`, every other setting at its default (the defaults of the
-    /// command line, without reading the environment). The JWKS is the authorization server's
-    /// `/oauth/jwks` and its revocation feed is followed: for another authorization server set
-    /// `jwks.url` to its JWKS and `revocation_feed` to `None`.
-    pub fn new(authorization_server: &str, resource_server: &str) -> Result<Self, ConfigError> {
-        use clap::{Args, FromArgMatches};
-        let command = McpServerConfig::augment_args(clap::Command::new("mcp-server"))
-            .mut_args(|arg| arg.env(None));
-        let matches = command
-            .try_get_matches_from([
-                "mcp-server",
-                "--authorization-server",
-                authorization_server,
-                "--resource-server",
-                resource_server,
-            ])
-            .and_then(|matches| McpServerConfig::from_arg_matches(&matches));
-        let config = matches.map_err(|e| ConfigError {
-            setting: "AUTHORIZATION_SERVER_URL or RESOURCE_SERVER_URL",
-            reason: super::auth::first_line(&e.to_string()),
-        })?;
-        config.validate()
-    }
-
     /// The URL of the root MCP endpoint, as in `resource` of its metadata (no slash added).
     pub fn root_resource(&self) -> String {
         self.resource_server.trim_end_matches('/').to_string()

@@ -18,6 +18,7 @@ mod auth;
 mod auth_args;
 mod checks;
 mod combined;
+mod from_urls;
 mod mcp;
 mod mcp_args;
 

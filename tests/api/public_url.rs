@@ -89,20 +89,9 @@ async fn the_issuer_and_the_resource_server_url_are_enough() {
             "--in-memory",
         ],
     );
-    let http = reqwest::Client::new();
-    wait_ready(&http, &format!("{issuer}/readyz")).await;
-    wait_ready(&http, &format!("{resource}/readyz")).await;
-    let registration =
-        json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"});
-    let client_id =
-        kit::client_id(&kit::register(&http, &issuer, &registration).await.unwrap()).unwrap();
-    let issuer = Issuer {
-        url: issuer,
-        http: http.clone(),
-        client_id,
-    };
+    let issuer = Issuer::when_ready(issuer, &resource).await;
     let mcp = format!("{resource}/mcp");
     let tokens = issuer.tokens(&mcp).await;
     let token = tokens["access_token"].as_str().unwrap();
-    assert_eq!(mcp_status_at(&http, &mcp, token).await, 200);
+    assert_eq!(mcp_status_at(&issuer.http, &mcp, token).await, 200);
 }

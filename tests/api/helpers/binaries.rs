@@ -116,6 +116,23 @@ pub struct Issuer {
 pub const REDIRECT_URI: &str = "http://127.0.0.1:53682/callback";
 
 impl Issuer {
+    /// Waits until the authorization server at `url` and the resource server at `resource` are
+    /// ready, then registers a public client there.
+    pub async fn when_ready(url: String, resource: &str) -> Issuer {
+        let http = reqwest::Client::new();
+        wait_ready(&http, &format!("{url}/readyz")).await;
+        wait_ready(&http, &format!("{resource}/readyz")).await;
+        let registration =
+            json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"});
+        let client_id =
+            kit::client_id(&kit::register(&http, &url, &registration).await.unwrap()).unwrap();
+        Issuer {
+            url,
+            http,
+            client_id,
+        }
+    }
+
     /// A code for alice (signed in and approved in a new browser) and its verifier.
     pub async fn code(&self, resource: &str) -> (String, String) {
         self.code_as(resource, "alice", "password123").await
@@ -218,21 +235,11 @@ pub async fn deploy(
     ];
     rs_args.extend_from_slice(rs_extra);
     let rs = Server::start(env!("CARGO_BIN_EXE_mcp-server"), &rs_args);
-    let http = reqwest::Client::new();
-    wait_ready(&http, &format!("{issuer}/readyz")).await;
-    wait_ready(&http, &format!("{resource}/readyz")).await;
-    let registration =
-        json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"});
-    let client_id =
-        kit::client_id(&kit::register(&http, &issuer, &registration).await.unwrap()).unwrap();
+    let issuer = Issuer::when_ready(issuer, &resource).await;
     Deployment {
         auth,
         rs,
-        issuer: Issuer {
-            url: issuer,
-            http,
-            client_id,
-        },
+        issuer,
         mcp: format!("{resource}/mcp"),
         as_args,
     }
