@@ -130,6 +130,8 @@ pub struct SessionSettings {
 pub struct LoginSettings {
     /// A TOML file of users replacing the stored ones (read when the server is built).
     pub users_file: Option<PathBuf>,
+    /// A TOML file of upstream identity providers (read when the server is built).
+    pub identity_providers: Option<PathBuf>,
     /// The demo users may sign in on an https issuer (they always may on http).
     pub allow_demo_users: bool,
     /// Failed logins of one account before it is locked (0: never).
@@ -293,6 +295,7 @@ impl AuthServerConfig {
             },
             login: LoginSettings {
                 users_file: self.users_file,
+                identity_providers: self.identity_providers,
                 allow_demo_users: self.allow_demo_users,
                 failures_per_account: self.login_failures_per_account,
                 failures_per_source: self.login_failures_per_source,

@@ -248,6 +248,11 @@ pub struct AuthServerConfig {
     #[arg(long = "users-file", env = "AUTH_SERVER_USERS_FILE")]
     pub users_file: Option<PathBuf>,
 
+    /// A TOML file of upstream identity providers (OpenID Connect, or OAuth 2.0 with a user-info
+    /// endpoint) users may sign in through: "Sign in with …" on the login page.
+    #[arg(long = "identity-providers", env = "AUTH_SERVER_IDENTITY_PROVIDERS")]
+    pub identity_providers: Option<PathBuf>,
+
     /// Let the demo users (alice, bob: public passwords) sign in on an https issuer, where they
     /// are refused by default. On an http issuer they sign in whenever no users are configured.
     #[arg(long = "allow-demo-users", env = "AUTH_SERVER_ALLOW_DEMO_USERS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]

@@ -19,6 +19,7 @@ mod auth_args;
 mod checks;
 mod combined;
 mod from_urls;
+mod identity_providers;
 mod mcp;
 mod mcp_args;
 
@@ -29,6 +30,7 @@ pub use auth::{
 pub use auth_args::{AuthServerConfig, DEV_SESSION_SECRET};
 pub use checks::ConfigError;
 pub use combined::{CombinedSettings, PublicConfig};
+pub use identity_providers::{SignInMethods, read_identity_providers};
 pub use mcp::{
     IntrospectionSettings, JwksSettings, McpSessionSettings, McpSettings, RevocationFeedSettings,
 };

@@ -21,5 +21,6 @@ pub mod scope;
 pub mod strict_json;
 pub mod time;
 pub mod token;
+pub mod upstream;
 
 pub use error::ErrorCode;

@@ -36,3 +36,4 @@ mod revocation_feed;
 mod revoke;
 mod token;
 mod trace;
+mod upstream;

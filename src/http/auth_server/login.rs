@@ -118,7 +118,19 @@ async fn login_page(
     let action = state.config.endpoint("/login");
     // The demo users' passwords are named only while they are the users (an unanswered ask:
     // not named).
-    let show_demo_hint = ask(&state.users, UsersAreDemo).await.unwrap_or(false);
+    let password_sign_in = state.sign_in.password_sign_in;
+    let show_demo_hint = password_sign_in && ask(&state.users, UsersAreDemo).await.unwrap_or(false);
+    let providers = state
+        .sign_in
+        .providers
+        .iter()
+        .map(|p| {
+            (
+                state.config.endpoint(&format!("/login/{}", p.id)),
+                p.name.as_str(),
+            )
+        })
+        .collect();
     render(
         status,
         &LoginPage {
@@ -129,6 +141,8 @@ async fn login_page(
             username,
             error,
             show_demo_hint,
+            password_sign_in,
+            providers,
         },
     )
 }
@@ -141,6 +155,13 @@ pub async fn submit(
 ) -> Response {
     if !origin_allowed(&state, &headers) {
         return forbidden_form();
+    }
+    if !state.sign_in.password_sign_in {
+        return super::pages::error_page(
+            StatusCode::FORBIDDEN,
+            "Password sign-in is off",
+            "This server signs users in through an identity provider only. Start again from the application.",
+        );
     }
     let Ok(mut form) = Params::parse(&body) else {
         return forbidden_form();
@@ -184,12 +205,18 @@ pub async fn submit(
         tracing::info!(user = %keyed_fingerprint(&username), source = %source.0, "login throttled");
         return throttled(limited);
     }
-    let find = FindUser {
-        username: TypedUserName::new(username.as_str()),
-    };
-    let stored = match ask(&state.users, find).await {
-        Ok(found) => found,
-        Err(err) => return busy(err),
+    // A name in an identity provider's namespace (`<id>:…`) is that provider's user: never a
+    // password user's, whatever the users file holds.
+    let stored = if state.sign_in.owns_subject(&username) {
+        None
+    } else {
+        let find = FindUser {
+            username: TypedUserName::new(username.as_str()),
+        };
+        match ask(&state.users, find).await {
+            Ok(found) => found,
+            Err(err) => return busy(err),
+        }
     };
     let checked = match state.passwords.authenticate(stored, &password).await {
         Ok(checked) => checked,

@@ -30,14 +30,17 @@ mod revoke;
 mod router;
 mod state;
 mod token;
+mod upstream_login;
 
 pub use state::AuthState;
 
+use crate::actors::IdentityProviders;
 use crate::actors::client_assertions::{ClientAssertions, ClientAssertionsArgs};
 use crate::actors::client_metadata::ClientMetadataArgs;
 use crate::actors::clients::ClientRegistryArgs;
 use crate::actors::codes::AuthorizationCodesArgs;
 use crate::actors::consents::ConsentsArgs;
+use crate::actors::identity_providers::IdentityProvidersArgs;
 use crate::actors::refresh_tokens::RefreshTokensArgs;
 use crate::actors::revocations::RevocationsArgs;
 use crate::actors::sessions::SessionsArgs;
@@ -50,7 +53,9 @@ use crate::actors::{
     Revocations, Sessions, SignerPool, SigningKeys, StoreChanges, Supervisor, Throttle,
     TokenSigner, Users, spawn_supervised,
 };
-use crate::config::{AuthSettings, ConfigError, StoreSettings};
+use crate::config::{
+    AuthSettings, ConfigError, SignInMethods, StoreSettings, read_identity_providers,
+};
 use crate::oauth::client::Client;
 use crate::oauth::jws::ActiveKey;
 use crate::store::cipher::{CipherError, KeyCipher};
@@ -183,6 +188,10 @@ impl AuthServer {
             }
         };
         let cipher = Arc::new(cipher);
+        let sign_in = match &settings.login.identity_providers {
+            Some(path) => read_identity_providers(path, |name| std::env::var(name).ok())?,
+            None => SignInMethods::default(),
+        };
         // The demo users' passwords are public: on an https issuer only when explicitly allowed.
         let demo_allowed = !settings.is_https() || settings.login.allow_demo_users;
         // The changes another process made to the store before this point are in what the
@@ -314,6 +323,17 @@ impl AuthServer {
             },
         )
         .await;
+        let identity_providers = spawn_supervised::<IdentityProviders>(
+            &supervisor,
+            IdentityProvidersArgs {
+                providers: sign_in.providers.clone(),
+                issuer: settings.issuer.clone(),
+                ttl: settings.sessions.pending_request_ttl,
+                max_pending: settings.limits.max_pending_requests,
+                http: crate::actors::upstream_exchange::http_client(),
+            },
+        )
+        .await;
         // Another process can change a durable store: `mcp-oauth admin`.
         let store_changes = if store.is_durable() {
             let args = StoreChangesArgs {
@@ -355,6 +375,8 @@ impl AuthServer {
             refresh_tokens,
             metadata,
             store_changes,
+            sign_in: Arc::new(sign_in),
+            identity_providers,
         };
         let router = router::router(state.clone());
         Ok((router, state, key, store))

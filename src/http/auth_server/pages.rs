@@ -22,6 +22,10 @@ pub struct LoginPage<'a> {
     pub username: &'a str,
     pub error: Option<&'a str>,
     pub show_demo_hint: bool,
+    /// The username and password form is offered.
+    pub password_sign_in: bool,
+    /// "Sign in with …" buttons: each one's form action and the provider's name.
+    pub providers: Vec<(String, &'a str)>,
 }
 
 #[derive(Template)]

@@ -5,7 +5,7 @@
 use super::state::AuthState;
 use super::{
     account, assets, authorize, consent, health, introspect, jwks, login, logout, metadata,
-    register, revocation_feed, revoke, token,
+    register, revocation_feed, revoke, token, upstream_login,
 };
 use crate::http::request_trace::RequestTraceLayer;
 use axum::Router;
@@ -49,6 +49,8 @@ pub fn router(state: AuthState) -> Router {
             get(authorize::handle_get).post(authorize::handle_post),
         )
         .route("/login", get(login::show).post(login::submit))
+        .route("/login/{provider}", post(upstream_login::begin))
+        .route("/login/{provider}/callback", get(upstream_login::callback))
         .route("/logout", post(logout::handler))
         .route("/consent", get(consent::show).post(consent::submit))
         .route("/account", get(account::show))

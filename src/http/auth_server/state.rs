@@ -3,12 +3,13 @@
 //! which builds it, depends on them, without a cycle.
 
 use super::pages::SessionCookie;
+use crate::actors::IdentityProviders;
 use crate::actors::client_assertions::ClientAssertions;
 use crate::actors::{
     AuthorizationCodes, ClientMetadataDocuments, ClientRegistry, Consents, RefreshTokens,
     Revocations, Sessions, SignerPool, SigningKeys, StoreChanges, Supervisor, Throttle, Users,
 };
-use crate::config::AuthSettings;
+use crate::config::{AuthSettings, SignInMethods};
 use crate::users::PasswordChecks;
 use kameo::actor::ActorRef;
 use std::sync::Arc;
@@ -39,4 +40,8 @@ pub struct AuthState {
     pub metadata: Arc<serde_json::Value>,
     /// Applies `mcp-oauth admin`'s changes to the store (a durable store only).
     pub store_changes: Option<ActorRef<StoreChanges>>,
+    /// How users sign in: the upstream providers, and whether the password form stays.
+    pub sign_in: Arc<SignInMethods>,
+    /// Sign-ins in progress at upstream providers.
+    pub identity_providers: ActorRef<IdentityProviders>,
 }

@@ -7,12 +7,14 @@ mod binaries;
 mod browser;
 mod mcp;
 mod oauth;
+mod upstream;
 
 pub use app::*;
 pub use binaries::*;
 pub use browser::*;
 pub use mcp::*;
 pub use oauth::*;
+pub use upstream::*;
 
 /// Name and value pairs: query parameters, form fields or headers, as table rows give them.
 pub type Pairs<'a> = &'a [(&'a str, &'a str)];
