@@ -5,9 +5,19 @@
 // authorization URL; a tiny HTTP listener on that loopback address, open for the length of the
 // flow, receives the browser's request and answers it, as a desktop client's listener would.
 //
+// Instead of the password form, the user may sign in through an upstream identity provider: the
+// `upstream` option clicks that provider's button on the login page ("Sign in with ..."), signs
+// in on the upstream OP's login form (oidc-provider's development pages: any login name, any
+// password), passes its consent prompt ("Continue"), and goes on at our consent page as after a
+// password sign-in. With `abort`, the user cancels at the OP's login page instead, and the flow
+// ends on the page our server shows for the OP's error answer (its status, address and text).
+//
 // Used as a module by the TypeScript SDK checks, and as a command by the Python SDK checks:
 //   node browser.mjs --username alice --password password123 'http://localhost:8999/authorize?...'
-// prints the callback URL on stdout.
+// prints the callback URL on stdout;
+//   node browser.mjs --upstream-button 'Sign in with Local OP' --upstream-login carol URL
+// signs carol in at the upstream OP, and with --upstream-abort prints the final page as JSON
+// ({"status", "url", "text"}) instead.
 
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -34,9 +44,20 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 }
 
-/** A fresh browser profile: no cookies, so the user has to sign in. */
+const LOOPBACK_HOSTS = new Set(['localhost', '[::1]']);
+function isLoopback(url) {
+  return LOOPBACK_HOSTS.has(url.hostname) || /^127\.\d+\.\d+\.\d+$/.test(url.hostname);
+}
+
+/**
+ * A fresh browser profile: no cookies, so the user has to sign in. Every server of the suite is
+ * on the loopback; a request for any other host (a page's web font, say) is refused in the
+ * browser, so that none leaves the machine.
+ */
 export async function newUserAgent(browser) {
-  return browser.newContext({ viewport: { width: 720, height: 760 }, deviceScaleFactor: 1 });
+  const context = await browser.newContext({ viewport: { width: 720, height: 760 }, deviceScaleFactor: 1 });
+  await context.route((url) => !isLoopback(url), (route) => route.abort('blockedbyclient'));
+  return context;
 }
 
 /** A loopback port nobody listens on now, for a client's redirect URI. */
@@ -82,13 +103,30 @@ async function visibleText(page, selector) {
 
 /**
  * Signs `username` in and approves, in `context` (a browser profile), starting at
- * `authorizationUrl`. Returns { callbackUrl, pages } where pages lists what the user saw
- * ('login', 'consent'). With `screenshotDir`, writes login.png and consent.png there.
+ * `authorizationUrl`. Returns { callbackUrl, pages, urls } where pages lists what the user saw
+ * ('login', 'upstream login', 'upstream consent', 'consent') and urls where each was. With
+ * `screenshotDir`, writes login.png and consent.png there.
+ *
+ * With `upstream` ({ button, login, password, abort }), signs in at the upstream OP through the
+ * login page's button labelled `button` instead of with `username` and `password`. With
+ * `upstream.abort`, cancels at the OP's login page and returns { callbackUrl, pages, urls,
+ * final: { status, url, text } }, the page the browser ends on (callbackUrl is null unless our
+ * server sent the browser on to the client anyway).
  */
-export async function authorizeInBrowser(context, authorizationUrl, { username, password, screenshotDir } = {}) {
+export async function authorizeInBrowser(context, authorizationUrl, { username, password, screenshotDir, upstream } = {}) {
   const listener = await callbackListener(authorizationUrl);
   const page = await context.newPage();
   const pages = [];
+  const urls = [];
+  // The last document the main frame received that was not a redirect: its status is the one
+  // of the page shown.
+  let shown = null;
+  page.on('response', (response) => {
+    const status = response.status();
+    if (response.request().isNavigationRequest() && response.frame() === page.mainFrame() && (status < 300 || status >= 400)) {
+      shown = response;
+    }
+  });
   const settle = async (action) => {
     await Promise.all([page.waitForEvent('load', { timeout: 20000 }), action()]);
   };
@@ -97,32 +135,65 @@ export async function authorizeInBrowser(context, authorizationUrl, { username, 
     mkdirSync(screenshotDir, { recursive: true });
     await page.screenshot({ path: path.join(screenshotDir, `${name}.png`), fullPage: true });
   };
+  const saw = (name) => {
+    if (pages.includes(name)) return false;
+    pages.push(name);
+    urls.push(page.url());
+    return true;
+  };
   try {
     await page.goto(authorizationUrl, { timeout: 20000 });
-    for (let step = 0; step < 6 && listener.url === null; step++) {
+    for (let step = 0; step < 8 && listener.url === null; step++) {
       if (await page.$('input[name=username]')) {
-        if (pages.includes('login')) {
+        if (!saw('login')) {
           const why = await visibleText(page, '.error');
-          throw new Error(`the login page came back after signing in as ${username}: ${why || 'no message'}`);
+          const who = upstream ? `${upstream.login} at the upstream OP` : username;
+          throw new Error(`the login page came back after signing in as ${who}: ${why || 'no message'}`);
         }
-        pages.push('login');
         await shoot('login');
-        await page.fill('input[name=username]', username);
-        await page.fill('input[name=password]', password);
-        await settle(() => page.click('form:has(input[name=username]) button[type=submit]'));
+        if (upstream) {
+          const button = page.getByRole('button', { name: upstream.button, exact: true });
+          if ((await button.count()) === 0) {
+            throw new Error(`the login page at ${page.url()} has no "${upstream.button}" button`);
+          }
+          await settle(() => button.click());
+        } else {
+          await page.fill('input[name=username]', username);
+          await page.fill('input[name=password]', password);
+          await settle(() => page.click('form:has(input[name=username]) button[type=submit]'));
+        }
+      } else if (upstream && (await page.$('input[name=prompt][value=login]'))) {
+        // oidc-provider's development login form: `login` (the subject), `password` (not
+        // checked), and a "[ Cancel ]" link to /interaction/<uid>/abort below the form.
+        if (!saw('upstream login')) throw new Error('the upstream OP asked for the login again');
+        if (upstream.abort) {
+          await settle(() => page.click('a[href$="/abort"]'));
+          return {
+            callbackUrl: listener.url,
+            pages,
+            urls,
+            final: { status: shown?.status() ?? null, url: page.url(), text: await visibleText(page, 'body') },
+          };
+        }
+        await page.fill('input[name=login]', upstream.login);
+        await page.fill('input[name=password]', upstream.password ?? 'any password');
+        await settle(() => page.click('form:has(input[name=prompt][value=login]) button[type=submit]'));
+      } else if (upstream && (await page.$('input[name=prompt][value=consent]'))) {
+        // Its consent prompt: one "Continue" button grants the scopes asked for.
+        if (!saw('upstream consent')) throw new Error('the upstream OP asked for consent again');
+        await settle(() => page.click('form:has(input[name=prompt][value=consent]) button[type=submit]'));
       } else if (await page.$('button[name=decision][value=approve]')) {
-        if (pages.includes('consent')) throw new Error('the consent page came back after approving');
-        pages.push('consent');
+        if (!saw('consent')) throw new Error('the consent page came back after approving');
         await shoot('consent');
         await settle(() => page.click('button[name=decision][value=approve]'));
       } else {
         const title = await page.title();
-        const why = await visibleText(page, '.error');
-        throw new Error(`unexpected page at ${page.url()}: "${title}" ${why}`.trim());
+        const why = (await visibleText(page, '.error')) || (await visibleText(page, 'body')).slice(0, 300);
+        throw new Error(`unexpected page (status ${shown?.status() ?? '?'}) at ${page.url()}: "${title}" ${why}`.trim());
       }
     }
     if (listener.url === null) throw new Error(`the browser never reached the callback (at ${page.url()})`);
-    return { callbackUrl: listener.url, pages };
+    return { callbackUrl: listener.url, pages, urls };
   } finally {
     await page.close();
     listener.close();
@@ -132,23 +203,35 @@ export async function authorizeInBrowser(context, authorizationUrl, { username, 
 async function main() {
   const args = process.argv.slice(2);
   const opts = {};
+  const upstream = {};
   let url = null;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--username') opts.username = args[++i];
     else if (args[i] === '--password') opts.password = args[++i];
     else if (args[i] === '--screenshots') opts.screenshotDir = args[++i];
+    else if (args[i] === '--upstream-button') upstream.button = args[++i];
+    else if (args[i] === '--upstream-login') upstream.login = args[++i];
+    else if (args[i] === '--upstream-password') upstream.password = args[++i];
+    else if (args[i] === '--upstream-abort') upstream.abort = true;
     else url = args[i];
   }
-  if (!url || !opts.username || !opts.password) {
-    console.error('usage: node browser.mjs --username U --password P [--screenshots DIR] AUTHORIZATION_URL');
+  if (upstream.button) opts.upstream = upstream;
+  const signsIn = opts.upstream ? upstream.login || upstream.abort : opts.username && opts.password;
+  if (!url || !signsIn) {
+    console.error(
+      'usage: node browser.mjs --username U --password P [--screenshots DIR] AUTHORIZATION_URL\n' +
+        '       node browser.mjs --upstream-button LABEL (--upstream-login U [--upstream-password P] | --upstream-abort) AUTHORIZATION_URL',
+    );
     process.exit(2);
   }
   const browser = await launchBrowser();
   try {
     const context = await newUserAgent(browser);
-    const { callbackUrl, pages } = await authorizeInBrowser(context, url, opts);
-    console.error(`browser: ${opts.username} saw ${pages.join(', ') || 'no page'}`);
-    console.log(callbackUrl);
+    const result = await authorizeInBrowser(context, url, opts);
+    const who = opts.upstream ? `${upstream.login ?? 'the user'} (upstream)` : opts.username;
+    console.error(`browser: ${who} saw ${result.pages.join(', ') || 'no page'}`);
+    if (result.final) console.log(JSON.stringify(result.final));
+    else console.log(result.callbackUrl);
   } finally {
     await browser.close();
   }

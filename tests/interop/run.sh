@@ -2,9 +2,10 @@
 # The interop suite: real MCP clients (the official TypeScript and Python SDKs, the MCP
 # conformance tool) and a real headless Chromium against the release binaries. Installs what it
 # needs with pinned versions (Debian chromium, npm packages from package-lock.json, PyPI packages
-# from requirements.txt into a venv under .work/), builds `target/release/mcp-oauth`, starts it on
-# free loopback ports in a temporary directory, runs every check, stops it, and prints one
-# `PASS name` / `FAIL name: reason` line per check and a closing `N passed, N failed` line.
+# from requirements.txt into a venv under .work/), builds `target/release/mcp-oauth`, starts an
+# upstream OpenID provider (upstream_op.mjs) and the server on free loopback ports, the server in
+# a temporary directory, runs every check, stops them, and prints one `PASS name` /
+# `FAIL name: reason` line per check and a closing `N passed, N failed` line.
 # Exits non-zero when any check fails.
 #
 # INTEROP_SCREENSHOTS=1 also writes docs/screenshots/login.png and consent.png from alice's flow.
@@ -62,32 +63,80 @@ BIN="$TARGET_DIR/release/mcp-oauth"
 INSTALLED=$(date +%s)
 
 # --- Start the servers ---------------------------------------------------------------------
-read -r AS_PORT RS_PORT < <(python3 -c '
+read -r AS_PORT RS_PORT OP_PORT < <(python3 -c '
 import socket
-a, b = socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')
+s = [socket.socket() for _ in range(3)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
 ISSUER="http://localhost:$AS_PORT"
 RS="http://localhost:$RS_PORT"
 SERVER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mcp-oauth-interop.XXXXXX")
+SERVER_PID="" OP_PID=""
+stop_servers() {
+  local pid
+  for pid in $SERVER_PID $OP_PID; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null
+      wait "$pid" 2>/dev/null
+    fi
+  done
+  rm -rf "$SERVER_DIR"
+}
+trap stop_servers EXIT
+
+# The upstream OpenID provider for the "sign in with ..." checks: oidc-provider with one
+# confidential client, our server, whose callback is {issuer}/login/{id}/callback. It runs on the
+# Node 22 of the npm package `node` (oidc-provider 9 supports Node 22 LTS and later). When it does
+# not start, the other checks still run and the upstream ones fail (UPSTREAM_OP empty).
+UPSTREAM_ID=op UPSTREAM_NAME="Local OP"
+UPSTREAM_OP="http://localhost:$OP_PORT"
+UPSTREAM_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+say "starting the upstream OP (oidc-provider) at $UPSTREAM_OP"
+"$NODE22" "$HERE/upstream_op.mjs" --port "$OP_PORT" --client-secret "$UPSTREAM_SECRET" \
+  --redirect-uri "$ISSUER/login/$UPSTREAM_ID/callback" >"$WORK/upstream_op.log" 2>&1 &
+OP_PID=$!
+op_ready=0
+for _ in $(seq 1 100); do
+  if curl -fsS "$UPSTREAM_OP/.well-known/openid-configuration" >/dev/null 2>&1; then
+    op_ready=1
+    break
+  fi
+  kill -0 "$OP_PID" 2>/dev/null || break
+  sleep 0.2
+done
+if [ "$op_ready" != 1 ]; then
+  tail -10 "$WORK/upstream_op.log"
+  say "the upstream OP did not start: the upstream checks will fail"
+  UPSTREAM_OP=""
+fi
+
 FLAGS=(--issuer "$ISSUER" --auth-listen "127.0.0.1:$AS_PORT"
   --resource "$RS" --authorization-server "$ISSUER"
   --resource-server "$RS" --mcp-listen "127.0.0.1:$RS_PORT")
 if "$BIN" --help 2>/dev/null | grep -q -- '--in-memory'; then FLAGS+=(--in-memory); fi
 # The Python SDK's machine clients register themselves.
 if "$BIN" --help 2>/dev/null | grep -q -- '--dynamic-machine-clients'; then FLAGS+=(--dynamic-machine-clients); fi
+# The login page's "Sign in with Local OP" button, through the upstream OP above.
+if [ -n "$UPSTREAM_OP" ]; then
+  if "$BIN" --help 2>/dev/null | grep -q -- '--identity-providers'; then
+    cat >"$SERVER_DIR/identity-providers.toml" <<EOF
+[[provider]]
+id = "$UPSTREAM_ID"
+name = "$UPSTREAM_NAME"
+kind = "oidc"
+issuer = "$UPSTREAM_OP"
+client_id = "mcp-oauth"
+client_secret = "$UPSTREAM_SECRET"
+EOF
+    FLAGS+=(--identity-providers "$SERVER_DIR/identity-providers.toml")
+  else
+    say "mcp-oauth has no --identity-providers: the upstream checks will fail"
+  fi
+fi
 
 say "starting mcp-oauth: AS $ISSUER, RS $RS/mcp (in $SERVER_DIR)"
 (cd "$SERVER_DIR" && exec "$BIN" "${FLAGS[@]}") >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
-stop_server() {
-  if kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
-  rm -rf "$SERVER_DIR"
-}
-trap stop_server EXIT
 
 ready=0
 for _ in $(seq 1 100); do
@@ -108,7 +157,7 @@ rm -rf "$SCRATCH" && mkdir -p "$SCRATCH"
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 NODE=$(command -v node) || die "node is missing"
-export MCP_URL="$RS/mcp" ISSUER SCRATCH NODE
+export MCP_URL="$RS/mcp" ISSUER SCRATCH NODE UPSTREAM_OP UPSTREAM_ID UPSTREAM_NAME
 export SCREENSHOT_DIR="$ROOT/docs/screenshots" INTEROP_SCREENSHOTS="${INTEROP_SCREENSHOTS:-0}"
 
 # Runs one check program; its PASS/FAIL lines go to the results, its other output to a log.
@@ -137,7 +186,7 @@ run_checks ts-sdk node ts_sdk.mjs
 run_checks py-sdk "$WORK/venv/bin/python" py_sdk.py
 run_checks conformance "$NODE22" conformance.mjs
 
-stop_server
+stop_servers
 trap - EXIT
 
 # A check named in expected-failures.txt may fail without failing the run; once it passes, the
@@ -160,7 +209,7 @@ while IFS= read -r line; do
   esac
 done <"$RESULTS"
 END=$(date +%s)
-say "install and build $((INSTALLED - SUITE_START))s, checks $((END - INSTALLED))s; server log: $WORK/server.log"
+say "install and build $((INSTALLED - SUITE_START))s, checks $((END - INSTALLED))s; server log: $WORK/server.log, upstream OP log: $WORK/upstream_op.log"
 [ "$XFAILED" -eq 0 ] || say "$XFAILED failures expected by tests/interop/expected-failures.txt"
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]

@@ -6,10 +6,14 @@
 // signs in and approves (browser.mjs); the callback URL the browser lands on gives the code that
 // goes to the SDK's finishAuth. Then tools/list, tools/call greet and whoami, as alice (the SDK's
 // latest revision, 2025-11-25) and as bob (initialize pinned to 2025-06-18), and a step-up: a client authorized for mcp.read only calls save_note (mcp.write), and the SDK
-// re-authorizes on the 403 insufficient_scope.
+// re-authorizes on the 403 insufficient_scope. Then carol signs in through the upstream OpenID
+// provider (upstream_op.mjs) instead of with a password, and a user who cancels at that OP must
+// end on our "Sign-in refused" page.
 //
 // Environment: MCP_URL (the RS endpoint), ISSUER, SCRATCH (a directory for the access token the
-// conformance run uses), INTEROP_SCREENSHOTS=1 and SCREENSHOT_DIR to write the page screenshots.
+// conformance run uses), INTEROP_SCREENSHOTS=1 and SCREENSHOT_DIR to write the page screenshots;
+// UPSTREAM_OP (the upstream OP's issuer, empty when it did not start), UPSTREAM_ID and
+// UPSTREAM_NAME (the provider's id and name in the server's identity providers file).
 // Prints `PASS name` / `FAIL name: reason` lines.
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -26,6 +30,9 @@ const ISSUER = process.env.ISSUER ?? 'http://localhost:8999';
 const SCRATCH = process.env.SCRATCH;
 const SCREENSHOT_DIR = process.env.INTEROP_SCREENSHOTS === '1' ? process.env.SCREENSHOT_DIR : undefined;
 const PASSWORDS = { alice: 'password123', bob: 'hunter2' };
+const UPSTREAM_OP = process.env.UPSTREAM_OP ?? '';
+const UPSTREAM_ID = process.env.UPSTREAM_ID ?? 'op';
+const UPSTREAM_BUTTON = `Sign in with ${process.env.UPSTREAM_NAME ?? 'Local OP'}`;
 
 function pass(name) {
   console.log(`PASS ${name}`);
@@ -40,10 +47,11 @@ function fail(name, reason) {
  * for the assertions.
  */
 class BrowserOAuthProvider {
-  constructor({ context, username, clientName, redirectUrl, firstScope, screenshotDir, grantTypes }) {
+  constructor({ context, username, upstream, clientName, redirectUrl, firstScope, screenshotDir, grantTypes }) {
     this.grantTypes = grantTypes ?? ['authorization_code', 'refresh_token'];
     this.context = context;
     this.username = username;
+    this.upstream = upstream;
     this.clientName = clientName;
     this._redirectUrl = redirectUrl;
     this.firstScope = firstScope;
@@ -90,13 +98,14 @@ class BrowserOAuthProvider {
     const asked = new URL(url);
     // The step-up check starts from a client that asks for less than the challenge named.
     if (this.firstScope && this.authorizations.length === 0) asked.searchParams.set('scope', this.firstScope);
-    const { callbackUrl, pages } = await authorizeInBrowser(this.context, asked.href, {
+    const { callbackUrl, pages, urls, final } = await authorizeInBrowser(this.context, asked.href, {
       username: this.username,
       password: PASSWORDS[this.username],
+      upstream: this.upstream,
       screenshotDir: this.authorizations.length === 0 ? this.screenshotDir : undefined,
     });
-    this.authorizations.push({ url: asked, pages, state: this._state });
-    this.pendingCallback = new URL(callbackUrl);
+    this.authorizations.push({ url: asked, pages, urls, final, state: this._state });
+    this.pendingCallback = callbackUrl ? new URL(callbackUrl) : null;
   }
   /** The code from the callback, after checking state and the RFC 9207 issuer. */
   takeCode() {
@@ -304,6 +313,104 @@ async function stepUpFlow(browser) {
   await context.close();
 }
 
+/** Throws unless the upstream OP started (run.sh leaves UPSTREAM_OP empty when it did not). */
+function needUpstream() {
+  if (!UPSTREAM_OP) throw new Error('the upstream OP did not start (see upstream_op.log)');
+}
+
+/** Throws unless the user saw `name` on the upstream OP (and not elsewhere). */
+function checkUpstreamPage(authorization, name) {
+  const i = authorization.pages.indexOf(name);
+  if (i < 0) throw new Error(`the user saw ${authorization.pages.join(', ') || 'no page'}, expected the ${name} page`);
+  const at = new URL(authorization.urls[i]).origin;
+  if (at !== new URL(UPSTREAM_OP).origin) throw new Error(`the ${name} page was at ${at}, not at the upstream OP ${UPSTREAM_OP}`);
+}
+
+/**
+ * carol signs in at the upstream OP: the login page's provider button sends the browser to the
+ * OP, carol signs in and continues there, the OP sends her back to our server's callback, and she
+ * approves on our consent page. The SDK's flow is the usual one (registration, PKCE, finishAuth);
+ * the subject our server signs in is the OP's subject under the provider's id.
+ */
+async function upstreamFlow(browser) {
+  const prefix = 'ts-sdk upstream (oidc-provider)';
+  const username = 'carol';
+  const subject = `${UPSTREAM_ID}:${username}`;
+  const context = await newUserAgent(browser);
+  const provider = new BrowserOAuthProvider({
+    context,
+    upstream: { button: UPSTREAM_BUTTON, login: username },
+    clientName: 'TypeScript SDK client (upstream sign-in)',
+    redirectUrl: `http://127.0.0.1:${await freePort()}/callback`,
+  });
+  const client = new Client({ name: 'mcp-oauth-interop-ts-upstream', version: '1.0.0' });
+  const steps = [
+    [`${prefix} auth() flow, ${username} signs in at the upstream OP, approves there and here`, async () => {
+      needUpstream();
+      await connect(client, provider);
+      const first = provider.authorizations[0];
+      if (!first.pages.includes('login')) throw new Error(`the user saw ${first.pages.join(', ')}, not our login page`);
+      checkUpstreamPage(first, 'upstream login');
+      checkUpstreamPage(first, 'upstream consent');
+      if (!first.pages.includes('consent')) {
+        throw new Error(`the user saw ${first.pages.join(', ')}: our consent page did not follow the upstream sign-in`);
+      }
+      const q = first.url.searchParams;
+      if (q.get('code_challenge_method') !== 'S256' || !q.get('code_challenge')) throw new Error('no PKCE S256 challenge');
+      if (!provider.tokens()?.access_token) throw new Error('the SDK holds no access token');
+    }],
+    [`${prefix} tools/call whoami names ${subject}`, async () => {
+      const text = toolText(await client.callTool({ name: 'whoami', arguments: {} }));
+      const who = JSON.parse(text);
+      if (who.sub !== subject) throw new Error(`whoami answered ${text}, expected sub ${subject}`);
+      if (who.client_id !== provider.clientInformation().client_id) throw new Error(`whoami client_id ${who.client_id}`);
+    }],
+  ];
+  await runSteps(steps);
+  await client.close().catch(() => {});
+  await context.close();
+}
+
+/**
+ * The user cancels at the upstream OP's login page: the OP sends the browser back to our
+ * callback with `error=access_denied`, and our server must stop there with a 403 page that says
+ * the sign-in was refused and names the OP's error, instead of signing anybody in or sending the
+ * browser on to the client.
+ */
+async function upstreamErrorFlow(browser) {
+  const name = 'upstream error (the user cancels at the OP) ends on our 403 page naming access_denied';
+  const context = await newUserAgent(browser);
+  const provider = new BrowserOAuthProvider({
+    context,
+    upstream: { button: UPSTREAM_BUTTON, abort: true },
+    clientName: 'TypeScript SDK client (upstream refused)',
+    redirectUrl: `http://127.0.0.1:${await freePort()}/callback`,
+  });
+  const client = new Client({ name: 'mcp-oauth-interop-ts-upstream-refused', version: '1.0.0' });
+  await runSteps([
+    [name, async () => {
+      needUpstream();
+      try {
+        await client.connect(transportFor(provider));
+        throw new Error('the client connected without any authorization');
+      } catch (err) {
+        if (!(err instanceof UnauthorizedError)) throw err;
+      }
+      const first = provider.authorizations[0];
+      if (!first) throw new Error('the SDK never sent the user to the authorization server');
+      checkUpstreamPage(first, 'upstream login');
+      if (provider.pendingCallback) throw new Error(`the browser went on to the client's callback: ${provider.pendingCallback.href}`);
+      const { status, url, text } = first.final;
+      if (new URL(url).origin !== new URL(ISSUER).origin) throw new Error(`the browser ended at ${url}, not on our server`);
+      if (status !== 403) throw new Error(`our page answered ${status}, expected 403: ${text.slice(0, 200)}`);
+      if (!/refused/i.test(text)) throw new Error(`our page does not say "refused": ${text.slice(0, 200)}`);
+      if (!text.includes('access_denied')) throw new Error(`our page does not name access_denied: ${text.slice(0, 200)}`);
+    }],
+  ]);
+  await client.close().catch(() => {});
+  await context.close();
+}
+
 /** Runs the steps in order; once one fails, the rest fail as not reached. */
 async function runSteps(steps) {
   let broken = null;
@@ -327,6 +434,8 @@ try {
   await userFlow(browser, 'alice', LATEST_PROTOCOL_VERSION);
   await userFlow(browser, 'bob', '2025-06-18', '2025-06-18');
   await stepUpFlow(browser);
+  await upstreamFlow(browser);
+  await upstreamErrorFlow(browser);
 } finally {
   await browser.close();
 }
