@@ -81,7 +81,7 @@ pub enum UserError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "no users to sign in: the demo users are refused on an https issuer; give AUTH_SERVER_USERS_FILE, or set AUTH_SERVER_ALLOW_DEMO_USERS=true to allow them"
+        "no users to sign in: the demo users are refused on an https issuer; give AUTH_SERVER_USERS_FILE or AUTH_SERVER_IDENTITY_PROVIDERS, or set AUTH_SERVER_ALLOW_DEMO_USERS=true to allow them"
     )]
     DemoRefused,
 }
@@ -155,10 +155,12 @@ pub fn read_users_file(path: &Path) -> Result<Vec<UserRecord>, UserError> {
 }
 
 /// The users this server signs in, by the rules in this module's comment; `demo_allowed` says
-/// whether the demo users may be the last resort.
+/// whether the demo users may be the last resort, `upstream_sign_in` whether users can sign in
+/// through an identity provider instead (then no local user is needed at all).
 pub async fn load(
     users_file: Option<&Path>,
     demo_allowed: bool,
+    upstream_sign_in: bool,
     store: &SharedStore,
 ) -> Result<LoadedUsers, UserError> {
     let stored = |users: Vec<UserRecord>| LoadedUsers {
@@ -175,6 +177,10 @@ pub async fn load(
     if !users.is_empty() {
         tracing::info!(users = users.len(), "users loaded from the store");
         return Ok(stored(users));
+    }
+    if !demo_allowed && upstream_sign_in {
+        tracing::info!("no local users: users sign in through the identity providers");
+        return Ok(stored(Vec::new()));
     }
     if !demo_allowed {
         return Err(UserError::DemoRefused);

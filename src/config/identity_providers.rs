@@ -38,7 +38,7 @@ use crate::oauth::upstream::{
 use crate::trace::Secret;
 use std::path::Path;
 
-const SETTING: &str = "identity-providers";
+const SETTING: &str = "AUTH_SERVER_IDENTITY_PROVIDERS";
 
 /// How users sign in: the upstream providers, and whether the local form stays.
 #[derive(Debug, Clone)]
@@ -410,7 +410,7 @@ allowed_subjects = ["583231"]
             .expect_err("no such file");
         let line = err.to_string();
         assert!(
-            line.starts_with("identity-providers: /nowhere/idps.toml: "),
+            line.starts_with("AUTH_SERVER_IDENTITY_PROVIDERS: /nowhere/idps.toml: "),
             "{line}"
         );
     }

@@ -217,6 +217,24 @@ fn bad_settings_exit_2_with_one_clear_line() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // An identity-providers file naming a provider that cannot be used.
+    let providers = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(
+        providers.path(),
+        "[[provider]]\nid = \"op\"\nkind = \"oidc\"\nissuer = \"http://op.example\"\nclient_id = \"c\"\n",
+    )
+    .unwrap();
+    let providers_file = ["--identity-providers", providers.path().to_str().unwrap()];
+    let out = run(&[&LISTEN_IN_MEMORY[..], &providers_file].concat(), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("error: AUTH_SERVER_IDENTITY_PROVIDERS: ")
+            && err.contains("provider op: issuer must be https"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]

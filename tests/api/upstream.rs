@@ -360,3 +360,28 @@ async fn a_password_user_cannot_claim_an_upstream_subject() {
         "the same password works for a plain name"
     );
 }
+
+/// Users who sign in upstream are users enough: an https issuer starts without local ones (it
+/// refuses to start on the demo users alone).
+#[tokio::test]
+async fn an_https_issuer_needs_no_local_users_when_users_sign_in_upstream() {
+    let provider = UpstreamProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = provider.providers_file(dir.path(), "", "");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let settings = [
+        "--issuer",
+        &issuer,
+        "--session-secret",
+        "a-long-random-secret-for-tests-only",
+        "--in-memory",
+        "--identity-providers",
+        &file,
+    ];
+    let built = build_auth_server(listener, &settings).await;
+    assert!(built.is_ok(), "{built:?}");
+}

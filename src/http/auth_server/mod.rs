@@ -201,8 +201,14 @@ impl AuthServer {
         } else {
             0
         }));
-        let loaded =
-            crate::users::load(settings.login.users_file.as_deref(), demo_allowed, &store).await?;
+        let upstream = !sign_in.providers.is_empty();
+        let loaded = crate::users::load(
+            settings.login.users_file.as_deref(),
+            demo_allowed,
+            upstream,
+            &store,
+        )
+        .await?;
         let passwords = PasswordChecks::new().await?;
         let key = crate::actors::signing_keys::load_or_create(&store, &cipher).await?;
         let (current_key, signer_key) = tokio::sync::watch::channel(Arc::clone(&key));
