@@ -385,3 +385,34 @@ async fn an_https_issuer_needs_no_local_users_when_users_sign_in_upstream() {
     let built = build_auth_server(listener, &settings).await;
     assert!(built.is_ok(), "{built:?}");
 }
+
+/// A sign-in without an authorization request (from `/account`) goes through the provider too,
+/// and comes back to the account page.
+#[tokio::test]
+async fn the_account_page_signs_in_through_a_provider_too() {
+    let (_provider, app, _dir) = spawn_with_providers("", "", &[]).await;
+    let browser = Browser::new();
+    assert_eq!(
+        browser.redirect_from(&app.url("/account")).await,
+        app.url("/login")
+    );
+    let page = browser.text(&app.url("/login")).await;
+    assert!(page.contains("Sign in with Mock OP"), "{page}");
+    let fields = [
+        ("csrf_token", hidden_field(&page, "csrf_token")),
+        ("request", hidden_field(&page, "request")),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let started = browser.post_form(&app.url("/login/op"), &fields).await;
+    assert_eq!(started.status(), 302);
+    let back = browser.get(&location(&started).unwrap()).await;
+    let signed_in = browser.get(&location(&back).unwrap()).await;
+    assert_eq!(location(&signed_in).unwrap(), app.url("/account"));
+    let account = browser.get(&app.url("/account")).await;
+    assert_eq!(account.status(), 200);
+    let text = account.text().await.unwrap();
+    assert!(
+        text.contains("Carol Upstream"),
+        "the provider's name for the user: {text}"
+    );
+}
