@@ -9,6 +9,7 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::{SqliteStore, int, write_timer};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -105,60 +106,76 @@ pub trait ChangeStore: Send + Sync {
     async fn delete_changes_before(&self, before: u64) -> Result<u64, StoreError>;
 }
 
-#[async_trait]
-impl ChangeStore for SqliteStore {
-    async fn record_change(&self, change: &Change, now: u64) -> Result<i64, StoreError> {
-        let _write = write_timer("changes");
-        let (subject, client_id) = change.columns();
-        let done =
-            sqlx::query("INSERT INTO changes (kind, subject, client_id, at) VALUES (?, ?, ?, ?)")
-                .bind(change.kind())
-                .bind(subject)
-                .bind(client_id)
-                .bind(int(now))
-                .execute(&self.pool)
-                .await?;
-        Ok(done.last_insert_rowid())
-    }
+/// The table's SQL, written once for both SQL backends (`?` placeholders, which
+/// [`PostgresStore`] numbers): instantiated below for SQLite and PostgreSQL.
+macro_rules! sql_backend {
+    ($module:ident, $store:ty, $row:ty) => {
+        mod $module {
+            // The table module's items, private ones included (not `super`: this module is
+            // declared by a macro).
+            use crate::store::changes::*;
 
-    async fn last_change(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM changes")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("last")?)
-    }
+            #[async_trait]
+            impl ChangeStore for $store {
+                async fn record_change(&self, change: &Change, now: u64) -> Result<i64, StoreError> {
+                    let _write = write_timer("changes");
+                    let (subject, client_id) = change.columns();
+                    let row = sqlx::query(&<$store>::sql(
+                        "INSERT INTO changes (kind, subject, client_id, at) VALUES (?, ?, ?, ?) RETURNING id",
+                    ))
+                    .bind(change.kind())
+                    .bind(subject)
+                    .bind(client_id)
+                    .bind(int(now))
+                    .fetch_one(&self.pool)
+                    .await?;
+                    Ok(row.try_get("id")?)
+                }
 
-    async fn changes_after(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, Option<Change>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, subject, client_id FROM changes WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut changes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: i64 = row.try_get("id")?;
-            let kind: String = row.try_get("kind")?;
-            let change =
-                Change::from_columns(&kind, row.try_get("subject")?, row.try_get("client_id")?);
-            changes.push((id, change));
+                async fn last_change(&self) -> Result<i64, StoreError> {
+                    let row = sqlx::query(&<$store>::sql("SELECT COALESCE(MAX(id), 0) AS last FROM changes"))
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(row.try_get("last")?)
+                }
+
+                async fn changes_after(
+                    &self,
+                    after: i64,
+                    limit: u32,
+                ) -> Result<Vec<(i64, Option<Change>)>, StoreError> {
+                    let rows = sqlx::query(&<$store>::sql(
+                        "SELECT id, kind, subject, client_id FROM changes WHERE id > ? ORDER BY id LIMIT ?",
+                    ))
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let mut changes = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let id: i64 = row.try_get("id")?;
+                        let kind: String = row.try_get("kind")?;
+                        let change =
+                            Change::from_columns(&kind, row.try_get("subject")?, row.try_get("client_id")?);
+                        changes.push((id, change));
+                    }
+                    Ok(changes)
+                }
+
+                async fn delete_changes_before(&self, before: u64) -> Result<u64, StoreError> {
+                    let done = sqlx::query(&<$store>::sql("DELETE FROM changes WHERE at < ?"))
+                        .bind(int(before))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+            }
         }
-        Ok(changes)
-    }
-
-    async fn delete_changes_before(&self, before: u64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM changes WHERE at < ?")
-            .bind(int(before))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
+    };
 }
+
+sql_backend!(on_sqlite, SqliteStore, sqlx::sqlite::SqliteRow);
+sql_backend!(on_postgres, PostgresStore, sqlx::postgres::PgRow);
 
 /// The changes table of the in-memory store: only this process writes it (no admin command
 /// reaches an in-memory store), kept for the trait's contract.

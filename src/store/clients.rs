@@ -4,6 +4,7 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::{SqliteStore, from_json_list, int, to_json_list, unsigned, write_timer};
 use crate::oauth::client::{
     ApplicationType, Client, ClientKind, GrantTypes, RESPONSE_TYPES, SecretHash,
@@ -11,7 +12,6 @@ use crate::oauth::client::{
 };
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use std::sync::Arc;
 
 /// A registered client and whether it has completed a flow (used clients are never reaped). The
@@ -101,128 +101,143 @@ pub trait ClientStore: Send + Sync {
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
 }
 
-fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
-    let secret: Option<Vec<u8>> = row.try_get("secret_sha256")?;
-    let jwks: Option<String> = row.try_get("jwks")?;
-    let secret = match (secret, jwks) {
-        (Some(bytes), _) => Some(Box::new(SecretHash::Sha256(
-            <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| StoreError("a stored client secret digest is corrupt".into()))?,
-        ))),
-        (None, Some(jwks)) => Some(Box::new(SecretHash::PublicKeys(jwks.into_boxed_str()))),
-        (None, None) => None,
+/// The table's SQL, written once for both SQL backends (`?` placeholders, which
+/// [`PostgresStore`] numbers): instantiated below for SQLite and PostgreSQL.
+macro_rules! sql_backend {
+    ($module:ident, $store:ty, $row:ty) => {
+        mod $module {
+            // The table module's items, private ones included (not `super`: this module is
+            // declared by a macro).
+            use crate::store::clients::*;
+
+            fn client_from_row(row: &$row) -> Result<ClientRecord, StoreError> {
+                let secret: Option<Vec<u8>> = row.try_get("secret_sha256")?;
+                let jwks: Option<String> = row.try_get("jwks")?;
+                let secret = match (secret, jwks) {
+                    (Some(bytes), _) => Some(Box::new(SecretHash::Sha256(
+                        <[u8; 32]>::try_from(bytes.as_slice())
+                            .map_err(|_| StoreError("a stored client secret digest is corrupt".into()))?,
+                    ))),
+                    (None, Some(jwks)) => Some(Box::new(SecretHash::PublicKeys(jwks.into_boxed_str()))),
+                    (None, None) => None,
+                };
+                let method: String = row.try_get("token_endpoint_auth_method")?;
+                let application_type: String = row.try_get("application_type")?;
+                let grant_types = from_json_list(&row.try_get::<String, _>("grant_types")?)?;
+                let client = Client {
+                    client_id: row.try_get::<String, _>("client_id")?.into(),
+                    secret,
+                    application_type: ApplicationType::parse(&application_type)
+                        .ok_or_else(|| StoreError("a stored client's application type is unknown".into()))?,
+                    kind: ClientKind::Registered,
+                    client_name: row
+                        .try_get::<Option<String>, _>("client_name")?
+                        .map(String::into_boxed_str),
+                    redirect_uris: boxed_strs(from_json_list(&row.try_get::<String, _>("redirect_uris")?)?),
+                    grant_types: GrantTypes::parse(&grant_types)
+                        .ok_or_else(|| StoreError("a stored client's grant types are unknown".into()))?,
+                    token_endpoint_auth_method: TokenEndpointAuthMethod::parse(&method)
+                        .ok_or_else(|| StoreError("a stored client's auth method is unknown".into()))?,
+                    scope: row
+                        .try_get::<Option<String>, _>("scope")?
+                        .map(String::into_boxed_str),
+                    client_uri: row
+                        .try_get::<Option<String>, _>("client_uri")?
+                        .map(String::into_boxed_str),
+                    issued_at: unsigned(row.try_get("issued_at")?),
+                };
+                Ok(ClientRecord {
+                    client: Arc::new(client),
+                    used: row.try_get::<i64, _>("used")? != 0,
+                })
+            }
+
+            const CLIENT_COLUMNS: &str = "client_id, secret_sha256, client_name, redirect_uris, grant_types, \
+                 response_types, token_endpoint_auth_method, scope, client_uri, issued_at, used, \
+                 application_type, jwks";
+
+            #[async_trait]
+            impl ClientStore for $store {
+                async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+                    let rows = sqlx::query(&<$store>::sql(&format!("SELECT {CLIENT_COLUMNS} FROM clients")))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.iter().map(client_from_row).collect()
+                }
+
+                async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+                    let row = sqlx::query(&<$store>::sql(&format!(
+                        "SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = ?"
+                    )))
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.as_ref().map(client_from_row).transpose()
+                }
+
+                async fn insert_client(&self, record: &ClientRecord) -> Result<(), StoreError> {
+                    let _write = write_timer("clients");
+                    let c = &record.client;
+                    sqlx::query(&<$store>::sql(&format!(
+                        "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    )))
+                    .bind(&*c.client_id)
+                    .bind(match c.secret.as_deref() {
+                        Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
+                        // Configured clients are never stored; the clients file keeps their hashes.
+                        Some(SecretHash::Argon2(_) | SecretHash::PublicKeys(_)) | None => None,
+                    })
+                    .bind(c.client_name.as_deref())
+                    .bind(to_json_list(&c.redirect_uris))
+                    .bind(to_json_list(&c.grant_types.names()))
+                    .bind(to_json_list(if c.grant_types.authorization_code() {
+                        &RESPONSE_TYPES[..]
+                    } else {
+                        &[]
+                    }))
+                    .bind(c.token_endpoint_auth_method.as_str())
+                    .bind(c.scope.as_deref())
+                    .bind(c.client_uri.as_deref())
+                    .bind(int(c.issued_at))
+                    .bind(i64::from(record.used))
+                    .bind(c.application_type.as_str())
+                    .bind(c.public_keys())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn mark_client_used(&self, client_id: &str) -> Result<(), StoreError> {
+                    sqlx::query(&<$store>::sql("UPDATE clients SET used = 1 WHERE client_id = ? AND used = 0"))
+                        .bind(client_id)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn delete_unused_client(&self, client_id: &str) -> Result<bool, StoreError> {
+                    let done = sqlx::query(&<$store>::sql("DELETE FROM clients WHERE client_id = ? AND used = 0"))
+                        .bind(client_id)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+                    let _write = write_timer("clients");
+                    let done = sqlx::query(&<$store>::sql("DELETE FROM clients WHERE client_id = ?"))
+                        .bind(client_id)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+            }
+        }
     };
-    let method: String = row.try_get("token_endpoint_auth_method")?;
-    let application_type: String = row.try_get("application_type")?;
-    let grant_types = from_json_list(&row.try_get::<String, _>("grant_types")?)?;
-    let client = Client {
-        client_id: row.try_get::<String, _>("client_id")?.into(),
-        secret,
-        application_type: ApplicationType::parse(&application_type)
-            .ok_or_else(|| StoreError("a stored client's application type is unknown".into()))?,
-        kind: ClientKind::Registered,
-        client_name: row
-            .try_get::<Option<String>, _>("client_name")?
-            .map(String::into_boxed_str),
-        redirect_uris: boxed_strs(from_json_list(&row.try_get::<String, _>("redirect_uris")?)?),
-        grant_types: GrantTypes::parse(&grant_types)
-            .ok_or_else(|| StoreError("a stored client's grant types are unknown".into()))?,
-        token_endpoint_auth_method: TokenEndpointAuthMethod::parse(&method)
-            .ok_or_else(|| StoreError("a stored client's auth method is unknown".into()))?,
-        scope: row
-            .try_get::<Option<String>, _>("scope")?
-            .map(String::into_boxed_str),
-        client_uri: row
-            .try_get::<Option<String>, _>("client_uri")?
-            .map(String::into_boxed_str),
-        issued_at: unsigned(row.try_get("issued_at")?),
-    };
-    Ok(ClientRecord {
-        client: Arc::new(client),
-        used: row.try_get::<i64, _>("used")? != 0,
-    })
 }
 
-const CLIENT_COLUMNS: &str = "client_id, secret_sha256, client_name, redirect_uris, grant_types, \
-     response_types, token_endpoint_auth_method, scope, client_uri, issued_at, used, \
-     application_type, jwks";
-
-#[async_trait]
-impl ClientStore for SqliteStore {
-    async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} FROM clients"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(client_from_row).collect()
-    }
-
-    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = ?"
-        ))
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(client_from_row).transpose()
-    }
-
-    async fn insert_client(&self, record: &ClientRecord) -> Result<(), StoreError> {
-        let _write = write_timer("clients");
-        let c = &record.client;
-        sqlx::query(&format!(
-            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&*c.client_id)
-        .bind(match c.secret.as_deref() {
-            Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
-            // Configured clients are never stored; the clients file keeps their hashes.
-            Some(SecretHash::Argon2(_) | SecretHash::PublicKeys(_)) | None => None,
-        })
-        .bind(c.client_name.as_deref())
-        .bind(to_json_list(&c.redirect_uris))
-        .bind(to_json_list(&c.grant_types.names()))
-        .bind(to_json_list(if c.grant_types.authorization_code() {
-            &RESPONSE_TYPES[..]
-        } else {
-            &[]
-        }))
-        .bind(c.token_endpoint_auth_method.as_str())
-        .bind(c.scope.as_deref())
-        .bind(c.client_uri.as_deref())
-        .bind(int(c.issued_at))
-        .bind(i64::from(record.used))
-        .bind(c.application_type.as_str())
-        .bind(c.public_keys())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn mark_client_used(&self, client_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clients SET used = 1 WHERE client_id = ? AND used = 0")
-            .bind(client_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn delete_unused_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM clients WHERE client_id = ? AND used = 0")
-            .bind(client_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        let _write = write_timer("clients");
-        let done = sqlx::query("DELETE FROM clients WHERE client_id = ?")
-            .bind(client_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-}
+sql_backend!(on_sqlite, SqliteStore, sqlx::sqlite::SqliteRow);
+sql_backend!(on_postgres, PostgresStore, sqlx::postgres::PgRow);
 
 /// The clients table of the in-memory store.
 #[derive(Default)]

@@ -4,11 +4,11 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::{SqliteStore, from_json_list, int, to_json_list, unsigned, write_timer};
 use crate::oauth::scope::ScopeSet;
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use std::collections::HashMap;
 
 /// A user's remembered approval for a client.
@@ -129,106 +129,122 @@ fn merge_consent(
     }
 }
 
-fn consent_from_row(row: &SqliteRow) -> Result<ConsentRecord, StoreError> {
-    let scope: String = row.try_get("scope")?;
-    Ok(ConsentRecord {
-        subject: row.try_get("subject")?,
-        client_id: row.try_get("client_id")?,
-        scope: ScopeSet::parse(&scope)
-            .map_err(|_| StoreError("a stored consent's scope is corrupt".into()))?,
-        resources: from_json_list(&row.try_get::<String, _>("resources")?)?,
-        approvals: serde_json::from_str(&row.try_get::<String, _>("approvals")?)
-            .map_err(|e| StoreError(format!("a stored consent's approvals are corrupt: {e}")))?,
-        expires_at: unsigned(row.try_get("expires_at")?),
-    })
+/// The table's SQL, written once for both SQL backends (`?` placeholders, which
+/// [`PostgresStore`] numbers): instantiated below for SQLite and PostgreSQL.
+macro_rules! sql_backend {
+    ($module:ident, $store:ty, $row:ty) => {
+        mod $module {
+            // The table module's items, private ones included (not `super`: this module is
+            // declared by a macro).
+            use crate::store::consents::*;
+
+            fn consent_from_row(row: &$row) -> Result<ConsentRecord, StoreError> {
+                let scope: String = row.try_get("scope")?;
+                Ok(ConsentRecord {
+                    subject: row.try_get("subject")?,
+                    client_id: row.try_get("client_id")?,
+                    scope: ScopeSet::parse(&scope)
+                        .map_err(|_| StoreError("a stored consent's scope is corrupt".into()))?,
+                    resources: from_json_list(&row.try_get::<String, _>("resources")?)?,
+                    approvals: serde_json::from_str(&row.try_get::<String, _>("approvals")?)
+                        .map_err(|e| StoreError(format!("a stored consent's approvals are corrupt: {e}")))?,
+                    expires_at: unsigned(row.try_get("expires_at")?),
+                })
+            }
+
+            const CONSENT_COLUMNS: &str = "subject, client_id, scope, resources, approvals, expires_at";
+
+            #[async_trait]
+            impl ConsentStore for $store {
+                async fn consents(&self, now: u64) -> Result<Vec<ConsentRecord>, StoreError> {
+                    let rows = sqlx::query(&<$store>::sql(&format!(
+                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE expires_at > ?"
+                    )))
+                    .bind(int(now))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter().map(consent_from_row).collect()
+                }
+
+                async fn consent(
+                    &self,
+                    subject: &str,
+                    client_id: &str,
+                    now: u64,
+                ) -> Result<Option<ConsentRecord>, StoreError> {
+                    let row = sqlx::query(&<$store>::sql(&format!(
+                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = ? AND client_id = ? AND expires_at > ?"
+                    )))
+                    .bind(subject)
+                    .bind(client_id)
+                    .bind(int(now))
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.as_ref().map(consent_from_row).transpose()
+                }
+
+                async fn grant_consent(
+                    &self,
+                    approval: Approval<'_>,
+                    now: u64,
+                    expires_at: u64,
+                ) -> Result<ConsentRecord, StoreError> {
+                    // Read, merge and write in one transaction: a concurrent grant (another replica) is
+                    // never lost, it either commits first and is merged or makes this one retry.
+                    let _write = write_timer("consents");
+                    let mut tx = self.pool.begin().await?;
+                    let row = sqlx::query(&<$store>::sql(&format!(
+                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = ? AND client_id = ?{}",
+                        <$store>::FOR_UPDATE
+                    )))
+                    .bind(approval.subject)
+                    .bind(approval.client_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let existing = row.as_ref().map(consent_from_row).transpose()?;
+                    let merged = merge_consent(existing, approval, now, expires_at);
+                    sqlx::query(&<$store>::sql(
+                        "INSERT INTO consents (subject, client_id, scope, resources, approvals, expires_at) \
+                         VALUES (?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (subject, client_id) DO UPDATE SET scope = excluded.scope, \
+                         resources = excluded.resources, approvals = excluded.approvals, \
+                         expires_at = excluded.expires_at",
+                    ))
+                    .bind(approval.subject)
+                    .bind(approval.client_id)
+                    .bind(merged.scope.to_string())
+                    .bind(to_json_list(&merged.resources))
+                    .bind(serde_json::to_string(&merged.approvals).unwrap_or_else(|_| "[]".into()))
+                    .bind(int(merged.expires_at))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(merged)
+                }
+
+                async fn delete_consent(&self, subject: &str, client_id: &str) -> Result<bool, StoreError> {
+                    let done = sqlx::query(&<$store>::sql("DELETE FROM consents WHERE subject = ? AND client_id = ?"))
+                        .bind(subject)
+                        .bind(client_id)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn delete_expired_consents(&self, now: u64) -> Result<u64, StoreError> {
+                    let done = sqlx::query(&<$store>::sql("DELETE FROM consents WHERE expires_at <= ?"))
+                        .bind(int(now))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+            }
+        }
+    };
 }
 
-const CONSENT_COLUMNS: &str = "subject, client_id, scope, resources, approvals, expires_at";
-
-#[async_trait]
-impl ConsentStore for SqliteStore {
-    async fn consents(&self, now: u64) -> Result<Vec<ConsentRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {CONSENT_COLUMNS} FROM consents WHERE expires_at > ?"
-        ))
-        .bind(int(now))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(consent_from_row).collect()
-    }
-
-    async fn consent(
-        &self,
-        subject: &str,
-        client_id: &str,
-        now: u64,
-    ) -> Result<Option<ConsentRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = ? AND client_id = ? AND expires_at > ?"
-        ))
-        .bind(subject)
-        .bind(client_id)
-        .bind(int(now))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(consent_from_row).transpose()
-    }
-
-    async fn grant_consent(
-        &self,
-        approval: Approval<'_>,
-        now: u64,
-        expires_at: u64,
-    ) -> Result<ConsentRecord, StoreError> {
-        // Read, merge and write in one transaction: a concurrent grant (another replica) is
-        // never lost, it either commits first and is merged or makes this one retry.
-        let _write = write_timer("consents");
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = ? AND client_id = ?"
-        ))
-        .bind(approval.subject)
-        .bind(approval.client_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let existing = row.as_ref().map(consent_from_row).transpose()?;
-        let merged = merge_consent(existing, approval, now, expires_at);
-        sqlx::query(
-            "INSERT INTO consents (subject, client_id, scope, resources, approvals, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (subject, client_id) DO UPDATE SET scope = excluded.scope, \
-             resources = excluded.resources, approvals = excluded.approvals, \
-             expires_at = excluded.expires_at",
-        )
-        .bind(approval.subject)
-        .bind(approval.client_id)
-        .bind(merged.scope.to_string())
-        .bind(to_json_list(&merged.resources))
-        .bind(serde_json::to_string(&merged.approvals).unwrap_or_else(|_| "[]".into()))
-        .bind(int(merged.expires_at))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(merged)
-    }
-
-    async fn delete_consent(&self, subject: &str, client_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM consents WHERE subject = ? AND client_id = ?")
-            .bind(subject)
-            .bind(client_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn delete_expired_consents(&self, now: u64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM consents WHERE expires_at <= ?")
-            .bind(int(now))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-}
+sql_backend!(on_sqlite, SqliteStore, sqlx::sqlite::SqliteRow);
+sql_backend!(on_postgres, PostgresStore, sqlx::postgres::PgRow);
 
 /// The consents table of the in-memory store, by (subject, client id).
 #[derive(Default)]

@@ -3,10 +3,10 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::{SqliteStore, int, unsigned};
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use std::collections::BTreeMap;
 
 /// A signing key: its private half encrypted (see `actors::signing_keys`), and its lifecycle.
@@ -33,66 +33,81 @@ pub trait KeyStore: Send + Sync {
     async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError>;
 }
 
-fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
-    Ok(KeyRecord {
-        kid: row.try_get("kid")?,
-        encrypted_key: row.try_get("encrypted_key")?,
-        created_at: unsigned(row.try_get("created_at")?),
-        activates_at: unsigned(row.try_get("activates_at")?),
-        retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(unsigned),
-        removes_at: row.try_get::<Option<i64>, _>("removes_at")?.map(unsigned),
-    })
+/// The table's SQL, written once for both SQL backends (`?` placeholders, which
+/// [`PostgresStore`] numbers): instantiated below for SQLite and PostgreSQL.
+macro_rules! sql_backend {
+    ($module:ident, $store:ty, $row:ty) => {
+        mod $module {
+            // The table module's items, private ones included (not `super`: this module is
+            // declared by a macro).
+            use crate::store::keys::*;
+
+            fn key_from_row(row: &$row) -> Result<KeyRecord, StoreError> {
+                Ok(KeyRecord {
+                    kid: row.try_get("kid")?,
+                    encrypted_key: row.try_get("encrypted_key")?,
+                    created_at: unsigned(row.try_get("created_at")?),
+                    activates_at: unsigned(row.try_get("activates_at")?),
+                    retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(unsigned),
+                    removes_at: row.try_get::<Option<i64>, _>("removes_at")?.map(unsigned),
+                })
+            }
+
+            #[async_trait]
+            impl KeyStore for $store {
+                async fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+                    let rows = sqlx::query(&<$store>::sql(
+                        "SELECT kid, encrypted_key, created_at, activates_at, retired_at, removes_at \
+                         FROM signing_keys ORDER BY activates_at, created_at",
+                    ))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter().map(key_from_row).collect()
+                }
+
+                async fn insert_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+                    sqlx::query(&<$store>::sql(
+                        "INSERT INTO signing_keys (kid, encrypted_key, created_at, activates_at, retired_at, removes_at) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    ))
+                    .bind(&key.kid)
+                    .bind(&key.encrypted_key)
+                    .bind(int(key.created_at))
+                    .bind(int(key.activates_at))
+                    .bind(key.retired_at.map(int))
+                    .bind(key.removes_at.map(int))
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn update_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+                    sqlx::query(&<$store>::sql(
+                        "UPDATE signing_keys SET activates_at = ?, retired_at = ?, removes_at = ? WHERE kid = ?",
+                    ))
+                    .bind(int(key.activates_at))
+                    .bind(key.retired_at.map(int))
+                    .bind(key.removes_at.map(int))
+                    .bind(&key.kid)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+                    sqlx::query(&<$store>::sql("DELETE FROM signing_keys WHERE kid = ?"))
+                        .bind(kid)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl KeyStore for SqliteStore {
-    async fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kid, encrypted_key, created_at, activates_at, retired_at, removes_at \
-             FROM signing_keys ORDER BY activates_at, created_at",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(key_from_row).collect()
-    }
-
-    async fn insert_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, encrypted_key, created_at, activates_at, retired_at, removes_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.kid)
-        .bind(&key.encrypted_key)
-        .bind(int(key.created_at))
-        .bind(int(key.activates_at))
-        .bind(key.retired_at.map(int))
-        .bind(key.removes_at.map(int))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn update_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE signing_keys SET activates_at = ?, retired_at = ?, removes_at = ? WHERE kid = ?",
-        )
-        .bind(int(key.activates_at))
-        .bind(key.retired_at.map(int))
-        .bind(key.removes_at.map(int))
-        .bind(&key.kid)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
-            .bind(kid)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-}
+sql_backend!(on_sqlite, SqliteStore, sqlx::sqlite::SqliteRow);
+sql_backend!(on_postgres, PostgresStore, sqlx::postgres::PgRow);
 
 /// The signing-keys table of the in-memory store, by key id.
 #[derive(Default)]

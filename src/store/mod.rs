@@ -6,29 +6,38 @@
 //!
 //! The store is a set of traits, one per table ([`ClientStore`], [`ConsentStore`],
 //! [`RevocationStore`], [`UserStore`], [`KeyStore`], [`RefreshTokenStore`], [`ChangeStore`]), gathered in
-//! [`Store`]. Two implementations: [`SqliteStore`] (embedded, one file in the data directory; the
-//! default) and [`MemoryStore`] (`--in-memory`: nothing survives the process). The traits are
-//! written so that a store shared by several replicas (PostgreSQL) can follow: every read an actor
-//! makes on a miss of its map goes through them, and every operation that must happen at most once
-//! is one atomic statement or transaction in the store (a conditional delete, an upsert, a merge in
-//! a transaction), never a read in the actor followed by a write. The store imports only `oauth`
-//! (and the base module `trace`).
+//! [`Store`]. Three implementations: [`SqliteStore`] (embedded, one file in the data directory;
+//! the default), [`PostgresStore`] (`DATABASE_URL=postgres://…`, a server that several
+//! authorization servers can share; `docs/SCALING.md` says what they share so far) and
+//! [`MemoryStore`] (`--in-memory`: nothing survives the process). Every read an actor makes on a
+//! miss of its map goes through the traits, and every operation that must happen at most once is
+//! one atomic statement or transaction in the store (a conditional delete, an upsert, a merge in a
+//! transaction, the row read `FOR UPDATE` on PostgreSQL), never a read in the actor followed by a
+//! write. The store imports only `oauth` (and the base module `trace`). `contract.rs` runs one
+//! suite against all three.
 //!
-//! Adding a table: one migration file in `migrations/` (`NNNN_what.sql`), and one module here,
-//! `<table>.rs`, holding the table's record type, its trait, and the trait's two implementations:
-//! for [`SqliteStore`] (its SQL, on `SqliteStore::pool`) and for [`MemoryStore`] (its rows in a
-//! private `#[derive(Default)]` type reached through `MemoryStore::with`, so `memory.rs` does not
-//! change). Declare the module below, re-export its record and trait, and add the trait to
-//! [`Store`]. A table module imports `error`, `sqlite` and `memory`, never this file, which
-//! gathers the tables. Timestamps are Unix seconds.
+//! Adding a table: one migration file per SQL backend (`migrations/sqlite/NNNN_what.sql`, and
+//! `migrations/postgres/NNNN_what.sql` with `BIGINT` for integers and `BYTEA` for blobs), and one
+//! module here, `<table>.rs`, holding the table's record type, its trait, and its
+//! implementations: the SQL once, with `?` placeholders, in a `sql_backend!` macro instantiated
+//! for [`SqliteStore`] and [`PostgresStore`] (statements through `<$store>::sql(…)`, on
+//! `self.pool`; portable SQL: `ON CONFLICT … DO UPDATE`, `RETURNING`, `CASE`), and for
+//! [`MemoryStore`] (its rows in a private `#[derive(Default)]` type reached through
+//! `MemoryStore::with`, so `memory.rs` does not change). Declare the module below, re-export its
+//! record and trait, add the trait to [`Store`], and its rules to `contract.rs`. A table module
+//! imports `error`, `sqlite`, `postgres` and `memory`, never this file, which gathers the tables.
+//! Timestamps are Unix seconds.
 
 pub mod changes;
 pub mod cipher;
 mod clients;
 mod consents;
+#[cfg(test)]
+mod contract;
 mod error;
 mod keys;
 pub mod memory;
+pub mod postgres;
 mod refresh_tokens;
 mod revocations;
 pub mod sqlite;
@@ -42,6 +51,7 @@ pub use consents::{
 pub use error::StoreError;
 pub use keys::{KeyRecord, KeyStore};
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use refresh_tokens::{
     FamilyRecord, MemoryRefreshTokenStore, RefreshTokenStore, Rotation, TokenHash,
 };
@@ -96,6 +106,31 @@ impl Store for SqliteStore {
     }
 
     fn is_durable(&self) -> bool {
+        true
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn describe(&self) -> String {
+        PostgresStore::describe(self).to_string()
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    /// Replicas share the database: a miss in an actor's map is checked with the store.
+    fn is_shared(&self) -> bool {
         true
     }
 

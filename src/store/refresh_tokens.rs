@@ -6,11 +6,11 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::{SqliteStore, int, unsigned, write_timer};
 use crate::trace::SecretDigest;
 use futures::future::BoxFuture;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use std::collections::HashMap;
 
 /// SHA-256 digest of a refresh token: the only form in which a token is kept.
@@ -119,179 +119,194 @@ fn digest(bytes: Option<Vec<u8>>) -> Result<Option<TokenHash>, StoreError> {
         .transpose()
 }
 
-fn family_from_row(row: &SqliteRow) -> Result<FamilyRecord, StoreError> {
-    let get_i = |name: &str| -> Result<i64, StoreError> {
-        row.try_get::<i64, _>(name).map_err(StoreError::from)
-    };
-    let get_s = |name: &str| -> Result<String, StoreError> {
-        row.try_get::<String, _>(name).map_err(StoreError::from)
-    };
-    Ok(FamilyRecord {
-        family_id: get_s("family_id")?,
-        client_id: get_s("client_id")?,
-        subject: get_s("subject")?,
-        scope: get_s("scope")?,
-        resource: get_s("resource")?,
-        flow: get_s("flow")?,
-        origin_jti: get_s("origin_jti")?,
-        created_at_ms: unsigned(get_i("created_at_ms")?),
-        absolute_expires_at_ms: unsigned(get_i("absolute_expires_at_ms")?),
-        idle_expires_at_ms: unsigned(get_i("idle_expires_at_ms")?),
-        generation: unsigned(get_i("generation")?),
-        current: digest(Some(row.try_get("current")?))?
-            .ok_or_else(|| StoreError("a stored family has no current token".into()))?,
-        previous: digest(row.try_get("previous")?)?,
-        rotated_at_ms: row
-            .try_get::<Option<i64>, _>("rotated_at_ms")?
-            .map(unsigned),
-        salt: digest(row.try_get("salt")?)?,
-        tokens: Vec::new(),
-    })
-}
+/// The table's SQL, written once for both SQL backends (`?` placeholders, which
+/// [`PostgresStore`] numbers): instantiated below for SQLite and PostgreSQL.
+macro_rules! sql_backend {
+    ($module:ident, $store:ty, $row:ty) => {
+        mod $module {
+            // The table module's items, private ones included (not `super`: this module is
+            // declared by a macro).
+            use crate::store::refresh_tokens::*;
 
-/// Refresh-token families: each method is one transaction; a rotation is a compare-and-swap on
-/// the family's current token, so single use holds in the database itself.
-impl RefreshTokenStore for SqliteStore {
-    fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        let family = family.clone();
-        Box::pin(async move {
-            let _write = write_timer("refresh_families");
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO refresh_families (family_id, client_id, subject, scope, resource, \
-                 flow, origin_jti, created_at_ms, absolute_expires_at_ms, idle_expires_at_ms, \
-                 generation, current, previous, rotated_at_ms, salt) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&family.family_id)
-            .bind(&family.client_id)
-            .bind(&family.subject)
-            .bind(&family.scope)
-            .bind(&family.resource)
-            .bind(&family.flow)
-            .bind(&family.origin_jti)
-            .bind(int(family.created_at_ms))
-            .bind(int(family.absolute_expires_at_ms))
-            .bind(int(family.idle_expires_at_ms))
-            .bind(int(family.generation))
-            .bind(family.current.to_vec())
-            .bind(family.previous.map(|d| d.to_vec()))
-            .bind(family.rotated_at_ms.map(int))
-            .bind(family.salt.map(|d| d.to_vec()))
-            .execute(&mut *tx)
-            .await?;
-            let mut tokens = family.tokens.clone();
-            if !tokens.contains(&family.current) {
-                tokens.push(family.current);
+            fn family_from_row(row: &$row) -> Result<FamilyRecord, StoreError> {
+                let get_i = |name: &str| -> Result<i64, StoreError> {
+                    row.try_get::<i64, _>(name).map_err(StoreError::from)
+                };
+                let get_s = |name: &str| -> Result<String, StoreError> {
+                    row.try_get::<String, _>(name).map_err(StoreError::from)
+                };
+                Ok(FamilyRecord {
+                    family_id: get_s("family_id")?,
+                    client_id: get_s("client_id")?,
+                    subject: get_s("subject")?,
+                    scope: get_s("scope")?,
+                    resource: get_s("resource")?,
+                    flow: get_s("flow")?,
+                    origin_jti: get_s("origin_jti")?,
+                    created_at_ms: unsigned(get_i("created_at_ms")?),
+                    absolute_expires_at_ms: unsigned(get_i("absolute_expires_at_ms")?),
+                    idle_expires_at_ms: unsigned(get_i("idle_expires_at_ms")?),
+                    generation: unsigned(get_i("generation")?),
+                    current: digest(Some(row.try_get("current")?))?
+                        .ok_or_else(|| StoreError("a stored family has no current token".into()))?,
+                    previous: digest(row.try_get("previous")?)?,
+                    rotated_at_ms: row
+                        .try_get::<Option<i64>, _>("rotated_at_ms")?
+                        .map(unsigned),
+                    salt: digest(row.try_get("salt")?)?,
+                    tokens: Vec::new(),
+                })
             }
-            for token in tokens {
-                sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)")
-                    .bind(token.to_vec())
-                    .bind(&family.family_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Ok(tx.commit().await?)
-        })
-    }
 
-    fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
-        let rotation = rotation.clone();
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            let swapped = sqlx::query(
-                "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
-                 generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
-                 WHERE family_id = ? AND current = ?",
-            )
-            .bind(rotation.next.to_vec())
-            .bind(rotation.salt.to_vec())
-            .bind(int(rotation.generation))
-            .bind(int(rotation.rotated_at_ms))
-            .bind(int(rotation.idle_expires_at_ms))
-            .bind(&rotation.family_id)
-            .bind(rotation.presented.to_vec())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !swapped {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)")
-                .bind(rotation.next.to_vec())
-                .bind(&rotation.family_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-    }
+            /// Refresh-token families: each method is one transaction; a rotation is a compare-and-swap on
+            /// the family's current token, so single use holds in the database itself.
+            impl RefreshTokenStore for $store {
+                fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+                    let family = family.clone();
+                    Box::pin(async move {
+                        let _write = write_timer("refresh_families");
+                        let mut tx = self.pool.begin().await?;
+                        sqlx::query(&<$store>::sql(
+                            "INSERT INTO refresh_families (family_id, client_id, subject, scope, resource, \
+                             flow, origin_jti, created_at_ms, absolute_expires_at_ms, idle_expires_at_ms, \
+                             generation, current, previous, rotated_at_ms, salt) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        ))
+                        .bind(&family.family_id)
+                        .bind(&family.client_id)
+                        .bind(&family.subject)
+                        .bind(&family.scope)
+                        .bind(&family.resource)
+                        .bind(&family.flow)
+                        .bind(&family.origin_jti)
+                        .bind(int(family.created_at_ms))
+                        .bind(int(family.absolute_expires_at_ms))
+                        .bind(int(family.idle_expires_at_ms))
+                        .bind(int(family.generation))
+                        .bind(family.current.to_vec())
+                        .bind(family.previous.map(|d| d.to_vec()))
+                        .bind(family.rotated_at_ms.map(int))
+                        .bind(family.salt.map(|d| d.to_vec()))
+                        .execute(&mut *tx)
+                        .await?;
+                        let mut tokens = family.tokens.clone();
+                        if !tokens.contains(&family.current) {
+                            tokens.push(family.current);
+                        }
+                        for token in tokens {
+                            sqlx::query(&<$store>::sql("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)"))
+                                .bind(token.to_vec())
+                                .bind(&family.family_id)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        Ok(tx.commit().await?)
+                    })
+                }
 
-    fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
-        let family_ids = family_ids.to_vec();
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            for id in &family_ids {
-                sqlx::query("DELETE FROM refresh_tokens WHERE family_id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM refresh_families WHERE family_id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Ok(tx.commit().await?)
-        })
-    }
+                fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
+                    let rotation = rotation.clone();
+                    Box::pin(async move {
+                        let mut tx = self.pool.begin().await?;
+                        let swapped = sqlx::query(&<$store>::sql(
+                            "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
+                             generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
+                             WHERE family_id = ? AND current = ?",
+                        ))
+                        .bind(rotation.next.to_vec())
+                        .bind(rotation.salt.to_vec())
+                        .bind(int(rotation.generation))
+                        .bind(int(rotation.rotated_at_ms))
+                        .bind(int(rotation.idle_expires_at_ms))
+                        .bind(&rotation.family_id)
+                        .bind(rotation.presented.to_vec())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1;
+                        if !swapped {
+                            tx.rollback().await?;
+                            return Ok(false);
+                        }
+                        sqlx::query(&<$store>::sql("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)"))
+                            .bind(rotation.next.to_vec())
+                            .bind(&rotation.family_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        Ok(true)
+                    })
+                }
 
-    fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
-        Box::pin(async move {
-            let now = int(now_ms);
-            let mut tx = self.pool.begin().await?;
-            // Families past a deadline are dead whatever happens: drop them and their tokens.
-            let dead = "SELECT family_id FROM refresh_families \
-                        WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?";
-            sqlx::query(&format!(
-                "DELETE FROM refresh_tokens WHERE family_id IN ({dead})"
-            ))
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM refresh_families \
-                 WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?",
-            )
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            let rows = sqlx::query("SELECT * FROM refresh_families")
-                .fetch_all(&self.pool)
-                .await?;
-            let mut families = std::collections::HashMap::new();
-            for row in &rows {
-                let family = family_from_row(row)?;
-                families.insert(family.family_id.clone(), family);
-            }
-            let tokens = sqlx::query("SELECT token_hash, family_id FROM refresh_tokens")
-                .fetch_all(&self.pool)
-                .await?;
-            for row in &tokens {
-                let id: String = row.try_get("family_id")?;
-                let hash = digest(Some(row.try_get("token_hash")?))?;
-                if let (Some(family), Some(hash)) = (families.get_mut(&id), hash) {
-                    family.tokens.push(hash);
+                fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
+                    let family_ids = family_ids.to_vec();
+                    Box::pin(async move {
+                        let mut tx = self.pool.begin().await?;
+                        for id in &family_ids {
+                            sqlx::query(&<$store>::sql("DELETE FROM refresh_tokens WHERE family_id = ?"))
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                            sqlx::query(&<$store>::sql("DELETE FROM refresh_families WHERE family_id = ?"))
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        Ok(tx.commit().await?)
+                    })
+                }
+
+                fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
+                    Box::pin(async move {
+                        let now = int(now_ms);
+                        let mut tx = self.pool.begin().await?;
+                        // Families past a deadline are dead whatever happens: drop them and their tokens.
+                        let dead = "SELECT family_id FROM refresh_families \
+                                    WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?";
+                        sqlx::query(&<$store>::sql(&format!(
+                            "DELETE FROM refresh_tokens WHERE family_id IN ({dead})"
+                        )))
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(&<$store>::sql(
+                            "DELETE FROM refresh_families \
+                             WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?",
+                        ))
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        tx.commit().await?;
+                        let rows = sqlx::query(&<$store>::sql("SELECT * FROM refresh_families"))
+                            .fetch_all(&self.pool)
+                            .await?;
+                        let mut families = std::collections::HashMap::new();
+                        for row in &rows {
+                            let family = family_from_row(row)?;
+                            families.insert(family.family_id.clone(), family);
+                        }
+                        let tokens = sqlx::query(&<$store>::sql("SELECT token_hash, family_id FROM refresh_tokens"))
+                            .fetch_all(&self.pool)
+                            .await?;
+                        for row in &tokens {
+                            let id: String = row.try_get("family_id")?;
+                            let hash = digest(Some(row.try_get("token_hash")?))?;
+                            if let (Some(family), Some(hash)) = (families.get_mut(&id), hash) {
+                                family.tokens.push(hash);
+                            }
+                        }
+                        Ok(families.into_values().collect())
+                    })
                 }
             }
-            Ok(families.into_values().collect())
-        })
-    }
+        }
+    };
 }
+
+sql_backend!(on_sqlite, SqliteStore, sqlx::sqlite::SqliteRow);
+sql_backend!(on_postgres, PostgresStore, sqlx::postgres::PgRow);
 
 /// The refresh-token families of the in-memory store, by family id, each with its tokens.
 #[derive(Default)]

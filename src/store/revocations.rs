@@ -4,6 +4,7 @@
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::{SqliteStore, int, unsigned, write_timer};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -20,48 +21,65 @@ pub trait RevocationStore: Send + Sync {
     async fn delete_expired_revocations(&self, now: u64) -> Result<u64, StoreError>;
 }
 
-#[async_trait]
-impl RevocationStore for SqliteStore {
-    async fn revocations(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT jti, expires_at FROM revocations WHERE expires_at > ?")
-            .bind(int(now))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("jti")?, unsigned(row.try_get("expires_at")?))))
-            .collect()
-    }
+/// The table's SQL, written once for both SQL backends (`?` placeholders, which
+/// [`PostgresStore`] numbers): instantiated below for SQLite and PostgreSQL.
+macro_rules! sql_backend {
+    ($module:ident, $store:ty, $row:ty) => {
+        mod $module {
+            // The table module's items, private ones included (not `super`: this module is
+            // declared by a macro).
+            use crate::store::revocations::*;
 
-    async fn is_revoked(&self, jti: &str, now: u64) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM revocations WHERE jti = ? AND expires_at > ?")
-            .bind(jti)
-            .bind(int(now))
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
-    }
+            #[async_trait]
+            impl RevocationStore for $store {
+                async fn revocations(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
+                    let rows = sqlx::query(&<$store>::sql("SELECT jti, expires_at FROM revocations WHERE expires_at > ?"))
+                        .bind(int(now))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.iter()
+                        .map(|row| Ok((row.try_get("jti")?, unsigned(row.try_get("expires_at")?))))
+                        .collect()
+                }
 
-    async fn revoke(&self, jti: &str, until: u64) -> Result<(), StoreError> {
-        let _write = write_timer("revocations");
-        sqlx::query(
-            "INSERT INTO revocations (jti, expires_at) VALUES (?, ?) \
-             ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
-        )
-        .bind(jti)
-        .bind(int(until))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
+                async fn is_revoked(&self, jti: &str, now: u64) -> Result<bool, StoreError> {
+                    let row = sqlx::query(&<$store>::sql("SELECT 1 FROM revocations WHERE jti = ? AND expires_at > ?"))
+                        .bind(jti)
+                        .bind(int(now))
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.is_some())
+                }
 
-    async fn delete_expired_revocations(&self, now: u64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM revocations WHERE expires_at <= ?")
-            .bind(int(now))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
+                async fn revoke(&self, jti: &str, until: u64) -> Result<(), StoreError> {
+                    let _write = write_timer("revocations");
+                    sqlx::query(&<$store>::sql(
+                        "INSERT INTO revocations (jti, expires_at) VALUES (?, ?) \
+                         ON CONFLICT (jti) DO UPDATE SET expires_at = CASE \
+                         WHEN excluded.expires_at > revocations.expires_at THEN excluded.expires_at \
+                         ELSE revocations.expires_at END",
+                    ))
+                    .bind(jti)
+                    .bind(int(until))
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn delete_expired_revocations(&self, now: u64) -> Result<u64, StoreError> {
+                    let done = sqlx::query(&<$store>::sql("DELETE FROM revocations WHERE expires_at <= ?"))
+                        .bind(int(now))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+            }
+        }
+    };
 }
+
+sql_backend!(on_sqlite, SqliteStore, sqlx::sqlite::SqliteRow);
+sql_backend!(on_postgres, PostgresStore, sqlx::postgres::PgRow);
 
 /// The revocations table of the in-memory store: `jti` -> until.
 #[derive(Default)]

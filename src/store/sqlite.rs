@@ -2,7 +2,7 @@
 //! `-shm` companions) in the data directory. Write-ahead logging with `synchronous = FULL`: a
 //! committed write survives a crash of the process and of the machine. The directory is created
 //! with mode 0700 and the database file with 0600 (SQLite gives its companions the same mode).
-//! Migrations (`migrations/`) are embedded in the binary and run at open.
+//! Migrations (`migrations/sqlite/`) are embedded in the binary and run at open.
 //!
 //! This file opens the pool and holds the column helpers; each table's SQL is in its own module
 //! (`clients.rs`, `consents.rs`, ...), beside the table's in-memory implementation.
@@ -101,7 +101,7 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool, path })
     }
 
@@ -109,6 +109,16 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// A statement as this backend spells it: the tables write theirs once, with `?`
+    /// placeholders, which SQLite takes as they are.
+    pub(super) fn sql(text: &str) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(text)
+    }
+
+    /// What a read inside a read-then-write transaction appends to lock the row it read: nothing,
+    /// SQLite has one writer at a time.
+    pub(super) const FOR_UPDATE: &'static str = "";
 }
 
 /// Serialises a list of strings for a text column.

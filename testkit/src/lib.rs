@@ -8,6 +8,7 @@
 mod browser;
 mod mcp;
 mod oauth;
+pub mod postgres;
 
 pub use browser::{authorize, browser, decide, form_action, hidden_field, location, sign_in};
 pub use mcp::{initialize_request, open_session};

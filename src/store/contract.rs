@@ -1,0 +1,289 @@
+//! The store's contract, one suite run against every backend: in memory, SQLite in a temporary
+//! directory, and PostgreSQL in a scratch database of its own (`postgres::scratch`). Each table's
+//! rules (uniqueness, merges, conditional deletes, compare-and-swap, expiry filters) hold the same
+//! way in all three; PostgreSQL is also raced, as replicas would race it.
+
+use super::*;
+use crate::oauth::client::{Client, ClientKind, NewClient};
+use crate::oauth::scope::ScopeSet;
+use mcp_oauth_testkit::postgres::ScratchDatabase;
+
+/// Runs `contract` against each backend.
+async fn on_every_backend<F>(contract: F)
+where
+    F: AsyncFn(&dyn Store),
+{
+    contract(&MemoryStore::new()).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sqlite = SqliteStore::open(dir.path()).await.expect("SQLite opens");
+    contract(&sqlite).await;
+    sqlite.close().await;
+    let database = ScratchDatabase::create().await;
+    let postgres = open(&database).await;
+    contract(&postgres).await;
+    postgres.close().await;
+}
+
+async fn open(database: &ScratchDatabase) -> PostgresStore {
+    PostgresStore::open(&database.url, postgres::PoolOptions::default())
+        .await
+        .expect("the scratch database opens")
+}
+
+fn client(id: &str) -> ClientRecord {
+    let client = Client::from_metadata(id, NewClient::public_loopback(), ClientKind::Registered);
+    ClientRecord {
+        client: std::sync::Arc::new(client),
+        used: false,
+    }
+}
+
+#[tokio::test]
+async fn clients() {
+    on_every_backend(async |store: &dyn Store| {
+        store.insert_client(&client("a")).await.unwrap();
+        store.insert_client(&client("b")).await.unwrap();
+        assert!(
+            store.insert_client(&client("a")).await.is_err(),
+            "ids are unique"
+        );
+        let a = store.client("a").await.unwrap().expect("stored");
+        assert_eq!(&*a.client.client_id, "a");
+        assert_eq!(a.client.redirect_uris, client("a").client.redirect_uris);
+        assert!(!a.used);
+        assert!(store.client("zz").await.unwrap().is_none());
+        store.mark_client_used("a").await.unwrap();
+        assert!(store.client("a").await.unwrap().unwrap().used);
+        assert!(
+            !store.delete_unused_client("a").await.unwrap(),
+            "used: kept"
+        );
+        assert!(store.delete_unused_client("b").await.unwrap());
+        assert!(store.delete_client("a").await.unwrap());
+        assert!(!store.delete_client("a").await.unwrap());
+        assert!(store.clients().await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn consents() {
+    on_every_backend(async |store: &dyn Store| {
+        let read = ScopeSet::parse("mcp.read").unwrap();
+        let write = ScopeSet::parse("mcp.write").unwrap();
+        let approval = |scope, resource| Approval {
+            subject: "alice",
+            client_id: "c",
+            scope,
+            resource,
+            redirect_uri: "http://127.0.0.1/cb",
+        };
+        store
+            .grant_consent(approval(&read, "https://rs/mcp"), 100, 1_000)
+            .await
+            .unwrap();
+        let merged = store
+            .grant_consent(approval(&write, "https://rs2/mcp"), 200, 2_000)
+            .await
+            .unwrap();
+        assert_eq!(merged.scope.to_string(), "mcp.read mcp.write");
+        assert_eq!(merged.resources, ["https://rs/mcp", "https://rs2/mcp"]);
+        let stored = store.consent("alice", "c", 300).await.unwrap().unwrap();
+        assert_eq!(stored, merged);
+        assert!(store.consent("alice", "c", 2_000).await.unwrap().is_none());
+        assert_eq!(store.consents(300).await.unwrap().len(), 1);
+        assert_eq!(store.delete_expired_consents(2_000).await.unwrap(), 1);
+        store
+            .grant_consent(approval(&read, "https://rs/mcp"), 100, 1_000)
+            .await
+            .unwrap();
+        assert!(store.delete_consent("alice", "c").await.unwrap());
+        assert!(!store.delete_consent("alice", "c").await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn revocations() {
+    on_every_backend(async |store: &dyn Store| {
+        store.revoke("j", 500).await.unwrap();
+        store.revoke("j", 400).await.unwrap();
+        assert!(
+            store.is_revoked("j", 450).await.unwrap(),
+            "the later expiry is kept"
+        );
+        store.revoke("j", 600).await.unwrap();
+        assert!(store.is_revoked("j", 550).await.unwrap());
+        assert!(!store.is_revoked("j", 600).await.unwrap());
+        assert!(!store.is_revoked("k", 0).await.unwrap());
+        store.revoke("k", 100).await.unwrap();
+        assert_eq!(store.revocations(50).await.unwrap().len(), 2);
+        assert_eq!(store.delete_expired_revocations(100).await.unwrap(), 1);
+        assert_eq!(
+            store.revocations(0).await.unwrap(),
+            [("j".to_string(), 600)]
+        );
+    })
+    .await;
+}
+
+fn user(name: &str, disabled: bool) -> UserRecord {
+    UserRecord {
+        username: name.into(),
+        display_name: name.to_uppercase(),
+        password_hash: format!("hash-of-{name}"),
+        disabled,
+    }
+}
+
+#[tokio::test]
+async fn users() {
+    on_every_backend(async |store: &dyn Store| {
+        store
+            .replace_users(&[user("a", false), user("b", false)])
+            .await
+            .unwrap();
+        store.upsert_user(&user("b", true)).await.unwrap();
+        store.upsert_user(&user("c", false)).await.unwrap();
+        let mut users = store.users().await.unwrap();
+        users.sort_by(|x, y| x.username.cmp(&y.username));
+        assert_eq!(users, [user("a", false), user("b", true), user("c", false)]);
+        store.replace_users(&[user("d", false)]).await.unwrap();
+        assert_eq!(store.users().await.unwrap(), [user("d", false)]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn signing_keys() {
+    on_every_backend(async |store: &dyn Store| {
+        let key = KeyRecord {
+            kid: "k1".into(),
+            encrypted_key: vec![1, 2, 3, 0, 255],
+            created_at: 10,
+            activates_at: 20,
+            retired_at: None,
+            removes_at: None,
+        };
+        store.insert_signing_key(&key).await.unwrap();
+        assert!(
+            store.insert_signing_key(&key).await.is_err(),
+            "kids are unique"
+        );
+        let retired = KeyRecord {
+            retired_at: Some(30),
+            removes_at: Some(40),
+            ..key.clone()
+        };
+        store.update_signing_key(&retired).await.unwrap();
+        assert_eq!(store.signing_keys().await.unwrap(), [retired]);
+        store.delete_signing_key("k1").await.unwrap();
+        assert!(store.signing_keys().await.unwrap().is_empty());
+    })
+    .await;
+}
+
+fn family(id: &str, current: u8) -> FamilyRecord {
+    FamilyRecord {
+        family_id: id.into(),
+        client_id: "c".into(),
+        subject: "alice".into(),
+        scope: "mcp.read".into(),
+        resource: "https://rs/mcp".into(),
+        flow: "f".into(),
+        origin_jti: "j".into(),
+        created_at_ms: 1_000,
+        absolute_expires_at_ms: 100_000,
+        idle_expires_at_ms: 50_000,
+        generation: 0,
+        current: [current; 32],
+        previous: None,
+        rotated_at_ms: None,
+        salt: None,
+        tokens: vec![[current; 32]],
+    }
+}
+
+fn rotation(id: &str, presented: u8, next: u8) -> Rotation {
+    Rotation {
+        family_id: id.into(),
+        presented: [presented; 32],
+        next: [next; 32],
+        salt: [9; 32],
+        generation: 1,
+        rotated_at_ms: 2_000,
+        idle_expires_at_ms: 60_000,
+    }
+}
+
+#[tokio::test]
+async fn refresh_token_families() {
+    on_every_backend(async |store: &dyn Store| {
+        store.insert_family(&family("f1", 1)).await.unwrap();
+        store.insert_family(&family("f2", 2)).await.unwrap();
+        // A compare-and-swap: the current token rotates once; a stale one rotates nothing.
+        assert!(store.rotate(&rotation("f1", 1, 3)).await.unwrap());
+        assert!(!store.rotate(&rotation("f1", 1, 4)).await.unwrap());
+        assert!(!store.rotate(&rotation("nope", 1, 4)).await.unwrap());
+        let live = store.load_live(10_000).await.unwrap();
+        let f1 = live.iter().find(|f| f.family_id == "f1").expect("f1 lives");
+        assert_eq!(f1.current, [3; 32]);
+        assert_eq!(f1.previous, Some([1; 32]));
+        assert_eq!(f1.salt, Some([9; 32]));
+        assert_eq!((f1.generation, f1.idle_expires_at_ms), (1, 60_000));
+        let mut tokens = f1.tokens.clone();
+        tokens.sort();
+        assert_eq!(tokens, [[1; 32], [3; 32]], "retired tokens are remembered");
+        // f2 is past its idle deadline at 55 s; f1 (pushed to 60 s) is not.
+        let live = store.load_live(55_000).await.unwrap();
+        assert_eq!(live.len(), 1);
+        store
+            .remove_families(&["f1".into(), "ghost".into()])
+            .await
+            .unwrap();
+        assert!(store.load_live(0).await.unwrap().is_empty());
+        assert!(!store.rotate(&rotation("f1", 3, 5)).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn changes() {
+    on_every_backend(async |store: &dyn Store| {
+        assert_eq!(store.last_change().await.unwrap(), 0);
+        let first = store.record_change(&Change::KeysChanged, 10).await.unwrap();
+        let second = store
+            .record_change(&Change::UsersChanged, 20)
+            .await
+            .unwrap();
+        assert!(second > first && first > 0);
+        assert_eq!(store.last_change().await.unwrap(), second);
+        let after = store.changes_after(first, 10).await.unwrap();
+        assert_eq!(after, [(second, Some(Change::UsersChanged))]);
+        assert_eq!(store.delete_changes_before(15).await.unwrap(), 1);
+    })
+    .await;
+}
+
+/// Two replicas rotating one token at the same moment: exactly one wins, in the database itself.
+#[tokio::test]
+async fn postgres_decides_a_raced_rotation_once() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database).await, open(&database).await);
+    for round in 0..20u8 {
+        // Token digests are unique across families: three of their own per round.
+        let id = format!("f{round}");
+        let current = 3 * round + 1;
+        a.insert_family(&family(&id, current)).await.unwrap();
+        let (one, two) = tokio::join!(
+            a.rotate(&rotation(&id, current, current + 1)),
+            b.rotate(&rotation(&id, current, current + 2))
+        );
+        assert!(
+            one.unwrap() ^ two.unwrap(),
+            "round {round}: exactly one rotation"
+        );
+    }
+    a.close().await;
+    b.close().await;
+}

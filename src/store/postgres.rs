@@ -1,0 +1,97 @@
+//! [`PostgresStore`]: the store on a PostgreSQL server (`--database-url postgres://…`), which
+//! several replicas of the authorization server can share. Every statement is committed by the
+//! server before the actor that sent it answers; migrations (`migrations/postgres/`) are embedded
+//! in the binary and run at open, under sqlx's advisory lock, so replicas starting together
+//! migrate once.
+//!
+//! This file opens the pool; each table's SQL is in its own module (`clients.rs`, `consents.rs`,
+//! ...), beside the table's SQLite and in-memory implementations.
+
+use super::error::StoreError;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The pool's size and patience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Most connections open at once.
+    pub max_connections: u32,
+    /// Longest wait for a connection (then the request fails with 503 rather than hangs).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct PostgresStore {
+    /// The connection pool, through which each table module runs its statements.
+    pub(super) pool: PgPool,
+    /// The URL without its password, for the log.
+    described: String,
+}
+
+/// The database URL without its password.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "postgres:(unparsable URL)".into(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and brings its schema up to date.
+    pub async fn open(url: &str, options: PoolOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError(format!("the database URL cannot be used: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| StoreError(format!("cannot connect to {}: {e}", redacted(url))))?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore {
+            pool,
+            described: redacted(url),
+        })
+    }
+
+    /// The URL without its password.
+    pub fn describe(&self) -> &str {
+        &self.described
+    }
+
+    /// A statement as this backend spells it: the tables write theirs once, with `?`
+    /// placeholders, which PostgreSQL numbers (`$1`, `$2`, ...). No statement has a `?` of its
+    /// own.
+    pub(super) fn sql(text: &str) -> std::borrow::Cow<'_, str> {
+        let mut numbered = String::with_capacity(text.len() + 16);
+        let mut n = 0;
+        for c in text.chars() {
+            if c == '?' {
+                n += 1;
+                numbered.push('$');
+                numbered.push_str(itoa::Buffer::new().format(n));
+            } else {
+                numbered.push(c);
+            }
+        }
+        std::borrow::Cow::Owned(numbered)
+    }
+
+    /// What a read inside a read-then-write transaction appends to lock the row it read, so that
+    /// a replica's concurrent read-then-write waits for this one's commit.
+    pub(super) const FOR_UPDATE: &'static str = " FOR UPDATE";
+}
