@@ -39,6 +39,10 @@ pub struct AdminArgs {
         default_value = "./data"
     )]
     data_dir: PathBuf,
+    /// The authorization server's PostgreSQL database (`postgres://…`), instead of the data
+    /// directory's SQLite store.
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -159,16 +163,33 @@ pub enum AdminError {
 
 /// Runs an admin command and prints its result.
 pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
-    let database = args.data_dir.join(crate::store::sqlite::DATABASE_FILE);
-    if !database.exists() {
-        return Err(AdminError::NoStore(args.data_dir.display().to_string()));
-    }
-    let store: SharedStore = Arc::new(SqliteStore::open(&args.data_dir).await?);
+    let postgres = args
+        .database_url
+        .as_deref()
+        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+    // `sqlite://DIR` names the data directory, as it does for the server.
+    let data_dir = match args.database_url.as_deref() {
+        Some(url) if url.starts_with("sqlite://") => PathBuf::from(&url["sqlite://".len()..]),
+        _ => args.data_dir.clone(),
+    };
+    let store: SharedStore = match postgres {
+        Some(url) => Arc::new(
+            crate::store::PostgresStore::open(url, crate::store::postgres::PoolOptions::default())
+                .await?,
+        ),
+        None => {
+            let database = data_dir.join(crate::store::sqlite::DATABASE_FILE);
+            if !database.exists() {
+                return Err(AdminError::NoStore(data_dir.display().to_string()));
+            }
+            Arc::new(SqliteStore::open(&data_dir).await?)
+        }
+    };
     let output = match args.command {
         AdminCommand::Clients(command) => clients(&store, command).await,
         AdminCommand::Grants(command) => grants(&store, command).await,
         AdminCommand::Users(command) => users(&store, command).await,
-        AdminCommand::Keys(command) => keys(&store, &args.data_dir, command).await,
+        AdminCommand::Keys(command) => keys(&store, &data_dir, command).await,
         AdminCommand::Sessions(SessionsCommand::Revoke { username }) => {
             record(&store, Change::SessionsRevoked { subject: username }).await?;
             Ok(Output::Done(

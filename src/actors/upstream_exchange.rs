@@ -6,7 +6,7 @@
 //!
 //! Used by the `IdentityProviders` actor, which owns the pending sign-ins and the discovered
 //! metadata; this file holds no state. Every request has a timeout, follows no redirect, and reads
-//! at most [`MAX_RESPONSE_BYTES`]. The upstream's tokens are dropped here once the identity is
+//! at most 512 KiB. The upstream's tokens are dropped here once the identity is
 //! known: nothing of them leaves this file.
 
 use crate::oauth::upstream::{ProviderKind, UpstreamIdentity, UpstreamProvider};
@@ -26,8 +26,8 @@ const MAX_RESPONSE_BYTES: usize = 512 * 1024;
 /// Longest wait for one upstream request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a sign-in at an upstream provider did not give a user. [`UpstreamError::page`] says what
-/// the browser is shown.
+/// Why a sign-in at an upstream provider did not give a user (the login handlers turn each into
+/// a page naming the provider and the reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
     #[error("no such identity provider")]

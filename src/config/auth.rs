@@ -11,6 +11,7 @@ use super::auth_args::{
     AuthServerConfig, DEFAULT_ISSUER, DEFAULT_RESOURCE_SERVER, DEV_SESSION_SECRET,
 };
 use super::checks::{ConfigError, long_secret, loopback_listen};
+use crate::store::postgres::PoolOptions;
 use crate::trace::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,12 +71,65 @@ pub struct AuthSettings {
 }
 
 /// Where the durable state (clients, consents, revocations, users, signing keys) lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreSettings {
     /// Nowhere: nothing survives a restart.
     InMemory,
     /// A SQLite database in this directory.
     Directory(PathBuf),
+    /// A PostgreSQL database, which replicas share.
+    Postgres {
+        /// `postgres://…` (it may hold a password: never printed).
+        url: String,
+        /// The connection pool's size and patience.
+        pool: PoolOptions,
+    },
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSettings::InMemory => f.write_str("InMemory"),
+            StoreSettings::Directory(dir) => f.debug_tuple("Directory").field(dir).finish(),
+            StoreSettings::Postgres { url, pool } => f
+                .debug_struct("Postgres")
+                .field("url", &crate::store::postgres::redacted(url))
+                .field("pool", pool)
+                .finish(),
+        }
+    }
+}
+
+/// The store the settings name: `--in-memory`, a `DATABASE_URL` (`postgres://…`, or
+/// `sqlite://DIR`), or the data directory.
+fn store_settings(
+    in_memory: bool,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    pool: PoolOptions,
+) -> Result<StoreSettings, ConfigError> {
+    let bad = |reason: &str| ConfigError {
+        setting: "DATABASE_URL",
+        reason: reason.into(),
+    };
+    match (in_memory, database_url.filter(|u| !u.is_empty())) {
+        (true, Some(_)) => Err(bad("cannot be used with AUTH_SERVER_IN_MEMORY")),
+        (true, None) => Ok(StoreSettings::InMemory),
+        (false, None) => Ok(StoreSettings::Directory(data_dir)),
+        (false, Some(url)) => {
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                url::Url::parse(&url).map_err(|e| bad(&format!("not a URL ({e})")))?;
+                Ok(StoreSettings::Postgres { url, pool })
+            } else if let Some(dir) = url.strip_prefix("sqlite://") {
+                if dir.is_empty() {
+                    return Err(bad("sqlite:// needs a directory: sqlite://./data"));
+                }
+                Ok(StoreSettings::Directory(PathBuf::from(dir)))
+            } else {
+                Err(bad("must start with postgres:// or sqlite://"))
+            }
+        }
+    }
 }
 
 /// The signing keys' lifecycle, and the secret that seals them in the store.
@@ -258,6 +312,21 @@ impl AuthServerConfig {
             known_resources.push(resource.clone());
         }
         let secs = Duration::from_secs;
+        let store = store_settings(
+            self.in_memory,
+            self.data_dir,
+            self.database_url,
+            PoolOptions {
+                max_connections: self.database_max_connections,
+                acquire_timeout: secs(self.database_timeout_seconds),
+            },
+        )?;
+        if matches!(store, StoreSettings::Postgres { .. }) && self.key_encryption_secret.is_none() {
+            return Err(ConfigError {
+                setting: "AUTH_SERVER_KEY_ENCRYPTION_SECRET",
+                reason: "is needed with a PostgreSQL DATABASE_URL: every replica must open the stored signing keys with the same secret".into(),
+            });
+        }
         Ok(AuthSettings {
             listen: self.listen.unwrap_or_else(|| loopback_listen(&issuer_id)),
             issuer: issuer_id,
@@ -268,11 +337,7 @@ impl AuthServerConfig {
             metrics_token: self.metrics_token.map(Secret::new),
             metrics: !self.no_metrics,
             trusted_proxies: self.trusted_proxies,
-            store: if self.in_memory {
-                StoreSettings::InMemory
-            } else {
-                StoreSettings::Directory(self.data_dir)
-            },
+            store,
             keys: SigningKeySettings {
                 rotation: (self.key_rotation_seconds > 0).then(|| secs(self.key_rotation_seconds)),
                 publication_delay: secs(self.key_publication_delay_seconds),
@@ -547,6 +612,17 @@ mod tests {
                 "AUTH_SERVER_INTROSPECTION_SECRET",
             ),
             (&["--metrics-token", "short"], "AUTH_SERVER_METRICS_TOKEN"),
+            // Replicas on PostgreSQL must share the secret that seals the signing keys.
+            (
+                &["--database-url", "postgres://db.internal/mcp"],
+                "AUTH_SERVER_KEY_ENCRYPTION_SECRET",
+            ),
+            (&["--database-url", "mysql://db/x"], "DATABASE_URL"),
+            (&["--database-url", "sqlite://"], "DATABASE_URL"),
+            (
+                &["--database-url", "sqlite://./data", "--in-memory"],
+                "DATABASE_URL",
+            ),
             (
                 &[
                     "--session-secret",
@@ -567,6 +643,34 @@ mod tests {
                 "60"
             ])
             .is_ok()
+        );
+    }
+
+    /// `DATABASE_URL` picks the backend; the URL's password never shows in the settings' Debug.
+    #[test]
+    fn the_database_url_picks_the_store() {
+        let secret = ["--key-encryption-secret", "a secret of sixteen or more"];
+        let pg = settings(
+            &[
+                &["--database-url", "postgres://u:hunter2@db/mcp"][..],
+                &secret,
+            ]
+            .concat(),
+        )
+        .expect("postgres");
+        assert!(
+            matches!(&pg.store, StoreSettings::Postgres { url, .. } if url == "postgres://u:hunter2@db/mcp")
+        );
+        let shown = format!("{:?}", pg.store);
+        assert!(
+            !shown.contains("hunter2") && shown.contains("db/mcp"),
+            "{shown}"
+        );
+        let lite = settings(&["--database-url", "sqlite:///var/lib/mcp"]).expect("sqlite");
+        assert_eq!(lite.store, StoreSettings::Directory("/var/lib/mcp".into()));
+        assert_eq!(
+            settings(&[]).expect("default").store,
+            StoreSettings::Directory("./data".into())
         );
     }
 

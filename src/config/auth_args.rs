@@ -231,6 +231,21 @@ pub struct AuthServerConfig {
     )]
     pub data_dir: PathBuf,
 
+    /// The database of the durable store: `postgres://user:password@host/db` puts it on a
+    /// PostgreSQL server that replicas share; unset or `sqlite://DIR` keeps the embedded SQLite
+    /// store (in DIR, else the data directory).
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Most connections to PostgreSQL open at once (with `DATABASE_URL=postgres://...`).
+    #[arg(long = "database-max-connections", env = "AUTH_SERVER_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+
+    /// Longest wait for a PostgreSQL connection, in seconds; a request that needs the database
+    /// then gets 503 instead of waiting longer.
+    #[arg(long = "database-timeout", env = "AUTH_SERVER_DATABASE_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub database_timeout_seconds: u64,
+
     /// Keep everything in memory: nothing survives a restart, and no data directory is used.
     #[arg(long = "in-memory", env = "AUTH_SERVER_IN_MEMORY", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub in_memory: bool,

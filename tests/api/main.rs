@@ -26,6 +26,7 @@ mod library;
 mod mcp_client;
 mod metrics;
 mod otel;
+mod postgres;
 mod public_url;
 mod refresh;
 mod register;

@@ -59,7 +59,9 @@ use crate::config::{
 use crate::oauth::client::Client;
 use crate::oauth::jws::ActiveKey;
 use crate::store::cipher::{CipherError, KeyCipher};
-use crate::store::{MemoryStore, RefreshTokenStore, SharedStore, SqliteStore, Store, StoreError};
+use crate::store::{
+    MemoryStore, PostgresStore, RefreshTokenStore, SharedStore, SqliteStore, Store, StoreError,
+};
 use crate::users::{PasswordChecks, UserError};
 use axum::Router;
 use pages::SessionCookie;
@@ -176,6 +178,18 @@ impl AuthServer {
                     "in-memory mode: clients, consents, revocations and signing keys are lost at exit"
                 );
                 (Arc::new(MemoryStore::new()), KeyCipher::ephemeral()?)
+            }
+            StoreSettings::Postgres { url, pool } => {
+                let store = PostgresStore::open(url, *pool).await?;
+                // Validation insists on the secret: every replica opens the keys with it.
+                let secret = settings
+                    .keys
+                    .encryption_secret
+                    .as_ref()
+                    .map(|s| s.expose().as_bytes().to_vec())
+                    .unwrap_or_default();
+                tracing::info!(store = %store.describe(), "store opened");
+                (Arc::new(store), KeyCipher::from_secret(&secret)?)
             }
             StoreSettings::Directory(data_dir) => {
                 let store = SqliteStore::open(data_dir).await?;

@@ -112,7 +112,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts both servers; `extra` are command-line settings added to the defaults. Unless `extra`
-/// names a `--data-dir`, the store is in memory.
+/// names a `--data-dir` or a `--database-url`, the store is in memory.
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     spawn_app_at("", extra).await
 }
@@ -165,7 +165,7 @@ async fn start(
         "--resource-server".into(),
         rs.clone(),
     ];
-    if !extra.contains(&"--data-dir") {
+    if !extra.contains(&"--data-dir") && !extra.contains(&"--database-url") {
         args.push("--in-memory".into());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
