@@ -32,6 +32,8 @@ use tokio::time::Instant;
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 /// Longest wait for an upstream exchange as a whole.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most sign-ins in progress for one browser session.
+const MAX_PER_SESSION: usize = 4;
 /// Longest error text kept from a provider's callback.
 const MAX_ERROR_TEXT: usize = 200;
 
@@ -204,6 +206,22 @@ impl Message<BeginSignIn> for IdentityProviders {
             .get(&msg.provider)
             .cloned()
             .ok_or(UpstreamError::UnknownProvider)?;
+        // One browser session has a few sign-ins in progress at most: a new one ends its oldest.
+        let sid = msg.sid.sha256();
+        let mine: Vec<(&String, Instant)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sid == sid)
+            .map(|(state, p)| (state, p.expires_at))
+            .collect();
+        if mine.len() >= MAX_PER_SESSION
+            && let Some(oldest) = mine
+                .iter()
+                .min_by_key(|(_, at)| *at)
+                .map(|(s, _)| (*s).clone())
+        {
+            self.pending.remove(&oldest);
+        }
         if self.pending.len() >= self.args.max_pending {
             return Err(UpstreamError::Full);
         }
@@ -217,7 +235,7 @@ impl Message<BeginSignIn> for IdentityProviders {
             challenge.state.clone(),
             Pending {
                 provider: provider.id.clone(),
-                sid: msg.sid.sha256(),
+                sid,
                 request_id: msg.request_id,
                 challenge: challenge.clone(),
                 expires_at,
@@ -251,13 +269,24 @@ impl Message<FinishSignIn> for IdentityProviders {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let callback = msg.callback;
-        // Taken whatever comes next: a `state` is answered once.
-        let pending = callback
+        // Taken only by the browser session that started it, at the provider it went to, and
+        // then whatever comes next: a `state` is answered once, and someone who merely saw it
+        // cannot spoil the sign-in.
+        let sid = msg.sid.sha256();
+        let state = callback
             .state
             .as_ref()
-            .and_then(|state| self.pending.remove(state.expose()))
+            .map(|s| s.expose().to_string())
+            .filter(|state| {
+                self.pending
+                    .get(state)
+                    .is_some_and(|p| p.provider == msg.provider && p.sid == sid)
+            })
+            .ok_or(UpstreamError::SignInUnknown)?;
+        let pending = self
+            .pending
+            .remove(&state)
             .filter(|p| p.expires_at > Instant::now())
-            .filter(|p| p.provider == msg.provider && p.sid == msg.sid.sha256())
             .ok_or(UpstreamError::SignInUnknown)?;
         let provider = self
             .providers

@@ -9,7 +9,7 @@
 //! at most 512 KiB. The upstream's tokens are dropped here once the identity is
 //! known: nothing of them leaves this file.
 
-use crate::oauth::upstream::{ProviderKind, UpstreamIdentity, UpstreamProvider};
+use crate::oauth::upstream::{ProviderKind, UpstreamIdentity, UpstreamProvider, check_endpoint};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreProviderMetadata,
 };
@@ -56,14 +56,13 @@ pub enum UpstreamError {
 }
 
 /// The HTTP client for upstream requests: no redirects, a timeout per request.
-pub fn http_client() -> reqwest::Client {
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("mcp-oauth/", env!("CARGO_PKG_VERSION")))
         .build()
-        .unwrap_or_default()
 }
 
 /// A failed upstream HTTP exchange (the error type the OAuth crates' HTTP client needs).
@@ -118,18 +117,40 @@ pub async fn discover(
     let issuer = IssuerUrl::new(issuer.to_string())
         .map_err(|e| UpstreamError::Unreachable(format!("the issuer is not a URL: {e}")))?;
     let client = |request| send(http, request);
-    CoreProviderMetadata::discover_async(issuer, &client)
+    let metadata = CoreProviderMetadata::discover_async(issuer, &client)
         .await
-        .map(Arc::new)
-        .map_err(|e| UpstreamError::Unreachable(format!("discovery failed: {}", chain(&e))))
+        .map_err(|e| UpstreamError::Unreachable(format!("discovery failed: {}", chain(&e))))?;
+    // The endpoints the document names get what the configured ones get: the code, the PKCE
+    // verifier and the client secret go to them.
+    let token_endpoint = metadata.token_endpoint().map(|u| u.as_str());
+    for (name, url) in [
+        (
+            "authorization_endpoint",
+            Some(metadata.authorization_endpoint().as_str()),
+        ),
+        ("token_endpoint", token_endpoint),
+        ("jwks_uri", Some(metadata.jwks_uri().as_str())),
+    ] {
+        if let Some(url) = url {
+            check_endpoint(name, url)
+                .map_err(|e| UpstreamError::Unreachable(format!("the discovery document's {e}")))?;
+        }
+    }
+    Ok(Arc::new(metadata))
 }
 
 /// What one sign-in sends the provider and keeps for the callback.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Challenge {
     pub state: String,
     pub nonce: String,
     pub verifier: String,
+}
+
+impl std::fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Challenge(state, nonce and verifier withheld)")
+    }
 }
 
 /// The provider's authorization URL for this sign-in; `metadata` is the discovery of an OpenID
@@ -222,7 +243,7 @@ pub async fn redeem(
             })?;
             let nonce = Nonce::new(challenge.nonce.clone());
             let verified = id_token
-                .claims(&oidc.id_token_verifier(), &nonce)
+                .claims(&id_token_verifier(&oidc), &nonce)
                 .map(identity_of);
             match verified {
                 Ok(identity) => Ok(Redeemed {
@@ -242,7 +263,7 @@ pub async fn redeem(
                     let refreshed = Arc::new((*metadata).clone().set_jwks(jwks));
                     let oidc = oidc_client(provider, &refreshed)?;
                     let identity = id_token
-                        .claims(&oidc.id_token_verifier(), &nonce)
+                        .claims(&id_token_verifier(&oidc), &nonce)
                         .map(identity_of)
                         .map_err(|e| UpstreamError::Unverified(chain(&e)))?;
                     Ok(Redeemed {
@@ -287,6 +308,25 @@ pub async fn redeem(
             Err(UpstreamError::Unreachable("not discovered".into()))
         }
     }
+}
+
+/// The ID-token verifier: the crate's checks (signature by the provider's JWKS, `iss`, `aud`,
+/// `exp`, `nonce`), with public-key signatures only. A provider may advertise HS256, which the
+/// crate would check with our client secret: a token anyone holding the secret could forge.
+fn id_token_verifier(client: &OidcClient) -> openidconnect::core::CoreIdTokenVerifier<'_> {
+    use openidconnect::core::CoreJwsSigningAlgorithm as Alg;
+    client.id_token_verifier().set_allowed_algs([
+        Alg::RsaSsaPkcs1V15Sha256,
+        Alg::RsaSsaPkcs1V15Sha384,
+        Alg::RsaSsaPkcs1V15Sha512,
+        Alg::RsaSsaPssSha256,
+        Alg::RsaSsaPssSha384,
+        Alg::RsaSsaPssSha512,
+        Alg::EcdsaP256Sha256,
+        Alg::EcdsaP384Sha384,
+        Alg::EcdsaP521Sha512,
+        Alg::EdDsa,
+    ])
 }
 
 fn identity_of<AC, GC>(claims: &openidconnect::IdTokenClaims<AC, GC>) -> UpstreamIdentity

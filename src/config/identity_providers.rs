@@ -33,7 +33,8 @@
 
 use super::checks::ConfigError;
 use crate::oauth::upstream::{
-    AllowList, DEFAULT_OIDC_SCOPES, ProviderKind, UpstreamProvider, check_provider_id,
+    AllowList, DEFAULT_OIDC_SCOPES, ProviderKind, UpstreamProvider, check_endpoint,
+    check_provider_id,
 };
 use crate::trace::Secret;
 use std::path::Path;
@@ -249,30 +250,9 @@ fn provider(
     })
 }
 
-/// An upstream endpoint: https, or http to a loopback host only (a code or token sent in the
-/// clear elsewhere could be read on the way).
+/// A configured upstream endpoint, checked by [`check_endpoint`].
 fn upstream_url(name: &str, value: &str) -> Result<String, String> {
-    let url = url::Url::parse(value).map_err(|e| format!("{name} is not a URL ({e})"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    match url.scheme() {
-        "https" if url.host().is_some() => {}
-        "http" if loopback => {}
-        _ => {
-            return Err(format!(
-                "{name} must be https (or http to localhost): {value}"
-            ));
-        }
-    }
-    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "{name} must not have a fragment or user information"
-        ));
-    }
+    check_endpoint(name, value)?;
     Ok(value.to_string())
 }
 

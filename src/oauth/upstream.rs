@@ -131,6 +131,34 @@ impl AllowList {
     }
 }
 
+/// An upstream endpoint: https, or http to a loopback host only (a code, a client secret or a
+/// token sent in the clear elsewhere could be read on the way); no fragment or user information.
+/// Applies to configured URLs and to the ones an OpenID provider's discovery names.
+pub fn check_endpoint(name: &str, value: &str) -> Result<(), String> {
+    let url = url::Url::parse(value).map_err(|e| format!("{name} is not a URL ({e})"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(format!(
+                "{name} must be https (or http to localhost): {value}"
+            ));
+        }
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{name} must not have a fragment or user information"
+        ));
+    }
+    Ok(())
+}
+
 /// Why a provider id cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderIdError {
@@ -212,6 +240,28 @@ mod tests {
         ];
         for (list, who, admitted) in cases {
             assert_eq!(list.admits(&who), admitted, "{list:?} {who:?}");
+        }
+    }
+
+    #[test]
+    fn endpoints_are_https_or_loopback_http() {
+        for good in [
+            "https://op.example/authorize",
+            "http://localhost:8080/x",
+            "http://127.0.0.1/x",
+            "http://[::1]:9/x",
+        ] {
+            assert_eq!(check_endpoint("e", good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://op.example/x",
+            "http://10.0.0.1/x",
+            "ftp://op.example/x",
+            "https://u:p@op.example/x",
+            "https://op.example/x#f",
+            "not a url",
+        ] {
+            assert!(check_endpoint("e", bad).is_err(), "{bad}");
         }
     }
 

@@ -94,6 +94,18 @@ async fn whoami(app: &TestApp, token: &str) -> Value {
     serde_json::from_str(&text_of(&rpc_result(answer).await)).unwrap()
 }
 
+/// The session cookie a response sets, if it sets one.
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.contains("session"))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+}
+
 /// A page that signs no one in: its status and text.
 async fn refusal(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
@@ -105,13 +117,10 @@ async fn a_user_signs_in_at_an_openid_provider_and_calls_tools_as_its_namespaced
     let (provider, app, _dir) = spawn_with_providers("", "", &[]).await;
     let client_id = register(&app).await;
     let (browser, pkce) = (Browser::new(), Pkce::new());
-    let page = browser
-        .text(
-            &browser
-                .redirect_from(&authorize_url(&app, &client_id, &pkce, &[]))
-                .await,
-        )
+    let first_visit = browser
+        .get(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
         .await;
+    let page = browser.text(&location(&first_visit).unwrap()).await;
     assert!(page.contains("Sign in with Mock GitHub"), "{page}");
     assert!(
         page.contains("name=\"password\""),
@@ -119,6 +128,9 @@ async fn a_user_signs_in_at_an_openid_provider_and_calls_tools_as_its_namespaced
     );
 
     let callback = sign_in_upstream(&app, &browser, &client_id, &pkce, "op").await;
+    // Signed in: a new session id, as after a password (no session fixation).
+    let renewed = session_cookie(&callback).expect("the callback sets the session cookie");
+    assert_ne!(Some(renewed), session_cookie(&first_visit));
     // What went upstream: the code flow with PKCE S256, a state, a nonce, and our callback.
     let asked = provider.last_request();
     assert_eq!(asked["response_type"], "code");
@@ -162,11 +174,17 @@ async fn id_tokens_that_prove_nothing_are_refused_with_a_clear_page() {
         (Misbehaviour::ForeignKey, "ignature"),
         (Misbehaviour::WrongNonce, "nonce"),
         (Misbehaviour::WrongIssuer, "ssuer"),
+        // RFC 9207: the callback itself names another issuer (a mix-up).
+        (
+            Misbehaviour::ForeignIss,
+            "names the issuer https://impostor.example",
+        ),
     ];
     for (misbehaviour, reason) in cases {
         provider.misbehave(misbehaviour);
         let (browser, pkce) = (Browser::new(), Pkce::new());
         let callback = sign_in_upstream(&app, &browser, &client_id, &pkce, "op").await;
+        let callback_url = callback.url().to_string();
         let (status, page) = refusal(callback).await;
         assert_eq!(status, 502, "{misbehaviour:?}: {page}");
         assert!(
@@ -177,18 +195,42 @@ async fn id_tokens_that_prove_nothing_are_refused_with_a_clear_page() {
             page.contains("Mock OP") && page.contains(reason),
             "{misbehaviour:?}: {page}"
         );
+        // The state was used up, though no one signed in: the same callback again is unknown.
+        let (status, page) = refusal(browser.get(&callback_url).await).await;
+        assert_eq!(status, 400, "{misbehaviour:?}: a replayed callback: {page}");
         // No one is signed in: the authorization still stops at the login page.
         let next = browser
             .redirect_from(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
             .await;
         assert!(next.contains("/login?request="), "{misbehaviour:?}: {next}");
     }
-    // The provider behaving again, the same server signs the user in (the key set was fetched
-    // again after the foreign signature, and still holds the provider's key).
+    // The provider behaving again, the same server signs the user in.
     provider.misbehave(Misbehaviour::None);
     let (browser, pkce) = (Browser::new(), Pkce::new());
     let callback = sign_in_upstream(&app, &browser, &client_id, &pkce, "op").await;
     approve_and_redeem(&app, &browser, &client_id, &pkce, callback).await;
+}
+
+/// A provider that rotates its signing key after our discovery: the first ID token under the new
+/// key sends us for the key set once more, and the key set fetched then serves the next sign-ins.
+#[tokio::test]
+async fn a_key_rotated_at_the_provider_is_fetched_once_and_kept() {
+    let (provider, app, _dir) = spawn_with_providers("", "", &[]).await;
+    let client_id = register(&app).await;
+    // Each time another user, so that each time our consent page follows.
+    let sign_in = async |sub: &str| {
+        provider.sign_in_next(sub, &format!("{sub}@example.com"), true);
+        let (browser, pkce) = (Browser::new(), Pkce::new());
+        let callback = sign_in_upstream(&app, &browser, &client_id, &pkce, "op").await;
+        approve_and_redeem(&app, &browser, &client_id, &pkce, callback).await;
+    };
+    sign_in("carol").await;
+    assert_eq!(provider.jwks_fetches(), 1, "discovery fetched the key set");
+    provider.rotate_key("upstream-2");
+    sign_in("dave").await;
+    assert_eq!(provider.jwks_fetches(), 2, "fetched again for the new key");
+    sign_in("erin").await;
+    assert_eq!(provider.jwks_fetches(), 2, "and kept");
 }
 
 #[tokio::test]
@@ -246,7 +288,12 @@ async fn a_callback_is_answered_once_and_only_in_the_browser_that_started_it() {
     let forged = with_params(&url, &[("state", "forged")]);
     assert_eq!(victim.get(&forged).await.status(), 400);
     let nowhere = app.url("/login/nowhere/callback?state=x&code=y");
-    assert_eq!(victim.get(&nowhere).await.status(), 400);
+    let (status, page) = refusal(victim.get(&nowhere).await).await;
+    assert_eq!(status, 404, "{page}");
+    assert!(
+        !page.contains("nowhere"),
+        "the visitor's text is not shown: {page}"
+    );
     let unknown = victim.post_form(&app.url("/login/nowhere"), &fields).await;
     assert!(unknown.status().is_client_error(), "{}", unknown.status());
 }
@@ -315,49 +362,42 @@ async fn with_password_sign_in_off_only_the_providers_sign_in() {
     let form = browser.login_form(&login_url).await;
     let refused = form.post(&browser, &app, "alice", "password123").await;
     assert_eq!(refused.status(), 403);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("Password sign-in is off"), "{page}");
 }
 
+/// A local user named in a provider's namespace would share that provider's user's subject
+/// (consents, grants, tokens): such a users file stops the start, naming the user.
 #[tokio::test]
-async fn a_password_user_cannot_claim_an_upstream_subject() {
-    let (_provider, app, dir) = spawn_with_providers("", "", &[]).await;
-    drop(app);
-    // A users file with a user named as the provider's user would be.
-    let hash = {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::encode_b64(b"sixteen byte salt").unwrap();
-        argon2::Argon2::default()
-            .hash_password(b"carols password", &salt)
-            .unwrap()
-            .to_string()
-    };
+async fn a_local_user_in_a_providers_namespace_stops_the_start() {
+    let provider = UpstreamProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = provider.providers_file(dir.path(), "", "");
     let users = dir.path().join("users.toml");
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2l4dGVlbiBieXRlIHNhbHQ$0000000000000000000000000000000000000000000";
     std::fs::write(
         &users,
-        format!("[[users]]\nusername = \"op:carol\"\npassword_hash = \"{hash}\"\n[[users]]\nusername = \"dave\"\npassword_hash = \"{hash}\"\n"),
+        format!("[[users]]\nusername = \"op:carol\"\npassword_hash = \"{hash}\"\n"),
     )
     .unwrap();
-    let file = dir.path().join("identity-providers.toml");
-    let app = spawn_app_with(&[
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let settings = [
+        "--issuer",
+        &issuer,
+        "--in-memory",
         "--identity-providers",
-        file.to_str().unwrap(),
+        &file,
         "--users-file",
         users.to_str().unwrap(),
-    ])
-    .await;
-    let client_id = register(&app).await;
-    let browser = Browser::new();
-    let login_url = browser.start_authorization(&app, &client_id).await;
-    let refused = login(&browser, &login_url, "op:carol", "carols password").await;
-    assert_eq!(
-        refused.status(),
-        401,
-        "the provider's namespace is not a password user's"
-    );
-    let accepted = login(&browser, &login_url, "dave", "carols password").await;
-    assert_eq!(
-        accepted.status(),
-        302,
-        "the same password works for a plain name"
+    ];
+    let refusal = build_auth_server(listener, &settings)
+        .await
+        .expect_err("a user in the provider's namespace");
+    assert!(
+        refusal.contains("AUTH_SERVER_IDENTITY_PROVIDERS") && refusal.contains("op:carol"),
+        "{refusal}"
     );
 }
 
@@ -415,4 +455,36 @@ async fn the_account_page_signs_in_through_a_provider_too() {
         text.contains("Carol Upstream"),
         "the provider's name for the user: {text}"
     );
+}
+
+/// One browser has a few sign-ins in progress at most: a fifth ends the first, so that no
+/// session can fill the server's table of sign-ins in progress.
+#[tokio::test]
+async fn a_browser_has_four_sign_ins_in_progress_at_most() {
+    let (_provider, app, _dir) = spawn_with_providers("", "", &[]).await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    let login_url = browser
+        .redirect_from(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
+        .await;
+    let page = browser.text(&login_url).await;
+    let fields = [
+        ("csrf_token", hidden_field(&page, "csrf_token")),
+        ("request", hidden_field(&page, "request")),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut at_provider = Vec::new();
+    for _ in 0..5 {
+        let started = browser.post_form(&app.url("/login/op"), &fields).await;
+        at_provider.push(location(&started).unwrap());
+    }
+    let callback_of = async |url: &str| location(&browser.get(url).await).unwrap();
+    let first = callback_of(&at_provider[0]).await;
+    let last = callback_of(&at_provider[4]).await;
+    assert_eq!(
+        browser.get(&first).await.status(),
+        400,
+        "the first was ended"
+    );
+    assert_eq!(browser.get(&last).await.status(), 302, "the fifth goes on");
 }

@@ -223,6 +223,21 @@ impl AuthServer {
             &store,
         )
         .await?;
+        // A local user named like a provider's user (`<id>:…`) would share that user's subject:
+        // consents, grants, tokens.
+        if let Some(user) = loaded
+            .users
+            .iter()
+            .find(|u| sign_in.owns_subject(&u.username))
+        {
+            return Err(BuildError::Setting(ConfigError {
+                setting: "AUTH_SERVER_IDENTITY_PROVIDERS",
+                reason: format!(
+                    "the local user {} is named in an identity provider's namespace (<id>:...); rename the user or the provider",
+                    user.username
+                ),
+            }));
+        }
         let passwords = PasswordChecks::new().await?;
         let key = crate::actors::signing_keys::load_or_create(&store, &cipher).await?;
         let (current_key, signer_key) = tokio::sync::watch::channel(Arc::clone(&key));
@@ -350,7 +365,8 @@ impl AuthServer {
                 issuer: settings.issuer.clone(),
                 ttl: settings.sessions.pending_request_ttl,
                 max_pending: settings.limits.max_pending_requests,
-                http: crate::actors::upstream_exchange::http_client(),
+                http: crate::actors::upstream_exchange::http_client()
+                    .map_err(|e| BuildError::Io(std::io::Error::other(e)))?,
             },
         )
         .await;

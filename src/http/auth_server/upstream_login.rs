@@ -62,7 +62,9 @@ pub async fn begin(
     if !request_id.is_empty() && parked.is_none() {
         return request_gone();
     }
-    let name = provider_name(&state, &provider);
+    let Some(name) = provider_name(&state, &provider) else {
+        return unknown_provider();
+    };
     let begin = BeginSignIn {
         provider,
         sid,
@@ -89,7 +91,9 @@ pub async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut params = Params::parse_lenient(query.unwrap_or_default().as_bytes());
-    let name = provider_name(&state, &provider);
+    let Some(name) = provider_name(&state, &provider) else {
+        return unknown_provider();
+    };
     let Some(sid) = state.cookie.read(&headers) else {
         return refused(&name, UpstreamError::SignInUnknown);
     };
@@ -145,12 +149,19 @@ pub async fn callback(
     response
 }
 
-/// The provider's name for the pages (its id when it is unknown).
-fn provider_name(state: &AuthState, id: &str) -> String {
-    state
-        .sign_in
-        .find(id)
-        .map_or_else(|| id.to_string(), |p| p.name.clone())
+/// The name of the configured provider `id`, for the pages; `None` for an id no provider has.
+fn provider_name(state: &AuthState, id: &str) -> Option<String> {
+    state.sign_in.find(id).map(|p| p.name.clone())
+}
+
+/// The page for a provider id that is not configured; the id is not shown (it is the visitor's
+/// text, not ours).
+fn unknown_provider() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "Unknown sign-in method",
+        "This server offers no such sign-in method. Start again from the application.",
+    )
 }
 
 /// The page for a sign-in that signs no one in, naming the provider and the reason.
@@ -158,11 +169,7 @@ fn refused(name: &str, err: UpstreamError) -> Response {
     tracing::info!(provider = %name, reason = %err, "upstream sign-in refused");
     let again = "Start again from the application, or choose another way to sign in.";
     match err {
-        UpstreamError::UnknownProvider => error_page(
-            StatusCode::NOT_FOUND,
-            "Unknown sign-in method",
-            &format!("This server offers no sign-in with {name}."),
-        ),
+        UpstreamError::UnknownProvider => unknown_provider(),
         UpstreamError::SignInUnknown => error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in expired",

@@ -30,6 +30,8 @@ pub enum Misbehaviour {
     WrongIssuer,
     /// The user denies the sign-in: the callback gets `error=access_denied`.
     Deny,
+    /// The callback names another issuer (RFC 9207 `iss`): a mix-up.
+    ForeignIss,
 }
 
 /// The user the provider signs in next.
@@ -47,11 +49,19 @@ struct Grant {
     user: UpstreamUser,
 }
 
+/// The provider's signing key: its kid, the private half and the public JWK.
+struct SigningKey {
+    kid: String,
+    key: EncodingKey,
+    jwk: Value,
+}
+
 struct Inner {
     issuer: String,
-    key: EncodingKey,
+    key: Mutex<Arc<SigningKey>>,
     foreign_key: EncodingKey,
-    jwk: Value,
+    /// How many times the JWKS was fetched.
+    jwks_fetches: Mutex<u32>,
     misbehaviour: Mutex<Misbehaviour>,
     user: Mutex<UpstreamUser>,
     grants: Mutex<HashMap<String, Grant>>,
@@ -69,13 +79,12 @@ impl UpstreamProvider {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let (key, jwk) = es256_key("upstream-1");
         let (foreign_key, _) = es256_key("upstream-1");
         let provider = UpstreamProvider(Arc::new(Inner {
             issuer,
-            key,
+            key: Mutex::new(Arc::new(signing_key("upstream-1"))),
             foreign_key,
-            jwk,
+            jwks_fetches: Mutex::new(0),
             misbehaviour: Mutex::new(Misbehaviour::None),
             user: Mutex::new(UpstreamUser {
                 sub: "carol".into(),
@@ -101,6 +110,15 @@ impl UpstreamProvider {
 
     pub fn issuer(&self) -> &str {
         &self.0.issuer
+    }
+
+    /// Signs from now on with a new key under a new kid, the only one in the JWKS.
+    pub fn rotate_key(&self, kid: &str) {
+        *self.0.key.lock().unwrap() = Arc::new(signing_key(kid));
+    }
+
+    pub fn jwks_fetches(&self) -> u32 {
+        *self.0.jwks_fetches.lock().unwrap()
     }
 
     pub fn misbehave(&self, how: Misbehaviour) {
@@ -161,6 +179,15 @@ scopes = ["read:user"]
     }
 }
 
+fn signing_key(kid: &str) -> SigningKey {
+    let (key, jwk) = es256_key(kid);
+    SigningKey {
+        kid: kid.into(),
+        key,
+        jwk,
+    }
+}
+
 /// A fresh P-256 key pair: the signing key and its public JWK under `kid`.
 fn es256_key(kid: &str) -> (EncodingKey, Value) {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -197,7 +224,9 @@ async fn discovery(State(op): State<UpstreamProvider>) -> Json<Value> {
 }
 
 async fn jwks(State(op): State<UpstreamProvider>) -> Json<Value> {
-    Json(json!({"keys": [op.0.jwk.clone()]}))
+    *op.0.jwks_fetches.lock().unwrap() += 1;
+    let key = Arc::clone(&op.0.key.lock().unwrap());
+    Json(json!({"keys": [key.jwk.clone()]}))
 }
 
 /// Signs the chosen user in at once (or denies), and redirects to the callback.
@@ -227,6 +256,10 @@ async fn authorize(
     back.query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", &state);
+    if *op.0.misbehaviour.lock().unwrap() == Misbehaviour::ForeignIss {
+        back.query_pairs_mut()
+            .append_pair("iss", "https://impostor.example");
+    }
     Redirect::to(back.as_str()).into_response()
 }
 
@@ -296,12 +329,13 @@ async fn token(
     let claims = json!({"iss": issuer, "sub": grant.user.sub, "aud": UPSTREAM_CLIENT_ID,
         "iat": now, "exp": now + 300, "nonce": nonce, "email": grant.user.email,
         "email_verified": grant.user.email_verified, "name": "Carol Upstream"});
+    let current = Arc::clone(&op.0.key.lock().unwrap());
     let key = match misbehaviour {
         Misbehaviour::ForeignKey => &op.0.foreign_key,
-        _ => &op.0.key,
+        _ => &current.key,
     };
     let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some("upstream-1".into());
+    header.kid = Some(current.kid.clone());
     let id_token = jsonwebtoken::encode(&header, &claims, key).unwrap();
     Json(
         json!({"access_token": new_access_token(&op), "token_type": "Bearer",
