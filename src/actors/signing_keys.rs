@@ -21,7 +21,7 @@ use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::jws::{ActiveKey, JwsError, jwks_document};
 use crate::oauth::time::unix_now;
 use crate::store::cipher::KeyCipher;
-use crate::store::{KeyRecord, SharedStore, StoreError};
+use crate::store::{Change, KeyMade, KeyRecord, SharedStore, StoreError};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -144,19 +144,29 @@ pub async fn load_or_create(
     store: &SharedStore,
     cipher: &KeyCipher,
 ) -> Result<Arc<ActiveKey>, KeyError> {
-    let records = store.signing_keys().await?;
     let now = unix_now();
-    if let Some(i) = signing_index(&records, now) {
-        let record = &records[i];
-        let der = cipher.open(&record.kid, &record.encrypted_key)?;
-        return Ok(ActiveKey::from_pkcs1_der(&der)?);
+    // Twice at most: when another server on the same database makes the first key between the
+    // read and the insert, its key is read the second time.
+    for _ in 0..2 {
+        let records = store.signing_keys().await?;
+        if let Some(i) = signing_index(&records, now) {
+            let record = &records[i];
+            let der = cipher.open(&record.kid, &record.encrypted_key)?;
+            return Ok(ActiveKey::from_pkcs1_der(&der)?);
+        }
+        let (key, der) = ActiveKey::generate_with_der().await?;
+        let record = seal(cipher, &key, &der, now, now)?;
+        if store
+            .insert_signing_key_unless_made(&record, KeyMade::First)
+            .await?
+        {
+            tracing::info!(actor = "SigningKeys", kid = %key.kid, "signing key created");
+            return Ok(key);
+        }
     }
-    let (key, der) = ActiveKey::generate_with_der().await?;
-    store
-        .insert_signing_key(&seal(cipher, &key, &der, now, now)?)
-        .await?;
-    tracing::info!(actor = "SigningKeys", kid = %key.kid, "signing key created");
-    Ok(key)
+    Err(KeyError::Store(StoreError(
+        "another server made the first signing key, which cannot be read back".into(),
+    )))
 }
 
 impl Actor for SigningKeys {
@@ -333,7 +343,22 @@ impl SigningKeys {
             let (key, der) = ActiveKey::generate_with_der().await?;
             let activates_at = now + self.args.publication_delay.as_secs();
             let record = seal(&self.args.cipher, &key, &der, now, activates_at)?;
-            self.args.store.insert_signing_key(&record).await?;
+            let store = &self.args.store;
+            if !store
+                .insert_signing_key_unless_made(&record, KeyMade::NextAfter(now))
+                .await?
+            {
+                // Another server on the database made the next key: publish that one.
+                let records = store.signing_keys().await?;
+                self.take_records(records);
+                tracing::info!(
+                    actor = "SigningKeys",
+                    "timer: next key made by another server, published"
+                );
+                return Ok(true);
+            }
+            // The other servers on the database publish it within a second, long before it signs.
+            store.record_change(&Change::KeysChanged, now).await?;
             tracing::info!(actor = "SigningKeys", kid = %key.kid, activates_at, "timer: next key published");
             self.add(key, record);
             return Ok(true);

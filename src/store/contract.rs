@@ -179,8 +179,90 @@ async fn signing_keys() {
         assert_eq!(store.signing_keys().await.unwrap(), [retired]);
         store.delete_signing_key("k1").await.unwrap();
         assert!(store.signing_keys().await.unwrap().is_empty());
+        // A first key only while none is live; a next key only while none waits to sign.
+        let first = |kid: &str| KeyRecord {
+            kid: kid.into(),
+            ..key.clone()
+        };
+        assert!(
+            store
+                .insert_signing_key_unless_made(&first("f1"), KeyMade::First)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .insert_signing_key_unless_made(&first("f2"), KeyMade::First)
+                .await
+                .unwrap()
+        );
+        let next = |kid: &str| KeyRecord {
+            kid: kid.into(),
+            activates_at: 1_000,
+            ..key.clone()
+        };
+        let made = KeyMade::NextAfter(500);
+        assert!(
+            store
+                .insert_signing_key_unless_made(&next("n1"), made)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .insert_signing_key_unless_made(&next("n2"), made)
+                .await
+                .unwrap()
+        );
+        // Once it signs (the time is past its activation), the one after it can be made.
+        let after = KeyMade::NextAfter(1_000);
+        assert!(
+            store
+                .insert_signing_key_unless_made(&next("n3"), after)
+                .await
+                .unwrap()
+        );
+        let kids: Vec<String> = store
+            .signing_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(kids, ["f1", "n1", "n3"]);
     })
     .await;
+}
+
+/// Two servers making the first key at the same moment on one empty database: one key.
+#[tokio::test]
+async fn postgres_makes_one_first_key_when_raced() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database).await, open(&database).await);
+    for round in 0..20 {
+        let key = |kid: String| KeyRecord {
+            kid,
+            encrypted_key: vec![1],
+            created_at: 1,
+            activates_at: 1,
+            retired_at: None,
+            removes_at: None,
+        };
+        let (ka, kb) = (key(format!("a{round}")), key(format!("b{round}")));
+        let (one, two) = tokio::join!(
+            a.insert_signing_key_unless_made(&ka, KeyMade::First),
+            b.insert_signing_key_unless_made(&kb, KeyMade::First)
+        );
+        assert!(
+            one.unwrap() ^ two.unwrap(),
+            "round {round}: exactly one first key"
+        );
+        for stored in a.signing_keys().await.unwrap() {
+            a.delete_signing_key(&stored.kid).await.unwrap();
+        }
+    }
+    a.close().await;
+    b.close().await;
 }
 
 fn family(id: &str, current: u8) -> FamilyRecord {

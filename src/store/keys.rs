@@ -31,6 +31,33 @@ pub trait KeyStore: Send + Sync {
     /// Records a key's lifecycle times (activation, retirement, removal).
     async fn update_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
     async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError>;
+    /// Adds a key only while no stored key makes it redundant, in one step that several servers
+    /// on one database race safely (on PostgreSQL under an advisory lock): true if it was added;
+    /// false if another server got there first (read the keys again).
+    async fn insert_signing_key_unless_made(
+        &self,
+        key: &KeyRecord,
+        made: KeyMade,
+    ) -> Result<bool, StoreError>;
+}
+
+/// What makes a new key redundant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMade {
+    /// The first key: any key that is not retired.
+    First,
+    /// The next key: any key waiting to sign, one that activates after this Unix time.
+    NextAfter(u64),
+}
+
+impl KeyMade {
+    /// Whether `stored` makes the new key redundant.
+    fn by(self, stored: &KeyRecord) -> bool {
+        match self {
+            KeyMade::First => stored.retired_at.is_none(),
+            KeyMade::NextAfter(now) => stored.activates_at > now,
+        }
+    }
 }
 
 /// The table's SQL, written once for both SQL backends (`?` placeholders, which
@@ -101,6 +128,41 @@ macro_rules! sql_backend {
                         .await?;
                     Ok(())
                 }
+
+                async fn insert_signing_key_unless_made(
+                    &self,
+                    key: &KeyRecord,
+                    made: KeyMade,
+                ) -> Result<bool, StoreError> {
+                    let (redundant, after) = match made {
+                        KeyMade::First => ("retired_at IS NULL", None),
+                        KeyMade::NextAfter(now) => ("activates_at > ?", Some(int(now))),
+                    };
+                    let mut tx = self.pool.begin().await?;
+                    // Two servers' checks would both pass before either inserts: one at a time.
+                    if let Some(lock) = <$store>::KEYS_LOCK {
+                        sqlx::query(lock).execute(&mut *tx).await?;
+                    }
+                    let text = format!(
+                        "INSERT INTO signing_keys (kid, encrypted_key, created_at, activates_at, retired_at, removes_at) \
+                         SELECT ?, ?, ?, ?, ?, ? \
+                         WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE {redundant})"
+                    );
+                    let statement = <$store>::sql(&text);
+                    let mut insert = sqlx::query(&statement)
+                    .bind(&key.kid)
+                    .bind(&key.encrypted_key)
+                    .bind(int(key.created_at))
+                    .bind(int(key.activates_at))
+                    .bind(key.retired_at.map(int))
+                    .bind(key.removes_at.map(int));
+                    if let Some(after) = after {
+                        insert = insert.bind(after);
+                    }
+                    let added = insert.execute(&mut *tx).await?.rows_affected() == 1;
+                    tx.commit().await?;
+                    Ok(added)
+                }
             }
         }
     };
@@ -148,6 +210,20 @@ impl KeyStore for MemoryStore {
     async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
         self.with(|t: &mut KeysTable| {
             t.keys.remove(kid);
+        })
+    }
+
+    async fn insert_signing_key_unless_made(
+        &self,
+        key: &KeyRecord,
+        made: KeyMade,
+    ) -> Result<bool, StoreError> {
+        self.with(|t: &mut KeysTable| {
+            if t.keys.values().any(|stored| made.by(stored)) || t.keys.contains_key(&key.kid) {
+                return false;
+            }
+            t.keys.insert(key.kid.clone(), key.clone());
+            true
         })
     }
 }

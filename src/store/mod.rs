@@ -49,7 +49,7 @@ pub use consents::{
     Approval, ConsentRecord, ConsentStore, MAX_APPROVED_REDIRECT_URIS, RedirectApproval,
 };
 pub use error::StoreError;
-pub use keys::{KeyRecord, KeyStore};
+pub use keys::{KeyMade, KeyRecord, KeyStore};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use refresh_tokens::{

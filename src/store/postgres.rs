@@ -94,4 +94,9 @@ impl PostgresStore {
     /// What a read inside a read-then-write transaction appends to lock the row it read, so that
     /// a replica's concurrent read-then-write waits for this one's commit.
     pub(super) const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    /// The statement that makes key changes one at a time, inside their transaction: a
+    /// transaction-scoped advisory lock (the number is this table's, arbitrary but fixed).
+    pub(super) const KEYS_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(7245901)");
 }

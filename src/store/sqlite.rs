@@ -119,6 +119,10 @@ impl SqliteStore {
     /// What a read inside a read-then-write transaction appends to lock the row it read: nothing,
     /// SQLite has one writer at a time.
     pub(super) const FOR_UPDATE: &'static str = "";
+
+    /// The statement that makes key changes one at a time, inside their transaction: none,
+    /// SQLite has one writer at a time.
+    pub(super) const KEYS_LOCK: Option<&'static str> = None;
 }
 
 /// Serialises a list of strings for a text column.

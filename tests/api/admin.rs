@@ -275,15 +275,6 @@ async fn admin_manages_users_keys_sessions_and_clients_of_running_servers() {
             .any(|k| k["kid"] == kid.as_str())
     })
     .await;
-    let kid_of = |token: &str| -> String {
-        let header = token.split('.').next().unwrap();
-        let header: Value = serde_json::from_slice(
-            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
-                .unwrap(),
-        )
-        .unwrap();
-        header["kid"].as_str().unwrap().to_string()
-    };
     let started = Instant::now();
     let new_token = loop {
         let token = field(&carol_tokens().await, "access_token");

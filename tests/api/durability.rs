@@ -11,21 +11,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The `kid` of a token's header.
-fn kid_of(token: &str) -> String {
-    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
-}
-
-async fn jwks_kids(app: &TestApp) -> Vec<String> {
-    let jwks = app.get_json(&app.url("/oauth/jwks")).await;
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| field(k, "kid"))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_restart_keeps_clients_consents_and_access_tokens() {
     let dir = tempfile::tempdir().unwrap();

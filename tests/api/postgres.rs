@@ -78,22 +78,57 @@ async fn a_second_server_on_the_same_database_knows_the_first_ones_clients() {
     let token = access_token_as(&b, &client_id, "bob", "hunter2").await;
     assert_eq!(mcp_status(&b, &token).await, 200);
     // Both publish the one stored signing key.
-    let kids = |app: &TestApp| {
-        let url = app.url("/oauth/jwks");
-        let http = app.http.clone();
-        async move {
-            let jwks: Value = http.get(url).send().await.unwrap().json().await.unwrap();
-            let mut kids: Vec<String> = jwks["keys"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|k| field(k, "kid"))
-                .collect();
-            kids.sort();
-            kids
+    assert_eq!(jwks_kids(&a).await, jwks_kids(&b).await);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Two servers starting together on an empty database make one signing key between them, and
+/// publish the same key set.
+#[tokio::test]
+async fn servers_starting_together_on_an_empty_database_make_one_key() {
+    let database = ScratchDatabase::create().await;
+    let settings = on(&database);
+    let (a, b) = tokio::join!(spawn_app_with(&settings), spawn_app_with(&settings));
+    let a_keys = jwks_kids(&a).await;
+    assert_eq!(a_keys.len(), 1, "{a_keys:?}");
+    assert_eq!(a_keys, jwks_kids(&b).await);
+    // A token from one is signed by the key the other publishes.
+    let client_id = register(&a).await;
+    let token = access_token_as(&a, &client_id, "alice", "password123").await;
+    assert_eq!(vec![kid_of(&token)], jwks_kids(&b).await);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// With rotation due, each server tries to make the next key; one does, and the other publishes
+/// that one: the two key sets stay the same, and no key is made twice.
+#[tokio::test]
+async fn servers_on_one_database_rotate_to_one_next_key() {
+    let database = ScratchDatabase::create().await;
+    let rotation = [
+        "--key-rotation-interval",
+        "3",
+        "--key-publication-delay",
+        "2",
+    ];
+    let a = spawn_app_with(&[&on(&database)[..], &rotation].concat()).await;
+    let b = spawn_app_with(&[&on(&database)[..], &rotation].concat()).await;
+    // The next key is made a second after the first one signs; wait until both publish two.
+    let mut sets = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        sets = (jwks_kids(&a).await, jwks_kids(&b).await);
+        if sets.0.len() >= 2 && sets.1.len() >= 2 {
+            break;
         }
-    };
-    assert_eq!(kids(&a).await, kids(&b).await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sets.0.len(),
+        2,
+        "one next key, not one per server: {sets:?}"
+    );
+    assert_eq!(sets.0, sets.1);
     a.stop().await;
     b.stop().await;
 }

@@ -325,3 +325,21 @@ pub async fn revoke_token(
     }
     app.post("/revoke").form(&form).send().await.unwrap()
 }
+
+/// The `kid` of a token's header.
+pub fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+/// The key ids an authorization server publishes in its JWKS, sorted.
+pub async fn jwks_kids(app: &TestApp) -> Vec<String> {
+    let jwks = app.get_json(&app.url("/oauth/jwks")).await;
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| field(k, "kid"))
+        .collect();
+    kids.sort();
+    kids
+}
