@@ -402,6 +402,7 @@ mod tests {
             store: Arc::new(MemoryStore::new()),
         });
         let refresh_tokens = RefreshTokens::spawn(RefreshTokensArgs {
+            shared: false,
             idle_ttl: Duration::from_secs(1000),
             absolute_ttl: Duration::from_secs(1000),
             grace: Duration::from_secs(0),

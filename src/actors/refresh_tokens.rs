@@ -33,7 +33,7 @@ use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::actors::revocations::Revocations;
 use crate::oauth::refresh_token::successor;
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::time::{instant_of_ms, unix_now_ms};
+use crate::oauth::time::unix_now_ms;
 use crate::store::{FamilyRecord, RefreshTokenStore, Rotation, StoreError, TokenHash};
 use crate::trace::{FlowId, Secret};
 use kameo::actor::{Actor, ActorRef};
@@ -46,6 +46,7 @@ use tokio::time::Instant;
 mod queries;
 mod revocation;
 mod revocation_messages;
+mod shared;
 
 pub use revocation_messages::{
     EndError, EndedFamilies, RevokeClientFamilies, RevokeCodeFamily, RevokeRefreshToken,
@@ -172,6 +173,8 @@ pub struct RefreshTokensArgs {
     pub grace: Duration,
     pub max_families: usize,
     pub store: Arc<dyn RefreshTokenStore>,
+    /// Other servers write the same store: a family is read again before a token is judged.
+    pub shared: bool,
     /// Where the access tokens of an ended family are revoked.
     pub revocations: ActorRef<Revocations>,
 }
@@ -249,23 +252,9 @@ impl Actor for RefreshTokens {
         let loaded = this.args.store.load_live(now_ms).await?;
         let count = loaded.len();
         for record in loaded {
-            let now = Instant::now();
-            let expires_ms = record.idle_expires_at_ms.min(record.absolute_expires_at_ms);
-            if expires_ms <= now_ms {
-                continue;
+            if let Some(family) = Family::from_record(record, Instant::now(), now_ms) {
+                this.insert(family, &actor);
             }
-            let family = Family {
-                scope: ScopeSet::parse(&record.scope).unwrap_or_default(),
-                expires_at: instant_of_ms(expires_ms, now, now_ms),
-                absolute_at: instant_of_ms(record.absolute_expires_at_ms, now, now_ms),
-                rotated_at: record.rotated_at_ms.map(|at| {
-                    now.checked_sub(Duration::from_millis(now_ms.saturating_sub(at)))
-                        .unwrap_or(now)
-                }),
-                access: Vec::new(),
-                record,
-            };
-            this.insert(family, &actor);
         }
         if count > 0 {
             tracing::info!(actor = "RefreshTokens", families = count, "loaded");
@@ -404,110 +393,123 @@ impl Message<RotateRefreshToken> for RefreshTokens {
     async fn handle(
         &mut self,
         msg: RotateRefreshToken,
-        _: &mut Context<Self, Self::Reply>,
+        ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let hash = msg.token.sha256();
-        let now = Instant::now();
-        let Some(family) = self.family_of(&hash, now) else {
-            return Err(RefreshError::Unknown);
-        };
-        // Checks that consume nothing.
-        if family.record.client_id != msg.client_id {
-            return Err(RefreshError::WrongClient);
-        }
-        if let Some(resource) = &msg.resource
-            && *resource != family.record.resource
-        {
-            return Err(RefreshError::WrongResource);
-        }
-        let scope = match &msg.scope {
-            Some(requested) if !requested.is_subset(&family.scope) => {
-                return Err(RefreshError::WiderScope);
+        // On a store other servers write too, the family is judged as the store has it; a
+        // rotation lost to another server is judged again, once (`shared.rs`).
+        let shared = self.args.shared;
+        let mut lost = false;
+        loop {
+            if shared {
+                self.sync_family(&hash, ctx.actor_ref()).await?;
             }
-            Some(requested) if !requested.is_empty() => requested.clone(),
-            _ => family.scope.clone(),
-        };
-        let id = family.record.family_id.clone();
-
-        if family.record.current != hash {
-            let in_grace = family.record.previous == Some(hash)
-                && family
-                    .rotated_at
-                    .is_some_and(|at| now.duration_since(at) <= self.args.grace);
-            if in_grace && let Some(salt) = family.record.salt {
-                // The concurrent retry: the same successor, recomputed from the presented token.
-                let again = successor(&msg.token, &salt);
-                if again.sha256() == family.record.current {
-                    let grant = family.grant();
-                    if let Some(family) = self.families.get_mut(&id) {
-                        family.remember_access(msg.access_jti, msg.access_ttl, now);
-                    }
-                    return Ok(Refreshed {
-                        grant,
-                        refresh_token: again,
-                        scope,
-                        grace: true,
-                    });
+            let now = Instant::now();
+            let Some(family) = self.family_of(&hash, now) else {
+                return Err(RefreshError::Unknown);
+            };
+            // Checks that consume nothing.
+            if family.record.client_id != msg.client_id {
+                return Err(RefreshError::WrongClient);
+            }
+            if let Some(resource) = &msg.resource
+                && *resource != family.record.resource
+            {
+                return Err(RefreshError::WrongResource);
+            }
+            let scope = match &msg.scope {
+                Some(requested) if !requested.is_subset(&family.scope) => {
+                    return Err(RefreshError::WiderScope);
                 }
-            }
-            // A retired token: whoever presents it, the chain is compromised.
-            tracing::warn!(
-                actor = "RefreshTokens",
-                flow = %family.record.flow,
-                client_id = %family.record.client_id,
-                sub = %family.record.subject,
-                generation = family.record.generation,
-                "refresh token reused; revoking its family"
-            );
-            let ended = self.end_then_revoke(vec![id]).await?;
-            return Err(RefreshError::Reused(ended));
-        }
+                Some(requested) if !requested.is_empty() => requested.clone(),
+                _ => family.scope.clone(),
+            };
+            let id = family.record.family_id.clone();
 
-        // Rotate: compare-and-swap on the presented token in the store, then in memory.
-        let mut salt = [0u8; 32];
-        rand::fill(&mut salt[..]);
-        let next = successor(&msg.token, &salt);
-        let next_hash = next.sha256();
-        let now_ms = unix_now_ms();
-        let idle_ms = (now_ms + self.args.idle_ttl.as_millis() as u64)
-            .min(family.record.absolute_expires_at_ms);
-        let rotation = Rotation {
-            family_id: id.clone(),
-            presented: hash,
-            next: next_hash,
-            salt,
-            generation: family.record.generation + 1,
-            rotated_at_ms: now_ms,
-            idle_expires_at_ms: idle_ms,
-        };
-        if !self.args.store.rotate(&rotation).await? {
-            // Another server rotated or revoked it first: this presentation lost the race.
-            return Err(RefreshError::Unknown);
+            if family.record.current != hash {
+                let in_grace = family.record.previous == Some(hash)
+                    && family
+                        .rotated_at
+                        .is_some_and(|at| now.duration_since(at) <= self.args.grace);
+                if in_grace && let Some(salt) = family.record.salt {
+                    // The concurrent retry: the same successor, recomputed from the presented token.
+                    let again = successor(&msg.token, &salt);
+                    if again.sha256() == family.record.current {
+                        let grant = family.grant();
+                        if let Some(family) = self.families.get_mut(&id) {
+                            family.remember_access(msg.access_jti, msg.access_ttl, now);
+                        }
+                        return Ok(Refreshed {
+                            grant,
+                            refresh_token: again,
+                            scope,
+                            grace: true,
+                        });
+                    }
+                }
+                // A retired token: whoever presents it, the chain is compromised.
+                tracing::warn!(
+                    actor = "RefreshTokens",
+                    flow = %family.record.flow,
+                    client_id = %family.record.client_id,
+                    sub = %family.record.subject,
+                    generation = family.record.generation,
+                    "refresh token reused; revoking its family"
+                );
+                let ended = self.end_then_revoke(vec![id]).await?;
+                return Err(RefreshError::Reused(ended));
+            }
+
+            // Rotate: compare-and-swap on the presented token in the store, then in memory.
+            let mut salt = [0u8; 32];
+            rand::fill(&mut salt[..]);
+            let next = successor(&msg.token, &salt);
+            let next_hash = next.sha256();
+            let now_ms = unix_now_ms();
+            let idle_ms = (now_ms + self.args.idle_ttl.as_millis() as u64)
+                .min(family.record.absolute_expires_at_ms);
+            let rotation = Rotation {
+                family_id: id.clone(),
+                presented: hash,
+                next: next_hash,
+                salt,
+                generation: family.record.generation + 1,
+                rotated_at_ms: now_ms,
+                idle_expires_at_ms: idle_ms,
+            };
+            if !self.args.store.rotate(&rotation).await? {
+                // Another server rotated or revoked it first: this presentation lost the race.
+                if shared && !lost {
+                    lost = true;
+                    continue;
+                }
+                return Err(RefreshError::Unknown);
+            }
+            let idle_ttl = self.args.idle_ttl;
+            let Some(family) = self.families.get_mut(&id) else {
+                return Err(RefreshError::Unknown);
+            };
+            family.record.previous = Some(hash);
+            family.record.current = next_hash;
+            family.record.tokens.push(next_hash);
+            family.record.salt = Some(salt);
+            family.record.generation = rotation.generation;
+            family.record.rotated_at_ms = Some(now_ms);
+            family.record.idle_expires_at_ms = idle_ms;
+            family.rotated_at = Some(now);
+            family.expires_at = (now + idle_ttl).min(family.absolute_at);
+            family.remember_access(msg.access_jti, msg.access_ttl, now);
+            let grant = family.grant();
+            // The family's deadline only moves later: its entry in the expiry queue stays, and the
+            // sweep re-queues it at the new deadline (one entry per family, however often it is used).
+            self.tokens.insert(next_hash, id);
+            return Ok(Refreshed {
+                grant,
+                refresh_token: next,
+                scope,
+                grace: false,
+            });
         }
-        let idle_ttl = self.args.idle_ttl;
-        let Some(family) = self.families.get_mut(&id) else {
-            return Err(RefreshError::Unknown);
-        };
-        family.record.previous = Some(hash);
-        family.record.current = next_hash;
-        family.record.tokens.push(next_hash);
-        family.record.salt = Some(salt);
-        family.record.generation = rotation.generation;
-        family.record.rotated_at_ms = Some(now_ms);
-        family.record.idle_expires_at_ms = idle_ms;
-        family.rotated_at = Some(now);
-        family.expires_at = (now + idle_ttl).min(family.absolute_at);
-        family.remember_access(msg.access_jti, msg.access_ttl, now);
-        let grant = family.grant();
-        // The family's deadline only moves later: its entry in the expiry queue stays, and the
-        // sweep re-queues it at the new deadline (one entry per family, however often it is used).
-        self.tokens.insert(next_hash, id);
-        Ok(Refreshed {
-            grant,
-            refresh_token: next,
-            scope,
-            grace: false,
-        })
     }
 }
 

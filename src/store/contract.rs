@@ -316,6 +316,15 @@ async fn refresh_token_families() {
         let mut tokens = f1.tokens.clone();
         tokens.sort();
         assert_eq!(tokens, [[1; 32], [3; 32]], "retired tokens are remembered");
+        // Found by any of its tokens, current or retired, as stored.
+        for token in [[1; 32], [3; 32]] {
+            let found = store.family_by_token(&token).await.unwrap().expect("found");
+            assert_eq!((found.family_id.as_str(), found.current), ("f1", [3; 32]));
+            let mut tokens = found.tokens.clone();
+            tokens.sort();
+            assert_eq!(tokens, [[1; 32], [3; 32]]);
+        }
+        assert!(store.family_by_token(&[7; 32]).await.unwrap().is_none());
         // f2 is past its idle deadline at 55 s; f1 (pushed to 60 s) is not.
         let live = store.load_live(55_000).await.unwrap();
         assert_eq!(live.len(), 1);
@@ -323,6 +332,7 @@ async fn refresh_token_families() {
             .remove_families(&["f1".into(), "ghost".into()])
             .await
             .unwrap();
+        assert!(store.family_by_token(&[3; 32]).await.unwrap().is_none());
         assert!(store.load_live(0).await.unwrap().is_empty());
         assert!(!store.rotate(&rotation("f1", 3, 5)).await.unwrap());
     })

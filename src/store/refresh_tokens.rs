@@ -89,6 +89,18 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     /// Every family whose absolute and idle deadlines are both after `now_ms`, with all its token
     /// digests; called once when the actor starts. The store may delete the others.
     fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>>;
+
+    /// The family one of whose tokens (current or retired) has this digest, with all its token
+    /// digests, as stored now; read when other servers write the same store, which may have made,
+    /// rotated or ended it. Stores no other server writes have nothing more to say than the
+    /// actor's map: `None`.
+    fn family_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> BoxFuture<'_, Result<Option<FamilyRecord>, StoreError>> {
+        let _ = hash;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The store of the in-memory mode: remembers nothing, never fails.
@@ -300,6 +312,36 @@ macro_rules! sql_backend {
                         Ok(families.into_values().collect())
                     })
                 }
+
+                fn family_by_token(
+                    &self,
+                    hash: &TokenHash,
+                ) -> BoxFuture<'_, Result<Option<FamilyRecord>, StoreError>> {
+                    let hash = hash.to_vec();
+                    Box::pin(async move {
+                        let row = sqlx::query(&<$store>::sql(
+                            "SELECT f.* FROM refresh_families f JOIN refresh_tokens t \
+                             ON t.family_id = f.family_id WHERE t.token_hash = ?",
+                        ))
+                        .bind(hash)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                        let Some(row) = row else { return Ok(None) };
+                        let mut family = family_from_row(&row)?;
+                        let tokens = sqlx::query(&<$store>::sql(
+                            "SELECT token_hash FROM refresh_tokens WHERE family_id = ?",
+                        ))
+                        .bind(&family.family_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                        for row in &tokens {
+                            if let Some(token) = digest(Some(row.try_get("token_hash")?))? {
+                                family.tokens.push(token);
+                            }
+                        }
+                        Ok(Some(family))
+                    })
+                }
             }
         }
     };
@@ -360,6 +402,19 @@ impl RefreshTokenStore for MemoryStore {
             t.refresh_families
                 .retain(|_, f| f.absolute_expires_at_ms > now_ms && f.idle_expires_at_ms > now_ms);
             t.refresh_families.values().cloned().collect()
+        });
+        Box::pin(async move { done })
+    }
+
+    fn family_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> BoxFuture<'_, Result<Option<FamilyRecord>, StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| {
+            t.refresh_families
+                .values()
+                .find(|f| f.current == *hash || f.tokens.contains(hash))
+                .cloned()
         });
         Box::pin(async move { done })
     }

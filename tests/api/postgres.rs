@@ -132,3 +132,55 @@ async fn servers_on_one_database_rotate_to_one_next_key() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A refresh-token family made at one server is refreshed at the other, then again at the first
+/// (whose copy is stale by then), and a retired token presented at either ends the family for
+/// both: each server judges a token as the database has its family.
+#[tokio::test]
+async fn refresh_tokens_are_judged_as_the_database_has_them_at_every_server() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (
+        spawn_app_with(&on(&database)).await,
+        spawn_app_with(&on(&database)).await,
+    );
+    let client_id = register(&a).await;
+    let first = field(&tokens_for_client(&a, &client_id).await, "refresh_token");
+    let refreshed = async |app: &TestApp, token: String| {
+        let response = refresh(app, &client_id, &token, &[]).await;
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let (status, body) = refreshed(&b, first.clone()).await;
+    assert_eq!(status, 200, "made at A, refreshed at B: {body}");
+    let second = field(&body, "refresh_token");
+    let (status, body) = refreshed(&a, second.clone()).await;
+    assert_eq!(status, 200, "rotated at B, refreshed at A: {body}");
+    let third = field(&body, "refresh_token");
+    // Both at once at the two servers: one rotates, the other answers the same successor.
+    let (one, two) = tokio::join!(refreshed(&a, third.clone()), refreshed(&b, third.clone()));
+    assert_eq!((one.0, two.0), (200, 200), "{one:?} {two:?}");
+    assert_eq!(
+        field(&one.1, "refresh_token"),
+        field(&two.1, "refresh_token")
+    );
+    let fourth = field(&one.1, "refresh_token");
+    // A retired token at B ends the family; its newest token is then refused at A.
+    let (status, _) = refreshed(&b, first).await;
+    assert_eq!(status, 400, "reuse");
+    let (status, _) = refreshed(&a, fourth).await;
+    assert_eq!(status, 400, "the family ended for every server");
+
+    // A family made at A, revoked at B (RFC 7009), is refused at A.
+    let token = field(&tokens_for_client(&a, &client_id).await, "refresh_token");
+    let revoke = b
+        .post("/revoke")
+        .form(&[("token", token.as_str()), ("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    let (status, _) = refreshed(&a, token).await;
+    assert_eq!(status, 400, "revoked at the other server");
+    a.stop().await;
+    b.stop().await;
+}

@@ -18,9 +18,13 @@ impl Message<InspectRefreshToken> for RefreshTokens {
     async fn handle(
         &mut self,
         msg: InspectRefreshToken,
-        _: &mut Context<Self, Self::Reply>,
+        ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let hash = msg.token.sha256();
+        // As the store has it when other servers write it too; unreadable: not active.
+        if self.args.shared {
+            self.sync_family(&hash, ctx.actor_ref()).await.ok()?;
+        }
         let family = self.family_of(&hash, Instant::now())?;
         if family.record.current != hash {
             return None;

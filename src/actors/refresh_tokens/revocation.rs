@@ -88,9 +88,12 @@ impl Message<RevokeRefreshToken> for RefreshTokens {
     async fn handle(
         &mut self,
         msg: RevokeRefreshToken,
-        _: &mut Context<Self, Self::Reply>,
+        ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let hash = msg.token.sha256();
+        if self.args.shared {
+            self.sync_family(&hash, ctx.actor_ref()).await?;
+        }
         let Some(family) = self.family_of(&hash, Instant::now()) else {
             return Ok(TokenRevocation::Unknown);
         };

@@ -17,6 +17,7 @@ fn revocations(max_entries: usize) -> ActorRef<Revocations> {
 
 fn spawn_with(grace: u64, revocations: ActorRef<Revocations>) -> ActorRef<RefreshTokens> {
     RefreshTokens::spawn(RefreshTokensArgs {
+        shared: false,
         idle_ttl: Duration::from_secs(100),
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(grace),
@@ -197,6 +198,7 @@ async fn loaded_families_are_served_and_a_lost_swap_or_failed_store_changes_noth
         tokens: vec![token.sha256()],
     };
     let tokens = RefreshTokens::spawn(RefreshTokensArgs {
+        shared: false,
         idle_ttl: Duration::from_secs(100),
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(5),

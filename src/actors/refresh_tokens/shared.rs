@@ -1,0 +1,63 @@
+//! The families as a store that other servers write too has them (several authorization servers
+//! on one PostgreSQL database): before a refresh token is judged, its family is read again from
+//! the store, so that a family made, rotated or ended at another server is judged as the store
+//! has it, and a stale copy never makes the current token look reused. The store stays the judge
+//! of single use: its compare-and-swap decides a race, and the loser reads the family again and is
+//! answered as a retry within the grace window would be.
+
+use super::{Family, RefreshTokens};
+use crate::oauth::scope::ScopeSet;
+use crate::oauth::time::instant_of_ms;
+use crate::store::{FamilyRecord, StoreError, TokenHash};
+use kameo::actor::ActorRef;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Family {
+    /// A stored family on the actor's clock (`now` is `now_ms`); `None` once past a deadline.
+    pub(super) fn from_record(record: FamilyRecord, now: Instant, now_ms: u64) -> Option<Family> {
+        let expires_ms = record.idle_expires_at_ms.min(record.absolute_expires_at_ms);
+        if expires_ms <= now_ms {
+            return None;
+        }
+        Some(Family {
+            scope: ScopeSet::parse(&record.scope).unwrap_or_default(),
+            expires_at: instant_of_ms(expires_ms, now, now_ms),
+            absolute_at: instant_of_ms(record.absolute_expires_at_ms, now, now_ms),
+            rotated_at: record.rotated_at_ms.map(|at| {
+                now.checked_sub(Duration::from_millis(now_ms.saturating_sub(at)))
+                    .unwrap_or(now)
+            }),
+            access: Vec::new(),
+            record,
+        })
+    }
+}
+
+impl RefreshTokens {
+    /// Replaces the copy of the family of `hash` with the store's, or forgets it when the store
+    /// has none. The access tokens this server minted from it stay remembered.
+    pub(super) async fn sync_family(
+        &mut self,
+        hash: &TokenHash,
+        actor: &ActorRef<Self>,
+    ) -> Result<(), StoreError> {
+        let stored = self.args.store.family_by_token(hash).await?;
+        let now = Instant::now();
+        let now_ms = crate::oauth::time::unix_now_ms();
+        let cached = self.tokens.get(hash).cloned();
+        let access = cached
+            .as_ref()
+            .and_then(|id| self.families.get(id))
+            .map(|f| f.access.clone())
+            .unwrap_or_default();
+        if let Some(id) = &cached {
+            self.forget(id, now);
+        }
+        if let Some(mut family) = stored.and_then(|r| Family::from_record(r, now, now_ms)) {
+            family.access = access;
+            self.insert(family, actor);
+        }
+        Ok(())
+    }
+}
