@@ -13,7 +13,7 @@
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::{instant_of, unix_now};
-use crate::store::{Approval, ConsentRecord, RedirectApproval, SharedStore, StoreError};
+use crate::store::{Approval, Change, ConsentRecord, RedirectApproval, SharedStore, StoreError};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -262,6 +262,16 @@ impl Message<RevokeConsent> for Consents {
             .store
             .delete_consent(&msg.subject, &msg.client_id)
             .await?;
+        // Other servers on the same database end the grant too (their copy of the consent, the
+        // codes they issued for it, their refresh-token families' access tokens), within a
+        // second, as they apply an operator's revocation.
+        if self.store.is_shared() {
+            let change = Change::GrantsRevoked {
+                subject: Some(msg.subject.clone()),
+                client_id: Some(msg.client_id.clone()),
+            };
+            self.store.record_change(&change, unix_now()).await?;
+        }
         let cached = self
             .consents
             .remove(&(msg.subject, msg.client_id))
@@ -306,6 +316,31 @@ impl Message<ListConsents> for Consents {
         msg: ListConsents,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        // Other servers may have granted or revoked since this copy was loaded: the store's list.
+        if self.store.is_shared() {
+            match self.store.consents_of(&msg.subject, unix_now()).await {
+                Ok(records) => {
+                    let mut list: Vec<ConsentSummary> = records
+                        .into_iter()
+                        .map(|c| ConsentSummary {
+                            redirect_uris: c
+                                .approvals
+                                .into_iter()
+                                .map(|a| a.redirect_uri)
+                                .collect(),
+                            client_id: c.client_id,
+                            scope: c.scope,
+                            resources: c.resources,
+                        })
+                        .collect();
+                    list.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+                    return list;
+                }
+                Err(err) => {
+                    tracing::warn!(actor = "Consents", error = %err, "consents not read from the store; this server's copy listed");
+                }
+            }
+        }
         let now = Instant::now();
         let mut list: Vec<ConsentSummary> = self
             .consents

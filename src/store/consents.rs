@@ -59,6 +59,9 @@ pub struct Approval<'a> {
 pub trait ConsentStore: Send + Sync {
     /// Every consent still valid at `now`, for the actor's start.
     async fn consents(&self, now: u64) -> Result<Vec<ConsentRecord>, StoreError>;
+    /// A user's consents still valid at `now` (the account page, on a store other servers write
+    /// too).
+    async fn consents_of(&self, subject: &str, now: u64) -> Result<Vec<ConsentRecord>, StoreError>;
     /// One consent still valid at `now`, for a check that missed the actor's map.
     async fn consent(
         &self,
@@ -166,6 +169,21 @@ macro_rules! sql_backend {
                     rows.iter().map(consent_from_row).collect()
                 }
 
+                async fn consents_of(
+                    &self,
+                    subject: &str,
+                    now: u64,
+                ) -> Result<Vec<ConsentRecord>, StoreError> {
+                    let rows = sqlx::query(&<$store>::sql(&format!(
+                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = ? AND expires_at > ?"
+                    )))
+                    .bind(subject)
+                    .bind(int(now))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter().map(consent_from_row).collect()
+                }
+
                 async fn consent(
                     &self,
                     subject: &str,
@@ -259,6 +277,16 @@ impl ConsentStore for MemoryStore {
             t.consents
                 .values()
                 .filter(|c| c.expires_at > now)
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn consents_of(&self, subject: &str, now: u64) -> Result<Vec<ConsentRecord>, StoreError> {
+        self.with(|t: &mut ConsentsTable| {
+            t.consents
+                .values()
+                .filter(|c| c.subject == subject && c.expires_at > now)
                 .cloned()
                 .collect()
         })

@@ -92,6 +92,12 @@ async fn consents() {
         assert_eq!(stored, merged);
         assert!(store.consent("alice", "c", 2_000).await.unwrap().is_none());
         assert_eq!(store.consents(300).await.unwrap().len(), 1);
+        assert_eq!(
+            store.consents_of("alice", 300).await.unwrap(),
+            std::slice::from_ref(&merged)
+        );
+        assert!(store.consents_of("bob", 300).await.unwrap().is_empty());
+        assert!(store.consents_of("alice", 2_000).await.unwrap().is_empty());
         assert_eq!(store.delete_expired_consents(2_000).await.unwrap(), 1);
         store
             .grant_consent(approval(&read, "https://rs/mcp"), 100, 1_000)
@@ -325,6 +331,24 @@ async fn refresh_token_families() {
             assert_eq!(tokens, [[1; 32], [3; 32]]);
         }
         assert!(store.family_by_token(&[7; 32]).await.unwrap().is_none());
+        let mut ids = store.family_ids_of(Some("alice"), None).await.unwrap();
+        ids.sort();
+        assert_eq!(ids, ["f1", "f2"]);
+        assert_eq!(store.family_ids_of(None, Some("c")).await.unwrap().len(), 2);
+        assert!(
+            store
+                .family_ids_of(Some("bob"), Some("c"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .family_ids_of(Some("alice"), Some("d"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // f2 is past its idle deadline at 55 s; f1 (pushed to 60 s) is not.
         let live = store.load_live(55_000).await.unwrap();
         assert_eq!(live.len(), 1);

@@ -101,6 +101,18 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
         let _ = hash;
         Box::pin(async { Ok(None) })
     }
+
+    /// The ids of the stored families of a user, of a client, or of a user for a client (a
+    /// revocation at one server, on a store other servers write too); as with
+    /// [`Self::family_by_token`], stores no other server writes answer none.
+    fn family_ids_of(
+        &self,
+        subject: Option<&str>,
+        client_id: Option<&str>,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let _ = (subject, client_id);
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// The store of the in-memory mode: remembers nothing, never fails.
@@ -342,6 +354,31 @@ macro_rules! sql_backend {
                         Ok(Some(family))
                     })
                 }
+
+                fn family_ids_of(
+                    &self,
+                    subject: Option<&str>,
+                    client_id: Option<&str>,
+                ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+                    let (subject, client_id) = (subject.map(str::to_string), client_id.map(str::to_string));
+                    Box::pin(async move {
+                        // A missing filter matches every row: `? IS NULL OR column = ?`.
+                        let rows = sqlx::query(&<$store>::sql(
+                            "SELECT family_id FROM refresh_families \
+                             WHERE (CAST(? AS TEXT) IS NULL OR subject = ?) \
+                             AND (CAST(? AS TEXT) IS NULL OR client_id = ?)",
+                        ))
+                        .bind(subject.clone())
+                        .bind(subject)
+                        .bind(client_id.clone())
+                        .bind(client_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                        rows.iter()
+                            .map(|row| Ok(row.try_get::<String, _>("family_id")?))
+                            .collect()
+                    })
+                }
             }
         }
     };
@@ -402,6 +439,22 @@ impl RefreshTokenStore for MemoryStore {
             t.refresh_families
                 .retain(|_, f| f.absolute_expires_at_ms > now_ms && f.idle_expires_at_ms > now_ms);
             t.refresh_families.values().cloned().collect()
+        });
+        Box::pin(async move { done })
+    }
+
+    fn family_ids_of(
+        &self,
+        subject: Option<&str>,
+        client_id: Option<&str>,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| {
+            t.refresh_families
+                .values()
+                .filter(|f| subject.is_none_or(|s| f.subject == s))
+                .filter(|f| client_id.is_none_or(|c| f.client_id == c))
+                .map(|f| f.family_id.clone())
+                .collect()
         });
         Box::pin(async move { done })
     }

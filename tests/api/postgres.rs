@@ -184,3 +184,58 @@ async fn refresh_tokens_are_judged_as_the_database_has_them_at_every_server() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A user revoking a client on the account page of one server ends the grant at every server:
+/// the other server's copy of the consent and the refresh-token family it made.
+#[tokio::test]
+async fn a_grant_revoked_at_one_server_ends_at_the_other() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (
+        spawn_app_with(&on(&database)).await,
+        spawn_app_with(&on(&database)).await,
+    );
+    let client_id = register(&a).await;
+    let tokens = tokens_for_client(&a, &client_id).await;
+    let refresh_token = field(&tokens, "refresh_token");
+
+    // alice signs in at B, whose account page lists what she approved at A, and revokes it.
+    let browser = Browser::new();
+    assert_eq!(browser.redirect_from(&b.url("/account")).await, b.url("/login"));
+    let signed_in = login(&browser, &b.url("/login"), "alice", "password123").await;
+    assert_eq!(location(&signed_in).unwrap(), b.url("/account"));
+    let html = browser.text(&b.url("/account")).await;
+    assert_eq!(hidden_field(&html, "client_id"), client_id, "{html}");
+    let revoked = browser
+        .post_form(
+            &form_action(&html),
+            &[
+                ("csrf_token", hidden_field(&html, "csrf_token").as_str()),
+                ("client_id", client_id.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(revoked.status(), 303);
+
+    // The family A made is gone from the database: refused at both.
+    for app in [&a, &b] {
+        let response = refresh(app, &client_id, &refresh_token, &[]).await;
+        assert_eq!(response.status(), 400);
+    }
+    // A forgets its copy of the consent within a second or so: alice is asked again there.
+    let mut asked = false;
+    for _ in 0..50 {
+        let browser = Browser::new();
+        let start = browser
+            .get(&authorize_url(&a, &client_id, &Pkce::new(), &[]))
+            .await;
+        let after = login(&browser, &location(&start).unwrap(), "alice", "password123").await;
+        if location(&after).unwrap().contains("/consent?request=") {
+            asked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(asked, "the consent page again at A");
+    a.stop().await;
+    b.stop().await;
+}

@@ -115,6 +115,16 @@ impl Message<RevokeClientFamilies> for RefreshTokens {
         msg: RevokeClientFamilies,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        // On a store other servers write too, the families they made end as well.
+        let stored = match self.args.shared {
+            true => {
+                self.args
+                    .store
+                    .family_ids_of(msg.subject.as_deref(), msg.client_id.as_deref())
+                    .await?
+            }
+            false => Vec::new(),
+        };
         let of_client = |id: &String| {
             msg.client_id.as_ref().is_none_or(|client_id| {
                 self.families
@@ -138,6 +148,12 @@ impl Message<RevokeClientFamilies> for RefreshTokens {
                 .cloned()
                 .collect(),
         };
+        let mut ids = ids;
+        for id in stored {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
         self.revoke_then_end(ids).await
     }
 }
