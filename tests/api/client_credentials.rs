@@ -8,25 +8,6 @@ use crate::helpers::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-/// A fresh P-256 key pair: the signing key and its public JWK.
-fn key_pair(kid: &str) -> (EncodingKey, Value) {
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(
-        &ECDSA_P256_SHA256_FIXED_SIGNING,
-        &aws_lc_rs::rand::SystemRandom::new(),
-    )
-    .unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let point = pair.public_key().as_ref();
-    let b64 = |bytes: &[u8]| {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    };
-    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
-        "x": b64(&point[1..33]), "y": b64(&point[33..65])});
-    (EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
-}
-
 /// A client assertion from `client_id`, signed by `key` under `kid`, with `changes` to the
 /// usual claims (audience: the token endpoint; five minutes; a fresh `jti`).
 fn assertion(
@@ -78,19 +59,6 @@ async fn basic_grant(
         .send()
         .await
         .unwrap()
-}
-
-/// The `whoami` answer of a `tools/call` made with `token`, outside any session.
-async fn whoami(app: &TestApp, token: &str) -> Value {
-    let session = open_session(app, token).await;
-    let answer = mcp_post(
-        app,
-        Some(token),
-        Some(&session),
-        tool_call(2, "whoami", json!({})),
-    )
-    .await;
-    serde_json::from_str(&text_of(&rpc_result(answer).await)).unwrap()
 }
 
 #[tokio::test]
@@ -230,7 +198,7 @@ async fn clients_not_registered_for_the_grant_are_refused() {
 async fn private_key_jwt_assertions_are_verified_and_used_once() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_in(dir.path(), &["--dynamic-machine-clients"]).await;
-    let (key, jwk) = key_pair("k1");
+    let (key, jwk) = p256_key_pair("k1");
     let registered = register_with(
         &app,
         json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
@@ -255,7 +223,7 @@ async fn private_key_jwt_assertions_are_verified_and_used_once() {
     let answer = token_with_assertion(&app, &to_issuer, &[("client_id", &client_id)]).await;
     ok_json(answer, "an assertion for the issuer").await;
 
-    let (stranger, _) = key_pair("k9");
+    let (stranger, _) = p256_key_pair("k9");
     let refusals = [
         (good.clone(), "a replayed assertion"),
         (

@@ -200,7 +200,10 @@ async fn a_grant_revoked_at_one_server_ends_at_the_other() {
 
     // alice signs in at B, whose account page lists what she approved at A, and revokes it.
     let browser = Browser::new();
-    assert_eq!(browser.redirect_from(&b.url("/account")).await, b.url("/login"));
+    assert_eq!(
+        browser.redirect_from(&b.url("/account")).await,
+        b.url("/login")
+    );
     let signed_in = login(&browser, &b.url("/login"), "alice", "password123").await;
     assert_eq!(location(&signed_in).unwrap(), b.url("/account"));
     let html = browser.text(&b.url("/account")).await;

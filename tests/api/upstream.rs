@@ -7,7 +7,7 @@
 //! endpoint. Allow-lists, provider errors and password sign-in turned off.
 
 use crate::helpers::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A provider and both servers using it (the OpenID provider with `op_extra` lines, the
 /// GitHub-style one with `gh_extra`), with `extra` settings.
@@ -79,19 +79,6 @@ async fn approve_and_redeem(
     let code = query_param(&back_to_client, "code").expect("a code");
     let response = redeem(app, client_id, &code, &pkce.verifier).await;
     ok_json(response, "the code of an upstream sign-in").await
-}
-
-/// The `whoami` answer for `token`.
-async fn whoami(app: &TestApp, token: &str) -> Value {
-    let session = open_session(app, token).await;
-    let answer = mcp_post(
-        app,
-        Some(token),
-        Some(&session),
-        tool_call(2, "whoami", json!({})),
-    )
-    .await;
-    serde_json::from_str(&text_of(&rpc_result(answer).await)).unwrap()
 }
 
 /// The session cookie a response sets, if it sets one.

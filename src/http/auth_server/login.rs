@@ -5,15 +5,13 @@
 //! browser without a session gets an anonymous one first, under `/authorize`'s per-source rate
 //! limit.
 
-use super::flow::{
-    busy, csrf_matches, current_session, enter_request_flow, forbidden_form, found, origin_allowed,
-    proceed, request_gone,
-};
+use super::flow::{busy, current_session, enter_request_flow, found, proceed, request_gone};
 use super::pages::{LoginPage, render};
 use super::rate_limit::{SourceAddress, admit};
+use super::sign_in_form::{SignInForm, throttled};
 use super::state::AuthState;
 use crate::actors::sessions::{Login, Open, SignedIn};
-use crate::actors::throttle::{Endpoint, Limited, LoginAllowed, LoginSucceeded};
+use crate::actors::throttle::{Endpoint, LoginAllowed, LoginSucceeded};
 use crate::actors::users::{FindUser, UsersAreDemo};
 use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
@@ -153,9 +151,6 @@ pub async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !origin_allowed(&state, &headers) {
-        return forbidden_form();
-    }
     if !state.sign_in.password_sign_in {
         return super::pages::error_page(
             StatusCode::FORBIDDEN,
@@ -163,36 +158,19 @@ pub async fn submit(
             "This server signs users in through an identity provider only. Start again from the application.",
         );
     }
-    let Ok(mut form) = Params::parse(&body) else {
-        return forbidden_form();
-    };
-    let parked = match enter_request_flow(&state, &headers, form.get("request")).await {
-        Ok(parked) => parked,
+    let opened = match super::sign_in_form::open(&state, source, &headers, &body).await {
+        Ok(opened) => opened,
         Err(page) => return page,
     };
-    if let Err(limited) = admit(&state, Endpoint::Login, source).await {
-        return throttled(limited);
-    }
-    let (sid, view) = match current_session(&state, &headers).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return request_gone(),
-        Err(page) => return page,
-    };
-    if !csrf_matches(&view.csrf, form.get("csrf_token")) {
-        return forbidden_form();
-    }
-    let request_id = form.take("request").unwrap_or_default();
+    let SignInForm {
+        mut form,
+        request,
+        request_id,
+        sid,
+        view,
+    } = opened;
     let username = form.take("username").unwrap_or_default();
     let password = form.take("password").unwrap_or_default();
-    // No request: a sign-in for the account page.
-    let request = if request_id.is_empty() {
-        None
-    } else {
-        match parked {
-            Some(request) => Some(request),
-            None => return request_gone(),
-        }
-    };
     let client_name = request.as_ref().map_or(ACCOUNT, |r| r.client_name.as_str());
     let username = crate::http::auth_server::pages::cap(&username, 128);
     // Throttled accounts and sources are refused before any password is checked (PG-3).
@@ -279,9 +257,4 @@ pub async fn submit(
             .set(&opened.sid, state.config.sessions.ttl.as_secs()),
     );
     response
-}
-
-/// 429 for a throttled login, with `Retry-After`.
-fn throttled(limited: Limited) -> Response {
-    super::pages::too_many_requests_page(limited, "Too many sign-in attempts.")
 }

@@ -28,6 +28,7 @@ mod register;
 mod revocation_feed;
 mod revoke;
 mod router;
+mod sign_in_form;
 mod state;
 mod token;
 mod upstream_login;

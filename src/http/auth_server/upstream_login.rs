@@ -11,16 +11,12 @@
 //! Anything that keeps a user from being signed in is a page that says which provider and why
 //! ([`refused`]); nothing is redirected to the MCP client, which may retry with another method.
 
-use super::flow::{
-    busy, csrf_matches, current_session, enter_request_flow, forbidden_form, found, origin_allowed,
-    proceed, request_gone,
-};
+use super::flow::{busy, found, proceed};
 use super::pages::error_page;
-use super::rate_limit::{SourceAddress, admit};
+use super::rate_limit::SourceAddress;
 use super::state::AuthState;
 use crate::actors::identity_providers::{BeginSignIn, Callback, FinishSignIn};
 use crate::actors::sessions::{Login, SignedIn};
-use crate::actors::throttle::Endpoint;
 use crate::actors::upstream_exchange::UpstreamError;
 use crate::actors::{AskError, ask};
 use crate::oauth::params::Params;
@@ -37,38 +33,17 @@ pub async fn begin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !origin_allowed(&state, &headers) {
-        return forbidden_form();
-    }
-    let Ok(mut form) = Params::parse(&body) else {
-        return forbidden_form();
-    };
-    let parked = match enter_request_flow(&state, &headers, form.get("request")).await {
-        Ok(parked) => parked,
+    let opened = match super::sign_in_form::open(&state, source, &headers, &body).await {
+        Ok(opened) => opened,
         Err(page) => return page,
     };
-    if let Err(limited) = admit(&state, Endpoint::Login, source).await {
-        return super::pages::too_many_requests_page(limited, "Too many sign-in attempts.");
-    }
-    let (sid, view) = match current_session(&state, &headers).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return request_gone(),
-        Err(page) => return page,
-    };
-    if !csrf_matches(&view.csrf, form.get("csrf_token")) {
-        return forbidden_form();
-    }
-    let request_id = form.take("request").unwrap_or_default();
-    if !request_id.is_empty() && parked.is_none() {
-        return request_gone();
-    }
     let Some(name) = provider_name(&state, &provider) else {
         return unknown_provider();
     };
     let begin = BeginSignIn {
         provider,
-        sid,
-        request_id,
+        sid: opened.sid,
+        request_id: opened.request_id,
     };
     let pending = match ask(&state.identity_providers, begin).await {
         Ok(pending) => pending,

@@ -206,3 +206,16 @@ pub fn mint_token(app: &TestApp, sub: &str, scope: &str) -> String {
     claims["scope"] = json!(scope);
     mint(app, &jws_header(app), &claims)
 }
+
+/// The `whoami` answer of a `tools/call` made with `token`, in a session of its own.
+pub async fn whoami(app: &TestApp, token: &str) -> Value {
+    let session = open_session(app, token).await;
+    let answer = mcp_post(
+        app,
+        Some(token),
+        Some(&session),
+        tool_call(2, "whoami", json!({})),
+    )
+    .await;
+    serde_json::from_str(&text_of(&rpc_result(answer).await)).unwrap()
+}

@@ -343,3 +343,22 @@ pub async fn jwks_kids(app: &TestApp) -> Vec<String> {
     kids.sort();
     kids
 }
+
+/// A fresh P-256 key pair: the signing key and its public JWK under `kid`.
+pub fn p256_key_pair(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let point = pair.public_key().as_ref();
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65])});
+    (jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+}

@@ -188,23 +188,11 @@ fn signing_key(kid: &str) -> SigningKey {
     }
 }
 
-/// A fresh P-256 key pair: the signing key and its public JWK under `kid`.
+/// A fresh P-256 key pair for ES256: the signing key and its public JWK under `kid`.
 fn es256_key(kid: &str) -> (EncodingKey, Value) {
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(
-        &ECDSA_P256_SHA256_FIXED_SIGNING,
-        &aws_lc_rs::rand::SystemRandom::new(),
-    )
-    .unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let point = pair.public_key().as_ref();
-    let b64 = |bytes: &[u8]| {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    };
-    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
-        "x": b64(&point[1..33]), "y": b64(&point[33..65])});
-    (EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+    let (key, mut jwk) = super::p256_key_pair(kid);
+    jwk["alg"] = json!("ES256");
+    (key, jwk)
 }
 
 async fn discovery(State(op): State<UpstreamProvider>) -> Json<Value> {
