@@ -20,7 +20,9 @@ use crate::actors::refresh_tokens::{RefreshTokens, RevokeCodeFamily};
 use crate::actors::revocations::{Revocations, RevokeAccessToken};
 use crate::oauth::pkce;
 use crate::oauth::scope::ScopeSet;
+use crate::oauth::time::unix_now;
 use crate::oauth::token::CLOCK_LEEWAY;
+use crate::store::SharedStore;
 use crate::trace::{FlowId, Secret};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
@@ -28,6 +30,8 @@ use kameo::message::{Context, Message};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod shared;
 
 /// What an approved authorization request grants, carried by its code.
 #[derive(Debug, Clone)]
@@ -83,6 +87,9 @@ pub enum RedeemError {
     ReplayNotRevoked,
     #[error("too many outstanding codes")]
     Full,
+    /// The shared store could not be read or written: try again later.
+    #[error("the codes could not be read or stored")]
+    Unavailable,
 }
 
 /// The flow a code belongs to, changing nothing: the token endpoint records it on its request
@@ -138,6 +145,9 @@ pub struct AuthorizationCodesArgs {
     pub revocations: ActorRef<Revocations>,
     /// Where a replayed code's refresh-token family is ended.
     pub refresh_tokens: ActorRef<RefreshTokens>,
+    /// A store other servers share: codes are kept there, redeemable at any server
+    /// (`codes/shared.rs`). `None`: the map here is every code.
+    pub shared_store: Option<SharedStore>,
 }
 
 pub struct AuthorizationCodes {
@@ -180,6 +190,13 @@ impl Message<IssueCode> for AuthorizationCodes {
         }
         let code = Secret::random(32);
         let key = key_of(&code);
+        if let Some(store) = &self.args.shared_store {
+            let record = shared::record_of(&msg.0, self.args.ttl);
+            if let Err(err) = store.insert_code(&key, &record).await {
+                tracing::warn!(actor = "AuthorizationCodes", error = %err, "code not stored");
+                return Err(RedeemError::Unavailable);
+            }
+        }
         let expires_at = Instant::now() + self.args.ttl;
         self.codes.insert(
             key,
@@ -197,6 +214,9 @@ impl Message<RedeemCode> for AuthorizationCodes {
     type Reply = Result<Grant, RedeemError>;
 
     async fn handle(&mut self, msg: RedeemCode, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if let Some(store) = self.args.shared_store.clone() {
+            return self.redeem_shared(&store, msg).await;
+        }
         let key = key_of(&msg.code);
         let now = Instant::now();
         match self.codes.get(&key) {
@@ -232,19 +252,7 @@ impl Message<RedeemCode> for AuthorizationCodes {
         let Some(Entry::Live { grant, expires_at }) = self.codes.remove(&key) else {
             return Err(RedeemError::Unknown);
         };
-        match &msg.redirect_uri {
-            Some(uri) if *uri != grant.redirect_uri => return Err(RedeemError::WrongRedirectUri),
-            None if grant.redirect_uri_named => return Err(RedeemError::MissingRedirectUri),
-            _ => {}
-        }
-        if !pkce::verify_s256(msg.verifier.expose(), &grant.code_challenge) {
-            return Err(RedeemError::WrongVerifier);
-        }
-        if let Some(resource) = &msg.resource
-            && *resource != grant.resource
-        {
-            return Err(RedeemError::WrongResource);
-        }
+        check_redemption(&grant, &msg)?;
         self.codes.insert(
             key,
             Entry::Redeemed {
@@ -257,6 +265,25 @@ impl Message<RedeemCode> for AuthorizationCodes {
         );
         Ok(grant)
     }
+}
+
+/// The checks of a redemption by the code's own client: the redirect URI, the PKCE verifier and
+/// the resource (OAuth 2.1 section 4.1.3, RFC 7636 section 4.6, RFC 8707).
+fn check_redemption(grant: &Grant, msg: &RedeemCode) -> Result<(), RedeemError> {
+    match &msg.redirect_uri {
+        Some(uri) if *uri != grant.redirect_uri => return Err(RedeemError::WrongRedirectUri),
+        None if grant.redirect_uri_named => return Err(RedeemError::MissingRedirectUri),
+        _ => {}
+    }
+    if !pkce::verify_s256(msg.verifier.expose(), &grant.code_challenge) {
+        return Err(RedeemError::WrongVerifier);
+    }
+    if let Some(resource) = &msg.resource
+        && *resource != grant.resource
+    {
+        return Err(RedeemError::WrongResource);
+    }
+    Ok(())
 }
 
 impl AuthorizationCodes {
@@ -303,6 +330,12 @@ impl Message<Sweep> for AuthorizationCodes {
                 expired += 1;
             }
         }
+        if expired > 0
+            && let Some(store) = &self.args.shared_store
+            && let Err(err) = store.delete_expired_codes(unix_now()).await
+        {
+            tracing::warn!(actor = "AuthorizationCodes", error = %err, "expired codes not deleted from the store");
+        }
         if expired > 0 {
             tracing::info!(
                 actor = "AuthorizationCodes",
@@ -330,6 +363,18 @@ impl Message<WithdrawCodes> for AuthorizationCodes {
     type Reply = usize;
 
     async fn handle(&mut self, msg: WithdrawCodes, _: &mut Context<Self, usize>) -> usize {
+        let mut withdrawn = 0;
+        if let Some(store) = &self.args.shared_store {
+            match store
+                .withdraw_codes(msg.subject.as_deref(), msg.client_id.as_deref())
+                .await
+            {
+                Ok(n) => withdrawn = usize::try_from(n).unwrap_or(usize::MAX),
+                Err(err) => {
+                    tracing::warn!(actor = "AuthorizationCodes", error = %err, "codes not withdrawn from the store");
+                }
+            }
+        }
         let before = self.codes.len();
         self.codes.retain(|_, entry| match entry {
             Entry::Live { grant, .. } => {
@@ -339,7 +384,7 @@ impl Message<WithdrawCodes> for AuthorizationCodes {
             Entry::Redeemed { .. } => true,
         });
         // A timer still armed for a withdrawn code finds nothing.
-        before - self.codes.len()
+        withdrawn.max(before - self.codes.len())
     }
 }
 
@@ -416,6 +461,7 @@ mod tests {
             access_ttl: Duration::from_secs(3600),
             revocations: revocations.clone(),
             refresh_tokens: refresh_tokens.clone(),
+            shared_store: None,
         });
         (codes, revocations, refresh_tokens)
     }

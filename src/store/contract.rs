@@ -279,7 +279,7 @@ fn family(id: &str, current: u8) -> FamilyRecord {
         scope: "mcp.read".into(),
         resource: "https://rs/mcp".into(),
         flow: "f".into(),
-        origin_jti: "j".into(),
+        origin_jti: format!("origin-{id}"),
         created_at_ms: 1_000,
         absolute_expires_at_ms: 100_000,
         idle_expires_at_ms: 50_000,
@@ -331,6 +331,15 @@ async fn refresh_token_families() {
             assert_eq!(tokens, [[1; 32], [3; 32]]);
         }
         assert!(store.family_by_token(&[7; 32]).await.unwrap().is_none());
+        let origin = store.family_id_by_origin("origin-f2").await.unwrap();
+        assert_eq!(origin.as_deref(), Some("f2"));
+        assert!(
+            store
+                .family_id_by_origin("origin-f9")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let mut ids = store.family_ids_of(Some("alice"), None).await.unwrap();
         ids.sort();
         assert_eq!(ids, ["f1", "f2"]);
@@ -399,6 +408,110 @@ async fn postgres_decides_a_raced_rotation_once() {
             one.unwrap() ^ two.unwrap(),
             "round {round}: exactly one rotation"
         );
+    }
+    a.close().await;
+    b.close().await;
+}
+
+fn code(client_id: &str, subject: &str) -> CodeRecord {
+    CodeRecord {
+        client_id: client_id.into(),
+        subject: subject.into(),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        redirect_uri_named: true,
+        code_challenge: "challenge".into(),
+        scope: "mcp.read".into(),
+        resource: "https://rs/mcp".into(),
+        flow: "f".into(),
+        expires_at: 1_000,
+    }
+}
+
+#[tokio::test]
+async fn codes() {
+    on_every_backend(async |store: &dyn Store| {
+        store
+            .insert_code(&[1; 32], &code("c", "alice"))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .insert_code(&[1; 32], &code("c", "alice"))
+                .await
+                .is_err()
+        );
+        // Another client: nothing consumed.
+        let other = store.take_code(&[1; 32], "d", "j0", 500).await.unwrap();
+        assert_eq!(other, CodeTake::OtherClient);
+        // Its client: taken once; then it is a redeemed code that names what it produced.
+        let taken = store.take_code(&[1; 32], "c", "j1", 500).await.unwrap();
+        assert_eq!(taken, CodeTake::Taken(code("c", "alice")));
+        let again = store.take_code(&[1; 32], "c", "j2", 500).await.unwrap();
+        assert_eq!(
+            again,
+            CodeTake::Redeemed {
+                record: code("c", "alice"),
+                jti: "j1".into()
+            }
+        );
+        // Expired, unknown, deleted.
+        assert_eq!(
+            store.take_code(&[1; 32], "c", "j3", 1_000).await.unwrap(),
+            CodeTake::Unknown
+        );
+        assert_eq!(
+            store.take_code(&[9; 32], "c", "j3", 0).await.unwrap(),
+            CodeTake::Unknown
+        );
+        store.delete_code(&[1; 32]).await.unwrap();
+        assert_eq!(
+            store.take_code(&[1; 32], "c", "j3", 0).await.unwrap(),
+            CodeTake::Unknown
+        );
+        // Withdrawn: the unredeemed ones of the user for the client.
+        store
+            .insert_code(&[2; 32], &code("c", "alice"))
+            .await
+            .unwrap();
+        store
+            .insert_code(&[3; 32], &code("c", "bob"))
+            .await
+            .unwrap();
+        store
+            .insert_code(&[4; 32], &code("c", "alice"))
+            .await
+            .unwrap();
+        store.take_code(&[4; 32], "c", "j4", 0).await.unwrap();
+        assert_eq!(
+            store
+                .withdraw_codes(Some("alice"), Some("c"))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.withdraw_codes(None, Some("c")).await.unwrap(), 1);
+        assert_eq!(store.delete_expired_codes(1_000).await.unwrap(), 1);
+    })
+    .await;
+}
+
+/// Two servers redeeming one code at the same moment: exactly one takes it.
+#[tokio::test]
+async fn postgres_decides_a_raced_redemption_once() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database).await, open(&database).await);
+    for round in 0..20u8 {
+        let hash = [round; 32];
+        a.insert_code(&hash, &code("c", "alice")).await.unwrap();
+        let (one, two) = tokio::join!(
+            a.take_code(&hash, "c", "ja", 0),
+            b.take_code(&hash, "c", "jb", 0)
+        );
+        let taken = [one.unwrap(), two.unwrap()]
+            .iter()
+            .filter(|t| matches!(t, CodeTake::Taken(_)))
+            .count();
+        assert_eq!(taken, 1, "round {round}: exactly one redemption");
     }
     a.close().await;
     b.close().await;

@@ -4,7 +4,7 @@
 //! in-memory maps as the fast path and write through: an actor answers only after the store has
 //! committed the change, and at start each actor loads what it owns.
 //!
-//! The store is a set of traits, one per table ([`ClientStore`], [`ConsentStore`],
+//! The store is a set of traits, one per table ([`ClientStore`], [`CodeStore`], [`ConsentStore`],
 //! [`RevocationStore`], [`UserStore`], [`KeyStore`], [`RefreshTokenStore`], [`ChangeStore`]), gathered in
 //! [`Store`]. Three implementations: [`SqliteStore`] (embedded, one file in the data directory;
 //! the default), [`PostgresStore`] (`DATABASE_URL=postgres://…`, a server that several
@@ -31,6 +31,7 @@
 pub mod changes;
 pub mod cipher;
 mod clients;
+mod codes;
 mod consents;
 #[cfg(test)]
 mod contract;
@@ -45,6 +46,7 @@ mod users;
 
 pub use changes::{Change, ChangeStore};
 pub use clients::{ClientMap, ClientRecord, ClientStore};
+pub use codes::{CodeRecord, CodeStore, CodeTake};
 pub use consents::{
     Approval, ConsentRecord, ConsentStore, MAX_APPROVED_REDIRECT_URIS, RedirectApproval,
 };
@@ -66,6 +68,7 @@ use std::sync::Arc;
 #[async_trait]
 pub trait Store:
     ClientStore
+    + CodeStore
     + ConsentStore
     + RevocationStore
     + UserStore

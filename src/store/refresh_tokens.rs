@@ -102,6 +102,16 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// The id of the stored family started with the access token `origin_jti` (a replayed code
+    /// ends it); as with [`Self::family_by_token`], stores no other server writes answer none.
+    fn family_id_by_origin(
+        &self,
+        origin_jti: &str,
+    ) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        let _ = origin_jti;
+        Box::pin(async { Ok(None) })
+    }
+
     /// The ids of the stored families of a user, of a client, or of a user for a client (a
     /// revocation at one server, on a store other servers write too); as with
     /// [`Self::family_by_token`], stores no other server writes answer none.
@@ -355,6 +365,23 @@ macro_rules! sql_backend {
                     })
                 }
 
+                fn family_id_by_origin(
+                    &self,
+                    origin_jti: &str,
+                ) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+                    let origin_jti = origin_jti.to_string();
+                    Box::pin(async move {
+                        let row = sqlx::query(&<$store>::sql(
+                            "SELECT family_id FROM refresh_families WHERE origin_jti = ?",
+                        ))
+                        .bind(origin_jti)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                        row.map(|row| Ok(row.try_get::<String, _>("family_id")?))
+                            .transpose()
+                    })
+                }
+
                 fn family_ids_of(
                     &self,
                     subject: Option<&str>,
@@ -439,6 +466,19 @@ impl RefreshTokenStore for MemoryStore {
             t.refresh_families
                 .retain(|_, f| f.absolute_expires_at_ms > now_ms && f.idle_expires_at_ms > now_ms);
             t.refresh_families.values().cloned().collect()
+        });
+        Box::pin(async move { done })
+    }
+
+    fn family_id_by_origin(
+        &self,
+        origin_jti: &str,
+    ) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| {
+            t.refresh_families
+                .values()
+                .find(|f| f.origin_jti == origin_jti)
+                .map(|f| f.family_id.clone())
         });
         Box::pin(async move { done })
     }

@@ -242,3 +242,46 @@ async fn a_grant_revoked_at_one_server_ends_at_the_other() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A code issued by one server is redeemed at the other; two servers redeeming one code at once
+/// give one token; and a replay at the other server revokes what the first redemption produced.
+#[tokio::test]
+async fn codes_are_redeemed_once_at_any_server() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (
+        spawn_app_with(&on(&database)).await,
+        spawn_app_with(&on(&database)).await,
+    );
+    let client_id = register(&a).await;
+
+    // Each test server has URLs of its own (replicas share theirs): every redemption names A's
+    // resource, wherever it is sent.
+    let redeem_at = async |app: &TestApp, code: &str, verifier: &str| {
+        redemption(&a, &client_id, code, verifier).send(app).await
+    };
+    // Issued at A, redeemed at B.
+    let (code, pkce) = code_for(&a, &client_id).await;
+    let tokens = ok_json(redeem_at(&b, &code, &pkce.verifier).await, "at B").await;
+    let refresh_token = field(&tokens, "refresh_token");
+    // Replayed at A by its client: refused, and the refresh-token family B started ends.
+    let replay = redeem_at(&a, &code, &pkce.verifier).await;
+    assert_eq!(replay.status(), 400);
+    assert_eq!(refresh(&b, &client_id, &refresh_token, &[]).await.status(), 400);
+
+    // Both servers at once, ten times: one token each time.
+    for round in 0..10 {
+        let (code, pkce) = code_for(&a, &client_id).await;
+        let (one, two) = tokio::join!(
+            redeem_at(&a, &code, &pkce.verifier),
+            redeem_at(&b, &code, &pkce.verifier)
+        );
+        let statuses = [one.status().as_u16(), two.status().as_u16()];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -166,7 +166,11 @@ impl Message<RevokeCodeFamily> for RefreshTokens {
         msg: RevokeCodeFamily,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let ids: Vec<String> = self.by_origin.get(&msg.jti).cloned().into_iter().collect();
+        let mut ids: Vec<String> = self.by_origin.get(&msg.jti).cloned().into_iter().collect();
+        // On a store other servers write too, the code may have been redeemed at another one.
+        if ids.is_empty() && self.args.shared {
+            ids.extend(self.args.store.family_id_by_origin(&msg.jti).await?);
+        }
         self.revoke_then_end(ids).await
     }
 }

@@ -357,6 +357,7 @@ impl AuthServer {
                 access_ttl: settings.tokens.access_ttl,
                 revocations: revocations.clone(),
                 refresh_tokens: refresh_tokens.clone(),
+                shared_store: store.is_shared().then(|| Arc::clone(&store)),
             },
         )
         .await;

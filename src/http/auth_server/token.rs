@@ -433,9 +433,11 @@ fn redeem_error(err: RedeemError) -> JsonError {
         RedeemError::Replayed { .. } => {
             JsonError::new(ErrorCode::InvalidGrant, "the code was already used")
         }
-        RedeemError::Full | RedeemError::ReplayNotRevoked => JsonError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "the server is busy; retry shortly",
-        ),
+        RedeemError::Full | RedeemError::ReplayNotRevoked | RedeemError::Unavailable => {
+            JsonError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the server is busy; retry shortly",
+            )
+        }
     }
 }
