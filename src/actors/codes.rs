@@ -191,7 +191,7 @@ impl Message<IssueCode> for AuthorizationCodes {
         let code = Secret::random(32);
         let key = key_of(&code);
         if let Some(store) = &self.args.shared_store {
-            let record = shared::record_of(&msg.0, self.args.ttl);
+            let record = msg.0.stored(self.args.ttl);
             if let Err(err) = store.insert_code(&key, &record).await {
                 tracing::warn!(actor = "AuthorizationCodes", error = %err, "code not stored");
                 return Err(RedeemError::Unavailable);

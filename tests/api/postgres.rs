@@ -266,7 +266,10 @@ async fn codes_are_redeemed_once_at_any_server() {
     // Replayed at A by its client: refused, and the refresh-token family B started ends.
     let replay = redeem_at(&a, &code, &pkce.verifier).await;
     assert_eq!(replay.status(), 400);
-    assert_eq!(refresh(&b, &client_id, &refresh_token, &[]).await.status(), 400);
+    assert_eq!(
+        refresh(&b, &client_id, &refresh_token, &[]).await.status(),
+        400
+    );
 
     // Both servers at once, ten times: one token each time.
     for round in 0..10 {

@@ -13,18 +13,21 @@ use crate::store::{CodeRecord, CodeTake, SharedStore};
 use crate::trace::FlowId;
 use std::time::Duration;
 
-/// The stored form of a grant, expiring `ttl` from now.
-pub(super) fn record_of(grant: &Grant, ttl: Duration) -> CodeRecord {
-    CodeRecord {
-        client_id: grant.client_id.clone(),
-        subject: grant.subject.clone(),
-        redirect_uri: grant.redirect_uri.clone(),
-        redirect_uri_named: grant.redirect_uri_named,
-        code_challenge: grant.code_challenge.clone(),
-        scope: grant.scope.to_string(),
-        resource: grant.resource.clone(),
-        flow: grant.flow.as_str().to_string(),
-        expires_at: unix_now() + ttl.as_secs(),
+impl Grant {
+    /// The stored form of this grant, expiring `ttl` from now.
+    pub(super) fn stored(&self, ttl: Duration) -> CodeRecord {
+        let grant = self;
+        CodeRecord {
+            client_id: grant.client_id.clone(),
+            subject: grant.subject.clone(),
+            redirect_uri: grant.redirect_uri.clone(),
+            redirect_uri_named: grant.redirect_uri_named,
+            code_challenge: grant.code_challenge.clone(),
+            scope: grant.scope.to_string(),
+            resource: grant.resource.clone(),
+            flow: grant.flow.as_str().to_string(),
+            expires_at: unix_now() + ttl.as_secs(),
+        }
     }
 }
 
