@@ -22,7 +22,7 @@
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::time::{instant_of, unix_now};
-use crate::store::{SharedStore, StoreError};
+use crate::store::{Change, SharedStore, StoreError};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -161,6 +161,13 @@ impl Message<RevokeAccessToken> for Revocations {
             .store
             .revoke(&msg.jti, unix_now().saturating_add(msg.ttl.as_secs()))
             .await?;
+        // The other servers on the same database list it in their feeds too, within a second.
+        if self.args.store.is_shared() {
+            let change = Change::AccessTokenRevoked {
+                jti: msg.jti.clone(),
+            };
+            self.args.store.record_change(&change, unix_now()).await?;
+        }
         let until = Instant::now() + msg.ttl;
         self.revoked.insert(msg.jti.clone(), until);
         self.expiry
@@ -170,6 +177,41 @@ impl Message<RevokeAccessToken> for Revocations {
             jti: msg.jti,
             exp: unix_now().saturating_add(msg.ttl.as_secs()),
         });
+        Ok(())
+    }
+}
+
+/// Lists a revocation another server on the same database recorded (read back from the store,
+/// with its deadline); one already listed is left as it is.
+#[derive(Debug)]
+pub struct AdoptRevocation {
+    pub jti: String,
+}
+
+impl Message<AdoptRevocation> for Revocations {
+    type Reply = Result<(), StoreError>;
+
+    async fn handle(
+        &mut self,
+        msg: AdoptRevocation,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if self.revoked.contains_key(&msg.jti) {
+            return Ok(());
+        }
+        if self.revoked.len() >= self.args.max_entries {
+            // Retried by `StoreChanges` as entries expire; `/introspect` reads the store meanwhile.
+            return Err(StoreError("the revocation list is full".into()));
+        }
+        let now_unix = unix_now();
+        let Some(exp) = self.args.store.revoked_until(&msg.jti, now_unix).await? else {
+            return Ok(());
+        };
+        let until = Instant::now() + Duration::from_secs(exp.saturating_sub(now_unix));
+        self.revoked.insert(msg.jti.clone(), until);
+        self.expiry
+            .schedule(until, msg.jti.clone(), ctx.actor_ref());
+        self.publish(RevokedToken { jti: msg.jti, exp });
         Ok(())
     }
 }
@@ -236,7 +278,8 @@ impl Message<IsRevoked> for Revocations {
             return Ok(*until > Instant::now());
         }
         if self.args.store.is_shared() {
-            return self.args.store.is_revoked(&msg.jti, unix_now()).await;
+            let until = self.args.store.revoked_until(&msg.jti, unix_now()).await?;
+            return Ok(until.is_some());
         }
         Ok(false)
     }
@@ -365,7 +408,13 @@ mod tests {
             Err(SendError::HandlerError(RevocationError::Full))
         ));
         assert!(!is_revoked(&revocations, "c").await);
-        assert!(!store.is_revoked("c", unix_now()).await.unwrap());
+        assert!(
+            store
+                .revoked_until("c", unix_now())
+                .await
+                .unwrap()
+                .is_none()
+        );
         // A token already listed takes no new room.
         revocations.ask(revoke("a", 20)).await.unwrap();
         assert!(is_revoked(&revocations, "a").await);

@@ -19,6 +19,7 @@ use crate::actors::codes::{AuthorizationCodes, WithdrawCodes};
 use crate::actors::consents::{Consents, RevokeConsents};
 use crate::actors::expiry::OwnedTask;
 use crate::actors::refresh_tokens::{RefreshTokens, RevokeClientFamilies};
+use crate::actors::revocations::{AdoptRevocation, Revocations};
 use crate::actors::sessions::{EndUserSessions, Sessions};
 use crate::actors::signing_keys::{ReloadKeys, SigningKeys};
 use crate::actors::users::{ReloadUsers, Users};
@@ -57,6 +58,7 @@ pub struct StoreChangesArgs {
     pub sessions: ActorRef<Sessions>,
     pub users: ActorRef<Users>,
     pub keys: ActorRef<SigningKeys>,
+    pub revocations: ActorRef<Revocations>,
     /// The last change applied: read before the actors loaded, and kept across restarts of
     /// this actor so that a restart neither skips nor repeats a change.
     pub cursor: Arc<AtomicI64>,
@@ -156,6 +158,10 @@ impl StoreChanges {
             }
             Change::KeysChanged => {
                 ask(&a.keys, ReloadKeys).await?;
+            }
+            Change::AccessTokenRevoked { jti } => {
+                let adopt = AdoptRevocation { jti: jti.clone() };
+                ask(&a.revocations, adopt).await?;
             }
         }
         Ok(())

@@ -33,6 +33,9 @@ pub enum Change {
     SessionsRevoked { subject: String },
     /// A signing key was added: reload the keys.
     KeysChanged,
+    /// An access token was revoked at another server on the same database: list it in this
+    /// server's revocation feed too (the `jti` is kept in the `subject` column).
+    AccessTokenRevoked { jti: String },
 }
 
 impl Change {
@@ -44,6 +47,7 @@ impl Change {
             Change::UserDisabled { .. } => "user_disabled",
             Change::SessionsRevoked { .. } => "sessions_revoked",
             Change::KeysChanged => "keys_changed",
+            Change::AccessTokenRevoked { .. } => "access_token_revoked",
         }
     }
 
@@ -57,6 +61,7 @@ impl Change {
             Change::UserDisabled { subject } | Change::SessionsRevoked { subject } => {
                 (Some(subject), None)
             }
+            Change::AccessTokenRevoked { jti } => (Some(jti), None),
             Change::UsersChanged | Change::KeysChanged => (None, None),
         }
     }
@@ -79,6 +84,7 @@ impl Change {
             "user_disabled" => Change::UserDisabled { subject: subject? },
             "sessions_revoked" => Change::SessionsRevoked { subject: subject? },
             "keys_changed" => Change::KeysChanged,
+            "access_token_revoked" => Change::AccessTokenRevoked { jti: subject? },
             _ => return None,
         })
     }

@@ -15,7 +15,8 @@ use std::collections::HashMap;
 pub trait RevocationStore: Send + Sync {
     /// Every revocation still in force at `now` (jti, until).
     async fn revocations(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError>;
-    async fn is_revoked(&self, jti: &str, now: u64) -> Result<bool, StoreError>;
+    /// Until when `jti` is revoked, if it is at `now`.
+    async fn revoked_until(&self, jti: &str, now: u64) -> Result<Option<u64>, StoreError>;
     /// Records a revocation (an upsert keeping the later expiry).
     async fn revoke(&self, jti: &str, until: u64) -> Result<(), StoreError>;
     async fn delete_expired_revocations(&self, now: u64) -> Result<u64, StoreError>;
@@ -42,13 +43,20 @@ macro_rules! sql_backend {
                         .collect()
                 }
 
-                async fn is_revoked(&self, jti: &str, now: u64) -> Result<bool, StoreError> {
-                    let row = sqlx::query(&<$store>::sql("SELECT 1 FROM revocations WHERE jti = ? AND expires_at > ?"))
-                        .bind(jti)
-                        .bind(int(now))
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    Ok(row.is_some())
+                async fn revoked_until(
+                    &self,
+                    jti: &str,
+                    now: u64,
+                ) -> Result<Option<u64>, StoreError> {
+                    let row = sqlx::query(&<$store>::sql(
+                        "SELECT expires_at FROM revocations WHERE jti = ? AND expires_at > ?",
+                    ))
+                    .bind(jti)
+                    .bind(int(now))
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.map(|row| Ok(unsigned(row.try_get("expires_at")?)))
+                        .transpose()
                 }
 
                 async fn revoke(&self, jti: &str, until: u64) -> Result<(), StoreError> {
@@ -99,9 +107,9 @@ impl RevocationStore for MemoryStore {
         })
     }
 
-    async fn is_revoked(&self, jti: &str, now: u64) -> Result<bool, StoreError> {
+    async fn revoked_until(&self, jti: &str, now: u64) -> Result<Option<u64>, StoreError> {
         self.with(|t: &mut RevocationsTable| {
-            t.revocations.get(jti).is_some_and(|until| *until > now)
+            t.revocations.get(jti).copied().filter(|until| *until > now)
         })
     }
 
@@ -133,7 +141,7 @@ mod tests {
         store.revoke("j", 500).await.unwrap();
         store.revoke("j", 400).await.unwrap();
         assert!(
-            store.is_revoked("j", 450).await.unwrap(),
+            store.revoked_until("j", 450).await.unwrap().is_some(),
             "the later expiry is kept"
         );
         assert_eq!(store.delete_expired_revocations(600).await.unwrap(), 1);

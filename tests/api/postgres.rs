@@ -288,3 +288,40 @@ async fn codes_are_redeemed_once_at_any_server() {
     a.stop().await;
     b.stop().await;
 }
+
+/// An access token revoked at one server is listed in the other's revocation feed within a
+/// second or so, so the resource servers following either refuse it.
+#[tokio::test]
+async fn a_revocation_at_one_server_reaches_the_others_feed() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (
+        spawn_app_with(&on(&database)).await,
+        spawn_app_with(&on(&database)).await,
+    );
+    let client_id = register(&a).await;
+    let token = access_token_as(&a, &client_id, "alice", "password123").await;
+    let jti = field(&claims_of(&token), "jti");
+    let revoke = a
+        .post("/revoke")
+        .form(&[("token", token.as_str()), ("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    let listed = |feed: &Value| {
+        feed["revoked"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|t| t["jti"] == jti.as_str()))
+    };
+    let mut seen = false;
+    for _ in 0..50 {
+        if listed(&b.get_json(&b.url("/oauth/revocations")).await) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "B's feed lists the token A revoked");
+    a.stop().await;
+    b.stop().await;
+}

@@ -192,14 +192,7 @@ async fn the_revocation_feed_endpoint() {
     );
     assert_eq!(page["snapshot"], false);
     assert_eq!(page["cursor"].as_u64(), Some(cursor + 1));
-    use base64::Engine;
-    let payload = access.split('.').nth(1).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = claims_of(&access);
     let jti = claims["jti"].clone();
     assert_eq!(page["revoked"][0]["jti"], jti);
 

@@ -384,6 +384,7 @@ impl AuthServer {
                 sessions: sessions.clone(),
                 users: users.clone(),
                 keys: keys.clone(),
+                revocations: revocations.clone(),
                 cursor: changes_cursor,
             };
             Some(spawn_supervised::<StoreChanges>(&supervisor, args).await)
