@@ -11,11 +11,17 @@
 //!   pass the check before any failure is recorded; [`LoginSucceeded`] takes it back (clears the
 //!   account's count, and returns the source's one).
 //!
+//! When several servers share the store ([`SharedFailures`]), an account's failures are counted
+//! there instead, in one conditional upsert per attempt, so a lockout holds at every server; the
+//! per-source counts and the rate limits stay per server.
+//!
 //! Entries are forgotten once they no longer matter (a bucket that has refilled, a window that has
 //! ended) through the actor's one timer, and the table is bounded: when full, new sources are
 //! limited rather than remembered, so a flood of addresses cannot grow memory.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::oauth::time::unix_now;
+use crate::store::{AccountDigest, LoginAttempt, SharedStore};
 use crate::trace::TypedUserName;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
@@ -92,6 +98,33 @@ pub struct ThrottleArgs {
     pub failures_per_source: u32,
     pub lockout: Duration,
     pub max_entries: usize,
+    /// Count accounts' failures in a store other servers share.
+    pub shared: Option<SharedFailures>,
+}
+
+/// Where accounts' failures are counted when several servers share the store, and the key that
+/// turns a typed name into the account's digest (the same at every server: derived from their
+/// shared session secret).
+#[derive(Clone)]
+pub struct SharedFailures {
+    pub store: SharedStore,
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for SharedFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedFailures")
+    }
+}
+
+impl SharedFailures {
+    fn account(&self, username: &TypedUserName) -> AccountDigest {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(username.expose().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -177,6 +210,58 @@ impl Throttle {
     }
 }
 
+impl Throttle {
+    /// [`LoginAllowed`] with the account counted in the shared store: the source is checked here
+    /// first (nothing counted yet), then the store counts the account or says it is locked, then
+    /// the source's failure is counted here. A store that cannot answer refuses the attempt for
+    /// a second: an attacker gains no guesses from an outage.
+    async fn allow_shared(
+        &mut self,
+        shared: &SharedFailures,
+        msg: LoginAllowed,
+        me: &ActorRef<Self>,
+    ) -> Result<(), Limited> {
+        let now = Instant::now();
+        let source_key = Key::SourceFailures(msg.source);
+        if let Some((count, window_ends)) = self.failures(&source_key, now)
+            && self.args.failures_per_source > 0
+            && count >= self.args.failures_per_source
+        {
+            return Err(Limited {
+                retry_after: window_ends.duration_since(now),
+            });
+        }
+        if self.args.failures_per_account > 0 {
+            let account = shared.account(&msg.username);
+            let counted = shared
+                .store
+                .count_login_attempt(
+                    &account,
+                    self.args.failures_per_account,
+                    self.args.lockout.as_secs().max(1),
+                    unix_now(),
+                )
+                .await;
+            match counted {
+                Ok(LoginAttempt::Counted) => {}
+                Ok(LoginAttempt::Locked { until }) => {
+                    return Err(Limited {
+                        retry_after: Duration::from_secs(until.saturating_sub(unix_now()).max(1)),
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(actor = "Throttle", error = %err, "failed logins not counted in the store; attempt refused");
+                    return Err(Limited {
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+            }
+        }
+        self.record_failure(source_key, now, me);
+        Ok(())
+    }
+}
+
 impl Message<Admit> for Throttle {
     type Reply = Result<(), Limited>;
 
@@ -229,6 +314,9 @@ impl Message<LoginAllowed> for Throttle {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let now = Instant::now();
+        if let Some(shared) = self.args.shared.clone() {
+            return self.allow_shared(&shared, msg, ctx.actor_ref()).await;
+        }
         let account_key = Key::AccountFailures(msg.username);
         let source_key = Key::SourceFailures(msg.source);
         let account = (
@@ -260,6 +348,14 @@ impl Message<LoginSucceeded> for Throttle {
     type Reply = ();
 
     async fn handle(&mut self, msg: LoginSucceeded, _: &mut Context<Self, ()>) {
+        if let Some(shared) = &self.args.shared
+            && let Err(err) = shared
+                .store
+                .clear_login_failures(&shared.account(&msg.username))
+                .await
+        {
+            tracing::warn!(actor = "Throttle", error = %err, "failed logins not cleared in the store; they expire with their window");
+        }
         self.entries.remove(&Key::AccountFailures(msg.username));
         if let Some(Entry::Failures { count, .. }) =
             self.entries.get_mut(&Key::SourceFailures(msg.source))
@@ -318,6 +414,7 @@ mod tests {
             failures_per_source: 3,
             lockout: Duration::from_secs(60),
             max_entries: 100,
+            shared: None,
         }
     }
 

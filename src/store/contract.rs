@@ -514,3 +514,35 @@ async fn postgres_decides_a_raced_redemption_once() {
     a.close().await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn login_failures() {
+    on_every_backend(async |store: &dyn Store| {
+        let (alice, bob) = ([1; 32], [2; 32]);
+        for _ in 0..3 {
+            let counted = store.count_login_attempt(&alice, 3, 100, 1_000).await;
+            assert_eq!(counted.unwrap(), LoginAttempt::Counted);
+        }
+        let locked = store
+            .count_login_attempt(&alice, 3, 100, 1_050)
+            .await
+            .unwrap();
+        assert_eq!(locked, LoginAttempt::Locked { until: 1_100 });
+        assert_eq!(
+            store
+                .count_login_attempt(&bob, 3, 100, 1_050)
+                .await
+                .unwrap(),
+            LoginAttempt::Counted
+        );
+        // The window ends: counting starts afresh.
+        let fresh = store
+            .count_login_attempt(&alice, 3, 100, 1_100)
+            .await
+            .unwrap();
+        assert_eq!(fresh, LoginAttempt::Counted);
+        store.clear_login_failures(&alice).await.unwrap();
+        assert_eq!(store.delete_expired_login_failures(1_200).await.unwrap(), 1);
+    })
+    .await;
+}

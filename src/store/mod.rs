@@ -5,7 +5,7 @@
 //! committed the change, and at start each actor loads what it owns.
 //!
 //! The store is a set of traits, one per table ([`ClientStore`], [`CodeStore`], [`ConsentStore`],
-//! [`RevocationStore`], [`UserStore`], [`KeyStore`], [`RefreshTokenStore`], [`ChangeStore`]), gathered in
+//! [`RevocationStore`], [`UserStore`], [`KeyStore`], [`LoginFailureStore`], [`RefreshTokenStore`], [`ChangeStore`]), gathered in
 //! [`Store`]. Three implementations: [`SqliteStore`] (embedded, one file in the data directory;
 //! the default), [`PostgresStore`] (`DATABASE_URL=postgres://…`, a server that several
 //! authorization servers can share; `docs/SCALING.md` says what they share so far) and
@@ -37,6 +37,7 @@ mod consents;
 mod contract;
 mod error;
 mod keys;
+mod login_failures;
 pub mod memory;
 pub mod postgres;
 mod refresh_tokens;
@@ -52,6 +53,7 @@ pub use consents::{
 };
 pub use error::StoreError;
 pub use keys::{KeyMade, KeyRecord, KeyStore};
+pub use login_failures::{AccountDigest, LoginAttempt, LoginFailureStore};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use refresh_tokens::{
@@ -73,6 +75,7 @@ pub trait Store:
     + RevocationStore
     + UserStore
     + KeyStore
+    + LoginFailureStore
     + RefreshTokenStore
     + ChangeStore
 {

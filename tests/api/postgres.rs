@@ -325,3 +325,31 @@ async fn a_revocation_at_one_server_reaches_the_others_feed() {
     a.stop().await;
     b.stop().await;
 }
+
+/// An account's failed logins count at every server: three failures spread over two servers lock
+/// the account at both, even with the right password.
+#[tokio::test]
+async fn a_lockout_holds_at_every_server() {
+    let database = ScratchDatabase::create().await;
+    let settings = [&on(&database)[..], &["--login-failures-per-account", "3"]].concat();
+    let (a, b) = (
+        spawn_app_with(&settings).await,
+        spawn_app_with(&settings).await,
+    );
+    let client_id = register(&a).await;
+    let attempt = async |app: &TestApp, password: &str| {
+        let browser = Browser::new();
+        let login_url = browser.start_authorization(app, &client_id).await;
+        login(&browser, &login_url, "alice", password)
+            .await
+            .status()
+            .as_u16()
+    };
+    assert_eq!(attempt(&a, "wrong").await, 401);
+    assert_eq!(attempt(&b, "wrong").await, 401);
+    assert_eq!(attempt(&a, "wrong").await, 401);
+    assert_eq!(attempt(&b, "password123").await, 429, "locked at B too");
+    assert_eq!(attempt(&a, "password123").await, 429, "and at A");
+    a.stop().await;
+    b.stop().await;
+}

@@ -47,7 +47,7 @@ use crate::actors::revocations::RevocationsArgs;
 use crate::actors::sessions::SessionsArgs;
 use crate::actors::signing_keys::{KeyError, SigningKeysArgs};
 use crate::actors::store_changes::StoreChangesArgs;
-use crate::actors::throttle::ThrottleArgs;
+use crate::actors::throttle::{SharedFailures, ThrottleArgs};
 use crate::actors::users::UsersArgs;
 use crate::actors::{
     AuthorizationCodes, ClientMetadataDocuments, ClientRegistry, Consents, RefreshTokens,
@@ -318,6 +318,13 @@ impl AuthServer {
                 failures_per_source: settings.login.failures_per_source,
                 lockout: settings.login.lockout,
                 max_entries: settings.limits.max_throttle_entries,
+                shared: store.is_shared().then(|| SharedFailures {
+                    store: Arc::clone(&store),
+                    key: crate::trace::sha256(&format!(
+                        "login-failures:{}",
+                        settings.sessions.cookie_secret.expose()
+                    )),
+                }),
             },
         )
         .await;
