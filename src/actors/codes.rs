@@ -22,7 +22,7 @@ use crate::oauth::pkce;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::unix_now;
 use crate::oauth::token::CLOCK_LEEWAY;
-use crate::store::SharedStore;
+use crate::store::{SharedStore, StoreError};
 use crate::trace::{FlowId, Secret};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
@@ -360,20 +360,21 @@ impl Message<FlowOfCode> for AuthorizationCodes {
 }
 
 impl Message<WithdrawCodes> for AuthorizationCodes {
-    type Reply = usize;
+    type Reply = Result<usize, StoreError>;
 
-    async fn handle(&mut self, msg: WithdrawCodes, _: &mut Context<Self, usize>) -> usize {
+    async fn handle(
+        &mut self,
+        msg: WithdrawCodes,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let mut withdrawn = 0;
+        // On a shared store, a withdrawal not stored is not acknowledged: the codes would stay
+        // redeemable at every server.
         if let Some(store) = &self.args.shared_store {
-            match store
+            let n = store
                 .withdraw_codes(msg.subject.as_deref(), msg.client_id.as_deref())
-                .await
-            {
-                Ok(n) => withdrawn = usize::try_from(n).unwrap_or(usize::MAX),
-                Err(err) => {
-                    tracing::warn!(actor = "AuthorizationCodes", error = %err, "codes not withdrawn from the store");
-                }
-            }
+                .await?;
+            withdrawn = usize::try_from(n).unwrap_or(usize::MAX);
         }
         let before = self.codes.len();
         self.codes.retain(|_, entry| match entry {
@@ -384,7 +385,7 @@ impl Message<WithdrawCodes> for AuthorizationCodes {
             Entry::Redeemed { .. } => true,
         });
         // A timer still armed for a withdrawn code finds nothing.
-        withdrawn.max(before - self.codes.len())
+        Ok(withdrawn.max(before - self.codes.len()))
     }
 }
 

@@ -265,17 +265,17 @@ impl Message<RevokeConsent> for Consents {
         // Other servers on the same database end the grant too (their copy of the consent, the
         // codes they issued for it, their refresh-token families' access tokens), within a
         // second, as they apply an operator's revocation.
+        let cached = self
+            .consents
+            .remove(&(msg.subject.clone(), msg.client_id.clone()))
+            .is_some();
         if self.store.is_shared() {
             let change = Change::GrantsRevoked {
-                subject: Some(msg.subject.clone()),
-                client_id: Some(msg.client_id.clone()),
+                subject: Some(msg.subject),
+                client_id: Some(msg.client_id),
             };
             self.store.record_change(&change, unix_now()).await?;
         }
-        let cached = self
-            .consents
-            .remove(&(msg.subject, msg.client_id))
-            .is_some();
         Ok(stored || cached)
     }
 }

@@ -536,6 +536,26 @@ impl Message<Sweep> for RefreshTokens {
         if due.is_empty() {
             return;
         }
+        // On a store other servers write too, this copy's deadline may be stale (a refresh at
+        // another server pushed it back): forget the copies, and let the store delete only the
+        // families its own deadlines say are dead.
+        if self.args.shared {
+            for id in &due {
+                self.forget(id, now);
+            }
+            match self.args.store.remove_dead_families(unix_now_ms()).await {
+                Ok(removed) => tracing::info!(
+                    actor = "RefreshTokens",
+                    expired = removed,
+                    live = self.families.len(),
+                    "timer"
+                ),
+                Err(err) => {
+                    tracing::warn!(actor = "RefreshTokens", error = %err, "expired families stay stored until the next sweep")
+                }
+            }
+            return;
+        }
         match self.end(due).await {
             Ok(ended) => tracing::info!(
                 actor = "RefreshTokens",

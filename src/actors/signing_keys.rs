@@ -144,12 +144,25 @@ pub async fn load_or_create(
     store: &SharedStore,
     cipher: &KeyCipher,
 ) -> Result<Arc<ActiveKey>, KeyError> {
-    let now = unix_now();
     // Twice at most: when another server on the same database makes the first key between the
-    // read and the insert, its key is read the second time.
-    for _ in 0..2 {
+    // read and the insert, its key is read the second time, and taken even if it activates a
+    // moment later by this server's clock.
+    for attempt in 0..2 {
+        let now = unix_now();
         let records = store.signing_keys().await?;
-        if let Some(i) = signing_index(&records, now) {
+        let index = signing_index(&records, now).or_else(|| {
+            (attempt > 0)
+                .then(|| {
+                    records
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, k)| k.retired_at.is_none())
+                        .min_by_key(|(_, k)| (k.activates_at, k.created_at))
+                        .map(|(i, _)| i)
+                })
+                .flatten()
+        });
+        if let Some(i) = index {
             let record = &records[i];
             let der = cipher.open(&record.kid, &record.encrypted_key)?;
             return Ok(ActiveKey::from_pkcs1_der(&der)?);

@@ -29,7 +29,7 @@ use crate::store::{Change, SharedStore};
 use kameo::actor::{Actor, ActorRef, WeakActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -40,6 +40,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Changes read per poll.
 const BATCH: u32 = 100;
+
+/// How far below the cursor each poll reads again. On PostgreSQL a change's number is taken when
+/// its row is inserted, and rows commit in any order, so a change can appear below the cursor
+/// after a later one was read; it is applied then. Each change is applied once: the numbers seen
+/// in this window are remembered.
+const LOOKBACK: i64 = 64;
 
 /// How often old changes are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -77,6 +83,9 @@ struct Retry {
 pub struct StoreChanges {
     args: StoreChangesArgs,
     retries: VecDeque<Retry>,
+    /// The changes read in the last [`LOOKBACK`] numbers (`None` until the first poll marks the
+    /// ones loaded before the start as seen).
+    seen: Option<BTreeSet<i64>>,
     /// Polls in a row that could not read the store.
     read_failures: u32,
     pruned_at: Instant,
@@ -95,6 +104,7 @@ impl Actor for StoreChanges {
         Ok(StoreChanges {
             args,
             retries: VecDeque::new(),
+            seen: None,
             read_failures: 0,
             pruned_at: Instant::now(),
             _poller: OwnedTask(tokio::spawn(tick(actor.downgrade()))),
@@ -220,8 +230,10 @@ impl Message<Poll> for StoreChanges {
         for retry in std::mem::take(&mut self.retries) {
             self.try_apply(retry.change, retry.attempts).await;
         }
-        let after = self.args.cursor.load(Ordering::Acquire);
-        let changes = match self.args.store.changes_after(after, BATCH).await {
+        let cursor = self.args.cursor.load(Ordering::Acquire);
+        let from = cursor.saturating_sub(LOOKBACK).max(0);
+        let window = u32::try_from(LOOKBACK).unwrap_or(0);
+        let changes = match self.args.store.changes_after(from, BATCH + window).await {
             Ok(changes) => changes,
             Err(err) => {
                 // Once when the store stops answering, then once a minute.
@@ -233,8 +245,26 @@ impl Message<Poll> for StoreChanges {
             }
         };
         self.read_failures = 0;
+        // The first poll: what is at or below the cursor was loaded by the actors before the
+        // start (or applied before this actor restarted).
+        let seen = self.seen.get_or_insert_with(|| {
+            changes
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| *id <= cursor)
+                .collect()
+        });
+        let mut fresh = Vec::new();
         for (id, change) in changes {
-            self.args.cursor.store(id, Ordering::Release);
+            if seen.insert(id) {
+                fresh.push((id, change));
+            }
+        }
+        seen.retain(|id| *id > cursor.saturating_sub(LOOKBACK));
+        for (id, change) in fresh {
+            if id > self.args.cursor.load(Ordering::Acquire) {
+                self.args.cursor.store(id, Ordering::Release);
+            }
             // A kind this version does not know (a newer one's) is skipped.
             if let Some(change) = change {
                 self.try_apply(change, 0).await;

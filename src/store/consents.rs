@@ -207,13 +207,17 @@ macro_rules! sql_backend {
                     now: u64,
                     expires_at: u64,
                 ) -> Result<ConsentRecord, StoreError> {
-                    // Read, merge and write in one transaction: a concurrent grant (another replica) is
-                    // never lost, it either commits first and is merged or makes this one retry.
+                    // Read, merge and write in one transaction, one grant of a (user, client) at a
+                    // time: a concurrent grant at another server commits first and is merged, even
+                    // when there was no row yet to lock (PostgreSQL: an advisory lock on the pair).
                     let _write = write_timer("consents");
                     let mut tx = self.pool.begin().await?;
+                    if let Some(lock) = <$store>::ROW_LOCK {
+                        let pair = format!("consents\n{}\n{}", approval.subject, approval.client_id);
+                        sqlx::query(lock).bind(pair).execute(&mut *tx).await?;
+                    }
                     let row = sqlx::query(&<$store>::sql(&format!(
-                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = ? AND client_id = ?{}",
-                        <$store>::FOR_UPDATE
+                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = ? AND client_id = ?"
                     )))
                     .bind(approval.subject)
                     .bind(approval.client_id)

@@ -356,7 +356,8 @@ async fn refresh_token_families() {
                 .unwrap()
                 .is_empty()
         );
-        // f2 is past its idle deadline at 55 s; f1 (pushed to 60 s) is not.
+        // f2 is past its idle deadline at 55 s; f1 (pushed to 60 s by its rotation) is not.
+        assert_eq!(store.remove_dead_families(55_000).await.unwrap(), 1);
         let live = store.load_live(55_000).await.unwrap();
         assert_eq!(live.len(), 1);
         store

@@ -140,8 +140,8 @@ macro_rules! sql_backend {
                     };
                     let mut tx = self.pool.begin().await?;
                     // Two servers' checks would both pass before either inserts: one at a time.
-                    if let Some(lock) = <$store>::KEYS_LOCK {
-                        sqlx::query(lock).execute(&mut *tx).await?;
+                    if let Some(lock) = <$store>::ROW_LOCK {
+                        sqlx::query(lock).bind("signing_keys").execute(&mut *tx).await?;
                     }
                     let text = format!(
                         "INSERT INTO signing_keys (kid, encrypted_key, created_at, activates_at, retired_at, removes_at) \

@@ -44,6 +44,21 @@ pub fn redacted(url: &str) -> String {
             if parsed.password().is_some() {
                 let _ = parsed.set_password(Some("***"));
             }
+            // sqlx also takes the password as a query parameter.
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" {
+                        "***".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             parsed.to_string()
         }
         Err(_) => "postgres:(unparsable URL)".into(),
@@ -91,12 +106,35 @@ impl PostgresStore {
         std::borrow::Cow::Owned(numbered)
     }
 
-    /// What a read inside a read-then-write transaction appends to lock the row it read, so that
-    /// a replica's concurrent read-then-write waits for this one's commit.
-    pub(super) const FOR_UPDATE: &'static str = " FOR UPDATE";
+    /// The statement that takes a lock on one key (bound as text) for the rest of a read-then-write
+    /// transaction, so that another server's read-then-write of the same key waits for this one's
+    /// commit, even when there is no row yet to lock: a transaction-scoped advisory lock on the
+    /// key's hash.
+    pub(super) const ROW_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
+}
 
-    /// The statement that makes key changes one at a time, inside their transaction: a
-    /// transaction-scoped advisory lock (the number is this table's, arbitrary but fixed).
-    pub(super) const KEYS_LOCK: Option<&'static str> =
-        Some("SELECT pg_advisory_xact_lock(7245901)");
+#[cfg(test)]
+mod tests {
+    use super::{PostgresStore, redacted};
+
+    #[test]
+    fn placeholders_are_numbered() {
+        assert_eq!(
+            PostgresStore::sql("UPDATE t SET a = ? WHERE b = ? AND c = ?"),
+            "UPDATE t SET a = $1 WHERE b = $2 AND c = $3"
+        );
+        assert_eq!(PostgresStore::sql("SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        let url = "postgres://u:hunter2@db:5432/mcp?password=hunter3&sslmode=require";
+        let shown = redacted(url);
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(
+            shown.contains("db:5432/mcp") && shown.contains("sslmode=require"),
+            "{shown}"
+        );
+    }
 }

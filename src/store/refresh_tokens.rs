@@ -102,6 +102,13 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Deletes the families past a deadline at `now_ms`, with their tokens, by the stored
+    /// deadlines (which another server's refresh may have moved); answers how many.
+    fn remove_dead_families(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let _ = now_ms;
+        Box::pin(async { Ok(0) })
+    }
+
     /// The id of the stored family started with the access token `origin_jti` (a replayed code
     /// ends it); as with [`Self::family_by_token`], stores no other server writes answer none.
     fn family_id_by_origin(
@@ -290,7 +297,7 @@ macro_rules! sql_backend {
                     })
                 }
 
-                fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
+                fn remove_dead_families(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
                     Box::pin(async move {
                         let now = int(now_ms);
                         let mut tx = self.pool.begin().await?;
@@ -304,15 +311,23 @@ macro_rules! sql_backend {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
-                        sqlx::query(&<$store>::sql(
+                        let removed = sqlx::query(&<$store>::sql(
                             "DELETE FROM refresh_families \
                              WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?",
                         ))
                         .bind(now)
                         .bind(now)
                         .execute(&mut *tx)
-                        .await?;
+                        .await?
+                        .rows_affected();
                         tx.commit().await?;
+                        Ok(removed)
+                    })
+                }
+
+                fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
+                    Box::pin(async move {
+                        self.remove_dead_families(now_ms).await?;
                         let rows = sqlx::query(&<$store>::sql("SELECT * FROM refresh_families"))
                             .fetch_all(&self.pool)
                             .await?;
@@ -457,6 +472,16 @@ impl RefreshTokenStore for MemoryStore {
             for id in family_ids {
                 t.refresh_families.remove(id);
             }
+        });
+        Box::pin(async move { done })
+    }
+
+    fn remove_dead_families(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| {
+            let before = t.refresh_families.len();
+            t.refresh_families
+                .retain(|_, f| f.absolute_expires_at_ms > now_ms && f.idle_expires_at_ms > now_ms);
+            (before - t.refresh_families.len()) as u64
         });
         Box::pin(async move { done })
     }

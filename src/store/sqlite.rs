@@ -116,13 +116,9 @@ impl SqliteStore {
         std::borrow::Cow::Borrowed(text)
     }
 
-    /// What a read inside a read-then-write transaction appends to lock the row it read: nothing,
-    /// SQLite has one writer at a time.
-    pub(super) const FOR_UPDATE: &'static str = "";
-
-    /// The statement that makes key changes one at a time, inside their transaction: none,
-    /// SQLite has one writer at a time.
-    pub(super) const KEYS_LOCK: Option<&'static str> = None;
+    /// The statement that takes a lock on one key (bound as text) for the rest of a read-then-write
+    /// transaction: none, SQLite has one writer at a time.
+    pub(super) const ROW_LOCK: Option<&'static str> = None;
 }
 
 /// Serialises a list of strings for a text column.

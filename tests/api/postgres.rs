@@ -353,3 +353,119 @@ async fn a_lockout_holds_at_every_server() {
     a.stop().await;
     b.stop().await;
 }
+
+/// On PostgreSQL a change's number is taken at insert and rows commit in any order: a change that
+/// becomes visible below the cursor, after a later one was applied, is applied all the same.
+#[tokio::test]
+async fn a_change_committed_late_below_the_cursor_is_applied() {
+    use sqlx::Connection;
+    let database = ScratchDatabase::create().await;
+    let app = spawn_app_with(&on(&database)).await;
+    let mut db = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600) as i64;
+    let revoked_elsewhere = async |db: &mut sqlx::PgConnection, id: i64, jti: &str| {
+        sqlx::query("INSERT INTO revocations (jti, expires_at) VALUES ($1, $2)")
+            .bind(jti)
+            .bind(until)
+            .execute(&mut *db)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO changes (id, kind, subject, at) VALUES ($1, 'access_token_revoked', $2, 0)",
+        )
+        .bind(id)
+        .bind(jti)
+        .execute(&mut *db)
+        .await
+        .unwrap();
+    };
+    let listed = async |jti: &str| {
+        for _ in 0..50 {
+            let feed = app.get_json(&app.url("/oauth/revocations")).await;
+            if feed["revoked"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|t| t["jti"] == jti))
+            {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    };
+    revoked_elsewhere(&mut db, 2_000, "the-later-one").await;
+    assert!(listed("the-later-one").await);
+    revoked_elsewhere(&mut db, 1_990, "committed-late").await;
+    assert!(
+        listed("committed-late").await,
+        "applied though below the cursor"
+    );
+    app.stop().await;
+}
+
+/// A server's copy of a family has the deadline it saw; the family's use at another server
+/// pushes the stored deadline back. The first server's timer must not end the family then.
+#[tokio::test]
+async fn a_family_kept_alive_at_one_server_outlives_the_others_timer() {
+    let database = ScratchDatabase::create().await;
+    let settings = [&on(&database)[..], &["--refresh-idle-ttl-seconds", "3"]].concat();
+    let (a, b) = (
+        spawn_app_with(&settings).await,
+        spawn_app_with(&settings).await,
+    );
+    let client_id = register(&a).await;
+    let mut token = field(&tokens_for_client(&a, &client_id).await, "refresh_token");
+    // Refreshed at B every 1.5 s, past A's copy's deadline (3 s).
+    for step in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        let response = refresh(&b, &client_id, &token, &[]).await;
+        assert_eq!(response.status(), 200, "step {step}");
+        token = field(&response.json().await.unwrap(), "refresh_token");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A server that minted access tokens from a family remembers them when it reads the family
+/// again after a rotation elsewhere, and revokes them when the family ends for reuse.
+#[tokio::test]
+async fn a_family_read_again_keeps_the_access_tokens_this_server_minted() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (
+        spawn_app_with(&on(&database)).await,
+        spawn_app_with(&on(&database)).await,
+    );
+    let client_id = register(&a).await;
+    let issued = tokens_for_client(&a, &client_id).await;
+    let (first_access, t0) = (
+        field(&issued, "access_token"),
+        field(&issued, "refresh_token"),
+    );
+    assert_eq!(mcp_status(&a, &first_access).await, 200);
+    let t1 = field(
+        &refresh(&b, &client_id, &t0, &[])
+            .await
+            .json()
+            .await
+            .unwrap(),
+        "refresh_token",
+    );
+    // A reads the family again (rotated at B), then sees the retired token: reuse.
+    assert_eq!(refresh(&a, &client_id, &t1, &[]).await.status(), 200);
+    assert_eq!(refresh(&a, &client_id, &t0, &[]).await.status(), 400);
+    // The access token A minted first is revoked, and A's resource server refuses it.
+    let mut refused = false;
+    for _ in 0..30 {
+        if mcp_status(&a, &first_access).await == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the first access token is revoked");
+    a.stop().await;
+    b.stop().await;
+}

@@ -7,13 +7,14 @@ use super::{
     CountFamilies, CountFamiliesByClient, FlowOfRefreshToken, InspectRefreshToken, Inspected,
     RefreshTokens,
 };
+use crate::store::StoreError;
 use crate::trace::FlowId;
 use kameo::message::{Context, Message};
 use std::collections::HashMap;
 use tokio::time::Instant;
 
 impl Message<InspectRefreshToken> for RefreshTokens {
-    type Reply = Option<Inspected>;
+    type Reply = Result<Option<Inspected>, StoreError>;
 
     async fn handle(
         &mut self,
@@ -21,15 +22,17 @@ impl Message<InspectRefreshToken> for RefreshTokens {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let hash = msg.token.sha256();
-        // As the store has it when other servers write it too; unreadable: not active.
+        // As the store has it when other servers write it too (unreadable: 503, not "inactive").
         if self.args.shared {
-            self.sync_family(&hash, ctx.actor_ref()).await.ok()?;
+            self.sync_family(&hash, ctx.actor_ref()).await?;
         }
-        let family = self.family_of(&hash, Instant::now())?;
+        let Some(family) = self.family_of(&hash, Instant::now()) else {
+            return Ok(None);
+        };
         if family.record.current != hash {
-            return None;
+            return Ok(None);
         }
-        Some(Inspected {
+        Ok(Some(Inspected {
             grant: family.grant(),
             issued_at: family
                 .record
@@ -41,7 +44,7 @@ impl Message<InspectRefreshToken> for RefreshTokens {
                 .idle_expires_at_ms
                 .min(family.record.absolute_expires_at_ms)
                 / 1000,
-        })
+        }))
     }
 }
 

@@ -66,7 +66,10 @@ impl RefreshTokens {
     }
 
     /// Revokes each access token (`jti`, remaining lifetime) until it expires.
-    async fn revoke_access_tokens(&self, tokens: &[(String, Duration)]) -> Result<(), EndError> {
+    pub(super) async fn revoke_access_tokens(
+        &self,
+        tokens: &[(String, Duration)],
+    ) -> Result<(), EndError> {
         for (jti, ttl) in tokens {
             let revoke = RevokeAccessToken {
                 jti: jti.clone(),

@@ -45,14 +45,28 @@ impl RefreshTokens {
         let stored = self.args.store.family_by_token(hash).await?;
         let now = Instant::now();
         let now_ms = crate::oauth::time::unix_now_ms();
-        let cached = self.tokens.get(hash).cloned();
-        let access = cached
-            .as_ref()
-            .and_then(|id| self.families.get(id))
-            .map(|f| f.access.clone())
-            .unwrap_or_default();
-        if let Some(id) = &cached {
-            self.forget(id, now);
+        // The copy is found by the family's id (the presented token may be one this copy has
+        // not seen yet), or by the token when the store no longer has the family.
+        let cached = match &stored {
+            Some(record) => Some(record.family_id.clone()),
+            None => self.tokens.get(hash).cloned(),
+        };
+        let mut access = Vec::new();
+        if let Some(id) = &cached
+            && self.families.contains_key(id)
+        {
+            access = self
+                .families
+                .get(id)
+                .map(|f| f.access.clone())
+                .unwrap_or_default();
+            let live = self.forget(id, now);
+            // Ended at another server: the access tokens this server minted from it end too.
+            if stored.is_none()
+                && let Err(err) = self.revoke_access_tokens(&live).await
+            {
+                tracing::warn!(actor = "RefreshTokens", error = %err, "the access tokens of a family ended elsewhere are not all revoked");
+            }
         }
         if let Some(mut family) = stored.and_then(|r| Family::from_record(r, now, now_ms)) {
             family.access = access;
