@@ -101,21 +101,38 @@ impl Actor for StoreChanges {
     }
 
     async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let poller = tokio::spawn(tick(actor.downgrade(), args.store.change_signal()));
         Ok(StoreChanges {
             args,
             retries: VecDeque::new(),
             seen: None,
             read_failures: 0,
             pruned_at: Instant::now(),
-            _poller: OwnedTask(tokio::spawn(tick(actor.downgrade()))),
+            _poller: OwnedTask(poller),
         })
     }
 }
 
-/// The polling task: one `Poll` at a time, each after the last was answered.
-async fn tick(actor: WeakActorRef<StoreChanges>) {
+/// The polling task: one `Poll` at a time, each after the last was answered, every
+/// [`POLL_INTERVAL`], or at once when the store announces a change (PostgreSQL).
+async fn tick(
+    actor: WeakActorRef<StoreChanges>,
+    mut signal: Option<tokio::sync::watch::Receiver<u64>>,
+) {
     loop {
-        tokio::time::sleep(POLL_INTERVAL).await;
+        match &mut signal {
+            Some(announced) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                    changed = announced.changed() => {
+                        if changed.is_err() {
+                            signal = None;
+                        }
+                    }
+                }
+            }
+            None => tokio::time::sleep(POLL_INTERVAL).await,
+        }
         let Some(actor) = actor.upgrade() else {
             return;
         };

@@ -135,6 +135,12 @@ macro_rules! sql_backend {
                     .bind(int(now))
                     .fetch_one(&self.pool)
                     .await?;
+                    if let Some(announce) = <$store>::ANNOUNCE_CHANGE
+                        && let Err(err) = sqlx::query(announce).execute(&self.pool).await
+                    {
+                        // Recorded all the same: the other servers' polls find it.
+                        tracing::warn!(error = %err, "a recorded change was not announced");
+                    }
                     Ok(row.try_get("id")?)
                 }
 

@@ -547,3 +547,20 @@ async fn login_failures() {
     })
     .await;
 }
+
+/// A change recorded through one connection is announced to every server listening (PostgreSQL
+/// `LISTEN/NOTIFY`): the other store's signal changes.
+#[tokio::test]
+async fn postgres_announces_recorded_changes() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database).await, open(&database).await);
+    let mut signal = b.change_signal();
+    // The listener's first bump (it is listening) may come before or after: wait for it.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), signal.changed()).await;
+    signal.borrow_and_update();
+    a.record_change(&Change::KeysChanged, 1).await.unwrap();
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(5), signal.changed()).await;
+    assert!(matches!(announced, Ok(Ok(()))), "the change was announced");
+    a.close().await;
+    b.close().await;
+}

@@ -90,6 +90,11 @@ pub trait Store:
     fn is_shared(&self) -> bool {
         false
     }
+    /// Changes when another server may have recorded a change (PostgreSQL `LISTEN`): the changes
+    /// are read at once instead of at the next poll. `None`: polling only.
+    fn change_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
     /// Answers when the store can be read (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Waits for pending writes and closes the store; later calls fail.
@@ -138,6 +143,10 @@ impl Store for PostgresStore {
     /// Replicas share the database: a miss in an actor's map is checked with the store.
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn change_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(PostgresStore::change_signal(self))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

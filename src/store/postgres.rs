@@ -35,6 +35,54 @@ pub struct PostgresStore {
     pub(super) pool: PgPool,
     /// The URL without its password, for the log.
     described: String,
+    /// Bumped on each notification that a change was recorded (by any server).
+    changes: tokio::sync::watch::Receiver<u64>,
+    _listener: ListenerTask,
+}
+
+/// The channel on which every recorded change is announced (`NOTIFY`), so that the other servers
+/// read it at once rather than at their next poll.
+pub const CHANGES_CHANNEL: &str = "mcp_oauth_changes";
+
+/// The task that listens for the announcements; stopped with the store.
+struct ListenerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Listens on [`CHANGES_CHANNEL`] on a connection of its own, and bumps `signal` for each
+/// announcement, and after each reconnection too (announcements made meanwhile are lost; the
+/// reader's poll finds their changes anyway).
+async fn listen_for_changes(pool: PgPool, signal: tokio::sync::watch::Sender<u64>) {
+    let bump = || signal.send_modify(|n| *n = n.wrapping_add(1));
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if listener.listen(CHANGES_CHANNEL).await.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        bump();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => bump(),
+                // The connection was lost; `try_recv` reconnects and listens again.
+                Ok(None) => bump(),
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(_) => break,
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The database URL without its password.
@@ -77,9 +125,13 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError(format!("cannot connect to {}: {e}", redacted(url))))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let (signal, changes) = tokio::sync::watch::channel(0);
+        let listener = ListenerTask(tokio::spawn(listen_for_changes(pool.clone(), signal)));
         Ok(PostgresStore {
             pool,
             described: redacted(url),
+            changes,
+            _listener: listener,
         })
     }
 
@@ -87,6 +139,15 @@ impl PostgresStore {
     pub fn describe(&self) -> &str {
         &self.described
     }
+
+    /// Changes on each announcement that a change was recorded.
+    pub fn change_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// The statement that announces a recorded change; SQLite has no other reader to tell.
+    pub(super) const ANNOUNCE_CHANGE: Option<&'static str> =
+        Some("SELECT pg_notify('mcp_oauth_changes', '')");
 
     /// A statement as this backend spells it: the tables write theirs once, with `?`
     /// placeholders, which PostgreSQL numbers (`$1`, `$2`, ...). No statement has a `?` of its

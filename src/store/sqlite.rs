@@ -119,6 +119,10 @@ impl SqliteStore {
     /// The statement that takes a lock on one key (bound as text) for the rest of a read-then-write
     /// transaction: none, SQLite has one writer at a time.
     pub(super) const ROW_LOCK: Option<&'static str> = None;
+
+    /// The statement that announces a recorded change to the other servers: none, no other
+    /// server reads this database.
+    pub(super) const ANNOUNCE_CHANGE: Option<&'static str> = None;
 }
 
 /// Serialises a list of strings for a text column.
