@@ -19,6 +19,26 @@ fn on(database: &ScratchDatabase) -> [&str; 4] {
     ]
 }
 
+/// Two servers on the database, one after the other, with `extra` settings.
+async fn two_servers(database: &ScratchDatabase, extra: &[&str]) -> (TestApp, TestApp) {
+    let settings = [&on(database)[..], extra].concat();
+    (
+        spawn_app_with(&settings).await,
+        spawn_app_with(&settings).await,
+    )
+}
+
+/// Whether `check` holds within five seconds, asked every 100 ms.
+async fn eventually(check: impl AsyncFn() -> bool) -> bool {
+    for _ in 0..50 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn the_whole_flow_on_postgres_survives_a_restart() {
     let database = ScratchDatabase::create().await;
@@ -112,8 +132,7 @@ async fn servers_on_one_database_rotate_to_one_next_key() {
         "--key-publication-delay",
         "2",
     ];
-    let a = spawn_app_with(&[&on(&database)[..], &rotation].concat()).await;
-    let b = spawn_app_with(&[&on(&database)[..], &rotation].concat()).await;
+    let (a, b) = two_servers(&database, &rotation).await;
     // The next key is made a second after the first one signs; wait until both publish two.
     let mut sets = (Vec::new(), Vec::new());
     for _ in 0..100 {
@@ -139,10 +158,7 @@ async fn servers_on_one_database_rotate_to_one_next_key() {
 #[tokio::test]
 async fn refresh_tokens_are_judged_as_the_database_has_them_at_every_server() {
     let database = ScratchDatabase::create().await;
-    let (a, b) = (
-        spawn_app_with(&on(&database)).await,
-        spawn_app_with(&on(&database)).await,
-    );
+    let (a, b) = two_servers(&database, &[]).await;
     let client_id = register(&a).await;
     let first = field(&tokens_for_client(&a, &client_id).await, "refresh_token");
     let refreshed = async |app: &TestApp, token: String| {
@@ -190,10 +206,7 @@ async fn refresh_tokens_are_judged_as_the_database_has_them_at_every_server() {
 #[tokio::test]
 async fn a_grant_revoked_at_one_server_ends_at_the_other() {
     let database = ScratchDatabase::create().await;
-    let (a, b) = (
-        spawn_app_with(&on(&database)).await,
-        spawn_app_with(&on(&database)).await,
-    );
+    let (a, b) = two_servers(&database, &[]).await;
     let client_id = register(&a).await;
     let tokens = tokens_for_client(&a, &client_id).await;
     let refresh_token = field(&tokens, "refresh_token");
@@ -225,19 +238,15 @@ async fn a_grant_revoked_at_one_server_ends_at_the_other() {
         assert_eq!(response.status(), 400);
     }
     // A forgets its copy of the consent within a second or so: alice is asked again there.
-    let mut asked = false;
-    for _ in 0..50 {
+    let asked = eventually(async || {
         let browser = Browser::new();
         let start = browser
             .get(&authorize_url(&a, &client_id, &Pkce::new(), &[]))
             .await;
         let after = login(&browser, &location(&start).unwrap(), "alice", "password123").await;
-        if location(&after).unwrap().contains("/consent?request=") {
-            asked = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        location(&after).unwrap().contains("/consent?request=")
+    })
+    .await;
     assert!(asked, "the consent page again at A");
     a.stop().await;
     b.stop().await;
@@ -248,10 +257,7 @@ async fn a_grant_revoked_at_one_server_ends_at_the_other() {
 #[tokio::test]
 async fn codes_are_redeemed_once_at_any_server() {
     let database = ScratchDatabase::create().await;
-    let (a, b) = (
-        spawn_app_with(&on(&database)).await,
-        spawn_app_with(&on(&database)).await,
-    );
+    let (a, b) = two_servers(&database, &[]).await;
     let client_id = register(&a).await;
 
     // Each test server has URLs of its own (replicas share theirs): every redemption names A's
@@ -294,10 +300,7 @@ async fn codes_are_redeemed_once_at_any_server() {
 #[tokio::test]
 async fn a_revocation_at_one_server_reaches_the_others_feed() {
     let database = ScratchDatabase::create().await;
-    let (a, b) = (
-        spawn_app_with(&on(&database)).await,
-        spawn_app_with(&on(&database)).await,
-    );
+    let (a, b) = two_servers(&database, &[]).await;
     let client_id = register(&a).await;
     let token = access_token_as(&a, &client_id, "alice", "password123").await;
     let jti = field(&claims_of(&token), "jti");
@@ -313,14 +316,7 @@ async fn a_revocation_at_one_server_reaches_the_others_feed() {
             .as_array()
             .is_some_and(|r| r.iter().any(|t| t["jti"] == jti.as_str()))
     };
-    let mut seen = false;
-    for _ in 0..50 {
-        if listed(&b.get_json(&b.url("/oauth/revocations")).await) {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let seen = eventually(async || listed(&b.get_json(&b.url("/oauth/revocations")).await)).await;
     assert!(seen, "B's feed lists the token A revoked");
     a.stop().await;
     b.stop().await;
@@ -384,17 +380,13 @@ async fn a_change_committed_late_below_the_cursor_is_applied() {
         .unwrap();
     };
     let listed = async |jti: &str| {
-        for _ in 0..50 {
+        eventually(async || {
             let feed = app.get_json(&app.url("/oauth/revocations")).await;
-            if feed["revoked"]
+            feed["revoked"]
                 .as_array()
                 .is_some_and(|r| r.iter().any(|t| t["jti"] == jti))
-            {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        false
+        })
+        .await
     };
     revoked_elsewhere(&mut db, 2_000, "the-later-one").await;
     assert!(listed("the-later-one").await);
@@ -434,10 +426,7 @@ async fn a_family_kept_alive_at_one_server_outlives_the_others_timer() {
 #[tokio::test]
 async fn a_family_read_again_keeps_the_access_tokens_this_server_minted() {
     let database = ScratchDatabase::create().await;
-    let (a, b) = (
-        spawn_app_with(&on(&database)).await,
-        spawn_app_with(&on(&database)).await,
-    );
+    let (a, b) = two_servers(&database, &[]).await;
     let client_id = register(&a).await;
     let issued = tokens_for_client(&a, &client_id).await;
     let (first_access, t0) = (
@@ -457,14 +446,7 @@ async fn a_family_read_again_keeps_the_access_tokens_this_server_minted() {
     assert_eq!(refresh(&a, &client_id, &t1, &[]).await.status(), 200);
     assert_eq!(refresh(&a, &client_id, &t0, &[]).await.status(), 400);
     // The access token A minted first is revoked, and A's resource server refuses it.
-    let mut refused = false;
-    for _ in 0..30 {
-        if mcp_status(&a, &first_access).await == 401 {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let refused = eventually(async || mcp_status(&a, &first_access).await == 401).await;
     assert!(refused, "the first access token is revoked");
     a.stop().await;
     b.stop().await;
@@ -553,14 +535,7 @@ async fn a_database_outage_gives_503_then_recovers_without_a_restart() {
     );
 
     fault.restore();
-    let mut recovered = false;
-    for _ in 0..50 {
-        if post_register(&app, &body).await.status() == 201 {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let recovered = eventually(async || post_register(&app, &body).await.status() == 201).await;
     assert!(recovered, "registrations succeed again");
     assert_eq!(
         app.http
