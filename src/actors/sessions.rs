@@ -16,6 +16,7 @@
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::scope::ScopeSet;
+use crate::store::SharedStore;
 use crate::trace::{FlowId, Secret};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
@@ -23,6 +24,8 @@ use kameo::message::{Context, Message};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod shared;
 
 type SessionKey = [u8; 32];
 
@@ -91,6 +94,9 @@ pub enum SessionError {
     UnknownSession,
     #[error("too many sessions or pending requests")]
     Full,
+    /// The shared store could not be read or written.
+    #[error("the sessions could not be read or stored")]
+    Unavailable,
 }
 
 /// Opens an anonymous session.
@@ -164,6 +170,9 @@ pub struct SessionsArgs {
     pub max_sessions: usize,
     pub max_pending: usize,
     pub max_pending_per_session: usize,
+    /// A store other servers share: sessions and parked requests are kept there, so any server
+    /// goes on with a sign-in (`sessions/shared.rs`). `None`: the maps here are every session.
+    pub shared_store: Option<SharedStore>,
 }
 
 pub struct Sessions {
@@ -175,6 +184,8 @@ pub struct Sessions {
     renewed: HashMap<SessionKey, (SignedIn, Opened, Instant)>,
     expiry: ExpiryQueue<Due>,
     args: SessionsArgs,
+    /// When expired rows of the shared store were last deleted.
+    cleaned_at: Instant,
 }
 
 impl Actor for Sessions {
@@ -193,6 +204,7 @@ impl Actor for Sessions {
             renewed: HashMap::new(),
             expiry: ExpiryQueue::default(),
             args,
+            cleaned_at: Instant::now(),
         })
     }
 }
@@ -307,22 +319,28 @@ impl Message<Open> for Sessions {
     type Reply = Result<Opened, SessionError>;
 
     async fn handle(&mut self, _: Open, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if let Some(store) = self.args.shared_store.clone() {
+            return self.open_shared(&store, None).await;
+        }
         self.open(None, ctx.actor_ref())
     }
 }
 
 impl Message<ResolveSession> for Sessions {
-    type Reply = Option<SessionView>;
+    type Reply = Result<Option<SessionView>, SessionError>;
 
     async fn handle(
         &mut self,
         msg: ResolveSession,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.live_session(&msg.sid).map(|(_, s)| SessionView {
+        if let Some(store) = self.args.shared_store.clone() {
+            return self.resolve_shared(&store, &msg.sid).await;
+        }
+        Ok(self.live_session(&msg.sid).map(|(_, s)| SessionView {
             user: s.user.clone(),
             csrf: s.csrf.clone(),
-        })
+        }))
     }
 }
 
@@ -330,6 +348,9 @@ impl Message<Park> for Sessions {
     type Reply = Result<String, SessionError>;
 
     async fn handle(&mut self, msg: Park, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if let Some(store) = self.args.shared_store.clone() {
+            return self.park_shared(&store, &msg.sid, &msg.request).await;
+        }
         let Some((key, session)) = self.live_session(&msg.sid) else {
             return Err(SessionError::UnknownSession);
         };
@@ -369,20 +390,30 @@ impl Message<Park> for Sessions {
 }
 
 impl Message<Peek> for Sessions {
-    type Reply = Option<AuthorizationRequest>;
+    type Reply = Result<Option<AuthorizationRequest>, SessionError>;
 
     async fn handle(&mut self, msg: Peek, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        let id = self.pending_of(&msg.sid, &msg.request_id)?;
-        self.pending.get(&id).map(|p| p.request.clone())
+        if let Some(store) = self.args.shared_store.clone() {
+            return self.peek_shared(&store, &msg.sid, &msg.request_id).await;
+        }
+        let Some(id) = self.pending_of(&msg.sid, &msg.request_id) else {
+            return Ok(None);
+        };
+        Ok(self.pending.get(&id).map(|p| p.request.clone()))
     }
 }
 
 impl Message<Take> for Sessions {
-    type Reply = Option<AuthorizationRequest>;
+    type Reply = Result<Option<AuthorizationRequest>, SessionError>;
 
     async fn handle(&mut self, msg: Take, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        let id = self.pending_of(&msg.sid, &msg.request_id)?;
-        self.drop_pending(id).map(|p| p.request)
+        if let Some(store) = self.args.shared_store.clone() {
+            return self.take_shared(&store, &msg.sid, &msg.request_id).await;
+        }
+        let Some(id) = self.pending_of(&msg.sid, &msg.request_id) else {
+            return Ok(None);
+        };
+        Ok(self.drop_pending(id).map(|p| p.request))
     }
 }
 
@@ -390,6 +421,9 @@ impl Message<Login> for Sessions {
     type Reply = Result<Opened, SessionError>;
 
     async fn handle(&mut self, msg: Login, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if let Some(store) = self.args.shared_store.clone() {
+            return self.login_shared(&store, msg.sid.as_ref(), msg.user).await;
+        }
         if let Some(sid) = &msg.sid
             && let Some((user, opened, until)) = self.renewed.get(&key_of(sid))
             && *user == msg.user
@@ -428,17 +462,28 @@ impl Message<Login> for Sessions {
 }
 
 impl Message<Logout> for Sessions {
-    type Reply = bool;
+    type Reply = Result<bool, SessionError>;
 
-    async fn handle(&mut self, msg: Logout, _: &mut Context<Self, Self::Reply>) -> bool {
-        self.remove_session(key_of(&msg.sid))
+    async fn handle(&mut self, msg: Logout, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if let Some(store) = &self.args.shared_store {
+            return Ok(store.delete_session(&key_of(&msg.sid)).await?);
+        }
+        Ok(self.remove_session(key_of(&msg.sid)))
     }
 }
 
 impl Message<EndUserSessions> for Sessions {
-    type Reply = usize;
+    type Reply = Result<usize, SessionError>;
 
-    async fn handle(&mut self, msg: EndUserSessions, _: &mut Context<Self, usize>) -> usize {
+    async fn handle(
+        &mut self,
+        msg: EndUserSessions,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if let Some(store) = &self.args.shared_store {
+            let ended = store.delete_user_sessions(&msg.subject).await?;
+            return Ok(usize::try_from(ended).unwrap_or(usize::MAX));
+        }
         let of_user =
             |user: &Option<SignedIn>| user.as_ref().is_some_and(|u| u.subject == msg.subject);
         let keys: Vec<SessionKey> = self
@@ -453,7 +498,7 @@ impl Message<EndUserSessions> for Sessions {
         // A replaced session id no longer leads to the user's new session.
         self.renewed
             .retain(|_, (user, _, _)| user.subject != msg.subject);
-        keys.len()
+        Ok(keys.len())
     }
 }
 

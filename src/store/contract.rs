@@ -1,7 +1,7 @@
 //! The store's contract, one suite run against every backend: in memory, SQLite in a temporary
-//! directory, and PostgreSQL in a scratch database of its own (`postgres::scratch`). Each table's
-//! rules (uniqueness, merges, conditional deletes, compare-and-swap, expiry filters) hold the same
-//! way in all three; PostgreSQL is also raced, as replicas would race it.
+//! directory, and PostgreSQL in a scratch database of its own. Each table's rules (uniqueness,
+//! merges, conditional deletes, compare-and-swap, expiry filters) hold the same way in all three;
+//! `contract/races.rs` races PostgreSQL as several servers would race it.
 
 use super::*;
 use crate::oauth::client::{Client, ClientKind, NewClient};
@@ -25,9 +25,12 @@ where
 }
 
 async fn open(database: &ScratchDatabase) -> PostgresStore {
-    PostgresStore::open(&database.url, postgres::PoolOptions::default())
-        .await
-        .expect("the scratch database opens")
+    PostgresStore::open(
+        &database.url,
+        crate::store::postgres::PoolOptions::default(),
+    )
+    .await
+    .expect("the scratch database opens")
 }
 
 fn client(id: &str) -> ClientRecord {
@@ -238,37 +241,6 @@ async fn signing_keys() {
     .await;
 }
 
-/// Two servers making the first key at the same moment on one empty database: one key.
-#[tokio::test]
-async fn postgres_makes_one_first_key_when_raced() {
-    let database = ScratchDatabase::create().await;
-    let (a, b) = (open(&database).await, open(&database).await);
-    for round in 0..20 {
-        let key = |kid: String| KeyRecord {
-            kid,
-            encrypted_key: vec![1],
-            created_at: 1,
-            activates_at: 1,
-            retired_at: None,
-            removes_at: None,
-        };
-        let (ka, kb) = (key(format!("a{round}")), key(format!("b{round}")));
-        let (one, two) = tokio::join!(
-            a.insert_signing_key_unless_made(&ka, KeyMade::First),
-            b.insert_signing_key_unless_made(&kb, KeyMade::First)
-        );
-        assert!(
-            one.unwrap() ^ two.unwrap(),
-            "round {round}: exactly one first key"
-        );
-        for stored in a.signing_keys().await.unwrap() {
-            a.delete_signing_key(&stored.kid).await.unwrap();
-        }
-    }
-    a.close().await;
-    b.close().await;
-}
-
 fn family(id: &str, current: u8) -> FamilyRecord {
     FamilyRecord {
         family_id: id.into(),
@@ -389,29 +361,6 @@ async fn changes() {
     .await;
 }
 
-/// Two replicas rotating one token at the same moment: exactly one wins, in the database itself.
-#[tokio::test]
-async fn postgres_decides_a_raced_rotation_once() {
-    let database = ScratchDatabase::create().await;
-    let (a, b) = (open(&database).await, open(&database).await);
-    for round in 0..20u8 {
-        // Token digests are unique across families: three of their own per round.
-        let id = format!("f{round}");
-        let current = 3 * round + 1;
-        a.insert_family(&family(&id, current)).await.unwrap();
-        let (one, two) = tokio::join!(
-            a.rotate(&rotation(&id, current, current + 1)),
-            b.rotate(&rotation(&id, current, current + 2))
-        );
-        assert!(
-            one.unwrap() ^ two.unwrap(),
-            "round {round}: exactly one rotation"
-        );
-    }
-    a.close().await;
-    b.close().await;
-}
-
 fn code(client_id: &str, subject: &str) -> CodeRecord {
     CodeRecord {
         client_id: client_id.into(),
@@ -494,28 +443,6 @@ async fn codes() {
     .await;
 }
 
-/// Two servers redeeming one code at the same moment: exactly one takes it.
-#[tokio::test]
-async fn postgres_decides_a_raced_redemption_once() {
-    let database = ScratchDatabase::create().await;
-    let (a, b) = (open(&database).await, open(&database).await);
-    for round in 0..20u8 {
-        let hash = [round; 32];
-        a.insert_code(&hash, &code("c", "alice")).await.unwrap();
-        let (one, two) = tokio::join!(
-            a.take_code(&hash, "c", "ja", 0),
-            b.take_code(&hash, "c", "jb", 0)
-        );
-        let taken = [one.unwrap(), two.unwrap()]
-            .iter()
-            .filter(|t| matches!(t, CodeTake::Taken(_)))
-            .count();
-        assert_eq!(taken, 1, "round {round}: exactly one redemption");
-    }
-    a.close().await;
-    b.close().await;
-}
-
 #[tokio::test]
 async fn login_failures() {
     on_every_backend(async |store: &dyn Store| {
@@ -548,19 +475,88 @@ async fn login_failures() {
     .await;
 }
 
-/// A change recorded through one connection is announced to every server listening (PostgreSQL
-/// `LISTEN/NOTIFY`): the other store's signal changes.
 #[tokio::test]
-async fn postgres_announces_recorded_changes() {
-    let database = ScratchDatabase::create().await;
-    let (a, b) = (open(&database).await, open(&database).await);
-    let mut signal = b.change_signal();
-    // The listener's first bump (it is listening) may come before or after: wait for it.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), signal.changed()).await;
-    signal.borrow_and_update();
-    a.record_change(&Change::KeysChanged, 1).await.unwrap();
-    let announced = tokio::time::timeout(std::time::Duration::from_secs(5), signal.changed()).await;
-    assert!(matches!(announced, Ok(Ok(()))), "the change was announced");
-    a.close().await;
-    b.close().await;
+async fn sessions() {
+    on_every_backend(async |store: &dyn Store| {
+        let session = |subject: Option<&str>| SessionRecord {
+            csrf: "csrf".into(),
+            subject: subject.map(str::to_string),
+            display_name: subject.map(str::to_uppercase),
+            expires_at: 1_000,
+        };
+        let (anon, alice) = ([1; 32], [2; 32]);
+        store.insert_session(&anon, &session(None)).await.unwrap();
+        assert_eq!(
+            store.session(&anon, 500).await.unwrap(),
+            Some(session(None))
+        );
+        assert_eq!(store.session(&anon, 1_000).await.unwrap(), None, "expired");
+        // Parked requests: read only from their own session, taken once, oldest dropped.
+        for (id, at) in [("r1", 600), ("r2", 700), ("r3", 800)] {
+            store.park_request(id, &anon, id, at, 2).await.unwrap();
+        }
+        assert_eq!(
+            store.parked_request("r1", &anon, 500).await.unwrap(),
+            None,
+            "dropped"
+        );
+        assert_eq!(
+            store
+                .parked_request("r2", &anon, 500)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("r2")
+        );
+        assert_eq!(
+            store.parked_request("r2", &alice, 500).await.unwrap(),
+            None,
+            "another session"
+        );
+        assert_eq!(
+            store
+                .take_request("r2", &anon, 500)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("r2")
+        );
+        assert_eq!(
+            store.take_request("r2", &anon, 500).await.unwrap(),
+            None,
+            "taken once"
+        );
+        // A login replaces the session and carries its requests over.
+        let renewal = Renewal {
+            salt: [7; 32],
+            subject: "alice".into(),
+            until: 510,
+        };
+        store
+            .renew_session(&anon, &alice, &session(Some("alice")), &renewal)
+            .await
+            .unwrap();
+        assert_eq!(store.session(&anon, 500).await.unwrap(), None);
+        assert_eq!(
+            store
+                .parked_request("r3", &alice, 500)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("r3")
+        );
+        assert_eq!(store.renewal(&anon, 500).await.unwrap(), Some(renewal));
+        assert_eq!(store.renewal(&anon, 510).await.unwrap(), None);
+        // A user's sessions end together, with their requests.
+        assert_eq!(store.delete_user_sessions("alice").await.unwrap(), 1);
+        assert_eq!(store.parked_request("r3", &alice, 500).await.unwrap(), None);
+        store.insert_session(&anon, &session(None)).await.unwrap();
+        assert!(store.delete_session(&anon).await.unwrap());
+        assert!(!store.delete_session(&anon).await.unwrap());
+        store.insert_session(&anon, &session(None)).await.unwrap();
+        assert!(store.delete_expired_sessions(1_000).await.unwrap() >= 1);
+    })
+    .await;
 }
+
+mod races;

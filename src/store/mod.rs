@@ -5,7 +5,7 @@
 //! committed the change, and at start each actor loads what it owns.
 //!
 //! The store is a set of traits, one per table ([`ClientStore`], [`CodeStore`], [`ConsentStore`],
-//! [`RevocationStore`], [`UserStore`], [`KeyStore`], [`LoginFailureStore`], [`RefreshTokenStore`], [`ChangeStore`]), gathered in
+//! [`RevocationStore`], [`SessionStore`], [`UserStore`], [`KeyStore`], [`LoginFailureStore`], [`RefreshTokenStore`], [`ChangeStore`]), gathered in
 //! [`Store`]. Three implementations: [`SqliteStore`] (embedded, one file in the data directory;
 //! the default), [`PostgresStore`] (`DATABASE_URL=postgres://…`, a server that several
 //! authorization servers can share; `docs/SCALING.md` says what they share so far) and
@@ -42,6 +42,7 @@ pub mod memory;
 pub mod postgres;
 mod refresh_tokens;
 mod revocations;
+mod sessions;
 pub mod sqlite;
 mod users;
 
@@ -60,6 +61,7 @@ pub use refresh_tokens::{
     FamilyRecord, MemoryRefreshTokenStore, RefreshTokenStore, Rotation, TokenHash,
 };
 pub use revocations::RevocationStore;
+pub use sessions::{Renewal, SessionKey, SessionRecord, SessionStore};
 pub use sqlite::SqliteStore;
 pub use users::{UserRecord, UserStore};
 
@@ -73,6 +75,7 @@ pub trait Store:
     + CodeStore
     + ConsentStore
     + RevocationStore
+    + SessionStore
     + UserStore
     + KeyStore
     + LoginFailureStore

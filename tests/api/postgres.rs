@@ -548,3 +548,49 @@ async fn a_database_outage_gives_503_then_recovers_without_a_restart() {
     );
     app.stop().await;
 }
+
+/// `url` as the other server would be asked it: its path and query on `app`'s origin (what a
+/// balancer in front of the two does).
+fn at(app: &TestApp, url: &str) -> String {
+    let parsed = url::Url::parse(url).unwrap();
+    let query = parsed.query().map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{}{}{query}", app.issuer, parsed.path())
+}
+
+/// A browser's sign-in goes on at whichever server each page request reaches: `/authorize` at A,
+/// the login page and the sign-in at B, consent at A, the code redeemed at B.
+#[tokio::test]
+async fn a_sign_in_crosses_servers_page_by_page() {
+    let database = ScratchDatabase::create().await;
+    let (a, b) = two_servers(&database, &[]).await;
+    let client_id = register(&a).await;
+    let (browser, pkce) = (Browser::new(), Pkce::new());
+    let login_url = browser
+        .redirect_from(&authorize_url(&a, &client_id, &pkce, &[]))
+        .await;
+    let signed_in = login(&browser, &at(&b, &login_url), "alice", "password123").await;
+    assert_eq!(
+        signed_in.status(),
+        302,
+        "B knows A's session and its request"
+    );
+    let consent_url = location(&signed_in).unwrap();
+    assert!(consent_url.contains("/consent?request="), "{consent_url}");
+    let approved = decide(&browser, &at(&a, &consent_url), "approve").await;
+    let callback = location(&approved).unwrap();
+    let code = query_param(&callback, "code").expect("a code");
+    let tokens = redemption(&a, &client_id, &code, &pkce.verifier)
+        .send(&b)
+        .await;
+    assert_eq!(tokens.status(), 200);
+    // The request was taken out once: the same consent again, at B, finds nothing.
+    let again = browser.get(&at(&b, &consent_url)).await;
+    assert_eq!(again.status(), 400);
+    // Signed in at both: a new authorization at B skips the login page and the consent page.
+    let next = browser
+        .redirect_from(&at(&b, &authorize_url(&a, &client_id, &Pkce::new(), &[])))
+        .await;
+    assert!(next.starts_with(REDIRECT), "{next}");
+    a.stop().await;
+    b.stop().await;
+}

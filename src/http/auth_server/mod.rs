@@ -287,6 +287,7 @@ impl AuthServer {
                 max_sessions: settings.limits.max_sessions,
                 max_pending: settings.limits.max_pending_requests,
                 max_pending_per_session: settings.limits.max_pending_per_session,
+                shared_store: store.is_shared().then(|| Arc::clone(&store)),
             },
         )
         .await;
