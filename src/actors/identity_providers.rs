@@ -15,8 +15,10 @@
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::actors::upstream_exchange::{self, Challenge, UpstreamError};
+use crate::oauth::time::unix_now;
 use crate::oauth::upstream::UpstreamProvider;
-use crate::trace::{Secret, SecretDigest};
+use crate::store::{SharedStore, SignInRecord};
+use crate::trace::{Secret, SecretDigest, sha256};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use kameo::actor::{Actor, ActorRef};
@@ -114,6 +116,9 @@ pub struct IdentityProvidersArgs {
     /// Most sign-ins in progress at once.
     pub max_pending: usize,
     pub http: reqwest::Client,
+    /// A store other servers share: sign-ins in progress are kept there, so the provider's
+    /// redirect back may reach any server. `None`: the map here is every sign-in.
+    pub shared_store: Option<SharedStore>,
 }
 
 struct Pending {
@@ -131,6 +136,8 @@ pub struct IdentityProviders {
     pending: HashMap<String, Pending>,
     expiry: ExpiryQueue<String>,
     args: IdentityProvidersArgs,
+    /// When expired sign-ins were last deleted from the shared store.
+    cleaned_at: Instant,
 }
 
 impl Actor for IdentityProviders {
@@ -153,6 +160,7 @@ impl Actor for IdentityProviders {
             pending: HashMap::new(),
             expiry: ExpiryQueue::default(),
             args,
+            cleaned_at: Instant::now(),
         })
     }
 }
@@ -193,6 +201,19 @@ impl IdentityProviders {
     }
 }
 
+impl IdentityProviders {
+    /// Deletes the shared store's expired sign-ins, at most once a minute.
+    async fn clean_shared(&mut self, store: &SharedStore) {
+        if self.cleaned_at.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        self.cleaned_at = Instant::now();
+        if let Err(err) = store.delete_expired_sign_ins(unix_now()).await {
+            tracing::warn!(actor = "IdentityProviders", error = %err, "expired sign-ins stay stored until the next sweep");
+        }
+    }
+}
+
 impl Message<BeginSignIn> for IdentityProviders {
     type Reply = Result<Upstream<String>, UpstreamError>;
 
@@ -230,19 +251,36 @@ impl Message<BeginSignIn> for IdentityProviders {
             nonce: Secret::random(32).expose().to_string(),
             verifier: Secret::random(48).expose().to_string(),
         };
-        let expires_at = Instant::now() + self.args.ttl;
-        self.pending.insert(
-            challenge.state.clone(),
-            Pending {
+        if let Some(store) = self.args.shared_store.clone() {
+            // Any server may receive the provider's redirect back.
+            let record = SignInRecord {
                 provider: provider.id.clone(),
-                sid,
+                session_key: sid,
                 request_id: msg.request_id,
-                challenge: challenge.clone(),
-                expires_at,
-            },
-        );
-        self.expiry
-            .schedule(expires_at, challenge.state.clone(), ctx.actor_ref());
+                nonce: challenge.nonce.clone(),
+                verifier: challenge.verifier.clone(),
+                expires_at: unix_now() + self.args.ttl.as_secs(),
+            };
+            store
+                .insert_sign_in(&sha256(&challenge.state), &record)
+                .await
+                .map_err(|_| UpstreamError::Unavailable)?;
+            self.clean_shared(&store).await;
+        } else {
+            let expires_at = Instant::now() + self.args.ttl;
+            self.pending.insert(
+                challenge.state.clone(),
+                Pending {
+                    provider: provider.id.clone(),
+                    sid,
+                    request_id: msg.request_id,
+                    challenge: challenge.clone(),
+                    expires_at,
+                },
+            );
+            self.expiry
+                .schedule(expires_at, challenge.state.clone(), ctx.actor_ref());
+        }
         let discovery = self.discovery(&provider);
         let callback = callback_url(&self.args.issuer, &provider.id);
         Ok(Upstream(
@@ -273,21 +311,46 @@ impl Message<FinishSignIn> for IdentityProviders {
         // then whatever comes next: a `state` is answered once, and someone who merely saw it
         // cannot spoil the sign-in.
         let sid = msg.sid.sha256();
-        let state = callback
-            .state
-            .as_ref()
-            .map(|s| s.expose().to_string())
-            .filter(|state| {
+        let pending = match &self.args.shared_store {
+            Some(store) => {
+                let state = callback
+                    .state
+                    .as_ref()
+                    .ok_or(UpstreamError::SignInUnknown)?;
+                let record = store
+                    .take_sign_in(&state.sha256(), &msg.provider, &sid, unix_now())
+                    .await
+                    .map_err(|_| UpstreamError::Unavailable)?
+                    .ok_or(UpstreamError::SignInUnknown)?;
+                Pending {
+                    challenge: Challenge {
+                        state: state.expose().to_string(),
+                        nonce: record.nonce,
+                        verifier: record.verifier,
+                    },
+                    provider: record.provider,
+                    sid,
+                    request_id: record.request_id,
+                    expires_at: Instant::now(),
+                }
+            }
+            None => {
+                let state = callback
+                    .state
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .filter(|state| {
+                        self.pending
+                            .get(state)
+                            .is_some_and(|p| p.provider == msg.provider && p.sid == sid)
+                    })
+                    .ok_or(UpstreamError::SignInUnknown)?;
                 self.pending
-                    .get(state)
-                    .is_some_and(|p| p.provider == msg.provider && p.sid == sid)
-            })
-            .ok_or(UpstreamError::SignInUnknown)?;
-        let pending = self
-            .pending
-            .remove(&state)
-            .filter(|p| p.expires_at > Instant::now())
-            .ok_or(UpstreamError::SignInUnknown)?;
+                    .remove(&state)
+                    .filter(|p| p.expires_at > Instant::now())
+                    .ok_or(UpstreamError::SignInUnknown)?
+            }
+        };
         let provider = self
             .providers
             .get(&pending.provider)

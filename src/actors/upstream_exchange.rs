@@ -53,6 +53,9 @@ pub enum UpstreamError {
     /// The user is not on the provider's allow-list.
     #[error("this account may not sign in here")]
     NotAllowed,
+    /// The shared store could not keep or read the sign-in.
+    #[error("the sign-in could not be stored or read; retry shortly")]
+    Unavailable,
 }
 
 /// The HTTP client for upstream requests: no redirects, a timeout per request.

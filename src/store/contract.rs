@@ -560,3 +560,56 @@ async fn sessions() {
 }
 
 mod races;
+
+#[tokio::test]
+async fn upstream_sign_ins() {
+    on_every_backend(async |store: &dyn Store| {
+        let sign_in = SignInRecord {
+            provider: "op".into(),
+            session_key: [1; 32],
+            request_id: "r".into(),
+            nonce: "n".into(),
+            verifier: "v".into(),
+            expires_at: 1_000,
+        };
+        store.insert_sign_in(&[9; 32], &sign_in).await.unwrap();
+        // Another provider, another session, or too late: not taken, and still there.
+        assert_eq!(
+            store
+                .take_sign_in(&[9; 32], "gh", &[1; 32], 500)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .take_sign_in(&[9; 32], "op", &[2; 32], 500)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .take_sign_in(&[9; 32], "op", &[1; 32], 1_000)
+                .await
+                .unwrap(),
+            None
+        );
+        let taken = store
+            .take_sign_in(&[9; 32], "op", &[1; 32], 500)
+            .await
+            .unwrap();
+        assert_eq!(taken, Some(sign_in.clone()));
+        assert_eq!(
+            store
+                .take_sign_in(&[9; 32], "op", &[1; 32], 500)
+                .await
+                .unwrap(),
+            None,
+            "once"
+        );
+        store.insert_sign_in(&[8; 32], &sign_in).await.unwrap();
+        assert_eq!(store.delete_expired_sign_ins(1_000).await.unwrap(), 1);
+    })
+    .await;
+}

@@ -5,7 +5,7 @@
 //! committed the change, and at start each actor loads what it owns.
 //!
 //! The store is a set of traits, one per table ([`ClientStore`], [`CodeStore`], [`ConsentStore`],
-//! [`RevocationStore`], [`SessionStore`], [`UserStore`], [`KeyStore`], [`LoginFailureStore`], [`RefreshTokenStore`], [`ChangeStore`]), gathered in
+//! [`RevocationStore`], [`SessionStore`], [`UpstreamSignInStore`], [`UserStore`], [`KeyStore`], [`LoginFailureStore`], [`RefreshTokenStore`], [`ChangeStore`]), gathered in
 //! [`Store`]. Three implementations: [`SqliteStore`] (embedded, one file in the data directory;
 //! the default), [`PostgresStore`] (`DATABASE_URL=postgres://…`, a server that several
 //! authorization servers can share; `docs/SCALING.md` says what they share so far) and
@@ -44,6 +44,7 @@ mod refresh_tokens;
 mod revocations;
 mod sessions;
 pub mod sqlite;
+mod upstream_sign_ins;
 mod users;
 
 pub use changes::{Change, ChangeStore};
@@ -63,6 +64,7 @@ pub use refresh_tokens::{
 pub use revocations::RevocationStore;
 pub use sessions::{Renewal, SessionKey, SessionRecord, SessionStore};
 pub use sqlite::SqliteStore;
+pub use upstream_sign_ins::{SignInRecord, UpstreamSignInStore};
 pub use users::{UserRecord, UserStore};
 
 use async_trait::async_trait;
@@ -76,6 +78,7 @@ pub trait Store:
     + ConsentStore
     + RevocationStore
     + SessionStore
+    + UpstreamSignInStore
     + UserStore
     + KeyStore
     + LoginFailureStore

@@ -475,3 +475,47 @@ async fn a_browser_has_four_sign_ins_in_progress_at_most() {
     );
     assert_eq!(browser.get(&last).await.status(), 302, "the fifth goes on");
 }
+
+/// On a store several servers share, a sign-in in progress is kept there (the provider's redirect
+/// back may reach any of them), taken out once by its callback.
+#[tokio::test]
+async fn a_sign_in_in_progress_is_kept_in_a_shared_store() {
+    use sqlx::Connection;
+    let database = mcp_oauth_testkit::postgres::ScratchDatabase::create().await;
+    let shared = [
+        "--database-url",
+        database.url.as_str(),
+        "--key-encryption-secret",
+        "the replicas' shared key-encryption secret",
+    ];
+    let (_provider, app, _dir) = spawn_with_providers("", "", &shared).await;
+    let mut db = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let count = async |db: &mut sqlx::PgConnection| -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM upstream_sign_ins")
+            .fetch_one(db)
+            .await
+            .unwrap()
+    };
+    let client_id = register(&app).await;
+    let (browser, pkce) = (Browser::new(), Pkce::new());
+    let login_url = browser
+        .redirect_from(&authorize_url(&app, &client_id, &pkce, &[]))
+        .await;
+    let page = browser.text(&login_url).await;
+    let fields = [
+        ("csrf_token", hidden_field(&page, "csrf_token")),
+        ("request", hidden_field(&page, "request")),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let started = browser.post_form(&app.url("/login/op"), &fields).await;
+    assert_eq!(count(&mut db).await, 1, "kept in the database");
+    let back = browser.get(&location(&started).unwrap()).await;
+    let callback = location(&back).unwrap();
+    let signed_in = browser.get(&callback).await;
+    assert_eq!(count(&mut db).await, 0, "taken out");
+    let tokens = approve_and_redeem(&app, &browser, &client_id, &pkce, signed_in).await;
+    let who = whoami(&app, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(who["sub"], "op:carol");
+    assert_eq!(browser.get(&callback).await.status(), 400, "once");
+    app.stop().await;
+}

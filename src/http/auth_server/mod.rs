@@ -378,6 +378,7 @@ impl AuthServer {
                 max_pending: settings.limits.max_pending_requests,
                 http: crate::actors::upstream_exchange::http_client()
                     .map_err(|e| BuildError::Io(std::io::Error::other(e)))?,
+                shared_store: store.is_shared().then(|| Arc::clone(&store)),
             },
         )
         .await;

@@ -152,7 +152,9 @@ fn refused(name: &str, err: UpstreamError) -> Response {
                 "This sign-in with {name} is no longer valid: it expired, was already completed, or was started in another browser. {again}"
             ),
         ),
-        UpstreamError::Full => busy(AskError::<()>::Busy("IdentityProviders")),
+        UpstreamError::Full | UpstreamError::Unavailable => {
+            busy(AskError::<()>::Busy("IdentityProviders"))
+        }
         UpstreamError::Refused { error, description } => {
             let detail = description.map_or_else(String::new, |d| format!(" ({d})"));
             error_page(
