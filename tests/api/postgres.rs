@@ -327,11 +327,7 @@ async fn a_revocation_at_one_server_reaches_the_others_feed() {
 #[tokio::test]
 async fn a_lockout_holds_at_every_server() {
     let database = ScratchDatabase::create().await;
-    let settings = [&on(&database)[..], &["--login-failures-per-account", "3"]].concat();
-    let (a, b) = (
-        spawn_app_with(&settings).await,
-        spawn_app_with(&settings).await,
-    );
+    let (a, b) = two_servers(&database, &["--login-failures-per-account", "3"]).await;
     let client_id = register(&a).await;
     let attempt = async |app: &TestApp, password: &str| {
         let browser = Browser::new();
@@ -403,11 +399,7 @@ async fn a_change_committed_late_below_the_cursor_is_applied() {
 #[tokio::test]
 async fn a_family_kept_alive_at_one_server_outlives_the_others_timer() {
     let database = ScratchDatabase::create().await;
-    let settings = [&on(&database)[..], &["--refresh-idle-ttl-seconds", "3"]].concat();
-    let (a, b) = (
-        spawn_app_with(&settings).await,
-        spawn_app_with(&settings).await,
-    );
+    let (a, b) = two_servers(&database, &["--refresh-idle-ttl-seconds", "3"]).await;
     let client_id = register(&a).await;
     let mut token = field(&tokens_for_client(&a, &client_id).await, "refresh_token");
     // Refreshed at B every 1.5 s, past A's copy's deadline (3 s).
