@@ -25,6 +25,19 @@ async fn spawn_with_providers(
     (provider, app, dir)
 }
 
+/// Presses the "Sign in with …" button of provider `id` on the login page `page`: its form, with
+/// the page's CSRF token and request id.
+async fn press(browser: &Browser, app: &TestApp, page: &str, id: &str) -> reqwest::Response {
+    let (csrf, request) = (
+        hidden_field(page, "csrf_token"),
+        hidden_field(page, "request"),
+    );
+    let fields = [("csrf_token", csrf.as_str()), ("request", request.as_str())];
+    browser
+        .post_form(&app.url(&format!("/login/{id}")), &fields)
+        .await
+}
+
 /// An authorization for `client_id` in `browser`, signed in at provider `id`: the login page's
 /// button, the provider, and the answer of our callback.
 async fn sign_in_upstream(
@@ -39,14 +52,7 @@ async fn sign_in_upstream(
         .await;
     let page = browser.text(&login_url).await;
     assert!(page.contains("Sign in with Mock OP"), "{page}");
-    let fields = [
-        ("csrf_token", hidden_field(&page, "csrf_token")),
-        ("request", hidden_field(&page, "request")),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let started = browser
-        .post_form(&app.url(&format!("/login/{id}")), &fields)
-        .await;
+    let started = press(browser, app, &page, id).await;
     assert_eq!(
         started.status(),
         302,
@@ -245,13 +251,8 @@ async fn a_callback_is_answered_once_and_only_in_the_browser_that_started_it() {
     let login_url = attacker
         .redirect_from(&authorize_url(&app, &client_id, &pkce, &[]))
         .await;
-    let page = attacker.text(&login_url).await;
-    let fields = [
-        ("csrf_token", hidden_field(&page, "csrf_token")),
-        ("request", hidden_field(&page, "request")),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let started = attacker.post_form(&app.url("/login/op"), &fields).await;
+    let login_page = attacker.text(&login_url).await;
+    let started = press(&attacker, &app, &login_page, "op").await;
     let back = attacker.get(&location(&started).unwrap()).await;
     let callback = location(&back).unwrap();
     victim
@@ -281,7 +282,7 @@ async fn a_callback_is_answered_once_and_only_in_the_browser_that_started_it() {
         !page.contains("nowhere"),
         "the visitor's text is not shown: {page}"
     );
-    let unknown = victim.post_form(&app.url("/login/nowhere"), &fields).await;
+    let unknown = press(&victim, &app, &login_page, "nowhere").await;
     assert!(unknown.status().is_client_error(), "{}", unknown.status());
 }
 
@@ -425,12 +426,7 @@ async fn the_account_page_signs_in_through_a_provider_too() {
     );
     let page = browser.text(&app.url("/login")).await;
     assert!(page.contains("Sign in with Mock OP"), "{page}");
-    let fields = [
-        ("csrf_token", hidden_field(&page, "csrf_token")),
-        ("request", hidden_field(&page, "request")),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let started = browser.post_form(&app.url("/login/op"), &fields).await;
+    let started = press(&browser, &app, &page, "op").await;
     assert_eq!(started.status(), 302);
     let back = browser.get(&location(&started).unwrap()).await;
     let signed_in = browser.get(&location(&back).unwrap()).await;
@@ -455,14 +451,9 @@ async fn a_browser_has_four_sign_ins_in_progress_at_most() {
         .redirect_from(&authorize_url(&app, &client_id, &Pkce::new(), &[]))
         .await;
     let page = browser.text(&login_url).await;
-    let fields = [
-        ("csrf_token", hidden_field(&page, "csrf_token")),
-        ("request", hidden_field(&page, "request")),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut at_provider = Vec::new();
     for _ in 0..5 {
-        let started = browser.post_form(&app.url("/login/op"), &fields).await;
+        let started = press(&browser, &app, &page, "op").await;
         at_provider.push(location(&started).unwrap());
     }
     let callback_of = async |url: &str| location(&browser.get(url).await).unwrap();
@@ -502,12 +493,7 @@ async fn a_sign_in_in_progress_is_kept_in_a_shared_store() {
         .redirect_from(&authorize_url(&app, &client_id, &pkce, &[]))
         .await;
     let page = browser.text(&login_url).await;
-    let fields = [
-        ("csrf_token", hidden_field(&page, "csrf_token")),
-        ("request", hidden_field(&page, "request")),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let started = browser.post_form(&app.url("/login/op"), &fields).await;
+    let started = press(&browser, &app, &page, "op").await;
     assert_eq!(count(&mut db).await, 1, "kept in the database");
     let back = browser.get(&location(&started).unwrap()).await;
     let callback = location(&back).unwrap();
