@@ -9,16 +9,21 @@
 //! (`--clients-file`) are in the registry from the start, their secrets kept as the argon2 hashes
 //! the file gives, and are never reaped nor stored.
 //!
-//! Durability: every client is in the store ([`crate::store::ClientStore`]). The registry loads
-//! them at start, answers a registration only after the store committed it, looks a client up in
-//! the store when its map misses (another replica may have registered it), and deletes a reaped
-//! client from the store with a conditional delete, so a client marked used meanwhile is kept.
+//! Durability and memory: every registered client is in the store
+//! ([`crate::store::ClientStore`]), which is the truth; the registry keeps only the clients used
+//! most recently (`--cached-clients`), so its memory does not grow with the table and it starts
+//! without reading it. It answers a registration only after the store committed it, reads a
+//! client from the store when its cache misses (evicted, or registered by another replica), and
+//! reaps in the store: a client it registered, by id, when its time is up; any other never-used
+//! client, in batches by age, starting with the oldest the store holds. Both deletes are
+//! conditional, so a client marked used meanwhile (at another replica) is kept.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::client::{Client, ClientKind, NewClient, SecretHash};
-use crate::oauth::time::instant_of;
+use crate::oauth::time::{instant_of, unix_now};
 use crate::store::{ClientMap, ClientRecord, SharedStore, StoreError};
 use crate::trace::Secret;
+use hashlink::LruCache;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -54,12 +59,17 @@ pub struct MarkUsed {
     pub client_id: String,
 }
 
-/// The number of registered clients.
+/// The number of clients: those stored (as counted at start and kept since) and those of the
+/// configuration.
 #[derive(Debug)]
 pub struct CountClients;
 
+/// The number of clients held in memory (tests, the benchmark).
+#[derive(Debug)]
+pub struct CountCachedClients;
+
 /// Forgets a client that was deleted from the store (`mcp-oauth admin clients delete`); true if
-/// the registry knew it.
+/// the registry held it.
 #[derive(Debug)]
 pub struct ForgetClient {
     pub client_id: String,
@@ -71,17 +81,31 @@ pub struct Registered {
     pub secret: Option<Secret>,
 }
 
+/// What a reaping deadline is for.
+enum Reap {
+    /// A client this registry registered: deleted by id if still unused.
+    Client(Arc<str>),
+    /// The store's never-used clients old enough, in batches.
+    Stored,
+}
+
 pub struct ClientRegistry {
-    clients: ClientMap,
-    expiry: ExpiryQueue<Arc<str>>,
+    /// Registered clients, the least recently used evicted first.
+    cache: LruCache<Arc<str>, ClientRecord>,
+    /// The clients of the configuration: always held, never stored, never reaped.
+    configured: ClientMap,
+    /// Clients in the store: counted at start and at each batch reaping, kept in between.
+    stored: u64,
+    expiry: ExpiryQueue<Reap>,
     args: ClientRegistryArgs,
 }
 
-/// Arguments of the registry: its bound, how long an unused client is kept, the store, and the
-/// clients from the configuration.
+/// Arguments of the registry: its bound, how many clients it keeps in memory, how long an unused
+/// client is kept, the store, and the clients from the configuration.
 #[derive(Debug, Clone)]
 pub struct ClientRegistryArgs {
     pub max_clients: usize,
+    pub cached: usize,
     pub unused_ttl: Duration,
     pub store: SharedStore,
     pub preregistered: Vec<Arc<Client>>,
@@ -99,55 +123,108 @@ impl Actor for ClientRegistry {
     }
 
     async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
-        let mut registry = ClientRegistry {
-            clients: ClientMap::default(),
-            expiry: ExpiryQueue::default(),
-            args,
-        };
-        match registry.args.store.clients().await {
-            Ok(records) => {
-                for record in records {
-                    registry.remember(record, &actor);
-                }
-                tracing::info!(
-                    actor = "ClientRegistry",
-                    loaded = registry.clients.len(),
-                    "clients loaded"
-                );
-            }
-            // Lookups still reach the store on a miss; registrations still need it to commit.
-            Err(err) => {
-                tracing::error!(actor = "ClientRegistry", error = %err, "clients not loaded")
-            }
-        }
-        // Configured clients count as used (never reaped) and win over a stored client that has
-        // the same id.
-        for client in &registry.args.preregistered {
-            registry.clients.insert(ClientRecord {
+        let mut configured = ClientMap::default();
+        for client in &args.preregistered {
+            configured.insert(ClientRecord {
                 client: Arc::clone(client),
                 used: true,
             });
         }
+        let mut registry = ClientRegistry {
+            cache: LruCache::new(args.cached.max(1)),
+            configured,
+            stored: 0,
+            expiry: ExpiryQueue::default(),
+            args,
+        };
+        // The count and the first batch reaping; a store that cannot answer yet is asked again
+        // at the retry (registrations and lookups reach it anyway).
+        match registry.args.store.count_clients().await {
+            Ok(stored) => {
+                registry.stored = stored;
+                tracing::info!(actor = "ClientRegistry", stored, "clients counted");
+            }
+            Err(err) => {
+                tracing::error!(actor = "ClientRegistry", error = %err, "clients not counted")
+            }
+        }
+        registry.schedule_batch(&actor).await;
         Ok(registry)
     }
 }
 
 impl ClientRegistry {
-    /// Keeps a stored client in the map, with its reaping deadline if it was never used.
-    fn remember(&mut self, record: ClientRecord, actor: &ActorRef<Self>) -> Arc<Client> {
-        let client = record.client;
-        if !record.used {
-            let reap_at = client
-                .issued_at
-                .saturating_add(self.args.unused_ttl.as_secs());
-            self.expiry
-                .schedule(instant_of(reap_at), client.client_id.clone(), actor);
-        }
-        self.clients.insert(ClientRecord {
-            client: Arc::clone(&client),
-            used: record.used,
-        });
+    /// Keeps a client in the cache, evicting the least recently used beyond its size.
+    fn remember(&mut self, record: ClientRecord) -> Arc<Client> {
+        let client = Arc::clone(&record.client);
+        self.cache.insert(client.client_id.clone(), record);
         client
+    }
+
+    /// Schedules the next batch reaping at the deadline of the oldest never-used stored client.
+    async fn schedule_batch(&mut self, actor: &ActorRef<Self>) {
+        let now = Instant::now();
+        let at = match self.args.store.oldest_unused_client().await {
+            Ok(None) => return,
+            // Never sooner than a second: a client another replica registered with a clock
+            // behind this one's is not chased in a loop.
+            Ok(Some(issued_at)) => {
+                instant_of(issued_at.saturating_add(self.args.unused_ttl.as_secs()))
+                    .max(now + Duration::from_secs(1))
+            }
+            Err(err) => {
+                tracing::warn!(actor = "ClientRegistry", error = %err, "reaping deferred");
+                now + REAP_RETRY
+            }
+        };
+        self.expiry.schedule(at, Reap::Stored, actor);
+    }
+
+    /// Deletes one client this registry registered, if it is still unused.
+    async fn reap_client(&mut self, client_id: Arc<str>, actor: &ActorRef<Self>) -> bool {
+        if self.cache.peek(&client_id).is_some_and(|r| r.used) {
+            return false;
+        }
+        match self.args.store.delete_unused_client(&client_id).await {
+            Ok(deleted) => {
+                // Used meanwhile (through another replica) or already gone: the next lookup
+                // reads what the store says.
+                self.cache.remove(&client_id);
+                if deleted {
+                    self.stored = self.stored.saturating_sub(1);
+                }
+                deleted
+            }
+            Err(err) => {
+                tracing::warn!(actor = "ClientRegistry", error = %err, "reaping deferred");
+                self.expiry
+                    .schedule(Instant::now() + REAP_RETRY, Reap::Client(client_id), actor);
+                false
+            }
+        }
+    }
+
+    /// Deletes a batch of the store's never-used clients whose time is up, then counts again
+    /// and schedules the next batch.
+    async fn reap_stored(&mut self, actor: &ActorRef<Self>) -> usize {
+        let issued_by = unix_now().saturating_sub(self.args.unused_ttl.as_secs());
+        let reaped = match self.args.store.reap_unused_clients(issued_by).await {
+            Ok(ids) => ids,
+            Err(err) => {
+                tracing::warn!(actor = "ClientRegistry", error = %err, "reaping deferred");
+                self.expiry
+                    .schedule(Instant::now() + REAP_RETRY, Reap::Stored, actor);
+                return 0;
+            }
+        };
+        for id in &reaped {
+            self.cache.remove(id.as_str());
+        }
+        if let Ok(stored) = self.args.store.count_clients().await {
+            self.stored = stored;
+        }
+        self.schedule_batch(actor).await;
+        reaped.len()
     }
 }
 
@@ -155,7 +232,7 @@ impl Message<Register> for ClientRegistry {
     type Reply = Result<Registered, RegisterError>;
 
     async fn handle(&mut self, msg: Register, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        if self.clients.len() >= self.args.max_clients {
+        if self.stored >= self.args.max_clients as u64 {
             return Err(RegisterError::Full);
         }
         let meta = msg.0;
@@ -176,17 +253,18 @@ impl Message<Register> for ClientRegistry {
             used: false,
         };
         self.args.store.insert_client(&record).await?;
-        self.clients.insert(record);
+        self.stored += 1;
+        self.remember(record);
         self.expiry.schedule(
             Instant::now() + self.args.unused_ttl,
-            client.client_id.clone(),
+            Reap::Client(client.client_id.clone()),
             ctx.actor_ref(),
         );
         tracing::info!(
             client_id = %client.client_id,
             name = client.display_name(),
             public = client.is_public(),
-            registered = self.clients.len(),
+            registered = self.stored,
             "client registered"
         );
         Ok(Registered { client, secret })
@@ -199,13 +277,17 @@ impl Message<LookupClient> for ClientRegistry {
     async fn handle(
         &mut self,
         msg: LookupClient,
-        ctx: &mut Context<Self, Self::Reply>,
+        _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        if let Some(registration) = self.clients.get(msg.client_id.as_str()) {
+        // Configured clients win over a stored client that has the same id.
+        if let Some(configured) = self.configured.get(&msg.client_id) {
+            return Ok(Some(Arc::clone(&configured.client)));
+        }
+        if let Some(registration) = self.cache.get(msg.client_id.as_str()) {
             return Ok(Some(Arc::clone(&registration.client)));
         }
         match self.args.store.client(&msg.client_id).await? {
-            Some(record) => Ok(Some(self.remember(record, ctx.actor_ref()))),
+            Some(record) => Ok(Some(self.remember(record))),
             None => Ok(None),
         }
     }
@@ -215,13 +297,19 @@ impl Message<MarkUsed> for ClientRegistry {
     type Reply = Result<(), StoreError>;
 
     async fn handle(&mut self, msg: MarkUsed, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        if let Some(registration) = self.clients.get_mut(msg.client_id.as_str())
-            && !registration.used
-        {
-            self.args.store.mark_client_used(&msg.client_id).await?;
-            registration.used = true;
+        if self.configured.get(&msg.client_id).is_some() {
+            return Ok(());
         }
-        Ok(())
+        match self.cache.get_mut(msg.client_id.as_str()) {
+            Some(registration) if registration.used => Ok(()),
+            Some(registration) => {
+                self.args.store.mark_client_used(&msg.client_id).await?;
+                registration.used = true;
+                Ok(())
+            }
+            // Evicted since its lookup: the store's update is conditional anyway.
+            None => self.args.store.mark_client_used(&msg.client_id).await,
+        }
     }
 }
 
@@ -233,8 +321,9 @@ impl Message<ForgetClient> for ClientRegistry {
     type Reply = bool;
 
     async fn handle(&mut self, msg: ForgetClient, _: &mut Context<Self, bool>) -> bool {
-        // A reaping timer still armed for it finds nothing to reap.
-        self.clients.remove(&msg.client_id).is_some()
+        self.stored = self.stored.saturating_sub(1);
+        // A reaping deadline still queued for it finds nothing to reap.
+        self.cache.remove(msg.client_id.as_str()).is_some()
     }
 }
 
@@ -247,10 +336,18 @@ impl Message<CheckStore> for ClientRegistry {
 }
 
 impl Message<CountClients> for ClientRegistry {
+    type Reply = u64;
+
+    async fn handle(&mut self, _: CountClients, _: &mut Context<Self, u64>) -> u64 {
+        self.stored + self.configured.len() as u64
+    }
+}
+
+impl Message<CountCachedClients> for ClientRegistry {
     type Reply = usize;
 
-    async fn handle(&mut self, _: CountClients, _: &mut Context<Self, usize>) -> usize {
-        self.clients.len()
+    async fn handle(&mut self, _: CountCachedClients, _: &mut Context<Self, usize>) -> usize {
+        self.cache.len()
     }
 }
 
@@ -258,44 +355,20 @@ impl Message<Sweep> for ClientRegistry {
     type Reply = ();
 
     async fn handle(&mut self, _: Sweep, ctx: &mut Context<Self, ()>) {
-        let due = self.expiry.pop_due(Instant::now(), ctx.actor_ref());
-        let before = self.clients.len();
-        for client_id in due {
-            if self.clients.get(&client_id).is_none_or(|r| r.used) {
-                continue;
-            }
-            match self.args.store.delete_unused_client(&client_id).await {
-                Ok(true) => {
-                    self.clients.remove(&client_id);
+        let mut reaped = 0;
+        for due in self.expiry.pop_due(Instant::now(), ctx.actor_ref()) {
+            reaped += match due {
+                Reap::Client(client_id) => {
+                    usize::from(self.reap_client(client_id, ctx.actor_ref()).await)
                 }
-                // Used meanwhile (through another replica), or already gone: keep what the
-                // store says.
-                Ok(false) => match self.args.store.client(&client_id).await {
-                    Ok(Some(record)) => {
-                        if let Some(r) = self.clients.get_mut(&client_id) {
-                            r.used = record.used;
-                        }
-                    }
-                    Ok(None) => {
-                        self.clients.remove(&client_id);
-                    }
-                    Err(err) => {
-                        tracing::warn!(actor = "ClientRegistry", error = %err, "reaping deferred")
-                    }
-                },
-                Err(err) => {
-                    tracing::warn!(actor = "ClientRegistry", error = %err, "reaping deferred");
-                    self.expiry
-                        .schedule(Instant::now() + REAP_RETRY, client_id, ctx.actor_ref());
-                }
-            }
+                Reap::Stored => self.reap_stored(ctx.actor_ref()).await,
+            };
         }
-        let reaped = before - self.clients.len();
         if reaped > 0 {
             tracing::info!(
                 actor = "ClientRegistry",
                 reaped,
-                registered = self.clients.len(),
+                registered = self.stored,
                 "timer: unused clients reaped"
             );
         }
@@ -317,6 +390,7 @@ mod tests {
         let store: SharedStore = Arc::new(crate::store::MemoryStore::new());
         let registry = ClientRegistry::spawn(ClientRegistryArgs {
             max_clients: 3,
+            cached: 10,
             unused_ttl: Duration::from_secs(3600),
             store: Arc::clone(&store),
             preregistered: Vec::new(),
@@ -352,6 +426,96 @@ mod tests {
         );
     }
 
+    fn stored(id: &str, issued_at: u64, used: bool) -> ClientRecord {
+        ClientRecord {
+            client: Arc::new(Client {
+                issued_at,
+                ..Client::from_metadata(id, new_client(), ClientKind::Registered)
+            }),
+            used,
+        }
+    }
+
+    /// The registry holds the most recently used clients only, reads the others from the store,
+    /// and reaps the store's old never-used clients, which it never held, by age.
+    #[tokio::test(start_paused = true)]
+    async fn a_bounded_cache_over_the_store_that_reaps_by_age() {
+        let store: SharedStore = Arc::new(crate::store::MemoryStore::new());
+        let two_hours_ago = unix_now() - 7200;
+        for i in 0..5 {
+            store
+                .insert_client(&stored(&format!("old-{i}"), two_hours_ago, false))
+                .await
+                .unwrap();
+        }
+        for i in 0..3 {
+            store
+                .insert_client(&stored(&format!("used-{i}"), two_hours_ago, true))
+                .await
+                .unwrap();
+        }
+        store
+            .insert_client(&stored("young", unix_now(), false))
+            .await
+            .unwrap();
+        let registry = ClientRegistry::spawn(ClientRegistryArgs {
+            max_clients: 100,
+            cached: 2,
+            unused_ttl: Duration::from_secs(3600),
+            store: Arc::clone(&store),
+            preregistered: Vec::new(),
+        });
+        assert_eq!(registry.ask(CountClients).await.unwrap(), 9);
+        assert_eq!(
+            registry.ask(CountCachedClients).await.unwrap(),
+            0,
+            "nothing loaded"
+        );
+        for i in 0..3 {
+            let found = registry
+                .ask(LookupClient {
+                    client_id: format!("used-{i}"),
+                })
+                .await
+                .unwrap();
+            assert!(found.is_some(), "read from the store");
+        }
+        assert_eq!(
+            registry.ask(CountCachedClients).await.unwrap(),
+            2,
+            "bounded"
+        );
+        // The old never-used clients are reaped from the store in the first second; the young
+        // one and the used ones stay.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(registry.ask(CountClients).await.unwrap(), 4);
+        let mut left: Vec<String> = store
+            .clients()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.client.client_id.to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["used-0", "used-1", "used-2", "young"]);
+        let gone = registry
+            .ask(LookupClient {
+                client_id: "old-0".into(),
+            })
+            .await
+            .unwrap();
+        assert!(gone.is_none());
+        // A client evicted from the cache is still marked used in the store.
+        registry
+            .ask(MarkUsed {
+                client_id: "young".into(),
+            })
+            .await
+            .unwrap();
+        assert!(store.client("young").await.unwrap().unwrap().used);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn configured_clients_are_never_reaped() {
         let configured = Arc::new(Client {
@@ -369,6 +533,7 @@ mod tests {
         });
         let registry = ClientRegistry::spawn(ClientRegistryArgs {
             max_clients: 10,
+            cached: 10,
             unused_ttl: Duration::from_secs(60),
             store: Arc::new(crate::store::MemoryStore::new()),
             preregistered: vec![configured],

@@ -252,6 +252,10 @@ pub struct LimitSettings {
     pub max_pending_per_session: usize,
     /// Live refresh token families.
     pub max_refresh_families: usize,
+    /// Registered clients kept in memory.
+    pub cached_clients: usize,
+    /// Refresh-token families kept in memory.
+    pub cached_refresh_families: usize,
     /// Revoked access tokens listed.
     pub max_revocations: usize,
     /// Rate-limit buckets and failed-login counters.
@@ -392,6 +396,9 @@ impl AuthServerConfig {
                 max_pending_requests: self.max_pending_requests,
                 max_pending_per_session: MAX_PENDING_PER_SESSION,
                 max_refresh_families: self.max_refresh_families,
+                cached_clients: usize::try_from(self.cached_clients).unwrap_or(usize::MAX),
+                cached_refresh_families: usize::try_from(self.cached_refresh_families)
+                    .unwrap_or(usize::MAX),
                 max_revocations: usize::try_from(self.max_revocations).unwrap_or(usize::MAX),
                 max_throttle_entries: MAX_THROTTLE_ENTRIES,
                 max_api_body_bytes: MAX_API_BODY_BYTES,

@@ -186,6 +186,26 @@ pub struct AuthServerConfig {
     )]
     pub max_refresh_families: usize,
 
+    /// Most registered clients kept in memory (the most recently used); the others are read from
+    /// the store when asked for.
+    #[arg(
+        long = "cached-clients",
+        env = "AUTH_SERVER_CACHED_CLIENTS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub cached_clients: u64,
+
+    /// Most refresh-token families kept in memory (the most recently used); the others are read
+    /// from the store when one of their tokens is presented.
+    #[arg(
+        long = "cached-refresh-families",
+        env = "AUTH_SERVER_CACHED_REFRESH_FAMILIES",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub cached_refresh_families: u64,
+
     /// Most revoked access tokens listed (each until it expires); beyond it a revocation is
     /// refused with 503, never acknowledged without being recorded. At most 2,000,000: a
     /// resource server reads the whole list as one page of the revocation feed.

@@ -99,7 +99,19 @@ pub trait ClientStore: Send + Sync {
     async fn delete_unused_client(&self, client_id: &str) -> Result<bool, StoreError>;
     /// Deletes a client, used or not (an operator's decision); true if it existed.
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
+    /// How many clients are stored (the registry's bound).
+    async fn count_clients(&self) -> Result<u64, StoreError>;
+    /// Deletes up to [`REAP_BATCH`] never-used clients issued at or before `issued_by` (Unix
+    /// seconds), each in the same conditional way as [`Self::delete_unused_client`]; answers
+    /// their ids.
+    async fn reap_unused_clients(&self, issued_by: u64) -> Result<Vec<String>, StoreError>;
+    /// When the oldest never-used client was issued, if there is one: the registry's next
+    /// reaping of the store.
+    async fn oldest_unused_client(&self) -> Result<Option<u64>, StoreError>;
 }
+
+/// Most clients one [`ClientStore::reap_unused_clients`] deletes.
+pub const REAP_BATCH: usize = 1000;
 
 /// The table's SQL, written once for both SQL backends (`?` placeholders, which
 /// [`PostgresStore`] numbers): instantiated below for SQLite and PostgreSQL.
@@ -231,6 +243,33 @@ macro_rules! sql_backend {
                         .await?;
                     Ok(done.rows_affected() > 0)
                 }
+
+                async fn count_clients(&self) -> Result<u64, StoreError> {
+                    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients")
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(unsigned(count))
+                }
+
+                async fn reap_unused_clients(&self, issued_by: u64) -> Result<Vec<String>, StoreError> {
+                    let _write = write_timer("clients");
+                    Ok(sqlx::query_scalar(&<$store>::sql(&format!(
+                        "DELETE FROM clients WHERE used = 0 AND client_id IN \
+                         (SELECT client_id FROM clients WHERE used = 0 AND issued_at <= ? LIMIT {REAP_BATCH}) \
+                         RETURNING client_id"
+                    )))
+                    .bind(int(issued_by))
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn oldest_unused_client(&self) -> Result<Option<u64>, StoreError> {
+                    let oldest: Option<i64> =
+                        sqlx::query_scalar("SELECT MIN(issued_at) FROM clients WHERE used = 0")
+                            .fetch_one(&self.pool)
+                            .await?;
+                    Ok(oldest.map(unsigned))
+                }
             }
         }
     };
@@ -286,6 +325,36 @@ impl ClientStore for MemoryStore {
 
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
         self.with(|t: &mut ClientsTable| t.clients.remove(client_id).is_some())
+    }
+
+    async fn count_clients(&self) -> Result<u64, StoreError> {
+        self.with(|t: &mut ClientsTable| t.clients.len() as u64)
+    }
+
+    async fn reap_unused_clients(&self, issued_by: u64) -> Result<Vec<String>, StoreError> {
+        self.with(|t: &mut ClientsTable| {
+            let due: Vec<String> = t
+                .clients
+                .iter()
+                .filter(|r| !r.used && r.client.issued_at <= issued_by)
+                .take(REAP_BATCH)
+                .map(|r| r.client.client_id.to_string())
+                .collect();
+            for id in &due {
+                t.clients.remove(id);
+            }
+            due
+        })
+    }
+
+    async fn oldest_unused_client(&self) -> Result<Option<u64>, StoreError> {
+        self.with(|t: &mut ClientsTable| {
+            t.clients
+                .iter()
+                .filter(|r| !r.used)
+                .map(|r| r.client.issued_at)
+                .min()
+        })
     }
 }
 

@@ -70,6 +70,43 @@ async fn clients() {
     .await;
 }
 
+/// The registry's bound and its reaping by age, which never take a used client.
+#[tokio::test]
+async fn clients_are_counted_and_reaped_by_age() {
+    on_every_backend(async |store: &dyn Store| {
+        let issued = |id: &str, at: u64, used: bool| {
+            let mut record = client(id);
+            std::sync::Arc::make_mut(&mut record.client).issued_at = at;
+            record.used = used;
+            record
+        };
+        assert_eq!(store.count_clients().await.unwrap(), 0);
+        assert_eq!(store.oldest_unused_client().await.unwrap(), None);
+        store
+            .insert_client(&issued("old", 100, false))
+            .await
+            .unwrap();
+        store
+            .insert_client(&issued("old-used", 50, true))
+            .await
+            .unwrap();
+        store
+            .insert_client(&issued("new", 300, false))
+            .await
+            .unwrap();
+        assert_eq!(store.count_clients().await.unwrap(), 3);
+        assert_eq!(store.oldest_unused_client().await.unwrap(), Some(100));
+        assert_eq!(store.reap_unused_clients(200).await.unwrap(), ["old"]);
+        assert!(store.reap_unused_clients(200).await.unwrap().is_empty());
+        assert_eq!(store.oldest_unused_client().await.unwrap(), Some(300));
+        store.mark_client_used("new").await.unwrap();
+        assert!(store.reap_unused_clients(1000).await.unwrap().is_empty());
+        assert_eq!(store.oldest_unused_client().await.unwrap(), None);
+        assert_eq!(store.count_clients().await.unwrap(), 2);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn consents() {
     on_every_backend(async |store: &dyn Store| {

@@ -255,6 +255,7 @@ impl AuthServer {
             &supervisor,
             ClientRegistryArgs {
                 max_clients: settings.limits.max_clients,
+                cached: settings.limits.cached_clients,
                 unused_ttl: settings.registration.unused_client_ttl,
                 store: Arc::clone(&store),
                 preregistered,
