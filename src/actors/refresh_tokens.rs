@@ -26,8 +26,13 @@
 //! tokens minted from it, through the `Revocations` actor, before it answers
 //! (`refresh_tokens/revocation.rs`).
 //!
-//! Persistence: every change goes through a [`RefreshTokenStore`] (`store/refresh_tokens.rs`) and
-//! is answered only once the store has committed it. At start the actor loads every live family.
+//! Persistence and memory: the store ([`RefreshTokenStore`], `store/refresh_tokens.rs`) is the
+//! truth; every change goes through it and is answered only once it has committed. The actor
+//! keeps the families used most recently (`--cached-refresh-families`) and reads a family from
+//! the store when a token it does not hold is presented, so its memory does not grow with the
+//! table and it reads nothing at start. The access tokens minted here from each family are kept
+//! apart from that cache, until they expire, so that a family evicted and then ended still has
+//! them revoked. The store's dead families, cached or not, are deleted by a sweep every minute.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::actors::revocations::Revocations;
@@ -36,6 +41,7 @@ use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::unix_now_ms;
 use crate::store::{FamilyRecord, RefreshTokenStore, Rotation, StoreError, TokenHash};
 use crate::trace::{FlowId, Secret};
+use hashlink::LruCache;
 use kameo::actor::{Actor, ActorRef};
 use kameo::message::{Context, Message};
 use std::collections::{HashMap, HashSet};
@@ -166,12 +172,22 @@ pub struct CountFamilies;
 // The actor
 // ---------------------------------------------------------------------------------------------
 
+/// The number of families held in memory (tests, the benchmark).
+#[derive(Debug)]
+pub struct CountCachedFamilies;
+
+// ---------------------------------------------------------------------------------------------
+// The actor
+// ---------------------------------------------------------------------------------------------
+
 #[derive(Clone)]
 pub struct RefreshTokensArgs {
     pub idle_ttl: Duration,
     pub absolute_ttl: Duration,
     pub grace: Duration,
     pub max_families: usize,
+    /// Families kept in memory.
+    pub cached: usize,
     pub store: Arc<dyn RefreshTokenStore>,
     /// Other servers write the same store: a family is read again before a token is judged.
     pub shared: bool,
@@ -186,9 +202,13 @@ impl std::fmt::Debug for RefreshTokensArgs {
             .field("absolute_ttl", &self.absolute_ttl)
             .field("grace", &self.grace)
             .field("max_families", &self.max_families)
+            .field("cached", &self.cached)
             .finish_non_exhaustive()
     }
 }
+
+/// How often the store's dead families are deleted.
+const STORE_SWEEP: Duration = Duration::from_secs(60);
 
 struct Family {
     record: FamilyRecord,
@@ -197,8 +217,6 @@ struct Family {
     expires_at: Instant,
     absolute_at: Instant,
     rotated_at: Option<Instant>,
-    /// Access tokens minted from this family (in memory only; they are short-lived).
-    access: Vec<(String, Instant)>,
 }
 
 impl Family {
@@ -212,22 +230,33 @@ impl Family {
             flow: FlowId::from_claim(&self.record.flow),
         }
     }
+}
 
-    fn remember_access(&mut self, jti: String, ttl: Duration, now: Instant) {
-        self.access.retain(|(_, until)| *until > now);
-        self.access.push((jti, now + ttl));
-    }
+/// What a deadline in the actor's queue is for.
+enum Due {
+    /// A cached family's deadline.
+    Family(String),
+    /// An access token minted from this family expires.
+    Minted(String),
+    /// The store's dead families are deleted.
+    Store,
 }
 
 pub struct RefreshTokens {
-    families: HashMap<String, Family>,
-    /// Every token digest of every live family -> its family.
+    /// The families used lately, the least recently used evicted first.
+    families: LruCache<String, Family>,
+    /// Every token digest of every cached family -> its family.
     tokens: HashMap<TokenHash, String>,
-    /// Subject -> its families, for consent revocation and the account page.
+    /// Subject -> its cached families, for consent revocation.
     by_subject: HashMap<String, HashSet<String>>,
-    /// Origin access-token `jti` -> family.
+    /// Origin access-token `jti` -> cached family.
     by_origin: HashMap<String, String>,
-    expiry: ExpiryQueue<String>,
+    /// Family -> the access tokens minted here from it, each until it expires (in memory only;
+    /// they are short-lived).
+    minted: HashMap<String, Vec<(String, Instant)>>,
+    /// Families in the store: counted at start and at each store sweep, kept in between.
+    stored: u64,
+    expiry: ExpiryQueue<Due>,
     args: RefreshTokensArgs,
 }
 
@@ -241,31 +270,32 @@ impl Actor for RefreshTokens {
 
     async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
         let mut this = RefreshTokens {
-            families: HashMap::new(),
+            families: LruCache::new(args.cached.max(1)),
             tokens: HashMap::new(),
             by_subject: HashMap::new(),
             by_origin: HashMap::new(),
+            minted: HashMap::new(),
+            stored: 0,
             expiry: ExpiryQueue::default(),
             args,
         };
-        let now_ms = unix_now_ms();
-        let loaded = this.args.store.load_live(now_ms).await?;
-        let count = loaded.len();
-        for record in loaded {
-            if let Some(family) = Family::from_record(record, Instant::now(), now_ms) {
-                this.insert(family, &actor);
-            }
-        }
-        if count > 0 {
-            tracing::info!(actor = "RefreshTokens", families = count, "loaded");
-        }
+        this.sweep_store().await;
+        this.expiry
+            .schedule(Instant::now() + STORE_SWEEP, Due::Store, &actor);
         Ok(this)
     }
 }
 
 impl RefreshTokens {
+    /// Caches a family, evicting the least recently used beyond the cache's size.
     fn insert(&mut self, family: Family, actor: &ActorRef<Self>) {
         let id = family.record.family_id.clone();
+        self.uncache(&id);
+        if self.families.len() >= self.families.capacity()
+            && let Some((evicted, family)) = self.families.remove_lru()
+        {
+            self.unindex(&evicted, &family);
+        }
         for token in &family.record.tokens {
             self.tokens.insert(*token, id.clone());
         }
@@ -276,16 +306,12 @@ impl RefreshTokens {
             .insert(id.clone());
         self.by_origin
             .insert(family.record.origin_jti.clone(), id.clone());
-        self.expiry.schedule(family.expires_at, id.clone(), actor);
+        self.expiry
+            .schedule(family.expires_at, Due::Family(id.clone()), actor);
         self.families.insert(id, family);
     }
 
-    /// Forgets a family in memory (after the store has removed it); returns its live access
-    /// tokens.
-    fn forget(&mut self, id: &str, now: Instant) -> Vec<(String, Duration)> {
-        let Some(family) = self.families.remove(id) else {
-            return Vec::new();
-        };
+    fn unindex(&mut self, id: &str, family: &Family) {
         for token in &family.record.tokens {
             self.tokens.remove(token);
         }
@@ -304,12 +330,42 @@ impl RefreshTokens {
         {
             self.by_origin.remove(&family.record.origin_jti);
         }
-        family
-            .access
+    }
+
+    /// Drops a family from the cache; the access tokens minted from it stay remembered.
+    fn uncache(&mut self, id: &str) {
+        if let Some(family) = self.families.remove(id) {
+            self.unindex(id, &family);
+        }
+    }
+
+    /// Remembers an access token minted from a family, until it expires.
+    fn remember_minted(&mut self, id: &str, jti: String, ttl: Duration, actor: &ActorRef<Self>) {
+        let now = Instant::now();
+        let minted = self.minted.entry(id.to_string()).or_default();
+        minted.retain(|(_, until)| *until > now);
+        minted.push((jti, now + ttl));
+        self.expiry
+            .schedule(now + ttl, Due::Minted(id.to_string()), actor);
+    }
+
+    /// The unexpired access tokens minted here from a family, with their remaining lifetimes.
+    fn live_minted(&self, id: &str, now: Instant) -> Vec<(String, Duration)> {
+        self.minted
+            .get(id)
             .into_iter()
+            .flatten()
             .filter(|(_, until)| *until > now)
-            .map(|(jti, until)| (jti, until - now))
+            .map(|(jti, until)| (jti.clone(), *until - now))
             .collect()
+    }
+
+    /// Forgets a family (after the store has removed it); returns its live access tokens.
+    fn forget(&mut self, id: &str, now: Instant) -> Vec<(String, Duration)> {
+        self.uncache(id);
+        let live = self.live_minted(id, now);
+        self.minted.remove(id);
+        live
     }
 
     /// Ends these families: the store first, then memory. Their access tokens stay as they are
@@ -318,22 +374,57 @@ impl RefreshTokens {
         if ids.is_empty() {
             return Ok(EndedFamilies::default());
         }
-        self.args.store.remove_families(&ids).await?;
+        let removed = self.args.store.remove_families(&ids).await?;
+        self.stored = self.stored.saturating_sub(removed);
         let now = Instant::now();
-        let mut ended = EndedFamilies::default();
+        let mut ended = EndedFamilies {
+            families: usize::try_from(removed).unwrap_or(usize::MAX),
+            ..EndedFamilies::default()
+        };
         for id in &ids {
-            if self.families.contains_key(id) {
-                ended.families += 1;
-            }
             ended.access_tokens.extend(self.forget(id, now));
         }
         Ok(ended)
     }
 
-    /// The live family of a token digest (an expired one is treated as gone).
+    /// The cached live family of a token digest (an expired one is treated as gone).
     fn family_of(&self, hash: &TokenHash, now: Instant) -> Option<&Family> {
         let id = self.tokens.get(hash)?;
-        self.families.get(id).filter(|f| f.expires_at > now)
+        self.families.peek(id).filter(|f| f.expires_at > now)
+    }
+
+    /// Reads the family of `hash` from the store when the cache does not hold it, or always when
+    /// other servers write the store too.
+    async fn load_family(
+        &mut self,
+        hash: &TokenHash,
+        actor: &ActorRef<Self>,
+    ) -> Result<(), StoreError> {
+        if self.args.shared || !self.tokens.contains_key(hash) {
+            self.sync_family(hash, actor).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the store's dead families and counts the others.
+    async fn sweep_store(&mut self) {
+        match self.args.store.remove_dead_families(unix_now_ms()).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(
+                actor = "RefreshTokens",
+                expired,
+                "timer: dead families deleted"
+            ),
+            Err(err) => {
+                tracing::warn!(actor = "RefreshTokens", error = %err, "expired families stay stored until the next sweep")
+            }
+        }
+        match self.args.store.count_families().await {
+            Ok(stored) => self.stored = stored,
+            Err(err) => {
+                tracing::warn!(actor = "RefreshTokens", error = %err, "families not counted")
+            }
+        }
     }
 }
 
@@ -345,7 +436,7 @@ impl Message<IssueRefreshToken> for RefreshTokens {
         msg: IssueRefreshToken,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        if self.families.len() >= self.args.max_families {
+        if self.stored >= self.args.max_families as u64 {
             return Err(RefreshError::Full);
         }
         let token = Secret::random(32);
@@ -373,16 +464,17 @@ impl Message<IssueRefreshToken> for RefreshTokens {
             tokens: vec![hash],
         };
         self.args.store.insert_family(&record).await?;
-        let mut family = Family {
+        self.stored += 1;
+        let id = record.family_id.clone();
+        let family = Family {
             record,
             scope: msg.scope,
             expires_at: now + self.args.idle_ttl.min(self.args.absolute_ttl),
             absolute_at: now + self.args.absolute_ttl,
             rotated_at: None,
-            access: Vec::new(),
         };
-        family.remember_access(msg.access_jti, msg.access_ttl, now);
         self.insert(family, ctx.actor_ref());
+        self.remember_minted(&id, msg.access_jti, msg.access_ttl, ctx.actor_ref());
         Ok(token)
     }
 }
@@ -401,9 +493,7 @@ impl Message<RotateRefreshToken> for RefreshTokens {
         let shared = self.args.shared;
         let mut lost = false;
         loop {
-            if shared {
-                self.sync_family(&hash, ctx.actor_ref()).await?;
-            }
+            self.load_family(&hash, ctx.actor_ref()).await?;
             let now = Instant::now();
             let Some(family) = self.family_of(&hash, now) else {
                 return Err(RefreshError::Unknown);
@@ -436,9 +526,7 @@ impl Message<RotateRefreshToken> for RefreshTokens {
                     let again = successor(&msg.token, &salt);
                     if again.sha256() == family.record.current {
                         let grant = family.grant();
-                        if let Some(family) = self.families.get_mut(&id) {
-                            family.remember_access(msg.access_jti, msg.access_ttl, now);
-                        }
+                        self.remember_minted(&id, msg.access_jti, msg.access_ttl, ctx.actor_ref());
                         return Ok(Refreshed {
                             grant,
                             refresh_token: again,
@@ -498,11 +586,11 @@ impl Message<RotateRefreshToken> for RefreshTokens {
             family.record.idle_expires_at_ms = idle_ms;
             family.rotated_at = Some(now);
             family.expires_at = (now + idle_ttl).min(family.absolute_at);
-            family.remember_access(msg.access_jti, msg.access_ttl, now);
             let grant = family.grant();
             // The family's deadline only moves later: its entry in the expiry queue stays, and the
             // sweep re-queues it at the new deadline (one entry per family, however often it is used).
-            self.tokens.insert(next_hash, id);
+            self.tokens.insert(next_hash, id.clone());
+            self.remember_minted(&id, msg.access_jti, msg.access_ttl, ctx.actor_ref());
             return Ok(Refreshed {
                 grant,
                 refresh_token: next,
@@ -519,48 +607,56 @@ impl Message<Sweep> for RefreshTokens {
     async fn handle(&mut self, _: Sweep, ctx: &mut Context<Self, ()>) {
         let now = Instant::now();
         let mut due = Vec::new();
-        for id in self.expiry.pop_due(now, ctx.actor_ref()) {
-            match self.families.get(&id) {
-                Some(family) if family.expires_at <= now => {
-                    tracing::info!(actor = "RefreshTokens", flow = %family.record.flow, "timer: refresh-token family expired");
-                    due.push(id);
+        let mut sweep_store = false;
+        for entry in self.expiry.pop_due(now, ctx.actor_ref()) {
+            match entry {
+                Due::Family(id) => match self.families.peek(&id) {
+                    Some(family) if family.expires_at <= now => {
+                        tracing::info!(actor = "RefreshTokens", flow = %family.record.flow, "timer: refresh-token family expired");
+                        due.push(id);
+                    }
+                    // Used since it was queued: due again at its new deadline.
+                    Some(family) => {
+                        let at = family.expires_at;
+                        self.expiry.schedule(at, Due::Family(id), ctx.actor_ref());
+                    }
+                    None => {}
+                },
+                Due::Minted(id) => {
+                    if let Some(minted) = self.minted.get_mut(&id) {
+                        minted.retain(|(_, until)| *until > now);
+                        if minted.is_empty() {
+                            self.minted.remove(&id);
+                        }
+                    }
                 }
-                // Used since it was queued: due again at its new deadline.
-                Some(family) => {
-                    let at = family.expires_at;
-                    self.expiry.schedule(at, id, ctx.actor_ref());
+                Due::Store => {
+                    sweep_store = true;
+                    self.expiry
+                        .schedule(now + STORE_SWEEP, Due::Store, ctx.actor_ref());
                 }
-                None => {}
             }
-        }
-        if due.is_empty() {
-            return;
         }
         // On a store other servers write too, this copy's deadline may be stale (a refresh at
-        // another server pushed it back): forget the copies, and let the store delete only the
+        // another server pushed it back): drop the copies, and let the store delete only the
         // families its own deadlines say are dead.
-        if self.args.shared {
+        if self.args.shared || sweep_store {
             for id in &due {
-                self.forget(id, now);
+                self.uncache(id);
             }
-            match self.args.store.remove_dead_families(unix_now_ms()).await {
-                Ok(removed) => tracing::info!(
-                    actor = "RefreshTokens",
-                    expired = removed,
-                    live = self.families.len(),
-                    "timer"
-                ),
-                Err(err) => {
-                    tracing::warn!(actor = "RefreshTokens", error = %err, "expired families stay stored until the next sweep")
-                }
+            if sweep_store || !due.is_empty() {
+                self.sweep_store().await;
             }
+            return;
+        }
+        if due.is_empty() {
             return;
         }
         match self.end(due).await {
             Ok(ended) => tracing::info!(
                 actor = "RefreshTokens",
                 expired = ended.families,
-                live = self.families.len(),
+                stored = self.stored,
                 "timer"
             ),
             // Expired families are refused on every read anyway; the next sweep retries.

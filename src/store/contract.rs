@@ -366,14 +366,31 @@ async fn refresh_token_families() {
                 .unwrap()
                 .is_empty()
         );
+        assert_eq!(store.count_families().await.unwrap(), 2);
+        // Both of alice's families are with client c; at 55 s only f1 is live.
+        assert_eq!(
+            store.family_clients_of("alice", 10_000).await.unwrap(),
+            [("c".to_string(), 2)]
+        );
+        assert_eq!(
+            store.family_clients_of("alice", 55_000).await.unwrap(),
+            [("c".to_string(), 1)]
+        );
+        assert!(store.family_clients_of("bob", 0).await.unwrap().is_empty());
         // f2 is past its idle deadline at 55 s; f1 (pushed to 60 s by its rotation) is not.
         assert_eq!(store.remove_dead_families(55_000).await.unwrap(), 1);
         let live = store.load_live(55_000).await.unwrap();
         assert_eq!(live.len(), 1);
-        store
-            .remove_families(&["f1".into(), "ghost".into()])
-            .await
-            .unwrap();
+        assert!(store.family_by_token(&[2; 32]).await.unwrap().is_none());
+        assert_eq!(
+            store
+                .remove_families(&["f1".into(), "ghost".into()])
+                .await
+                .unwrap(),
+            1,
+            "only existing families are counted"
+        );
+        assert_eq!(store.count_families().await.unwrap(), 0);
         assert!(store.family_by_token(&[3; 32]).await.unwrap().is_none());
         assert!(store.load_live(0).await.unwrap().is_empty());
         assert!(!store.rotate(&rotation("f1", 3, 5)).await.unwrap());

@@ -58,9 +58,7 @@ pub use keys::{KeyMade, KeyRecord, KeyStore};
 pub use login_failures::{AccountDigest, LoginAttempt, LoginFailureStore};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
-pub use refresh_tokens::{
-    FamilyRecord, MemoryRefreshTokenStore, RefreshTokenStore, Rotation, TokenHash,
-};
+pub use refresh_tokens::{FamilyRecord, RefreshTokenStore, Rotation, TokenHash};
 pub use revocations::RevocationStore;
 pub use sessions::{Renewal, SessionKey, SessionRecord, SessionStore};
 pub use sqlite::SqliteStore;

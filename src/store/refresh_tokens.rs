@@ -1,8 +1,8 @@
 //! The refresh-token tables (`refresh_families`, `refresh_tokens`): [`FamilyRecord`] (a family as
 //! it is kept, its tokens as digests), [`Rotation`], the [`RefreshTokenStore`] trait the
-//! `RefreshTokens` actor writes through, and its implementations: SQLite, in-memory, and
-//! [`MemoryRefreshTokenStore`], which keeps nothing. Every method is atomic; a rotation is a
-//! compare-and-swap on the family's current token, so single use holds in the store itself.
+//! `RefreshTokens` actor writes through and reads on a miss of its cache, and its implementations:
+//! SQLite, PostgreSQL and in-memory. Every method is atomic; a rotation is a compare-and-swap on
+//! the family's current token, so single use holds in the store itself.
 
 use super::error::StoreError;
 use super::memory::MemoryStore;
@@ -64,9 +64,9 @@ pub struct Rotation {
     pub idle_expires_at_ms: u64,
 }
 
-/// Where refresh-token families are persisted. The actor holds the authoritative copy in memory
-/// and calls the store before it answers; every method must have committed durably when its
-/// future resolves `Ok`, and must change nothing when it resolves `Err`.
+/// Where refresh-token families are persisted: the truth, of which the actor caches the families
+/// used lately. The actor calls the store before it answers; every method must have committed
+/// durably when its future resolves `Ok`, and must change nothing when it resolves `Err`.
 pub trait RefreshTokenStore: Send + Sync + 'static {
     /// Inserts a new family with its first token (`family.current`, also in `family.tokens`).
     /// Atomic: the family and its token are stored together or not at all.
@@ -82,73 +82,50 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// Deletes these families and all their tokens, atomically (revocation, reuse detection,
-    /// consent revocation, expiry). Ids that do not exist are ignored. After it commits no token
-    /// of these families can be rotated.
-    fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// consent revocation, expiry); answers how many existed. Ids that do not exist are ignored.
+    /// After it commits no token of these families can be rotated.
+    fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Every family whose absolute and idle deadlines are both after `now_ms`, with all its token
-    /// digests; called once when the actor starts. The store may delete the others.
+    /// digests (`mcp-oauth admin grants`). The store may delete the others.
     fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>>;
 
+    /// How many families are stored (the actor's bound).
+    fn count_families(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
     /// The family one of whose tokens (current or retired) has this digest, with all its token
-    /// digests, as stored now; read when other servers write the same store, which may have made,
-    /// rotated or ended it. Stores no other server writes have nothing more to say than the
-    /// actor's map: `None`.
+    /// digests, as stored now: read when the actor's cache misses, and before every judgement
+    /// when other servers write the same store, which may have made, rotated or ended it.
     fn family_by_token(
         &self,
         hash: &TokenHash,
-    ) -> BoxFuture<'_, Result<Option<FamilyRecord>, StoreError>> {
-        let _ = hash;
-        Box::pin(async { Ok(None) })
-    }
+    ) -> BoxFuture<'_, Result<Option<FamilyRecord>, StoreError>>;
 
     /// Deletes the families past a deadline at `now_ms`, with their tokens, by the stored
     /// deadlines (which another server's refresh may have moved); answers how many.
-    fn remove_dead_families(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
-        let _ = now_ms;
-        Box::pin(async { Ok(0) })
-    }
+    fn remove_dead_families(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// The id of the stored family started with the access token `origin_jti` (a replayed code
-    /// ends it); as with [`Self::family_by_token`], stores no other server writes answer none.
+    /// ends it).
     fn family_id_by_origin(
         &self,
         origin_jti: &str,
-    ) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
-        let _ = origin_jti;
-        Box::pin(async { Ok(None) })
-    }
+    ) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
 
-    /// The ids of the stored families of a user, of a client, or of a user for a client (a
-    /// revocation at one server, on a store other servers write too); as with
-    /// [`Self::family_by_token`], stores no other server writes answer none.
+    /// The ids of the stored families of a user, of a client, or of a user for a client.
     fn family_ids_of(
         &self,
         subject: Option<&str>,
         client_id: Option<&str>,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        let _ = (subject, client_id);
-        Box::pin(async { Ok(Vec::new()) })
-    }
-}
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
 
-/// The store of the in-memory mode: remembers nothing, never fails.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MemoryRefreshTokenStore;
-
-impl RefreshTokenStore for MemoryRefreshTokenStore {
-    fn insert_family(&self, _: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn rotate(&self, _: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(async { Ok(true) })
-    }
-    fn remove_families(&self, _: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn load_live(&self, _: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
+    /// The clients for which a user holds families live at `now_ms`, with how many, by client id
+    /// (the account page).
+    fn family_clients_of(
+        &self,
+        subject: &str,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<(String, u64)>, StoreError>>;
 }
 
 fn digest(bytes: Option<Vec<u8>>) -> Result<Option<TokenHash>, StoreError> {
@@ -279,21 +256,61 @@ macro_rules! sql_backend {
                     })
                 }
 
-                fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
+                fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<u64, StoreError>> {
                     let family_ids = family_ids.to_vec();
                     Box::pin(async move {
                         let mut tx = self.pool.begin().await?;
+                        let mut removed = 0;
                         for id in &family_ids {
                             sqlx::query(&<$store>::sql("DELETE FROM refresh_tokens WHERE family_id = ?"))
                                 .bind(id)
                                 .execute(&mut *tx)
                                 .await?;
-                            sqlx::query(&<$store>::sql("DELETE FROM refresh_families WHERE family_id = ?"))
+                            removed += sqlx::query(&<$store>::sql("DELETE FROM refresh_families WHERE family_id = ?"))
                                 .bind(id)
                                 .execute(&mut *tx)
-                                .await?;
+                                .await?
+                                .rows_affected();
                         }
-                        Ok(tx.commit().await?)
+                        tx.commit().await?;
+                        Ok(removed)
+                    })
+                }
+
+                fn count_families(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+                    Box::pin(async move {
+                        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM refresh_families")
+                            .fetch_one(&self.pool)
+                            .await?;
+                        Ok(unsigned(count))
+                    })
+                }
+
+                fn family_clients_of(
+                    &self,
+                    subject: &str,
+                    now_ms: u64,
+                ) -> BoxFuture<'_, Result<Vec<(String, u64)>, StoreError>> {
+                    let subject = subject.to_string();
+                    Box::pin(async move {
+                        let rows = sqlx::query(&<$store>::sql(
+                            "SELECT client_id, COUNT(*) AS families FROM refresh_families \
+                             WHERE subject = ? AND idle_expires_at_ms > ? AND absolute_expires_at_ms > ? \
+                             GROUP BY client_id ORDER BY client_id",
+                        ))
+                        .bind(subject)
+                        .bind(int(now_ms))
+                        .bind(int(now_ms))
+                        .fetch_all(&self.pool)
+                        .await?;
+                        rows.iter()
+                            .map(|row| {
+                                Ok((
+                                    row.try_get::<String, _>("client_id")?,
+                                    unsigned(row.try_get::<i64, _>("families")?),
+                                ))
+                            })
+                            .collect()
                     })
                 }
 
@@ -429,10 +446,37 @@ macro_rules! sql_backend {
 sql_backend!(on_sqlite, SqliteStore, sqlx::sqlite::SqliteRow);
 sql_backend!(on_postgres, PostgresStore, sqlx::postgres::PgRow);
 
-/// The refresh-token families of the in-memory store, by family id, each with its tokens.
+/// The refresh-token families of the in-memory store, by family id, each with its tokens, and
+/// every token digest's family.
 #[derive(Default)]
 struct FamiliesTable {
     refresh_families: HashMap<String, FamilyRecord>,
+    tokens: HashMap<TokenHash, String>,
+}
+
+impl FamiliesTable {
+    fn remove(&mut self, family_id: &str) -> bool {
+        let Some(family) = self.refresh_families.remove(family_id) else {
+            return false;
+        };
+        for token in &family.tokens {
+            self.tokens.remove(token);
+        }
+        true
+    }
+
+    fn remove_dead(&mut self, now_ms: u64) -> u64 {
+        let dead: Vec<String> = self
+            .refresh_families
+            .values()
+            .filter(|f| f.absolute_expires_at_ms <= now_ms || f.idle_expires_at_ms <= now_ms)
+            .map(|f| f.family_id.clone())
+            .collect();
+        for id in &dead {
+            self.remove(id);
+        }
+        dead.len() as u64
+    }
 }
 
 /// Refresh-token families, with the same compare-and-swap rotation as the SQLite store.
@@ -443,6 +487,9 @@ impl RefreshTokenStore for MemoryStore {
             family.tokens.push(family.current);
         }
         let done = self.with(|t: &mut FamiliesTable| {
+            for token in &family.tokens {
+                t.tokens.insert(*token, family.family_id.clone());
+            }
             t.refresh_families.insert(family.family_id.clone(), family);
         });
         Box::pin(async move { done })
@@ -459,6 +506,7 @@ impl RefreshTokenStore for MemoryStore {
                     family.generation = rotation.generation;
                     family.rotated_at_ms = Some(rotation.rotated_at_ms);
                     family.idle_expires_at_ms = rotation.idle_expires_at_ms;
+                    t.tokens.insert(rotation.next, rotation.family_id.clone());
                     true
                 }
                 _ => false,
@@ -467,30 +515,46 @@ impl RefreshTokenStore for MemoryStore {
         Box::pin(async move { done })
     }
 
-    fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<u64, StoreError>> {
         let done = self.with(|t: &mut FamiliesTable| {
-            for id in family_ids {
-                t.refresh_families.remove(id);
-            }
+            family_ids.iter().filter(|id| t.remove(id)).count() as u64
         });
         Box::pin(async move { done })
     }
 
     fn remove_dead_families(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
-        let done = self.with(|t: &mut FamiliesTable| {
-            let before = t.refresh_families.len();
-            t.refresh_families
-                .retain(|_, f| f.absolute_expires_at_ms > now_ms && f.idle_expires_at_ms > now_ms);
-            (before - t.refresh_families.len()) as u64
-        });
+        let done = self.with(|t: &mut FamiliesTable| t.remove_dead(now_ms));
         Box::pin(async move { done })
     }
 
     fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
         let done = self.with(|t: &mut FamiliesTable| {
-            t.refresh_families
-                .retain(|_, f| f.absolute_expires_at_ms > now_ms && f.idle_expires_at_ms > now_ms);
+            t.remove_dead(now_ms);
             t.refresh_families.values().cloned().collect()
+        });
+        Box::pin(async move { done })
+    }
+
+    fn count_families(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| t.refresh_families.len() as u64);
+        Box::pin(async move { done })
+    }
+
+    fn family_clients_of(
+        &self,
+        subject: &str,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<(String, u64)>, StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| {
+            let mut counts = std::collections::BTreeMap::<String, u64>::new();
+            for f in t.refresh_families.values().filter(|f| {
+                f.subject == subject
+                    && f.absolute_expires_at_ms > now_ms
+                    && f.idle_expires_at_ms > now_ms
+            }) {
+                *counts.entry(f.client_id.clone()).or_default() += 1;
+            }
+            counts.into_iter().collect()
         });
         Box::pin(async move { done })
     }
@@ -529,9 +593,9 @@ impl RefreshTokenStore for MemoryStore {
         hash: &TokenHash,
     ) -> BoxFuture<'_, Result<Option<FamilyRecord>, StoreError>> {
         let done = self.with(|t: &mut FamiliesTable| {
-            t.refresh_families
-                .values()
-                .find(|f| f.current == *hash || f.tokens.contains(hash))
+            t.tokens
+                .get(hash)
+                .and_then(|id| t.refresh_families.get(id))
                 .cloned()
         });
         Box::pin(async move { done })

@@ -3,7 +3,7 @@
 use super::*;
 use crate::actors::refresh_tokens::{CountFamilies, IssueRefreshToken, RefreshTokensArgs};
 use crate::actors::revocations::{IsRevoked, RevocationsArgs};
-use crate::store::{MemoryRefreshTokenStore, MemoryStore};
+use crate::store::MemoryStore;
 use kameo::actor::Spawn;
 use std::sync::Arc;
 
@@ -54,7 +54,8 @@ fn spawn_with(
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(0),
         max_families: 10,
-        store: Arc::new(MemoryRefreshTokenStore),
+        cached: 10,
+        store: Arc::new(MemoryStore::new()),
         revocations: revocations.clone(),
     });
     let codes = AuthorizationCodes::spawn(AuthorizationCodesArgs {

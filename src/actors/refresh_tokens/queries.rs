@@ -1,16 +1,16 @@
 //! The messages that only read the families: [`InspectRefreshToken`] (introspection),
-//! [`CountFamiliesByClient`] (the account page), [`CountFamilies`] (tests, the benchmark) and
-//! [`FlowOfRefreshToken`] (the flow trace). Handled here so that the actor's file keeps what
+//! [`CountFamiliesByClient`] (the account page), [`CountFamilies`] and [`CountCachedFamilies`]
+//! (tests, the benchmark) and [`FlowOfRefreshToken`] (the flow trace). Handled here so that the actor's file keeps what
 //! changes families.
 
 use super::{
-    CountFamilies, CountFamiliesByClient, FlowOfRefreshToken, InspectRefreshToken, Inspected,
-    RefreshTokens,
+    CountCachedFamilies, CountFamilies, CountFamiliesByClient, FlowOfRefreshToken,
+    InspectRefreshToken, Inspected, RefreshTokens,
 };
+use crate::oauth::time::unix_now_ms;
 use crate::store::StoreError;
 use crate::trace::FlowId;
 use kameo::message::{Context, Message};
-use std::collections::HashMap;
 use tokio::time::Instant;
 
 impl Message<InspectRefreshToken> for RefreshTokens {
@@ -22,10 +22,9 @@ impl Message<InspectRefreshToken> for RefreshTokens {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let hash = msg.token.sha256();
-        // As the store has it when other servers write it too (unreadable: 503, not "inactive").
-        if self.args.shared {
-            self.sync_family(&hash, ctx.actor_ref()).await?;
-        }
+        // As the store has it when not cached or when other servers write it too (unreadable:
+        // 503, not "inactive").
+        self.load_family(&hash, ctx.actor_ref()).await?;
         let Some(family) = self.family_of(&hash, Instant::now()) else {
             return Ok(None);
         };
@@ -49,30 +48,37 @@ impl Message<InspectRefreshToken> for RefreshTokens {
 }
 
 impl Message<CountFamiliesByClient> for RefreshTokens {
-    type Reply = Vec<(String, usize)>;
+    type Reply = Result<Vec<(String, usize)>, StoreError>;
 
     async fn handle(
         &mut self,
         msg: CountFamiliesByClient,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let now = Instant::now();
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for id in self.by_subject.get(&msg.subject).into_iter().flatten() {
-            if let Some(family) = self.families.get(id).filter(|f| f.expires_at > now) {
-                *counts.entry(family.record.client_id.clone()).or_default() += 1;
-            }
-        }
-        let mut clients: Vec<(String, usize)> = counts.into_iter().collect();
-        clients.sort();
-        clients
+        let counts = self
+            .args
+            .store
+            .family_clients_of(&msg.subject, unix_now_ms())
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(client_id, n)| (client_id, usize::try_from(n).unwrap_or(usize::MAX)))
+            .collect())
     }
 }
 
 impl Message<CountFamilies> for RefreshTokens {
+    type Reply = u64;
+
+    async fn handle(&mut self, _: CountFamilies, _: &mut Context<Self, u64>) -> u64 {
+        self.stored
+    }
+}
+
+impl Message<CountCachedFamilies> for RefreshTokens {
     type Reply = usize;
 
-    async fn handle(&mut self, _: CountFamilies, _: &mut Context<Self, usize>) -> usize {
+    async fn handle(&mut self, _: CountCachedFamilies, _: &mut Context<Self, usize>) -> usize {
         self.families.len()
     }
 }
@@ -83,9 +89,17 @@ impl Message<FlowOfRefreshToken> for RefreshTokens {
     async fn handle(
         &mut self,
         msg: FlowOfRefreshToken,
-        _: &mut Context<Self, Self::Reply>,
+        ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.family_of(&msg.token.sha256(), Instant::now())
+        let hash = msg.token.sha256();
+        // A family not cached is read now, which the refresh that follows then finds; a store
+        // that cannot answer leaves the flow unknown, and the refresh answers the error.
+        if !self.tokens.contains_key(&hash)
+            && let Err(err) = self.sync_family(&hash, ctx.actor_ref()).await
+        {
+            tracing::debug!(actor = "RefreshTokens", error = %err, "flow of a refresh token unknown");
+        }
+        self.family_of(&hash, Instant::now())
             .map(|family| FlowId::from_claim(&family.record.flow))
     }
 }

@@ -45,10 +45,7 @@ impl RefreshTokens {
         let now = Instant::now();
         let live: Vec<(String, Duration)> = ids
             .iter()
-            .filter_map(|id| self.families.get(id))
-            .flat_map(|family| family.access.iter())
-            .filter(|(_, until)| *until > now)
-            .map(|(jti, until)| (jti.clone(), *until - now))
+            .flat_map(|id| self.live_minted(id, now))
             .collect();
         self.revoke_access_tokens(&live).await?;
         Ok(self.end(ids).await?)
@@ -94,9 +91,7 @@ impl Message<RevokeRefreshToken> for RefreshTokens {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let hash = msg.token.sha256();
-        if self.args.shared {
-            self.sync_family(&hash, ctx.actor_ref()).await?;
-        }
+        self.load_family(&hash, ctx.actor_ref()).await?;
         let Some(family) = self.family_of(&hash, Instant::now()) else {
             return Ok(TokenRevocation::Unknown);
         };
@@ -118,20 +113,17 @@ impl Message<RevokeClientFamilies> for RefreshTokens {
         msg: RevokeClientFamilies,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        // On a store other servers write too, the families they made end as well.
-        let stored = match self.args.shared {
-            true => {
-                self.args
-                    .store
-                    .family_ids_of(msg.subject.as_deref(), msg.client_id.as_deref())
-                    .await?
-            }
-            false => Vec::new(),
-        };
+        // The store's families, cached or not (on a store other servers write too, those they
+        // made as well), and the cached copies, which another server may have ended already.
+        let stored = self
+            .args
+            .store
+            .family_ids_of(msg.subject.as_deref(), msg.client_id.as_deref())
+            .await?;
         let of_client = |id: &String| {
             msg.client_id.as_ref().is_none_or(|client_id| {
                 self.families
-                    .get(id)
+                    .peek(id)
                     .is_some_and(|f| f.record.client_id == *client_id)
             })
         };
@@ -146,7 +138,8 @@ impl Message<RevokeClientFamilies> for RefreshTokens {
                 .collect(),
             None => self
                 .families
-                .keys()
+                .iter()
+                .map(|(id, _)| id)
                 .filter(|id| of_client(id))
                 .cloned()
                 .collect(),
@@ -170,8 +163,8 @@ impl Message<RevokeCodeFamily> for RefreshTokens {
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let mut ids: Vec<String> = self.by_origin.get(&msg.jti).cloned().into_iter().collect();
-        // On a store other servers write too, the code may have been redeemed at another one.
-        if ids.is_empty() && self.args.shared {
+        // Not cached, or (on a store other servers write too) redeemed at another server.
+        if ids.is_empty() {
             ids.extend(self.args.store.family_id_by_origin(&msg.jti).await?);
         }
         self.revoke_then_end(ids).await

@@ -1,6 +1,7 @@
-//! The families as a store that other servers write too has them (several authorization servers
-//! on one PostgreSQL database): before a refresh token is judged, its family is read again from
-//! the store, so that a family made, rotated or ended at another server is judged as the store
+//! The families as the store has them. A token whose family is not cached is judged by the
+//! family read from the store. When other servers write the same store too (several
+//! authorization servers on one PostgreSQL database), every token's family is read again before
+//! it is judged, so that a family made, rotated or ended at another server is judged as the store
 //! has it, and a stale copy never makes the current token look reused. The store stays the judge
 //! of single use: its compare-and-swap decides a race, and the loser reads the family again and is
 //! answered as a retry within the grace window would be.
@@ -28,15 +29,14 @@ impl Family {
                 now.checked_sub(Duration::from_millis(now_ms.saturating_sub(at)))
                     .unwrap_or(now)
             }),
-            access: Vec::new(),
             record,
         })
     }
 }
 
 impl RefreshTokens {
-    /// Replaces the copy of the family of `hash` with the store's, or forgets it when the store
-    /// has none. The access tokens this server minted from it stay remembered.
+    /// Replaces the cached copy of the family of `hash` with the store's, or forgets it when the
+    /// store has none. The access tokens this server minted from it stay remembered.
     pub(super) async fn sync_family(
         &mut self,
         hash: &TokenHash,
@@ -51,25 +51,19 @@ impl RefreshTokens {
             Some(record) => Some(record.family_id.clone()),
             None => self.tokens.get(hash).cloned(),
         };
-        let mut access = Vec::new();
         if let Some(id) = &cached
             && self.families.contains_key(id)
         {
-            access = self
-                .families
-                .get(id)
-                .map(|f| f.access.clone())
-                .unwrap_or_default();
-            let live = self.forget(id, now);
+            self.uncache(id);
             // Ended at another server: the access tokens this server minted from it end too.
-            if stored.is_none()
-                && let Err(err) = self.revoke_access_tokens(&live).await
-            {
-                tracing::warn!(actor = "RefreshTokens", error = %err, "the access tokens of a family ended elsewhere are not all revoked");
+            if stored.is_none() {
+                let live = self.forget(id, now);
+                if let Err(err) = self.revoke_access_tokens(&live).await {
+                    tracing::warn!(actor = "RefreshTokens", error = %err, "the access tokens of a family ended elsewhere are not all revoked");
+                }
             }
         }
-        if let Some(mut family) = stored.and_then(|r| Family::from_record(r, now, now_ms)) {
-            family.access = access;
+        if let Some(family) = stored.and_then(|r| Family::from_record(r, now, now_ms)) {
             self.insert(family, actor);
         }
         Ok(())

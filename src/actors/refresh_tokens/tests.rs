@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::actors::revocations::{IsRevoked, RevocationsArgs};
-use crate::store::{MemoryRefreshTokenStore, MemoryStore};
+use crate::store::MemoryStore;
 use futures::future::BoxFuture;
 use kameo::actor::Spawn;
 use kameo::error::SendError;
@@ -22,7 +22,8 @@ fn spawn_with(grace: u64, revocations: ActorRef<Revocations>) -> ActorRef<Refres
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(grace),
         max_families: 10,
-        store: Arc::new(MemoryRefreshTokenStore),
+        cached: 10,
+        store: Arc::new(MemoryStore::new()),
         revocations,
     })
 }
@@ -155,8 +156,8 @@ async fn a_family_in_use_still_ends_at_its_absolute_deadline() {
     assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 0);
 }
 
-/// A store that loads one family and loses every compare-and-swap, as a shared store would
-/// when another server rotated first.
+/// A store that holds one family and loses every compare-and-swap, as a shared store would
+/// when another server rotated first, and cannot remove anything.
 struct LosingStore(FamilyRecord);
 
 impl RefreshTokenStore for LosingStore {
@@ -166,17 +167,47 @@ impl RefreshTokenStore for LosingStore {
     fn rotate(&self, _: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async { Ok(false) })
     }
-    fn remove_families(&self, _: &[String]) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn remove_families(&self, _: &[String]) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async { Err(StoreError("unavailable".into())) })
     }
     fn load_live(&self, _: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
         let record = self.0.clone();
         Box::pin(async move { Ok(vec![record]) })
     }
+    fn count_families(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async { Ok(1) })
+    }
+    fn family_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> BoxFuture<'_, Result<Option<FamilyRecord>, StoreError>> {
+        let found = self.0.tokens.contains(hash).then(|| self.0.clone());
+        Box::pin(async move { Ok(found) })
+    }
+    fn remove_dead_families(&self, _: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async { Ok(0) })
+    }
+    fn family_id_by_origin(&self, _: &str) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn family_ids_of(
+        &self,
+        _: Option<&str>,
+        _: Option<&str>,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn family_clients_of(
+        &self,
+        _: &str,
+        _: u64,
+    ) -> BoxFuture<'_, Result<Vec<(String, u64)>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 #[tokio::test]
-async fn loaded_families_are_served_and_a_lost_swap_or_failed_store_changes_nothing() {
+async fn stored_families_are_served_and_a_lost_swap_or_failed_store_changes_nothing() {
     let token = Secret::random(32);
     let now_ms = unix_now_ms();
     let record = FamilyRecord {
@@ -203,10 +234,12 @@ async fn loaded_families_are_served_and_a_lost_swap_or_failed_store_changes_noth
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(5),
         max_families: 10,
+        cached: 10,
         store: Arc::new(LosingStore(record)),
         revocations: revocations(100),
     });
     assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 1);
+    assert_eq!(tokens.ask(CountCachedFamilies).await.unwrap(), 0);
     let found = tokens
         .ask(InspectRefreshToken {
             token: token.clone(),
@@ -343,4 +376,64 @@ async fn an_operator_ends_every_family_of_a_client_or_of_a_user() {
     assert_eq!(tokens.ask(of_user).await.unwrap().families, 1);
     assert!(is_revoked(&revocations, "c").await);
     assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 0);
+}
+
+/// Only the families used lately are held; the others are read from the store when one of their
+/// tokens is presented, and judged the same: rotation, reuse of a retired token, revocation of
+/// the access tokens minted from them.
+#[tokio::test]
+async fn families_evicted_from_the_cache_are_judged_from_the_store() {
+    let revocations = revocations(100);
+    let store = Arc::new(MemoryStore::new());
+    let tokens = RefreshTokens::spawn(RefreshTokensArgs {
+        shared: false,
+        idle_ttl: Duration::from_secs(100),
+        absolute_ttl: Duration::from_secs(1000),
+        grace: Duration::from_secs(0),
+        max_families: 10,
+        cached: 1,
+        store: store.clone(),
+        revocations: revocations.clone(),
+    });
+    let first = tokens.ask(issue()).await.unwrap();
+    let second = tokens
+        .ask(IssueRefreshToken {
+            access_jti: "b0".into(),
+            ..issue()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 2);
+    assert_eq!(tokens.ask(CountCachedFamilies).await.unwrap(), 1);
+    // The first family was evicted by the second: read back, rotated, and cached again.
+    let rotated = tokens.ask(refresh(&first)).await.unwrap();
+    assert_eq!(tokens.ask(CountCachedFamilies).await.unwrap(), 1);
+    // The second, evicted now, still answers introspection from the store.
+    let inspected = tokens
+        .ask(InspectRefreshToken {
+            token: second.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(inspected.is_some());
+    // Evict the first again, then present its retired token: reuse, the family ends, and the
+    // access tokens minted from it while it was cached are revoked.
+    let _ = tokens
+        .ask(InspectRefreshToken {
+            token: second.clone(),
+        })
+        .await;
+    assert!(matches!(
+        tokens.ask(refresh(&first)).await,
+        Err(SendError::HandlerError(RefreshError::Reused(_)))
+    ));
+    assert!(is_revoked(&revocations, "a0").await);
+    assert!(is_revoked(&revocations, "a1").await);
+    assert!(!is_revoked(&revocations, "b0").await);
+    assert!(matches!(
+        tokens.ask(refresh(&rotated.refresh_token)).await,
+        Err(SendError::HandlerError(RefreshError::Unknown))
+    ));
+    assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 1);
+    assert_eq!(store.count_families().await.unwrap(), 1);
 }

@@ -352,6 +352,7 @@ impl AuthServer {
                 absolute_ttl: settings.tokens.refresh.absolute_ttl,
                 grace: settings.tokens.refresh.grace,
                 max_families: settings.limits.max_refresh_families,
+                cached: settings.limits.cached_refresh_families,
                 shared: store.is_shared(),
                 store: Arc::clone(&store) as Arc<dyn RefreshTokenStore>,
                 revocations: revocations.clone(),
