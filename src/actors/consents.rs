@@ -6,26 +6,27 @@
 //! 8.6). An error is redirected without a page only to a redirect URI the user approved.
 //! Consents are remembered for a configurable time and then expire through the actor's timer.
 //!
-//! Durability: consents are in the store ([`crate::store::ConsentStore`]), loaded at start; a
-//! grant is merged in the store atomically and acknowledged only once committed; a check that
-//! misses the map asks the store (another replica may have recorded the approval).
+//! Durability and memory: consents are in the store ([`crate::store::ConsentStore`]), which is
+//! the truth; the actor keeps the consents used most recently ([`CACHED_CONSENTS`]) and reads
+//! nothing at start, so its memory does not grow with the table. A grant is merged in the store
+//! atomically and acknowledged only once committed; a check that misses the cache asks the store
+//! (evicted, or recorded by another replica); the account page and a revocation by user or client
+//! read the store's list. The store's expired consents are deleted by a sweep every minute.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::{instant_of, unix_now};
 use crate::store::{Approval, Change, ConsentRecord, RedirectApproval, SharedStore, StoreError};
+use hashlink::LruCache;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
-use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
 type ConsentKey = (String, String);
 
 struct Consent {
-    scope: ScopeSet,
-    resources: Vec<String>,
     approvals: Vec<RedirectApproval>,
     expires_at: Instant,
 }
@@ -33,8 +34,6 @@ struct Consent {
 impl Consent {
     fn from_record(record: ConsentRecord, expires_at: Instant) -> Self {
         Consent {
-            scope: record.scope,
-            resources: record.resources,
             approvals: record.approvals,
             expires_at,
         }
@@ -118,9 +117,23 @@ pub struct ConsentsArgs {
     pub store: SharedStore,
 }
 
+/// Consents held in memory, the most recently used.
+pub const CACHED_CONSENTS: usize = 10_000;
+
+/// How often the store's expired consents are deleted.
+const STORE_SWEEP: Duration = Duration::from_secs(60);
+
+/// What a deadline in the actor's queue is for.
+enum Due {
+    /// A cached consent expires.
+    Consent(ConsentKey),
+    /// The store's expired consents are deleted.
+    Store,
+}
+
 pub struct Consents {
-    consents: HashMap<ConsentKey, Consent>,
-    expiry: ExpiryQueue<ConsentKey>,
+    consents: LruCache<ConsentKey, Consent>,
+    expiry: ExpiryQueue<Due>,
     ttl: Duration,
     store: SharedStore,
 }
@@ -135,40 +148,30 @@ impl Actor for Consents {
 
     async fn on_start(args: Self::Args, actor: ActorRef<Self>) -> Result<Self, Self::Error> {
         let mut consents = Consents {
-            consents: HashMap::new(),
+            consents: LruCache::new(CACHED_CONSENTS),
             expiry: ExpiryQueue::default(),
             ttl: args.ttl,
             store: args.store,
         };
-        match consents.store.consents(unix_now()).await {
-            Ok(records) => {
-                for record in records {
-                    consents.remember(record, &actor);
-                }
-                tracing::info!(
-                    actor = "Consents",
-                    loaded = consents.consents.len(),
-                    "consents loaded"
-                );
-            }
-            Err(err) => tracing::error!(actor = "Consents", error = %err, "consents not loaded"),
-        }
+        consents
+            .expiry
+            .schedule(Instant::now() + STORE_SWEEP, Due::Store, &actor);
         Ok(consents)
     }
 }
 
 impl Consents {
-    /// Keeps a stored consent in the map, with its expiry.
+    /// Keeps a stored consent in the cache, with its expiry.
     fn remember(&mut self, record: ConsentRecord, actor: &ActorRef<Self>) {
         let key = (record.subject.clone(), record.client_id.clone());
         let expires_at = instant_of(record.expires_at);
         self.consents
             .insert(key.clone(), Consent::from_record(record, expires_at));
-        self.expiry.schedule(expires_at, key, actor);
+        self.expiry.schedule(expires_at, Due::Consent(key), actor);
     }
 
-    /// The live consent for (subject, client): from the map, or from the store when the map
-    /// has none (another replica may have recorded it).
+    /// The live consent for (subject, client): from the cache, or from the store when the cache
+    /// has none (evicted, or recorded by another replica).
     async fn live(
         &mut self,
         key: &ConsentKey,
@@ -245,7 +248,8 @@ impl Message<GrantConsent> for Consents {
         let expires_at = Instant::now() + self.ttl;
         self.consents
             .insert(key.clone(), Consent::from_record(merged, expires_at));
-        self.expiry.schedule(expires_at, key, ctx.actor_ref());
+        self.expiry
+            .schedule(expires_at, Due::Consent(key), ctx.actor_ref());
         Ok(())
     }
 }
@@ -292,69 +296,54 @@ impl Message<RevokeConsents> for Consents {
             msg.subject.as_ref().is_none_or(|s| s == subject)
                 && msg.client_id.as_ref().is_none_or(|c| c == client_id)
         };
-        let keys: Vec<ConsentKey> = self
-            .consents
-            .keys()
+        // The store's consents (by user when one is named), and the cached copies.
+        let stored = match &msg.subject {
+            Some(subject) => self.store.consents_of(subject, unix_now()).await?,
+            None => self.store.consents(unix_now()).await?,
+        };
+        let mut keys: Vec<ConsentKey> = stored
+            .into_iter()
+            .map(|c| (c.subject, c.client_id))
             .filter(|k| matches(k))
-            .cloned()
             .collect();
+        for (key, _) in self.consents.iter() {
+            if matches(key) && !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        let mut revoked = 0;
         for (subject, client_id) in &keys {
-            self.store.delete_consent(subject, client_id).await?;
+            revoked += usize::from(self.store.delete_consent(subject, client_id).await?);
         }
         for key in &keys {
             self.consents.remove(key);
         }
-        Ok(keys.len())
+        Ok(revoked)
     }
 }
 
 impl Message<ListConsents> for Consents {
-    type Reply = Vec<ConsentSummary>;
+    type Reply = Result<Vec<ConsentSummary>, StoreError>;
 
     async fn handle(
         &mut self,
         msg: ListConsents,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        // Other servers may have granted or revoked since this copy was loaded: the store's list.
-        if self.store.is_shared() {
-            match self.store.consents_of(&msg.subject, unix_now()).await {
-                Ok(records) => {
-                    let mut list: Vec<ConsentSummary> = records
-                        .into_iter()
-                        .map(|c| ConsentSummary {
-                            redirect_uris: c
-                                .approvals
-                                .into_iter()
-                                .map(|a| a.redirect_uri)
-                                .collect(),
-                            client_id: c.client_id,
-                            scope: c.scope,
-                            resources: c.resources,
-                        })
-                        .collect();
-                    list.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-                    return list;
-                }
-                Err(err) => {
-                    tracing::warn!(actor = "Consents", error = %err, "consents not read from the store; this server's copy listed");
-                }
-            }
-        }
-        let now = Instant::now();
-        let mut list: Vec<ConsentSummary> = self
-            .consents
-            .iter()
-            .filter(|((subject, _), c)| *subject == msg.subject && c.expires_at > now)
-            .map(|((_, client_id), c)| ConsentSummary {
-                client_id: client_id.clone(),
-                scope: c.scope.clone(),
-                resources: c.resources.clone(),
-                redirect_uris: c.approvals.iter().map(|a| a.redirect_uri.clone()).collect(),
+        // The store's list: the cache holds only the consents used lately (and other servers
+        // may have granted or revoked since). Unreadable: an error, not a shorter list.
+        let records = self.store.consents_of(&msg.subject, unix_now()).await?;
+        let mut list: Vec<ConsentSummary> = records
+            .into_iter()
+            .map(|c| ConsentSummary {
+                redirect_uris: c.approvals.into_iter().map(|a| a.redirect_uri).collect(),
+                client_id: c.client_id,
+                scope: c.scope,
+                resources: c.resources,
             })
             .collect();
         list.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-        list
+        Ok(list)
     }
 }
 
@@ -364,16 +353,35 @@ impl Message<Sweep> for Consents {
     async fn handle(&mut self, _: Sweep, ctx: &mut Context<Self, Self::Reply>) {
         let now = Instant::now();
         let mut expired = 0usize;
-        for key in self.expiry.pop_due(now, ctx.actor_ref()) {
-            if self.consents.get(&key).is_some_and(|c| c.expires_at <= now) {
-                self.consents.remove(&key);
-                expired += 1;
+        let mut sweep_store = false;
+        for due in self.expiry.pop_due(now, ctx.actor_ref()) {
+            match due {
+                Due::Consent(key) => {
+                    if self
+                        .consents
+                        .peek(&key)
+                        .is_some_and(|c| c.expires_at <= now)
+                    {
+                        self.consents.remove(&key);
+                        expired += 1;
+                    }
+                }
+                Due::Store => {
+                    sweep_store = true;
+                    self.expiry
+                        .schedule(now + STORE_SWEEP, Due::Store, ctx.actor_ref());
+                }
             }
         }
-        if expired > 0 {
-            tracing::info!(actor = "Consents", expired, "timer");
-            if let Err(err) = self.store.delete_expired_consents(unix_now()).await {
-                tracing::warn!(actor = "Consents", error = %err, "expired consents stay stored until the next sweep");
+        if expired > 0 || sweep_store {
+            match self.store.delete_expired_consents(unix_now()).await {
+                Ok(deleted) if deleted > 0 || expired > 0 => {
+                    tracing::info!(actor = "Consents", expired, deleted, "timer")
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(actor = "Consents", error = %err, "expired consents stay stored until the next sweep")
+                }
             }
         }
     }
@@ -398,6 +406,51 @@ mod tests {
             resource: resource.into(),
             redirect_uri: redirect_uri.into(),
         }
+    }
+
+    /// Nothing is read at start: a consent in the store is found on demand, listed, and revoked
+    /// by user, though the actor never held it.
+    #[tokio::test]
+    async fn stored_consents_are_read_on_demand_and_revoked_by_user() {
+        let store: SharedStore = std::sync::Arc::new(crate::store::MemoryStore::new());
+        let scope = ScopeSet::parse("mcp.read").unwrap();
+        for client_id in ["c1", "c2"] {
+            let approval = Approval {
+                subject: "alice",
+                client_id,
+                scope: &scope,
+                resource: "r",
+                redirect_uri: REDIRECT,
+            };
+            let now = unix_now();
+            store
+                .grant_consent(approval, now, now + 3600)
+                .await
+                .unwrap();
+        }
+        let consents = Consents::spawn(ConsentsArgs {
+            ttl: Duration::from_secs(3600),
+            store: store.clone(),
+        });
+        assert!(consents.ask(check("mcp.read", "r")).await.unwrap());
+        let listed = consents
+            .ask(ListConsents {
+                subject: "alice".into(),
+            })
+            .await
+            .unwrap();
+        let clients: Vec<&str> = listed.iter().map(|c| c.client_id.as_str()).collect();
+        assert_eq!(clients, ["c1", "c2"]);
+        let revoked = consents
+            .ask(RevokeConsents {
+                subject: Some("alice".into()),
+                client_id: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(revoked, 2, "the cached one and the one only stored");
+        assert!(!consents.ask(check("mcp.read", "r")).await.unwrap());
+        assert!(store.consents(unix_now()).await.unwrap().is_empty());
     }
 
     /// Real time: expiry is decided by the store's Unix clock as well as the actor's timer.
