@@ -139,15 +139,7 @@ impl Actor for ClientRegistry {
         };
         // The count and the first batch reaping; a store that cannot answer yet is asked again
         // at the retry (registrations and lookups reach it anyway).
-        match registry.args.store.count_clients().await {
-            Ok(stored) => {
-                registry.stored = stored;
-                tracing::info!(actor = "ClientRegistry", stored, "clients counted");
-            }
-            Err(err) => {
-                tracing::error!(actor = "ClientRegistry", error = %err, "clients not counted")
-            }
-        }
+        registry.recount().await;
         registry.schedule_batch(&actor).await;
         Ok(registry)
     }
@@ -165,7 +157,9 @@ impl ClientRegistry {
     async fn schedule_batch(&mut self, actor: &ActorRef<Self>) {
         let now = Instant::now();
         let at = match self.args.store.oldest_unused_client().await {
-            Ok(None) => return,
+            // None yet: any client registered from now on is due a TTL from now at the earliest
+            // (those this registry registers are reaped by id, those of another server here).
+            Ok(None) => now + self.args.unused_ttl,
             // Never sooner than a second: a client another replica registered with a clock
             // behind this one's is not chased in a loop.
             Ok(Some(issued_at)) => {
@@ -188,10 +182,12 @@ impl ClientRegistry {
         match self.args.store.delete_unused_client(&client_id).await {
             Ok(deleted) => {
                 // Used meanwhile (through another replica) or already gone: the next lookup
-                // reads what the store says.
+                // reads what the store says, and the count is taken again.
                 self.cache.remove(&client_id);
                 if deleted {
                     self.stored = self.stored.saturating_sub(1);
+                } else {
+                    self.recount().await;
                 }
                 deleted
             }
@@ -220,11 +216,19 @@ impl ClientRegistry {
         for id in &reaped {
             self.cache.remove(id.as_str());
         }
-        if let Ok(stored) = self.args.store.count_clients().await {
-            self.stored = stored;
-        }
+        self.recount().await;
         self.schedule_batch(actor).await;
         reaped.len()
+    }
+
+    /// Counts the stored clients again (another server may have registered or reaped some).
+    async fn recount(&mut self) {
+        match self.args.store.count_clients().await {
+            Ok(stored) => self.stored = stored,
+            Err(err) => {
+                tracing::warn!(actor = "ClientRegistry", error = %err, "clients not counted")
+            }
+        }
     }
 }
 
@@ -283,9 +287,15 @@ impl Message<LookupClient> for ClientRegistry {
         if let Some(configured) = self.configured.get(&msg.client_id) {
             return Ok(Some(Arc::clone(&configured.client)));
         }
-        if let Some(registration) = self.cache.get(msg.client_id.as_str()) {
+        // A never-used client past its reaping time may have been reaped by another server:
+        // read it again.
+        let reap_by = unix_now().saturating_sub(self.args.unused_ttl.as_secs());
+        if let Some(registration) = self.cache.get(msg.client_id.as_str())
+            && (registration.used || registration.client.issued_at > reap_by)
+        {
             return Ok(Some(Arc::clone(&registration.client)));
         }
+        self.cache.remove(msg.client_id.as_str());
         match self.args.store.client(&msg.client_id).await? {
             Some(record) => Ok(Some(self.remember(record))),
             None => Ok(None),
@@ -321,7 +331,7 @@ impl Message<ForgetClient> for ClientRegistry {
     type Reply = bool;
 
     async fn handle(&mut self, msg: ForgetClient, _: &mut Context<Self, bool>) -> bool {
-        self.stored = self.stored.saturating_sub(1);
+        self.recount().await;
         // A reaping deadline still queued for it finds nothing to reap.
         self.cache.remove(msg.client_id.as_str()).is_some()
     }

@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod cache;
 mod queries;
 mod revocation;
 mod revocation_messages;
@@ -232,14 +233,22 @@ impl Family {
     }
 }
 
-/// What a deadline in the actor's queue is for.
+/// What a deadline in the actor's queue is for. Cached families have no deadline of their own
+/// there: every read checks a family's deadline, and the store sweep ends the expired ones.
 enum Due {
-    /// A cached family's deadline.
-    Family(String),
     /// An access token minted from this family expires.
     Minted(String),
-    /// The store's dead families are deleted.
+    /// The store's dead families are deleted, and the cache's.
     Store,
+}
+
+/// The access tokens minted here from one family, each until it expires, with whose and for
+/// which client they are (a revocation by user or client finds them when the family is no longer
+/// cached or stored).
+struct Minted {
+    subject: String,
+    client_id: String,
+    tokens: Vec<(String, Instant)>,
 }
 
 pub struct RefreshTokens {
@@ -251,9 +260,8 @@ pub struct RefreshTokens {
     by_subject: HashMap<String, HashSet<String>>,
     /// Origin access-token `jti` -> cached family.
     by_origin: HashMap<String, String>,
-    /// Family -> the access tokens minted here from it, each until it expires (in memory only;
-    /// they are short-lived).
-    minted: HashMap<String, Vec<(String, Instant)>>,
+    /// Family -> the access tokens minted here from it (in memory only; they are short-lived).
+    minted: HashMap<String, Minted>,
     /// Families in the store: counted at start and at each store sweep, kept in between.
     stored: u64,
     expiry: ExpiryQueue<Due>,
@@ -283,148 +291,6 @@ impl Actor for RefreshTokens {
         this.expiry
             .schedule(Instant::now() + STORE_SWEEP, Due::Store, &actor);
         Ok(this)
-    }
-}
-
-impl RefreshTokens {
-    /// Caches a family, evicting the least recently used beyond the cache's size.
-    fn insert(&mut self, family: Family, actor: &ActorRef<Self>) {
-        let id = family.record.family_id.clone();
-        self.uncache(&id);
-        if self.families.len() >= self.families.capacity()
-            && let Some((evicted, family)) = self.families.remove_lru()
-        {
-            self.unindex(&evicted, &family);
-        }
-        for token in &family.record.tokens {
-            self.tokens.insert(*token, id.clone());
-        }
-        self.tokens.insert(family.record.current, id.clone());
-        self.by_subject
-            .entry(family.record.subject.clone())
-            .or_default()
-            .insert(id.clone());
-        self.by_origin
-            .insert(family.record.origin_jti.clone(), id.clone());
-        self.expiry
-            .schedule(family.expires_at, Due::Family(id.clone()), actor);
-        self.families.insert(id, family);
-    }
-
-    fn unindex(&mut self, id: &str, family: &Family) {
-        for token in &family.record.tokens {
-            self.tokens.remove(token);
-        }
-        self.tokens.remove(&family.record.current);
-        if let Some(set) = self.by_subject.get_mut(&family.record.subject) {
-            set.remove(id);
-            if set.is_empty() {
-                self.by_subject.remove(&family.record.subject);
-            }
-        }
-        if self
-            .by_origin
-            .get(&family.record.origin_jti)
-            .map(String::as_str)
-            == Some(id)
-        {
-            self.by_origin.remove(&family.record.origin_jti);
-        }
-    }
-
-    /// Drops a family from the cache; the access tokens minted from it stay remembered.
-    fn uncache(&mut self, id: &str) {
-        if let Some(family) = self.families.remove(id) {
-            self.unindex(id, &family);
-        }
-    }
-
-    /// Remembers an access token minted from a family, until it expires.
-    fn remember_minted(&mut self, id: &str, jti: String, ttl: Duration, actor: &ActorRef<Self>) {
-        let now = Instant::now();
-        let minted = self.minted.entry(id.to_string()).or_default();
-        minted.retain(|(_, until)| *until > now);
-        minted.push((jti, now + ttl));
-        self.expiry
-            .schedule(now + ttl, Due::Minted(id.to_string()), actor);
-    }
-
-    /// The unexpired access tokens minted here from a family, with their remaining lifetimes.
-    fn live_minted(&self, id: &str, now: Instant) -> Vec<(String, Duration)> {
-        self.minted
-            .get(id)
-            .into_iter()
-            .flatten()
-            .filter(|(_, until)| *until > now)
-            .map(|(jti, until)| (jti.clone(), *until - now))
-            .collect()
-    }
-
-    /// Forgets a family (after the store has removed it); returns its live access tokens.
-    fn forget(&mut self, id: &str, now: Instant) -> Vec<(String, Duration)> {
-        self.uncache(id);
-        let live = self.live_minted(id, now);
-        self.minted.remove(id);
-        live
-    }
-
-    /// Ends these families: the store first, then memory. Their access tokens stay as they are
-    /// (expiry); `refresh_tokens/revocation.rs` also revokes them when a family ends early.
-    async fn end(&mut self, ids: Vec<String>) -> Result<EndedFamilies, StoreError> {
-        if ids.is_empty() {
-            return Ok(EndedFamilies::default());
-        }
-        let removed = self.args.store.remove_families(&ids).await?;
-        self.stored = self.stored.saturating_sub(removed);
-        let now = Instant::now();
-        let mut ended = EndedFamilies {
-            families: usize::try_from(removed).unwrap_or(usize::MAX),
-            ..EndedFamilies::default()
-        };
-        for id in &ids {
-            ended.access_tokens.extend(self.forget(id, now));
-        }
-        Ok(ended)
-    }
-
-    /// The cached live family of a token digest (an expired one is treated as gone).
-    fn family_of(&self, hash: &TokenHash, now: Instant) -> Option<&Family> {
-        let id = self.tokens.get(hash)?;
-        self.families.peek(id).filter(|f| f.expires_at > now)
-    }
-
-    /// Reads the family of `hash` from the store when the cache does not hold it, or always when
-    /// other servers write the store too.
-    async fn load_family(
-        &mut self,
-        hash: &TokenHash,
-        actor: &ActorRef<Self>,
-    ) -> Result<(), StoreError> {
-        if self.args.shared || !self.tokens.contains_key(hash) {
-            self.sync_family(hash, actor).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes the store's dead families and counts the others.
-    async fn sweep_store(&mut self) {
-        match self.args.store.remove_dead_families(unix_now_ms()).await {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(
-                actor = "RefreshTokens",
-                expired,
-                "timer: dead families deleted"
-            ),
-            Err(err) => {
-                tracing::warn!(actor = "RefreshTokens", error = %err, "expired families stay stored until the next sweep")
-            }
-        }
-        match self.args.store.count_families().await {
-            Ok(stored) => self.stored = stored,
-            Err(err) => {
-                tracing::warn!(actor = "RefreshTokens", error = %err, "families not counted")
-            }
-        }
     }
 }
 
@@ -465,7 +331,6 @@ impl Message<IssueRefreshToken> for RefreshTokens {
         };
         self.args.store.insert_family(&record).await?;
         self.stored += 1;
-        let id = record.family_id.clone();
         let family = Family {
             record,
             scope: msg.scope,
@@ -473,8 +338,9 @@ impl Message<IssueRefreshToken> for RefreshTokens {
             absolute_at: now + self.args.absolute_ttl,
             rotated_at: None,
         };
-        self.insert(family, ctx.actor_ref());
-        self.remember_minted(&id, msg.access_jti, msg.access_ttl, ctx.actor_ref());
+        let grant = family.grant();
+        self.insert(family);
+        self.remember_minted(&grant, msg.access_jti, msg.access_ttl, ctx.actor_ref());
         Ok(token)
     }
 }
@@ -493,7 +359,7 @@ impl Message<RotateRefreshToken> for RefreshTokens {
         let shared = self.args.shared;
         let mut lost = false;
         loop {
-            self.load_family(&hash, ctx.actor_ref()).await?;
+            self.load_family(&hash).await?;
             let now = Instant::now();
             let Some(family) = self.family_of(&hash, now) else {
                 return Err(RefreshError::Unknown);
@@ -526,7 +392,12 @@ impl Message<RotateRefreshToken> for RefreshTokens {
                     let again = successor(&msg.token, &salt);
                     if again.sha256() == family.record.current {
                         let grant = family.grant();
-                        self.remember_minted(&id, msg.access_jti, msg.access_ttl, ctx.actor_ref());
+                        self.remember_minted(
+                            &grant,
+                            msg.access_jti,
+                            msg.access_ttl,
+                            ctx.actor_ref(),
+                        );
                         return Ok(Refreshed {
                             grant,
                             refresh_token: again,
@@ -587,10 +458,8 @@ impl Message<RotateRefreshToken> for RefreshTokens {
             family.rotated_at = Some(now);
             family.expires_at = (now + idle_ttl).min(family.absolute_at);
             let grant = family.grant();
-            // The family's deadline only moves later: its entry in the expiry queue stays, and the
-            // sweep re-queues it at the new deadline (one entry per family, however often it is used).
-            self.tokens.insert(next_hash, id.clone());
-            self.remember_minted(&id, msg.access_jti, msg.access_ttl, ctx.actor_ref());
+            self.tokens.insert(next_hash, id);
+            self.remember_minted(&grant, msg.access_jti, msg.access_ttl, ctx.actor_ref());
             return Ok(Refreshed {
                 grant,
                 refresh_token: next,
@@ -606,62 +475,49 @@ impl Message<Sweep> for RefreshTokens {
 
     async fn handle(&mut self, _: Sweep, ctx: &mut Context<Self, ()>) {
         let now = Instant::now();
-        let mut due = Vec::new();
         let mut sweep_store = false;
         for entry in self.expiry.pop_due(now, ctx.actor_ref()) {
             match entry {
-                Due::Family(id) => match self.families.peek(&id) {
-                    Some(family) if family.expires_at <= now => {
-                        tracing::info!(actor = "RefreshTokens", flow = %family.record.flow, "timer: refresh-token family expired");
-                        due.push(id);
-                    }
-                    // Used since it was queued: due again at its new deadline.
-                    Some(family) => {
-                        let at = family.expires_at;
-                        self.expiry.schedule(at, Due::Family(id), ctx.actor_ref());
-                    }
-                    None => {}
-                },
                 Due::Minted(id) => {
                     if let Some(minted) = self.minted.get_mut(&id) {
-                        minted.retain(|(_, until)| *until > now);
-                        if minted.is_empty() {
+                        minted.tokens.retain(|(_, until)| *until > now);
+                        if minted.tokens.is_empty() {
                             self.minted.remove(&id);
                         }
                     }
                 }
-                Due::Store => {
+                Due::Store if !sweep_store => {
                     sweep_store = true;
                     self.expiry
                         .schedule(now + STORE_SWEEP, Due::Store, ctx.actor_ref());
                 }
+                Due::Store => {}
             }
         }
+        if !sweep_store {
+            return;
+        }
+        let expired: Vec<String> = self
+            .families
+            .iter()
+            .filter(|(_, family)| family.expires_at <= now)
+            .map(|(id, family)| {
+                tracing::info!(actor = "RefreshTokens", flow = %family.record.flow, "timer: refresh-token family expired");
+                id.clone()
+            })
+            .collect();
         // On a store other servers write too, this copy's deadline may be stale (a refresh at
         // another server pushed it back): drop the copies, and let the store delete only the
         // families its own deadlines say are dead.
-        if self.args.shared || sweep_store {
-            for id in &due {
+        if self.args.shared {
+            for id in &expired {
                 self.uncache(id);
             }
-            if sweep_store || !due.is_empty() {
-                self.sweep_store().await;
-            }
-            return;
-        }
-        if due.is_empty() {
-            return;
-        }
-        match self.end(due).await {
-            Ok(ended) => tracing::info!(
-                actor = "RefreshTokens",
-                expired = ended.families,
-                stored = self.stored,
-                "timer"
-            ),
+        } else if let Err(err) = self.end(expired).await {
             // Expired families are refused on every read anyway; the next sweep retries.
-            Err(err) => tracing::warn!(actor = "RefreshTokens", error = %err, "expiry not stored"),
+            tracing::warn!(actor = "RefreshTokens", error = %err, "expiry not stored");
         }
+        self.sweep_store().await;
     }
 }
 

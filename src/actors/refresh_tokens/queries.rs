@@ -19,19 +19,19 @@ impl Message<InspectRefreshToken> for RefreshTokens {
     async fn handle(
         &mut self,
         msg: InspectRefreshToken,
-        ctx: &mut Context<Self, Self::Reply>,
+        _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let hash = msg.token.sha256();
         // As the store has it when not cached or when other servers write it too (unreadable:
         // 503, not "inactive").
-        self.load_family(&hash, ctx.actor_ref()).await?;
+        self.load_family(&hash).await?;
         let Some(family) = self.family_of(&hash, Instant::now()) else {
             return Ok(None);
         };
         if family.record.current != hash {
             return Ok(None);
         }
-        Ok(Some(Inspected {
+        let inspected = Inspected {
             grant: family.grant(),
             issued_at: family
                 .record
@@ -43,7 +43,10 @@ impl Message<InspectRefreshToken> for RefreshTokens {
                 .idle_expires_at_ms
                 .min(family.record.absolute_expires_at_ms)
                 / 1000,
-        }))
+        };
+        // Used: the last to be evicted.
+        self.families.get(&inspected.grant.family_id);
+        Ok(Some(inspected))
     }
 }
 
@@ -89,13 +92,13 @@ impl Message<FlowOfRefreshToken> for RefreshTokens {
     async fn handle(
         &mut self,
         msg: FlowOfRefreshToken,
-        ctx: &mut Context<Self, Self::Reply>,
+        _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let hash = msg.token.sha256();
         // A family not cached is read now, which the refresh that follows then finds; a store
         // that cannot answer leaves the flow unknown, and the refresh answers the error.
         if !self.tokens.contains_key(&hash)
-            && let Err(err) = self.sync_family(&hash, ctx.actor_ref()).await
+            && let Err(err) = self.sync_family(&hash).await
         {
             tracing::debug!(actor = "RefreshTokens", error = %err, "flow of a refresh token unknown");
         }

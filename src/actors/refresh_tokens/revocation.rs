@@ -26,6 +26,7 @@ use crate::actors::ask;
 use crate::actors::revocations::RevokeAccessToken;
 use crate::oauth::token::CLOCK_LEEWAY;
 use kameo::message::{Context, Message};
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -88,10 +89,10 @@ impl Message<RevokeRefreshToken> for RefreshTokens {
     async fn handle(
         &mut self,
         msg: RevokeRefreshToken,
-        ctx: &mut Context<Self, Self::Reply>,
+        _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let hash = msg.token.sha256();
-        self.load_family(&hash, ctx.actor_ref()).await?;
+        self.load_family(&hash).await?;
         let Some(family) = self.family_of(&hash, Instant::now()) else {
             return Ok(TokenRevocation::Unknown);
         };
@@ -127,7 +128,7 @@ impl Message<RevokeClientFamilies> for RefreshTokens {
                     .is_some_and(|f| f.record.client_id == *client_id)
             })
         };
-        let ids: Vec<String> = match &msg.subject {
+        let mut ids: HashSet<String> = match &msg.subject {
             Some(subject) => self
                 .by_subject
                 .get(subject)
@@ -144,12 +145,19 @@ impl Message<RevokeClientFamilies> for RefreshTokens {
                 .cloned()
                 .collect(),
         };
-        let mut ids = ids;
-        for id in stored {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
+        ids.extend(stored);
+        // Families neither cached nor stored any more (deleted by an operator's command, or by
+        // another server, before this message) whose access tokens this server minted.
+        ids.extend(
+            self.minted
+                .iter()
+                .filter(|(_, m)| {
+                    msg.subject.as_ref().is_none_or(|s| *s == m.subject)
+                        && msg.client_id.as_ref().is_none_or(|c| *c == m.client_id)
+                })
+                .map(|(id, _)| id.clone()),
+        );
+        let ids: Vec<String> = ids.into_iter().collect();
         self.revoke_then_end(ids).await
     }
 }

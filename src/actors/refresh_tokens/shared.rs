@@ -10,7 +10,6 @@ use super::{Family, RefreshTokens};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::instant_of_ms;
 use crate::store::{FamilyRecord, StoreError, TokenHash};
-use kameo::actor::ActorRef;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -25,10 +24,10 @@ impl Family {
             scope: ScopeSet::parse(&record.scope).unwrap_or_default(),
             expires_at: instant_of_ms(expires_ms, now, now_ms),
             absolute_at: instant_of_ms(record.absolute_expires_at_ms, now, now_ms),
-            rotated_at: record.rotated_at_ms.map(|at| {
-                now.checked_sub(Duration::from_millis(now_ms.saturating_sub(at)))
-                    .unwrap_or(now)
-            }),
+            // A rotation too long ago for this clock to express is outside any grace window.
+            rotated_at: record
+                .rotated_at_ms
+                .and_then(|at| now.checked_sub(Duration::from_millis(now_ms.saturating_sub(at)))),
             record,
         })
     }
@@ -37,11 +36,7 @@ impl Family {
 impl RefreshTokens {
     /// Replaces the cached copy of the family of `hash` with the store's, or forgets it when the
     /// store has none. The access tokens this server minted from it stay remembered.
-    pub(super) async fn sync_family(
-        &mut self,
-        hash: &TokenHash,
-        actor: &ActorRef<Self>,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn sync_family(&mut self, hash: &TokenHash) -> Result<(), StoreError> {
         let stored = self.args.store.family_by_token(hash).await?;
         let now = Instant::now();
         let now_ms = crate::oauth::time::unix_now_ms();
@@ -64,7 +59,7 @@ impl RefreshTokens {
             }
         }
         if let Some(family) = stored.and_then(|r| Family::from_record(r, now, now_ms)) {
-            self.insert(family, actor);
+            self.insert(family);
         }
         Ok(())
     }

@@ -127,8 +127,13 @@ async fn refused_requests_consume_nothing_and_families_expire() {
     // The family keeps its scope: the next refresh may ask for all of it again.
     let t2 = tokens.ask(refresh(&t1.refresh_token)).await.unwrap();
     assert_eq!(t2.scope.to_string(), "mcp.read mcp.write");
-    // Idle expiry.
+    // Idle expiry (ended at the next minute's sweep; refused at once).
     tokio::time::sleep(Duration::from_secs(101)).await;
+    assert!(matches!(
+        tokens.ask(refresh(&t2.refresh_token)).await,
+        Err(SendError::HandlerError(RefreshError::Unknown))
+    ));
+    tokio::time::sleep(Duration::from_secs(20)).await;
     tokio::task::yield_now().await;
     assert!(matches!(
         tokens.ask(refresh(&t2.refresh_token)).await,
@@ -147,7 +152,7 @@ async fn a_family_in_use_still_ends_at_its_absolute_deadline() {
         token = tokens.ask(refresh(&token)).await.unwrap().refresh_token;
     }
     assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 1);
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(40)).await;
     tokio::task::yield_now().await;
     assert!(matches!(
         tokens.ask(refresh(&token)).await,
@@ -307,7 +312,7 @@ async fn an_ended_family_has_its_access_tokens_revoked_but_an_expired_one_not() 
     long.access_jti = "e0".into();
     long.access_ttl = Duration::from_secs(500);
     tokens.ask(long).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(101)).await;
+    tokio::time::sleep(Duration::from_secs(121)).await;
     tokio::task::yield_now().await;
     assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 0);
     assert!(!is_revoked(&revocations, "e0").await);
@@ -436,4 +441,43 @@ async fn families_evicted_from_the_cache_are_judged_from_the_store() {
     ));
     assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 1);
     assert_eq!(store.count_families().await.unwrap(), 1);
+}
+
+/// An operator's revocation deletes the families from the store before the actor hears of it:
+/// the access tokens minted from a family no longer cached are still revoked.
+#[tokio::test]
+async fn a_revocation_by_user_reaches_the_access_tokens_of_families_gone_from_cache_and_store() {
+    let revocations = revocations(100);
+    let store = Arc::new(MemoryStore::new());
+    let tokens = RefreshTokens::spawn(RefreshTokensArgs {
+        shared: false,
+        idle_ttl: Duration::from_secs(100),
+        absolute_ttl: Duration::from_secs(1000),
+        grace: Duration::from_secs(0),
+        max_families: 10,
+        cached: 1,
+        store: store.clone(),
+        revocations: revocations.clone(),
+    });
+    tokens.ask(issue()).await.unwrap();
+    let bob = IssueRefreshToken {
+        subject: "bob".into(),
+        access_jti: "b0".into(),
+        ..issue()
+    };
+    tokens.ask(bob).await.unwrap();
+    assert_eq!(
+        tokens.ask(CountCachedFamilies).await.unwrap(),
+        1,
+        "alice's evicted"
+    );
+    let alice = store.family_ids_of(Some("alice"), None).await.unwrap();
+    store.remove_families(&alice).await.unwrap();
+    let revoke = RevokeClientFamilies {
+        subject: Some("alice".into()),
+        client_id: None,
+    };
+    tokens.ask(revoke).await.unwrap();
+    assert!(is_revoked(&revocations, "a0").await);
+    assert!(!is_revoked(&revocations, "b0").await);
 }
