@@ -1,7 +1,7 @@
 //! `mcp-oauth admin`: an operator's commands on the authorization server's store, without SQL:
 //! clients (list, show, delete), grants (consents and refresh-token families: list, revoke),
-//! users (list, add, set a password, disable, enable), signing keys (list, rotate now) and
-//! browser sessions (revoke a user's).
+//! users (list, add, set a password, disable, enable), signing keys (list, rotate now), browser
+//! sessions (revoke a user's), and a copy of the whole store into another (`admin/copy.rs`).
 //!
 //! It works on the store whether or not a server is running on it. Each command changes the
 //! tables first, then records a [`Change`]; a running authorization server applies the change to
@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
+mod copy;
 mod output;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,25 @@ enum AdminCommand {
     /// Browser sessions on a running server.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Copy the store into another, empty one (SQLite into PostgreSQL, or back): users, clients,
+    /// signing keys, consents, refresh tokens and revocations. Stop the servers first.
+    CopyStore {
+        /// The target: `postgres://…` or `sqlite://DIR`.
+        #[arg(long, hide_env_values = true)]
+        to: String,
+        /// The source's key-encryption secret, if its server is given one (default: the data
+        /// directory's `key-encryption.secret`).
+        #[arg(
+            long = "key-encryption-secret",
+            env = "AUTH_SERVER_KEY_ENCRYPTION_SECRET",
+            hide_env_values = true
+        )]
+        key_encryption_secret: Option<String>,
+        /// The key-encryption secret the target's servers will be given (16+ characters); the
+        /// signing keys are sealed again with it.
+        #[arg(long = "to-key-encryption-secret", hide_env_values = true)]
+        to_key_encryption_secret: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -190,6 +210,23 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
         AdminCommand::Grants(command) => grants(&store, command).await,
         AdminCommand::Users(command) => users(&store, command).await,
         AdminCommand::Keys(command) => keys(&store, &data_dir, command).await,
+        AdminCommand::CopyStore {
+            to,
+            key_encryption_secret,
+            to_key_encryption_secret,
+        } => {
+            let copied = async {
+                if to_key_encryption_secret.len() < 16 {
+                    return Err(AdminError::Refused(
+                        "--to-key-encryption-secret must be at least 16 characters".into(),
+                    ));
+                }
+                let source = cipher_of(&data_dir, key_encryption_secret)?;
+                let target = KeyCipher::from_secret(to_key_encryption_secret.as_bytes())?;
+                copy::copy_store(&store, &source, &to, &target).await
+            };
+            copied.await
+        }
         AdminCommand::Sessions(SessionsCommand::Revoke { username }) => {
             record(&store, Change::SessionsRevoked { subject: username }).await?;
             Ok(Output::Done(
@@ -541,21 +578,7 @@ async fn keys(
             activate_in,
             key_encryption_secret,
         } => {
-            let secret = match key_encryption_secret {
-                Some(secret) => secret.into_bytes(),
-                // Read, never made here: a new secret would open none of the stored keys.
-                None if data_dir.join(crate::store::cipher::SECRET_FILE).exists() => {
-                    crate::store::cipher::secret_from_file(data_dir)?
-                }
-                None => {
-                    return Err(AdminError::Refused(format!(
-                        "no {} in {}: give the server's AUTH_SERVER_KEY_ENCRYPTION_SECRET",
-                        crate::store::cipher::SECRET_FILE,
-                        data_dir.display()
-                    )));
-                }
-            };
-            let cipher = KeyCipher::from_secret(&secret)?;
+            let cipher = cipher_of(data_dir, key_encryption_secret)?;
             // A key the servers could not open would be published by none of them.
             if let Some(stored) = store.signing_keys().await?.first()
                 && cipher.open(&stored.kid, &stored.encrypted_key).is_err()
@@ -576,4 +599,26 @@ async fn keys(
             ))
         }
     }
+}
+
+/// The cipher of the server's stored keys: its `--key-encryption-secret`, or the data directory's
+/// secret file (read, never made here: a new secret would open none of the stored keys).
+fn cipher_of(
+    data_dir: &std::path::Path,
+    key_encryption_secret: Option<String>,
+) -> Result<KeyCipher, AdminError> {
+    let secret = match key_encryption_secret {
+        Some(secret) => secret.into_bytes(),
+        None if data_dir.join(crate::store::cipher::SECRET_FILE).exists() => {
+            crate::store::cipher::secret_from_file(data_dir)?
+        }
+        None => {
+            return Err(AdminError::Refused(format!(
+                "no {} in {}: give the server's AUTH_SERVER_KEY_ENCRYPTION_SECRET",
+                crate::store::cipher::SECRET_FILE,
+                data_dir.display()
+            )));
+        }
+    };
+    Ok(KeyCipher::from_secret(&secret)?)
 }

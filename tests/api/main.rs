@@ -16,6 +16,7 @@ mod cli;
 mod client_credentials;
 mod clients;
 mod consent_binding;
+mod copy_store;
 mod durability;
 mod flow;
 mod fuzz;

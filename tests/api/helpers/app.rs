@@ -82,14 +82,20 @@ impl TestApp {
     /// Shuts both servers down and starts them again on the same ports with the same settings
     /// (so the same issuer and data directory).
     pub async fn restart(self) -> TestApp {
+        let extra = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        self.restart_with(&extra).await
+    }
+
+    /// Shuts both servers down and starts them again on the same ports (so the same issuer)
+    /// with other settings: another store, for one.
+    pub async fn restart_with(self, extra: &[&str]) -> TestApp {
         let as_port = port_of(&self.issuer);
         let rs_port = port_of(&self.rs);
-        let extra = self.extra.clone();
         self.stop().await;
         let as_listener = TcpListener::bind(("127.0.0.1", as_port)).await.unwrap();
         let rs_listener = TcpListener::bind(("127.0.0.1", rs_port)).await.unwrap();
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        start("http", "", as_listener, rs_listener, &extra).await
+        start("http", "", as_listener, rs_listener, extra).await
     }
 }
 
