@@ -11,6 +11,7 @@ mod helpers;
 
 mod admin;
 mod authorize;
+mod balancer;
 mod caches;
 mod cli;
 mod client_credentials;

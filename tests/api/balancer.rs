@@ -1,0 +1,351 @@
+//! Replicas behind a real load balancer: two authorization servers on one PostgreSQL database and
+//! two resource servers, each pair behind haproxy with round robin per request, so every flow
+//! crosses replicas page by page and call by call. MCP sessions stick to the resource server
+//! that opened them (haproxy's stick table on `Mcp-Session-Id`, `docs/SCALING.md`); stateless
+//! calls go anywhere. SIGKILL of an authorization server in the middle of a burst loses no
+//! acknowledged write, and the flows go on at the other. haproxy comes from Debian's package
+//! (`.ci/run` installs it); without it these tests fail and say so.
+
+use crate::helpers::*;
+use mcp_oauth_testkit::postgres::ScratchDatabase;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const KEY_SECRET: &str = "the replicas' shared key-encryption secret";
+const SESSION_SECRET: &str = "the replicas' shared session secret";
+
+/// haproxy, from the path or where Debian puts it.
+fn haproxy_binary() -> String {
+    for candidate in ["haproxy", "/usr/sbin/haproxy"] {
+        if std::process::Command::new(candidate)
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return candidate.to_string();
+        }
+    }
+    panic!("haproxy is not installed: `apt-get install haproxy` (.ci/run does)");
+}
+
+/// The configuration the tests run, as `docs/SCALING.md` shows it.
+fn haproxy_config(front: [u16; 2], auth: [u16; 2], rs: [u16; 2]) -> String {
+    format!(
+        "defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+    retry-on conn-failure
+    default-server inter 200ms fall 1 rise 2
+
+frontend auth
+    bind 127.0.0.1:{}
+    default_backend auth_servers
+
+backend auth_servers
+    balance roundrobin
+    option httpchk GET /readyz
+    server a1 127.0.0.1:{} check
+    server a2 127.0.0.1:{} check
+
+frontend mcp
+    bind 127.0.0.1:{}
+    default_backend resource_servers
+
+backend resource_servers
+    balance roundrobin
+    option httpchk GET /readyz
+    stick-table type string len 64 size 100k expire 1d
+    stick on req.hdr(mcp-session-id)
+    stick store-response res.hdr(mcp-session-id)
+    server r1 127.0.0.1:{} check
+    server r2 127.0.0.1:{} check
+",
+        front[0], auth[0], auth[1], front[1], rs[0], rs[1]
+    )
+}
+
+/// Two replicas of each server behind haproxy.
+struct Balanced {
+    issuer: Issuer,
+    /// The resource servers' public URL (the balancer).
+    resource: String,
+    mcp: String,
+    auth: Vec<Option<Server>>,
+    /// Each resource server's own MCP endpoint, past the balancer.
+    rs_direct: Vec<String>,
+    _rs: Vec<Server>,
+    _haproxy: Server,
+    _config: tempfile::TempDir,
+    _database: ScratchDatabase,
+}
+
+async fn balanced() -> Balanced {
+    let haproxy = haproxy_binary();
+    let database = ScratchDatabase::create().await;
+    let front = [free_port(), free_port()];
+    let (auth_ports, rs_ports) = ([free_port(), free_port()], [free_port(), free_port()]);
+    let issuer = format!("http://127.0.0.1:{}", front[0]);
+    let resource = format!("http://127.0.0.1:{}", front[1]);
+    let mut auth = Vec::new();
+    for port in auth_ports {
+        let listen = format!("127.0.0.1:{port}");
+        let args = [
+            "--issuer",
+            &issuer,
+            "--resource",
+            &resource,
+            "--auth-listen",
+            &listen,
+            "--database-url",
+            &database.url,
+            "--key-encryption-secret",
+            KEY_SECRET,
+            "--session-secret",
+            SESSION_SECRET,
+        ];
+        // Every request comes from the balancer's address: the per-source limits are lifted.
+        let args = [&args[..], &mcp_oauth_testkit::NO_RATE_LIMITS[..]].concat();
+        auth.push(Some(Server::start(
+            env!("CARGO_BIN_EXE_auth-server"),
+            &args,
+        )));
+    }
+    let mut rs = Vec::new();
+    for port in rs_ports {
+        let listen = format!("127.0.0.1:{port}");
+        let args = [
+            "--authorization-server",
+            &issuer,
+            "--resource-server",
+            &resource,
+            "--mcp-listen",
+            &listen,
+        ];
+        rs.push(Server::start(env!("CARGO_BIN_EXE_mcp-server"), &args));
+    }
+    let http = reqwest::Client::new();
+    for port in auth_ports {
+        wait_ready(&http, &format!("http://127.0.0.1:{port}/readyz")).await;
+    }
+    // The resource servers are ready once they have read the authorization server's keys,
+    // through the balancer.
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("haproxy.cfg");
+    std::fs::write(&file, haproxy_config(front, auth_ports, rs_ports)).unwrap();
+    let haproxy = Server::start(&haproxy, &["-db", "-f", file.to_str().unwrap()]);
+    for port in rs_ports {
+        wait_ready(&http, &format!("http://127.0.0.1:{port}/readyz")).await;
+    }
+    let issuer = Issuer::when_ready(issuer, &resource).await;
+    Balanced {
+        mcp: format!("{resource}/mcp"),
+        resource,
+        issuer,
+        auth,
+        rs_direct: rs_ports
+            .iter()
+            .map(|port| format!("http://127.0.0.1:{port}/mcp"))
+            .collect(),
+        _rs: rs,
+        _haproxy: haproxy,
+        _config: config,
+        _database: database,
+    }
+}
+
+/// A stateless `tools/call` of `whoami` (no session), and its answer's status and text.
+async fn whoami_at(http: &reqwest::Client, mcp: &str, token: &str) -> (u16, Value) {
+    let response = http
+        .post(mcp)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&tool_call(1, "whoami", json!({})))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    if status != 200 {
+        return (status, Value::Null);
+    }
+    let result = rpc_result(response).await;
+    (status, serde_json::from_str(&text_of(&result)).unwrap())
+}
+
+#[tokio::test]
+async fn the_whole_flow_crosses_replicas_as_alice_and_as_bob() {
+    let lb = balanced().await;
+    let http = reqwest::Client::new();
+    for (user, password) in [("alice", "password123"), ("bob", "hunter2")] {
+        // Every page of the sign-in and every token request goes to the next server in turn.
+        let tokens = lb.issuer.tokens_as(&lb.resource, user, password).await;
+        let access = field(&tokens, "access_token");
+        for _ in 0..4 {
+            let (status, who) = whoami_at(&http, &lb.mcp, &access).await;
+            assert_eq!(status, 200, "{user}");
+            assert_eq!(who["sub"], user);
+        }
+        // A session sticks to the resource server that opened it.
+        let session = mcp_oauth_testkit::open_session(&http, &lb.mcp, &access, user)
+            .await
+            .unwrap();
+        for id in 2..6 {
+            let answer = http
+                .post(&lb.mcp)
+                .bearer_auth(&access)
+                .header("mcp-session-id", &session)
+                .header("accept", "application/json, text/event-stream")
+                .json(&tool_call(id, "whoami", json!({})))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200, "call {id} in the session");
+        }
+        // Refreshed at one server, then the next.
+        let mut refresh_token = field(&tokens, "refresh_token");
+        for _ in 0..3 {
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.as_str()),
+                ("client_id", lb.issuer.client_id.as_str()),
+            ];
+            let refreshed = lb.issuer.post("/token", &form).await;
+            let refreshed = ok_json(refreshed, "a refresh through the balancer").await;
+            refresh_token = field(&refreshed, "refresh_token");
+        }
+        // Revoked through the balancer: refused at each resource server, past the balancer.
+        let form = [
+            ("token", access.as_str()),
+            ("client_id", lb.issuer.client_id.as_str()),
+        ];
+        assert_eq!(lb.issuer.post("/revoke", &form).await.status(), 200);
+        for direct in &lb.rs_direct {
+            until_status(&http, direct, &access, 401).await;
+        }
+    }
+}
+
+/// What one worker of the burst saw acknowledged.
+#[derive(Default)]
+struct Acknowledged {
+    clients: Vec<String>,
+    /// The last refresh token answered for the worker's family.
+    refresh_token: String,
+    calls: usize,
+    refused: usize,
+}
+
+/// One client of the burst, for `run_for`: registers a client, refreshes its family and calls a
+/// tool, over and over, remembering what was acknowledged.
+async fn burst_worker(
+    issuer: String,
+    client_id: String,
+    mcp: String,
+    tokens: Value,
+    run_for: Duration,
+) -> Acknowledged {
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut seen = Acknowledged {
+        refresh_token: field(&tokens, "refresh_token"),
+        ..Acknowledged::default()
+    };
+    let mut access = field(&tokens, "access_token");
+    let registration =
+        json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"});
+    while started.elapsed() < run_for {
+        match mcp_oauth_testkit::register(&http, &issuer, &registration).await {
+            Ok(registered) => seen
+                .clients
+                .push(mcp_oauth_testkit::client_id(&registered).unwrap()),
+            Err(_) => seen.refused += 1,
+        }
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", seen.refresh_token.as_str()),
+            ("client_id", client_id.as_str()),
+        ];
+        let refreshed = http
+            .post(format!("{issuer}/token"))
+            .form(&form)
+            .send()
+            .await;
+        match refreshed {
+            Ok(answer) if answer.status() == 200 => {
+                let body: Value = answer.json().await.unwrap();
+                seen.refresh_token = field(&body, "refresh_token");
+                access = field(&body, "access_token");
+            }
+            // Not acknowledged: the client keeps its token and tries again (a rotation
+            // committed without its answer is answered again within the grace window).
+            _ => seen.refused += 1,
+        }
+        match whoami_at(&http, &mcp, &access).await {
+            (200, _) => seen.calls += 1,
+            _ => seen.refused += 1,
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_killed_authorization_server_loses_no_acknowledged_write() {
+    let mut lb = balanced().await;
+    let http = reqwest::Client::new();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let tokens = lb.issuer.tokens(&lb.resource).await;
+        workers.push(tokio::spawn(burst_worker(
+            lb.issuer.url.clone(),
+            lb.issuer.client_id.clone(),
+            lb.mcp.clone(),
+            tokens,
+            Duration::from_secs(4),
+        )));
+    }
+    // SIGKILL in the middle of the burst, requests in flight: no drain, no goodbye.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(server) = lb.auth[0].take() {
+        server.kill();
+    }
+    let mut seen = Vec::new();
+    for worker in workers {
+        seen.push(worker.await.unwrap());
+    }
+    let clients: Vec<&String> = seen.iter().flat_map(|s| &s.clients).collect();
+    let calls: usize = seen.iter().map(|s| s.calls).sum();
+    assert!(clients.len() > 20, "the burst went on: {}", clients.len());
+    assert!(calls > 20, "tool calls went on: {calls}");
+    // Every acknowledged client is known at the survivor: a wrong code is invalid_grant for a
+    // known client, invalid_client for an unknown one.
+    let verifier = "v".repeat(43);
+    for client_id in clients {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", "not-a-code"),
+            ("redirect_uri", REDIRECT_URI),
+            ("client_id", client_id.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ];
+        let answer = lb.issuer.post("/token", &form).await;
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_grant", "client {client_id}: {body}");
+    }
+    // Every family's last acknowledged token still refreshes.
+    for worker in &seen {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", worker.refresh_token.as_str()),
+            ("client_id", lb.issuer.client_id.as_str()),
+        ];
+        let refreshed = lb.issuer.post("/token", &form).await;
+        ok_json(refreshed, "the last acknowledged refresh token").await;
+    }
+    // And a new user's whole flow runs on the survivor.
+    let tokens = lb.issuer.tokens_as(&lb.resource, "bob", "hunter2").await;
+    let (status, who) = whoami_at(&http, &lb.mcp, &field(&tokens, "access_token")).await;
+    assert_eq!((status, who["sub"].as_str()), (200, Some("bob")));
+}
