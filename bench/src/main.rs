@@ -92,6 +92,10 @@ enum Cmd {
         /// Concurrent connections.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Also on PostgreSQL: a scratch database on the server at `TEST_DATABASE_URL` (default:
+        /// the local server as `postgres`).
+        #[arg(long)]
+        postgres: bool,
     },
     /// `tools/call greet` with a token through the resource server against the same tools on
     /// rmcp with nothing in front (`examples/bare_rmcp.rs`), in alternating rounds; the median
@@ -175,9 +179,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Durable {
             seconds,
             concurrency,
+            postgres,
         } => {
             let seconds = Duration::from_secs(seconds);
-            durable::run_durable(&binaries, seconds, concurrency.max(1)).await
+            durable::run_durable(&binaries, seconds, concurrency.max(1), postgres).await
         }
         Cmd::Baseline {
             seconds,

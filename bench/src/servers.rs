@@ -161,7 +161,7 @@ impl Servers {
         extra: &[&str],
         log: &str,
     ) -> anyhow::Result<Servers> {
-        Self::start_on(binaries, extra, log, None)
+        Self::start_on(binaries, extra, log, &["--in-memory".into()])
     }
 
     /// The servers with the durable SQLite store in `data_dir` (the default configuration's
@@ -171,14 +171,34 @@ impl Servers {
         extra: &[&str],
         data_dir: &Path,
     ) -> anyhow::Result<Servers> {
-        Self::start_on(binaries, extra, "warn", Some(data_dir))
+        Self::start_on(
+            binaries,
+            extra,
+            "warn",
+            &["--data-dir".into(), data_dir.into()],
+        )
+    }
+
+    /// The servers with their store on the PostgreSQL database at `url`.
+    pub fn start_on_database(
+        binaries: &Binaries,
+        extra: &[&str],
+        url: &str,
+    ) -> anyhow::Result<Servers> {
+        let store = [
+            "--database-url",
+            url,
+            "--key-encryption-secret",
+            "the bench's key-encryption secret",
+        ];
+        Self::start_on(binaries, extra, "warn", &store.map(Into::into))
     }
 
     fn start_on(
         binaries: &Binaries,
         extra: &[&str],
         log: &str,
-        data_dir: Option<&Path>,
+        store: &[std::ffi::OsString],
     ) -> anyhow::Result<Servers> {
         // Trace lines go to a file, as an operator would keep them, not to a pipe nobody reads.
         let log_file =
@@ -201,10 +221,7 @@ impl Servers {
         };
         let output = std::fs::File::create(&log_file)?;
         // Measure the servers, not the disk, unless the disk is what is measured.
-        match data_dir {
-            Some(dir) => command.arg("--data-dir").arg(dir),
-            None => command.arg("--in-memory"),
-        };
+        command.args(store);
         let child = command
             .args([
                 "--issuer",

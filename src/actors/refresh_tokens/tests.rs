@@ -383,6 +383,23 @@ async fn an_operator_ends_every_family_of_a_client_or_of_a_user() {
     assert_eq!(tokens.ask(CountFamilies).await.unwrap(), 0);
 }
 
+/// An actor that caches one family, over `store`, without a grace window.
+fn spawn_caching_one(
+    store: Arc<MemoryStore>,
+    revocations: ActorRef<Revocations>,
+) -> ActorRef<RefreshTokens> {
+    RefreshTokens::spawn(RefreshTokensArgs {
+        shared: false,
+        idle_ttl: Duration::from_secs(100),
+        absolute_ttl: Duration::from_secs(1000),
+        grace: Duration::from_secs(0),
+        max_families: 10,
+        cached: 1,
+        store,
+        revocations,
+    })
+}
+
 /// Only the families used lately are held; the others are read from the store when one of their
 /// tokens is presented, and judged the same: rotation, reuse of a retired token, revocation of
 /// the access tokens minted from them.
@@ -390,16 +407,7 @@ async fn an_operator_ends_every_family_of_a_client_or_of_a_user() {
 async fn families_evicted_from_the_cache_are_judged_from_the_store() {
     let revocations = revocations(100);
     let store = Arc::new(MemoryStore::new());
-    let tokens = RefreshTokens::spawn(RefreshTokensArgs {
-        shared: false,
-        idle_ttl: Duration::from_secs(100),
-        absolute_ttl: Duration::from_secs(1000),
-        grace: Duration::from_secs(0),
-        max_families: 10,
-        cached: 1,
-        store: store.clone(),
-        revocations: revocations.clone(),
-    });
+    let tokens = spawn_caching_one(store.clone(), revocations.clone());
     let first = tokens.ask(issue()).await.unwrap();
     let second = tokens
         .ask(IssueRefreshToken {
@@ -449,16 +457,7 @@ async fn families_evicted_from_the_cache_are_judged_from_the_store() {
 async fn a_revocation_by_user_reaches_the_access_tokens_of_families_gone_from_cache_and_store() {
     let revocations = revocations(100);
     let store = Arc::new(MemoryStore::new());
-    let tokens = RefreshTokens::spawn(RefreshTokensArgs {
-        shared: false,
-        idle_ttl: Duration::from_secs(100),
-        absolute_ttl: Duration::from_secs(1000),
-        grace: Duration::from_secs(0),
-        max_families: 10,
-        cached: 1,
-        store: store.clone(),
-        revocations: revocations.clone(),
-    });
+    let tokens = spawn_caching_one(store.clone(), revocations.clone());
     tokens.ask(issue()).await.unwrap();
     let bob = IssueRefreshToken {
         subject: "bob".into(),
