@@ -27,6 +27,7 @@ use hashlink::LruCache;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
+use kameo::reply::{DelegatedReply, ReplySender};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -96,6 +97,10 @@ pub struct ClientRegistry {
     configured: ClientMap,
     /// Clients in the store: counted at start and at each batch reaping, kept in between.
     stored: u64,
+    /// Registrations waiting for the next transaction.
+    pending: Vec<Pending>,
+    /// Registrations in the transaction being committed (0: none is).
+    committing: usize,
     expiry: ExpiryQueue<Reap>,
     args: ClientRegistryArgs,
 }
@@ -134,6 +139,8 @@ impl Actor for ClientRegistry {
             cache: LruCache::new(args.cached.max(1)),
             configured,
             stored: 0,
+            pending: Vec::new(),
+            committing: 0,
             expiry: ExpiryQueue::default(),
             args,
         };
@@ -233,11 +240,16 @@ impl ClientRegistry {
 }
 
 impl Message<Register> for ClientRegistry {
-    type Reply = Result<Registered, RegisterError>;
+    type Reply = DelegatedReply<Result<Registered, RegisterError>>;
 
     async fn handle(&mut self, msg: Register, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        if self.stored >= self.args.max_clients as u64 {
-            return Err(RegisterError::Full);
+        let (delegated, reply) = ctx.reply_sender();
+        let waiting = self.pending.len() + self.committing;
+        if self.stored + waiting as u64 >= self.args.max_clients as u64 {
+            if let Some(reply) = reply {
+                reply.send(Err(RegisterError::Full));
+            }
+            return delegated;
         }
         let meta = msg.0;
         let secret = meta
@@ -250,28 +262,99 @@ impl Message<Register> for ClientRegistry {
         if let Some(secret) = &secret {
             client.secret = Some(Box::new(SecretHash::Sha256(secret.sha256())));
         }
-        let client = Arc::new(client);
-        // Acknowledged only once committed: a crash after this answer loses nothing.
         let record = ClientRecord {
-            client: Arc::clone(&client),
+            client: Arc::new(client),
             used: false,
         };
-        self.args.store.insert_client(&record).await?;
-        self.stored += 1;
-        self.remember(record);
-        self.expiry.schedule(
-            Instant::now() + self.args.unused_ttl,
-            Reap::Client(client.client_id.clone()),
-            ctx.actor_ref(),
-        );
-        tracing::info!(
-            client_id = %client.client_id,
-            name = client.display_name(),
-            public = client.is_public(),
-            registered = self.stored,
-            "client registered"
-        );
-        Ok(Registered { client, secret })
+        self.pending.push(Pending {
+            record,
+            secret,
+            reply,
+        });
+        if self.committing == 0 {
+            self.commit_pending(ctx.actor_ref());
+        }
+        delegated
+    }
+}
+
+/// A registration waiting for its commit.
+struct Pending {
+    record: ClientRecord,
+    secret: Option<Secret>,
+    reply: Option<ReplySender<Result<Registered, RegisterError>>>,
+}
+
+/// Most registrations committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// The registrations of one transaction, committed: the registry keeps them (sent by the task
+/// that committed them and answered their callers).
+struct Committed(Result<Vec<ClientRecord>, StoreError>, usize);
+
+impl ClientRegistry {
+    /// Group commit: the registrations waiting are written in one transaction by a task of
+    /// their own, which answers each caller once it has committed (none before: a crash after an
+    /// answer loses nothing), while the next registrations wait for the following transaction.
+    /// One transaction at a time, so a commit's cost is shared by everyone who came meanwhile.
+    fn commit_pending(&mut self, actor: &ActorRef<Self>) {
+        let count = self.pending.len().min(MAX_BATCH);
+        let batch: Vec<Pending> = self.pending.drain(..count).collect();
+        if batch.is_empty() {
+            return;
+        }
+        self.committing = batch.len();
+        let store = Arc::clone(&self.args.store);
+        let actor = actor.downgrade();
+        tokio::spawn(async move {
+            let records: Vec<ClientRecord> = batch.iter().map(|p| p.record.clone()).collect();
+            let committed = store.insert_clients(&records).await;
+            for pending in batch {
+                let answer = match &committed {
+                    Ok(()) => Ok(Registered {
+                        client: Arc::clone(&pending.record.client),
+                        secret: pending.secret,
+                    }),
+                    Err(err) => Err(RegisterError::Store(err.clone())),
+                };
+                if let Some(reply) = pending.reply {
+                    reply.send(answer);
+                }
+            }
+            if let Some(actor) = actor.upgrade() {
+                let _ = actor
+                    .tell(Committed(committed.map(|()| records), count))
+                    .await;
+            }
+        });
+    }
+}
+
+impl Message<Committed> for ClientRegistry {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Committed, ctx: &mut Context<Self, ()>) {
+        let Committed(committed, count) = msg;
+        self.committing = self.committing.saturating_sub(count);
+        if let Ok(records) = committed {
+            for record in records {
+                let client = self.remember(record);
+                self.stored += 1;
+                self.expiry.schedule(
+                    Instant::now() + self.args.unused_ttl,
+                    Reap::Client(client.client_id.clone()),
+                    ctx.actor_ref(),
+                );
+                tracing::info!(
+                    client_id = %client.client_id,
+                    name = client.display_name(),
+                    public = client.is_public(),
+                    registered = self.stored,
+                    "client registered"
+                );
+            }
+        }
+        self.commit_pending(ctx.actor_ref());
     }
 }
 
@@ -386,178 +469,4 @@ impl Message<Sweep> for ClientRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::oauth::client::{ApplicationType, GrantTypes, TokenEndpointAuthMethod};
-    use kameo::actor::Spawn;
-
-    fn new_client() -> NewClient {
-        NewClient::public_loopback()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn bounded_and_unused_clients_are_reaped() {
-        let store: SharedStore = Arc::new(crate::store::MemoryStore::new());
-        let registry = ClientRegistry::spawn(ClientRegistryArgs {
-            max_clients: 3,
-            cached: 10,
-            unused_ttl: Duration::from_secs(3600),
-            store: Arc::clone(&store),
-            preregistered: Vec::new(),
-        });
-        let used = registry.ask(Register(new_client())).await.unwrap();
-        let _unused = registry.ask(Register(new_client())).await.unwrap();
-        let _third = registry.ask(Register(new_client())).await.unwrap();
-        assert!(registry.ask(Register(new_client())).await.is_err(), "full");
-        registry
-            .ask(MarkUsed {
-                client_id: used.client.client_id.to_string(),
-            })
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_secs(3601)).await;
-        tokio::task::yield_now().await;
-        assert_eq!(registry.ask(CountClients).await.unwrap(), 1);
-        // Reaped clients are gone from the store too; the used one is kept there.
-        let stored = store.clients().await.unwrap();
-        assert_eq!(stored.len(), 1);
-        assert_eq!(stored[0].client.client_id, used.client.client_id);
-        assert!(stored[0].used);
-        let kept = registry
-            .ask(LookupClient {
-                client_id: used.client.client_id.to_string(),
-            })
-            .await
-            .unwrap();
-        assert!(kept.is_some());
-        assert!(
-            registry.ask(Register(new_client())).await.is_ok(),
-            "room again"
-        );
-    }
-
-    fn stored(id: &str, issued_at: u64, used: bool) -> ClientRecord {
-        ClientRecord {
-            client: Arc::new(Client {
-                issued_at,
-                ..Client::from_metadata(id, new_client(), ClientKind::Registered)
-            }),
-            used,
-        }
-    }
-
-    /// The registry holds the most recently used clients only, reads the others from the store,
-    /// and reaps the store's old never-used clients, which it never held, by age.
-    #[tokio::test(start_paused = true)]
-    async fn a_bounded_cache_over_the_store_that_reaps_by_age() {
-        let store: SharedStore = Arc::new(crate::store::MemoryStore::new());
-        let two_hours_ago = unix_now() - 7200;
-        for i in 0..5 {
-            store
-                .insert_client(&stored(&format!("old-{i}"), two_hours_ago, false))
-                .await
-                .unwrap();
-        }
-        for i in 0..3 {
-            store
-                .insert_client(&stored(&format!("used-{i}"), two_hours_ago, true))
-                .await
-                .unwrap();
-        }
-        store
-            .insert_client(&stored("young", unix_now(), false))
-            .await
-            .unwrap();
-        let registry = ClientRegistry::spawn(ClientRegistryArgs {
-            max_clients: 100,
-            cached: 2,
-            unused_ttl: Duration::from_secs(3600),
-            store: Arc::clone(&store),
-            preregistered: Vec::new(),
-        });
-        assert_eq!(registry.ask(CountClients).await.unwrap(), 9);
-        assert_eq!(
-            registry.ask(CountCachedClients).await.unwrap(),
-            0,
-            "nothing loaded"
-        );
-        for i in 0..3 {
-            let found = registry
-                .ask(LookupClient {
-                    client_id: format!("used-{i}"),
-                })
-                .await
-                .unwrap();
-            assert!(found.is_some(), "read from the store");
-        }
-        assert_eq!(
-            registry.ask(CountCachedClients).await.unwrap(),
-            2,
-            "bounded"
-        );
-        // The old never-used clients are reaped from the store in the first second; the young
-        // one and the used ones stay.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        tokio::task::yield_now().await;
-        assert_eq!(registry.ask(CountClients).await.unwrap(), 4);
-        let mut left: Vec<String> = store
-            .clients()
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.client.client_id.to_string())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["used-0", "used-1", "used-2", "young"]);
-        let gone = registry
-            .ask(LookupClient {
-                client_id: "old-0".into(),
-            })
-            .await
-            .unwrap();
-        assert!(gone.is_none());
-        // A client evicted from the cache is still marked used in the store.
-        registry
-            .ask(MarkUsed {
-                client_id: "young".into(),
-            })
-            .await
-            .unwrap();
-        assert!(store.client("young").await.unwrap().unwrap().used);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn configured_clients_are_never_reaped() {
-        let configured = Arc::new(Client {
-            client_id: "configured".into(),
-            secret: None,
-            application_type: ApplicationType::Native,
-            kind: ClientKind::Configured,
-            client_name: Some("Configured".into()),
-            redirect_uris: Box::new(["http://127.0.0.1/cb".into()]),
-            grant_types: GrantTypes::AUTHORIZATION_CODE,
-            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
-            scope: None,
-            client_uri: None,
-            issued_at: 0,
-        });
-        let registry = ClientRegistry::spawn(ClientRegistryArgs {
-            max_clients: 10,
-            cached: 10,
-            unused_ttl: Duration::from_secs(60),
-            store: Arc::new(crate::store::MemoryStore::new()),
-            preregistered: vec![configured],
-        });
-        let _unused = registry.ask(Register(new_client())).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(61)).await;
-        tokio::task::yield_now().await;
-        assert_eq!(registry.ask(CountClients).await.unwrap(), 1);
-        let kept = registry
-            .ask(LookupClient {
-                client_id: "configured".into(),
-            })
-            .await
-            .unwrap();
-        assert!(kept.is_some_and(|c| c.kind == ClientKind::Configured));
-    }
-}
+mod tests;

@@ -94,6 +94,8 @@ pub trait ClientStore: Send + Sync {
     /// One client, for a lookup that missed the registry's map.
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
     async fn insert_client(&self, record: &ClientRecord) -> Result<(), StoreError>;
+    /// Inserts these clients in one transaction: all of them, or none (group commit).
+    async fn insert_clients(&self, records: &[ClientRecord]) -> Result<(), StoreError>;
     async fn mark_client_used(&self, client_id: &str) -> Result<(), StoreError>;
     /// Deletes the client only if it was never used, in one statement; true if it was deleted.
     async fn delete_unused_client(&self, client_id: &str) -> Result<bool, StoreError>;
@@ -188,35 +190,42 @@ macro_rules! sql_backend {
                 }
 
                 async fn insert_client(&self, record: &ClientRecord) -> Result<(), StoreError> {
+                    self.insert_clients(std::slice::from_ref(record)).await
+                }
+
+                async fn insert_clients(&self, records: &[ClientRecord]) -> Result<(), StoreError> {
                     let _write = write_timer("clients");
-                    let c = &record.client;
-                    sqlx::query(&<$store>::sql(&format!(
-                        "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    )))
-                    .bind(&*c.client_id)
-                    .bind(match c.secret.as_deref() {
-                        Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
-                        // Configured clients are never stored; the clients file keeps their hashes.
-                        Some(SecretHash::Argon2(_) | SecretHash::PublicKeys(_)) | None => None,
-                    })
-                    .bind(c.client_name.as_deref())
-                    .bind(to_json_list(&c.redirect_uris))
-                    .bind(to_json_list(&c.grant_types.names()))
-                    .bind(to_json_list(if c.grant_types.authorization_code() {
-                        &RESPONSE_TYPES[..]
-                    } else {
-                        &[]
-                    }))
-                    .bind(c.token_endpoint_auth_method.as_str())
-                    .bind(c.scope.as_deref())
-                    .bind(c.client_uri.as_deref())
-                    .bind(int(c.issued_at))
-                    .bind(i64::from(record.used))
-                    .bind(c.application_type.as_str())
-                    .bind(c.public_keys())
-                    .execute(&self.pool)
-                    .await?;
-                    Ok(())
+                    let mut tx = self.pool.begin().await?;
+                    for record in records {
+                        let c = &record.client;
+                        sqlx::query(&<$store>::sql(&format!(
+                            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        )))
+                        .bind(&*c.client_id)
+                        .bind(match c.secret.as_deref() {
+                            Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
+                            // Configured clients are never stored; the clients file keeps their hashes.
+                            Some(SecretHash::Argon2(_) | SecretHash::PublicKeys(_)) | None => None,
+                        })
+                        .bind(c.client_name.as_deref())
+                        .bind(to_json_list(&c.redirect_uris))
+                        .bind(to_json_list(&c.grant_types.names()))
+                        .bind(to_json_list(if c.grant_types.authorization_code() {
+                            &RESPONSE_TYPES[..]
+                        } else {
+                            &[]
+                        }))
+                        .bind(c.token_endpoint_auth_method.as_str())
+                        .bind(c.scope.as_deref())
+                        .bind(c.client_uri.as_deref())
+                        .bind(int(c.issued_at))
+                        .bind(i64::from(record.used))
+                        .bind(c.application_type.as_str())
+                        .bind(c.public_keys())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Ok(tx.commit().await?)
                 }
 
                 async fn mark_client_used(&self, client_id: &str) -> Result<(), StoreError> {
@@ -295,11 +304,21 @@ impl ClientStore for MemoryStore {
     }
 
     async fn insert_client(&self, record: &ClientRecord) -> Result<(), StoreError> {
+        self.insert_clients(std::slice::from_ref(record)).await
+    }
+
+    async fn insert_clients(&self, records: &[ClientRecord]) -> Result<(), StoreError> {
         self.with(|t: &mut ClientsTable| {
-            if t.clients.get(&record.client.client_id).is_some() {
-                return Err(StoreError("the client id exists".into()));
+            let mut ids = std::collections::HashSet::new();
+            for record in records {
+                let id = &record.client.client_id;
+                if t.clients.get(id).is_some() || !ids.insert(id) {
+                    return Err(StoreError("the client id exists".into()));
+                }
             }
-            t.clients.insert(record.clone());
+            for record in records {
+                t.clients.insert(record.clone());
+            }
             Ok(())
         })?
     }
