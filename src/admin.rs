@@ -179,6 +179,8 @@ pub enum AdminError {
     User(#[from] UserError),
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
 }
 
 /// Runs an admin command and prints its result.
@@ -223,7 +225,20 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
                 }
                 let source = cipher_of(&data_dir, key_encryption_secret)?;
                 let target = KeyCipher::from_secret(to_key_encryption_secret.as_bytes())?;
-                copy::copy_store(&store, &source, &to, &target).await
+                let copied = copy::copy_store(&store, &source, &to, &target).await?;
+                Ok(Output::Done(
+                    format!(
+                        "copied {} users, {} clients, {} signing keys, {} consents, {} refresh-token families and {} revocations into {}",
+                        copied.users,
+                        copied.clients,
+                        copied.signing_keys,
+                        copied.consents,
+                        copied.refresh_families,
+                        copied.revocations,
+                        copied.target
+                    ),
+                    json!(copied),
+                ))
             };
             copied.await
         }

@@ -12,17 +12,40 @@
 //! Stop the servers on the source first (a write after the copy would be lost). The target must
 //! be empty: a copy that stops half-way is not resumed; drop the target database and run it again.
 
-use super::{AdminError, Output};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::{unix_now, unix_now_ms};
-use crate::store::cipher::KeyCipher;
-use crate::store::{Approval, KeyRecord, PostgresStore, SharedStore, SqliteStore};
-use serde_json::json;
+use crate::store::cipher::{CipherError, KeyCipher};
+use crate::store::{Approval, KeyRecord, PostgresStore, SharedStore, SqliteStore, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Why a copy stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What was copied, and where to.
+#[derive(Debug, serde::Serialize)]
+pub struct Copied {
+    pub users: usize,
+    pub clients: usize,
+    pub signing_keys: usize,
+    pub consents: usize,
+    pub refresh_families: usize,
+    pub revocations: usize,
+    /// The target, for people (no password).
+    #[serde(skip)]
+    pub target: String,
+}
+
 /// Opens the store a `--to` URL names: `postgres://…`, or `sqlite://DIR`.
-async fn open_target(url: &str) -> Result<SharedStore, AdminError> {
+async fn open_target(url: &str) -> Result<SharedStore, CopyError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = crate::store::postgres::PoolOptions::default();
         return Ok(Arc::new(PostgresStore::open(url, options).await?));
@@ -30,18 +53,18 @@ async fn open_target(url: &str) -> Result<SharedStore, AdminError> {
     if let Some(dir) = url.strip_prefix("sqlite://") {
         return Ok(Arc::new(SqliteStore::open(&PathBuf::from(dir)).await?));
     }
-    Err(AdminError::Refused(
+    Err(CopyError::Refused(
         "--to must be a postgres:// URL or sqlite://DIR".into(),
     ))
 }
 
 /// Copies `source` into the empty store at `to`; keys are sealed again for `target_cipher`.
-pub(super) async fn copy_store(
+pub async fn copy_store(
     source: &SharedStore,
     source_cipher: &KeyCipher,
     to: &str,
     target_cipher: &KeyCipher,
-) -> Result<Output, AdminError> {
+) -> Result<Copied, CopyError> {
     let target = open_target(to).await?;
     let copied = copy_into(source, source_cipher, &target, target_cipher).await;
     target.close().await;
@@ -53,13 +76,13 @@ async fn copy_into(
     source_cipher: &KeyCipher,
     target: &SharedStore,
     target_cipher: &KeyCipher,
-) -> Result<Output, AdminError> {
+) -> Result<Copied, CopyError> {
     let empty = target.count_clients().await? == 0
         && target.users().await?.is_empty()
         && target.signing_keys().await?.is_empty()
         && target.count_families().await? == 0;
     if !empty {
-        return Err(AdminError::Refused(
+        return Err(CopyError::Refused(
             "the target store is not empty: copy into a new database".into(),
         ));
     }
@@ -68,7 +91,7 @@ async fn copy_into(
     let mut keys = Vec::new();
     for key in source.signing_keys().await? {
         let opened = source_cipher.open(&key.kid, &key.encrypted_key).map_err(|_| {
-            AdminError::Refused(
+            CopyError::Refused(
                 "the source's key-encryption secret does not open its keys: give --key-encryption-secret of the source's server".into(),
             )
         })?;
@@ -113,24 +136,13 @@ async fn copy_into(
     for (jti, until) in &revocations {
         target.revoke(jti, *until).await?;
     }
-    Ok(Output::Done(
-        format!(
-            "copied {} users, {} clients, {} signing keys, {} consents, {} refresh-token families and {} revocations into {}",
-            users.len(),
-            clients.len(),
-            keys.len(),
-            consents.len(),
-            families.len(),
-            revocations.len(),
-            target.describe()
-        ),
-        json!({
-            "users": users.len(),
-            "clients": clients.len(),
-            "signing_keys": keys.len(),
-            "consents": consents.len(),
-            "refresh_families": families.len(),
-            "revocations": revocations.len(),
-        }),
-    ))
+    Ok(Copied {
+        users: users.len(),
+        clients: clients.len(),
+        signing_keys: keys.len(),
+        consents: consents.len(),
+        refresh_families: families.len(),
+        revocations: revocations.len(),
+        target: target.describe(),
+    })
 }
