@@ -39,7 +39,7 @@ use crate::actors::revocations::Revocations;
 use crate::oauth::refresh_token::successor;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::unix_now_ms;
-use crate::store::{FamilyRecord, RefreshTokenStore, Rotation, StoreError, TokenHash};
+use crate::store::{ChangeStore, FamilyRecord, RefreshTokenStore, Rotation, StoreError, TokenHash};
 use crate::trace::{FlowId, Secret};
 use hashlink::LruCache;
 use kameo::actor::{Actor, ActorRef};
@@ -56,8 +56,8 @@ mod revocation_messages;
 mod shared;
 
 pub use revocation_messages::{
-    EndError, EndedFamilies, RevokeClientFamilies, RevokeCodeFamily, RevokeRefreshToken,
-    TokenRevocation,
+    EndError, EndedFamilies, FamilyEndedElsewhere, RevokeClientFamilies, RevokeCodeFamily,
+    RevokeRefreshToken, TokenRevocation,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -192,6 +192,8 @@ pub struct RefreshTokensArgs {
     pub store: Arc<dyn RefreshTokenStore>,
     /// Other servers write the same store: a family is read again before a token is judged.
     pub shared: bool,
+    /// Where a family ended before its time is announced to the other servers (a shared store).
+    pub announce: Option<Arc<dyn ChangeStore>>,
     /// Where the access tokens of an ended family are revoked.
     pub revocations: ActorRef<Revocations>,
 }

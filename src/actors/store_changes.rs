@@ -18,7 +18,7 @@ use crate::actors::clients::{ClientRegistry, ForgetClient};
 use crate::actors::codes::{AuthorizationCodes, WithdrawCodes};
 use crate::actors::consents::{Consents, RevokeConsents};
 use crate::actors::expiry::OwnedTask;
-use crate::actors::refresh_tokens::{RefreshTokens, RevokeClientFamilies};
+use crate::actors::refresh_tokens::{FamilyEndedElsewhere, RefreshTokens, RevokeClientFamilies};
 use crate::actors::revocations::{AdoptRevocation, Revocations};
 use crate::actors::sessions::{EndUserSessions, Sessions};
 use crate::actors::signing_keys::{ReloadKeys, SigningKeys};
@@ -189,6 +189,12 @@ impl StoreChanges {
             Change::AccessTokenRevoked { jti } => {
                 let adopt = AdoptRevocation { jti: jti.clone() };
                 ask(&a.revocations, adopt).await?;
+            }
+            Change::FamilyEnded { family_id } => {
+                let ended = FamilyEndedElsewhere {
+                    family_id: family_id.clone(),
+                };
+                ask(&a.refresh_tokens, ended).await?;
             }
         }
         Ok(())

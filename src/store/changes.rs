@@ -36,6 +36,10 @@ pub enum Change {
     /// An access token was revoked at another server on the same database: list it in this
     /// server's revocation feed too (the `jti` is kept in the `subject` column).
     AccessTokenRevoked { jti: String },
+    /// A refresh-token family ended before its time at another server (revoked, reused, its
+    /// code replayed): revoke the access tokens this server minted from it (the family id is
+    /// kept in the `subject` column).
+    FamilyEnded { family_id: String },
 }
 
 impl Change {
@@ -48,6 +52,7 @@ impl Change {
             Change::SessionsRevoked { .. } => "sessions_revoked",
             Change::KeysChanged => "keys_changed",
             Change::AccessTokenRevoked { .. } => "access_token_revoked",
+            Change::FamilyEnded { .. } => "family_ended",
         }
     }
 
@@ -62,6 +67,7 @@ impl Change {
                 (Some(subject), None)
             }
             Change::AccessTokenRevoked { jti } => (Some(jti), None),
+            Change::FamilyEnded { family_id } => (Some(family_id), None),
             Change::UsersChanged | Change::KeysChanged => (None, None),
         }
     }
@@ -85,6 +91,9 @@ impl Change {
             "sessions_revoked" => Change::SessionsRevoked { subject: subject? },
             "keys_changed" => Change::KeysChanged,
             "access_token_revoked" => Change::AccessTokenRevoked { jti: subject? },
+            "family_ended" => Change::FamilyEnded {
+                family_id: subject?,
+            },
             _ => return None,
         })
     }

@@ -75,6 +75,8 @@ struct Balanced {
     resource: String,
     mcp: String,
     auth: Vec<Option<Server>>,
+    /// Each authorization server's own URL, past the balancer.
+    auth_direct: Vec<String>,
     /// Each resource server's own MCP endpoint, past the balancer.
     rs_direct: Vec<String>,
     _rs: Vec<Server>,
@@ -146,6 +148,10 @@ async fn balanced() -> Balanced {
         resource,
         issuer,
         auth,
+        auth_direct: auth_ports
+            .iter()
+            .map(|port| format!("http://127.0.0.1:{port}"))
+            .collect(),
         rs_direct: rs_ports
             .iter()
             .map(|port| format!("http://127.0.0.1:{port}/mcp"))
@@ -348,4 +354,46 @@ async fn a_killed_authorization_server_loses_no_acknowledged_write() {
     let tokens = lb.issuer.tokens_as(&lb.resource, "bob", "hunter2").await;
     let (status, who) = whoami_at(&http, &lb.mcp, &field(&tokens, "access_token")).await;
     assert_eq!((status, who["sub"].as_str()), (200, Some("bob")));
+}
+
+/// A family revoked at one authorization server takes with it the access tokens another one
+/// minted from it: the end is announced, and that server revokes its own.
+#[tokio::test]
+async fn a_family_revoked_at_one_server_ends_the_access_tokens_another_minted() {
+    let lb = balanced().await;
+    let http = reqwest::Client::new();
+    let tokens = lb.issuer.tokens(&lb.resource).await;
+    let client_id = lb.issuer.client_id.as_str();
+    let (first, second) = (&lb.auth_direct[0], &lb.auth_direct[1]);
+    // Refreshed at the first server, which mints the access token.
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ("client_id", client_id),
+    ];
+    let refreshed = http
+        .post(format!("{first}/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let refreshed = ok_json(refreshed, "a refresh at the first server").await;
+    let access = field(&refreshed, "access_token");
+    let (status, _) = whoami_at(&http, &lb.mcp, &access).await;
+    assert_eq!(status, 200);
+    // Revoked at the second.
+    let form = [
+        ("token", refreshed["refresh_token"].as_str().unwrap()),
+        ("client_id", client_id),
+    ];
+    let revoked = http
+        .post(format!("{second}/revoke"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    for direct in &lb.rs_direct {
+        until_status(&http, direct, &access, 401).await;
+    }
 }

@@ -50,6 +50,7 @@ fn spawn_with(
     });
     let refresh_tokens = RefreshTokens::spawn(RefreshTokensArgs {
         shared: false,
+        announce: None,
         idle_ttl: Duration::from_secs(1000),
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(0),

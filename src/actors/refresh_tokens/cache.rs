@@ -3,8 +3,8 @@
 //! Only what fits the cache is held; everything else is read from the store when asked for.
 
 use super::{Due, EndedFamilies, Family, FamilyGrant, Minted, RefreshTokens};
-use crate::oauth::time::unix_now_ms;
-use crate::store::{StoreError, TokenHash};
+use crate::oauth::time::{unix_now, unix_now_ms};
+use crate::store::{Change, StoreError, TokenHash};
 use kameo::actor::ActorRef;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -110,6 +110,17 @@ impl RefreshTokens {
         }
         let removed = self.args.store.remove_families(&ids).await?;
         self.stored = self.stored.saturating_sub(removed);
+        // The other servers revoke the access tokens they minted from these families.
+        if let Some(announce) = &self.args.announce {
+            for id in &ids {
+                let change = Change::FamilyEnded {
+                    family_id: id.clone(),
+                };
+                if let Err(err) = announce.record_change(&change, unix_now()).await {
+                    tracing::warn!(actor = "RefreshTokens", error = %err, "a family's end is not announced; other servers' access tokens from it expire by themselves");
+                }
+            }
+        }
         let now = Instant::now();
         let mut ended = EndedFamilies {
             families: usize::try_from(removed).unwrap_or(usize::MAX),

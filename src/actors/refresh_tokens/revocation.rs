@@ -18,8 +18,8 @@
 //! it inside a handler cannot deadlock.
 
 use super::revocation_messages::{
-    EndError, EndedFamilies, RevokeClientFamilies, RevokeCodeFamily, RevokeRefreshToken,
-    TokenRevocation,
+    EndError, EndedFamilies, FamilyEndedElsewhere, RevokeClientFamilies, RevokeCodeFamily,
+    RevokeRefreshToken, TokenRevocation,
 };
 use super::{RefreshError, RefreshTokens};
 use crate::actors::ask;
@@ -176,5 +176,19 @@ impl Message<RevokeCodeFamily> for RefreshTokens {
             ids.extend(self.args.store.family_id_by_origin(&msg.jti).await?);
         }
         self.revoke_then_end(ids).await
+    }
+}
+
+impl Message<FamilyEndedElsewhere> for RefreshTokens {
+    type Reply = Result<(), EndError>;
+
+    async fn handle(
+        &mut self,
+        msg: FamilyEndedElsewhere,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        // Already gone from the store; this server's copy and minted tokens go too.
+        let live = self.forget(&msg.family_id, Instant::now());
+        self.revoke_access_tokens(&live).await
     }
 }

@@ -57,6 +57,13 @@ pub struct RevokeClientFamilies {
     pub client_id: Option<String>,
 }
 
+/// A family ended before its time at another server on the same database (a recorded change):
+/// the access tokens this server minted from it are revoked.
+#[derive(Debug)]
+pub struct FamilyEndedElsewhere {
+    pub family_id: String,
+}
+
 /// Revokes the family whose first token was issued with the access token `jti` (its code was
 /// replayed).
 #[derive(Debug)]

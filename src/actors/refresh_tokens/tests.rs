@@ -18,6 +18,7 @@ fn revocations(max_entries: usize) -> ActorRef<Revocations> {
 fn spawn_with(grace: u64, revocations: ActorRef<Revocations>) -> ActorRef<RefreshTokens> {
     RefreshTokens::spawn(RefreshTokensArgs {
         shared: false,
+        announce: None,
         idle_ttl: Duration::from_secs(100),
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(grace),
@@ -235,6 +236,7 @@ async fn stored_families_are_served_and_a_lost_swap_or_failed_store_changes_noth
     };
     let tokens = RefreshTokens::spawn(RefreshTokensArgs {
         shared: false,
+        announce: None,
         idle_ttl: Duration::from_secs(100),
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(5),
@@ -390,6 +392,7 @@ fn spawn_caching_one(
 ) -> ActorRef<RefreshTokens> {
     RefreshTokens::spawn(RefreshTokensArgs {
         shared: false,
+        announce: None,
         idle_ttl: Duration::from_secs(100),
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(0),

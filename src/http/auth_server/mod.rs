@@ -61,7 +61,8 @@ use crate::oauth::client::Client;
 use crate::oauth::jws::ActiveKey;
 use crate::store::cipher::{CipherError, KeyCipher};
 use crate::store::{
-    MemoryStore, PostgresStore, RefreshTokenStore, SharedStore, SqliteStore, Store, StoreError,
+    ChangeStore, MemoryStore, PostgresStore, RefreshTokenStore, SharedStore, SqliteStore, Store,
+    StoreError,
 };
 use crate::users::{PasswordChecks, UserError};
 use axum::Router;
@@ -354,6 +355,9 @@ impl AuthServer {
                 max_families: settings.limits.max_refresh_families,
                 cached: settings.limits.cached_refresh_families,
                 shared: store.is_shared(),
+                announce: store
+                    .is_shared()
+                    .then(|| Arc::clone(&store) as Arc<dyn ChangeStore>),
                 store: Arc::clone(&store) as Arc<dyn RefreshTokenStore>,
                 revocations: revocations.clone(),
             },
