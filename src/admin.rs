@@ -73,7 +73,7 @@ enum AdminCommand {
     /// signing keys, consents, refresh tokens and revocations. Stop the servers first.
     CopyStore {
         /// The target: `postgres://…` or `sqlite://DIR`.
-        #[arg(long, hide_env_values = true)]
+        #[arg(long, env = "TARGET_DATABASE_URL", hide_env_values = true)]
         to: String,
         /// The source's key-encryption secret, if its server is given one (default: the data
         /// directory's `key-encryption.secret`).
@@ -85,7 +85,11 @@ enum AdminCommand {
         key_encryption_secret: Option<String>,
         /// The key-encryption secret the target's servers will be given (16+ characters); the
         /// signing keys are sealed again with it.
-        #[arg(long = "to-key-encryption-secret", hide_env_values = true)]
+        #[arg(
+            long = "to-key-encryption-secret",
+            env = "TARGET_KEY_ENCRYPTION_SECRET",
+            hide_env_values = true
+        )]
         to_key_encryption_secret: String,
     },
 }

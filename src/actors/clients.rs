@@ -43,6 +43,9 @@ pub enum RegisterError {
     /// The registry holds its maximum number of clients.
     #[error("the client registry is full")]
     Full,
+    /// Too many registrations are waiting for their commit.
+    #[error("too many registrations are waiting")]
+    Busy,
     /// The store did not commit the client.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,6 +104,11 @@ pub struct ClientRegistry {
     pending: Vec<Pending>,
     /// Registrations in the transaction being committed (0: none is).
     committing: usize,
+    /// This instance (a random number): a transaction an instance before a restart began is
+    /// not this one's.
+    run: u64,
+    /// How many times the stored clients were counted again.
+    recounts: u64,
     expiry: ExpiryQueue<Reap>,
     args: ClientRegistryArgs,
 }
@@ -141,6 +149,8 @@ impl Actor for ClientRegistry {
             stored: 0,
             pending: Vec::new(),
             committing: 0,
+            run: rand::random(),
+            recounts: 0,
             expiry: ExpiryQueue::default(),
             args,
         };
@@ -230,6 +240,7 @@ impl ClientRegistry {
 
     /// Counts the stored clients again (another server may have registered or reaped some).
     async fn recount(&mut self) {
+        self.recounts += 1;
         match self.args.store.count_clients().await {
             Ok(stored) => self.stored = stored,
             Err(err) => {
@@ -245,9 +256,17 @@ impl Message<Register> for ClientRegistry {
     async fn handle(&mut self, msg: Register, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         let (delegated, reply) = ctx.reply_sender();
         let waiting = self.pending.len() + self.committing;
-        if self.stored + waiting as u64 >= self.args.max_clients as u64 {
+        let refusal = if self.stored + waiting as u64 >= self.args.max_clients as u64 {
+            Some(RegisterError::Full)
+        } else if self.pending.len() >= MAX_PENDING {
+            // Shed rather than queue: a caller that gave up must not leave a client behind.
+            Some(RegisterError::Busy)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
             if let Some(reply) = reply {
-                reply.send(Err(RegisterError::Full));
+                reply.send(Err(refusal));
             }
             return delegated;
         }
@@ -288,9 +307,23 @@ struct Pending {
 /// Most registrations committed in one transaction.
 const MAX_BATCH: usize = 256;
 
-/// The registrations of one transaction, committed: the registry keeps them (sent by the task
-/// that committed them and answered their callers).
-struct Committed(Result<Vec<ClientRecord>, StoreError>, usize);
+/// Most registrations waiting for a transaction; beyond it, "try later".
+const MAX_PENDING: usize = 4 * MAX_BATCH;
+
+/// Longest a transaction of registrations may take before its callers are answered with an
+/// error (a row that commits later anyway was never acknowledged, and is reaped unused).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The registrations of one transaction, committed or not: sent to the registry by the task
+/// that wrote them and answered their callers.
+struct Committed {
+    records: Result<Vec<ClientRecord>, StoreError>,
+    count: usize,
+    /// The registry instance that started the transaction (a restarted one ignores the old
+    /// instance's), and how many recounts it had made then.
+    run: u64,
+    recounts: u64,
+}
 
 impl ClientRegistry {
     /// Group commit: the registrations waiting are written in one transaction by a task of
@@ -306,9 +339,20 @@ impl ClientRegistry {
         self.committing = batch.len();
         let store = Arc::clone(&self.args.store);
         let actor = actor.downgrade();
+        let (run, recounts) = (self.run, self.recounts);
         tokio::spawn(async move {
             let records: Vec<ClientRecord> = batch.iter().map(|p| p.record.clone()).collect();
-            let committed = store.insert_clients(&records).await;
+            // In a task of its own, so that a panic is an error here; bounded in time, so that
+            // a hung statement does not stop registrations for good.
+            let insert = {
+                let (store, records) = (Arc::clone(&store), records.clone());
+                tokio::spawn(async move { store.insert_clients(&records).await })
+            };
+            let committed = match tokio::time::timeout(COMMIT_TIMEOUT, insert).await {
+                Ok(Ok(committed)) => committed,
+                Ok(Err(_)) => Err(StoreError("the registration transaction failed".into())),
+                Err(_) => Err(StoreError("the registration transaction timed out".into())),
+            };
             for pending in batch {
                 let answer = match &committed {
                     Ok(()) => Ok(Registered {
@@ -322,9 +366,13 @@ impl ClientRegistry {
                 }
             }
             if let Some(actor) = actor.upgrade() {
-                let _ = actor
-                    .tell(Committed(committed.map(|()| records), count))
-                    .await;
+                let committed = Committed {
+                    records: committed.map(|()| records),
+                    count,
+                    run,
+                    recounts,
+                };
+                let _ = actor.tell(committed).await;
             }
         });
     }
@@ -334,12 +382,26 @@ impl Message<Committed> for ClientRegistry {
     type Reply = ();
 
     async fn handle(&mut self, msg: Committed, ctx: &mut Context<Self, ()>) {
-        let Committed(committed, count) = msg;
-        self.committing = self.committing.saturating_sub(count);
-        if let Ok(records) = committed {
+        // An instance before a restart started it: its count at start had what was committed.
+        if msg.run != self.run {
+            return;
+        }
+        self.committing = self.committing.saturating_sub(msg.count);
+        // A recount since the transaction began may have counted its rows already.
+        let counted = msg.recounts != self.recounts;
+        if counted {
+            self.recount().await;
+        }
+        if let Ok(records) = msg.records {
             for record in records {
-                let client = self.remember(record);
-                self.stored += 1;
+                if !counted {
+                    self.stored += 1;
+                }
+                // A lookup or a mark since the answer may have cached it already, as it is now.
+                let client = match self.cache.peek(&record.client.client_id) {
+                    Some(cached) => Arc::clone(&cached.client),
+                    None => self.remember(record),
+                };
                 self.expiry.schedule(
                     Instant::now() + self.args.unused_ttl,
                     Reap::Client(client.client_id.clone()),

@@ -11,6 +11,7 @@
 //!
 //! Stop the servers on the source first (a write after the copy would be lost). The target must
 //! be empty: a copy that stops half-way is not resumed; drop the target database and run it again.
+//! Reading the live families deletes the source's dead ones, as a server would.
 
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::{unix_now, unix_now_ms};
@@ -77,6 +78,18 @@ async fn copy_into(
     target: &SharedStore,
     target_cipher: &KeyCipher,
 ) -> Result<Copied, CopyError> {
+    if target.describe() == source.describe() {
+        return Err(CopyError::Refused(
+            "the target is the source: give the source with --data-dir (or --database-url) and the new store with --to".into(),
+        ));
+    }
+    // Every store a server has run on holds a signing key.
+    if source.signing_keys().await?.is_empty() {
+        return Err(CopyError::Refused(format!(
+            "the source ({}) holds no signing key: is it the server's store?",
+            source.describe()
+        )));
+    }
     let empty = target.count_clients().await? == 0
         && target.users().await?.is_empty()
         && target.signing_keys().await?.is_empty()
@@ -113,9 +126,16 @@ async fn copy_into(
     }
     let now = unix_now();
     let consents = source.consents(now).await?;
+    let mut consents_copied = 0;
     for consent in &consents {
+        let mut written = false;
         for approval in &consent.approvals {
-            let scope = ScopeSet::parse(&approval.scope).unwrap_or_default();
+            let scope = ScopeSet::parse(&approval.scope).map_err(|_| {
+                CopyError::Refused(format!(
+                    "a stored consent of {} for {} has a scope that does not parse",
+                    consent.subject, consent.client_id
+                ))
+            })?;
             for resource in &approval.resources {
                 let grant = Approval {
                     subject: &consent.subject,
@@ -125,8 +145,12 @@ async fn copy_into(
                     redirect_uri: &approval.redirect_uri,
                 };
                 target.grant_consent(grant, now, consent.expires_at).await?;
+                written = true;
             }
         }
+        // A consent from before redirect URIs were remembered has no approval to replay: the
+        // user is asked again, as the server itself would.
+        consents_copied += usize::from(written);
     }
     let families = source.load_live(unix_now_ms()).await?;
     for family in &families {
@@ -140,7 +164,7 @@ async fn copy_into(
         users: users.len(),
         clients: clients.len(),
         signing_keys: keys.len(),
-        consents: consents.len(),
+        consents: consents_copied,
         refresh_families: families.len(),
         revocations: revocations.len(),
         target: target.describe(),

@@ -36,10 +36,11 @@ fn haproxy_config(front: [u16; 2], auth: [u16; 2], rs: [u16; 2]) -> String {
     timeout connect 1s
     timeout client 30s
     timeout server 30s
+    timeout check 2s
     retries 3
-    option redispatch
+    option redispatch 1
     retry-on conn-failure
-    default-server inter 200ms fall 1 rise 2
+    default-server inter 500ms fall 3 rise 2
 
 frontend auth
     bind 127.0.0.1:{}
@@ -92,6 +93,20 @@ async fn balanced() -> Balanced {
     let (auth_ports, rs_ports) = ([free_port(), free_port()], [free_port(), free_port()]);
     let issuer = format!("http://127.0.0.1:{}", front[0]);
     let resource = format!("http://127.0.0.1:{}", front[1]);
+    // The balancer first: it binds its ports at once, and takes each server in once its
+    // health check passes.
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("haproxy.cfg");
+    std::fs::write(&file, haproxy_config(front, auth_ports, rs_ports)).unwrap();
+    let checked = std::process::Command::new(&haproxy)
+        .args(["-c", "-q", "-f", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "haproxy refuses the configuration: {checked:?}"
+    );
+    let haproxy = Server::start(&haproxy, &["-db", "-f", file.to_str().unwrap()]);
     let mut auth = Vec::new();
     for port in auth_ports {
         let listen = format!("127.0.0.1:{port}");
@@ -130,16 +145,7 @@ async fn balanced() -> Balanced {
         rs.push(Server::start(env!("CARGO_BIN_EXE_mcp-server"), &args));
     }
     let http = reqwest::Client::new();
-    for port in auth_ports {
-        wait_ready(&http, &format!("http://127.0.0.1:{port}/readyz")).await;
-    }
-    // The resource servers are ready once they have read the authorization server's keys,
-    // through the balancer.
-    let config = tempfile::tempdir().unwrap();
-    let file = config.path().join("haproxy.cfg");
-    std::fs::write(&file, haproxy_config(front, auth_ports, rs_ports)).unwrap();
-    let haproxy = Server::start(&haproxy, &["-db", "-f", file.to_str().unwrap()]);
-    for port in rs_ports {
+    for port in auth_ports.iter().chain(&rs_ports) {
         wait_ready(&http, &format!("http://127.0.0.1:{port}/readyz")).await;
     }
     let issuer = Issuer::when_ready(issuer, &resource).await;

@@ -48,6 +48,12 @@ async fn a_sqlite_store_copied_into_postgres_carries_every_grant_on() {
     assert!(said.contains("1 clients"), "{said}");
     assert!(said.contains("2 refresh-token families"), "{said}");
     assert!(!said.contains("a-password-never-shown"), "{said}");
+    let into_itself = copy_store(dir.path(), &format!("sqlite://{}", dir.path().display()));
+    assert!(!into_itself.status.success());
+    assert!(
+        String::from_utf8_lossy(&into_itself.stderr).contains("the target is the source"),
+        "{into_itself:?}"
+    );
     let again = copy_store(dir.path(), &database.url);
     assert!(
         !again.status.success(),

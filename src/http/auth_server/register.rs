@@ -76,6 +76,12 @@ pub async fn handler(
                 "the client registry is full; try again later",
             ));
         }
+        Err(AskError::Rejected(RegisterError::Busy)) => {
+            return Err(JsonError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "too many registrations at once; try again later",
+            ));
+        }
         Err(other) => return Err(other.into()),
     };
     let client = &registered.client;
