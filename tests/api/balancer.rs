@@ -87,6 +87,12 @@ struct Balanced {
 }
 
 async fn balanced() -> Balanced {
+    balanced_with(&[], &[]).await
+}
+
+/// [`balanced`], the authorization servers with `auth_extra` settings too, the resource servers
+/// with `rs_extra`.
+async fn balanced_with(auth_extra: &[&str], rs_extra: &[&str]) -> Balanced {
     let haproxy = haproxy_binary();
     let database = ScratchDatabase::create().await;
     let front = [free_port(), free_port()];
@@ -125,7 +131,12 @@ async fn balanced() -> Balanced {
             SESSION_SECRET,
         ];
         // Every request comes from the balancer's address: the per-source limits are lifted.
-        let args = [&args[..], &mcp_oauth_testkit::NO_RATE_LIMITS[..]].concat();
+        let args = [
+            &args[..],
+            &mcp_oauth_testkit::NO_RATE_LIMITS[..],
+            auth_extra,
+        ]
+        .concat();
         auth.push(Some(Server::start(
             env!("CARGO_BIN_EXE_auth-server"),
             &args,
@@ -142,6 +153,7 @@ async fn balanced() -> Balanced {
             "--mcp-listen",
             &listen,
         ];
+        let args = [&args[..], rs_extra].concat();
         rs.push(Server::start(env!("CARGO_BIN_EXE_mcp-server"), &args));
     }
     let http = reqwest::Client::new();
@@ -402,4 +414,48 @@ async fn a_family_revoked_at_one_server_ends_the_access_tokens_another_minted() 
     for direct in &lb.rs_direct {
         until_status(&http, direct, &access, 401).await;
     }
+}
+
+/// Keys rotating every four seconds at replicas behind the balancer: one replica makes each
+/// next key, every replica publishes it before any signs with it, and no token fails to validate
+/// at either resource server, whichever authorization server minted it.
+#[tokio::test]
+async fn keys_rotating_at_the_replicas_fail_no_validation() {
+    let rotation = [
+        "--key-rotation-interval",
+        "4",
+        "--key-publication-delay",
+        "3",
+    ];
+    // As in production, the resource servers read the key set more often than a next key waits
+    // before it signs (there: every minute, against an hour).
+    let lb = balanced_with(&rotation, &["--jwks-refresh", "1"]).await;
+    let http = reqwest::Client::new();
+    let tokens = lb.issuer.tokens(&lb.resource).await;
+    let mut refresh_token = field(&tokens, "refresh_token");
+    let mut kids = std::collections::BTreeSet::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+            ("client_id", lb.issuer.client_id.as_str()),
+        ];
+        let refreshed = lb.issuer.post("/token", &form).await;
+        let refreshed = ok_json(refreshed, "a refresh while keys rotate").await;
+        refresh_token = field(&refreshed, "refresh_token");
+        let access = field(&refreshed, "access_token");
+        kids.insert(kid_of(&access));
+        for direct in &lb.rs_direct {
+            let (status, _) = whoami_at(&http, direct, &access).await;
+            assert_eq!(
+                status,
+                200,
+                "a token signed by {} at {direct}",
+                kid_of(&access)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(kids.len() >= 2, "the keys rotated: {kids:?}");
 }
