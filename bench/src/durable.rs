@@ -3,13 +3,15 @@
 //! `--in-memory`, each measured on fresh servers: registrations, returning-user flows (a code
 //! stored and redeemed, a refresh-token family created) and refresh rotations. The target is at
 //! least 0.50 of the in-memory rate for each. With `--postgres`, the same on one server whose
-//! store is a scratch database of the machine's PostgreSQL (`TEST_DATABASE_URL`).
+//! store is a scratch database of the machine's PostgreSQL (`TEST_DATABASE_URL`), and on two
+//! behind haproxy (`replicas.rs`).
 
 use crate::flows::{REDIRECT, returning_flows, returning_user};
 use crate::grants::refresh_rotations;
 use crate::load::{Measured, closed_loop, load_client};
+use crate::replicas::{Replicas, haproxy};
 use crate::report::print_row;
-use crate::servers::{Binaries, Servers, no_limits};
+use crate::servers::{Binaries, Servers, ServersView, no_limits};
 use serde_json::json;
 use std::time::Duration;
 
@@ -21,7 +23,17 @@ async fn writes(
 ) -> anyhow::Result<[Measured; 3]> {
     let http = load_client(concurrency)?;
     servers.wait_ready(&http).await?;
-    let url = format!("{}/register", servers.issuer);
+    writes_at(&servers.urls(), seconds, concurrency).await
+}
+
+/// The three write paths, at the servers `view` names (ready).
+async fn writes_at(
+    view: &ServersView,
+    seconds: Duration,
+    concurrency: usize,
+) -> anyhow::Result<[Measured; 3]> {
+    let http = load_client(concurrency)?;
+    let url = format!("{}/register", view.issuer);
     let registrations = closed_loop(seconds, concurrency, 201, move |_| {
         let (http, url) = (http.clone(), url.clone());
         async move {
@@ -33,10 +45,9 @@ async fn writes(
         }
     })
     .await;
-    let view = servers.urls();
-    let (browser, client_id) = returning_user(&view).await?;
-    let flows = returning_flows(&browser, &view, &client_id, seconds, concurrency).await;
-    let rotations = refresh_rotations(&browser, &view, &client_id, seconds, concurrency).await?;
+    let (browser, client_id) = returning_user(view).await?;
+    let flows = returning_flows(&browser, view, &client_id, seconds, concurrency).await;
+    let rotations = refresh_rotations(&browser, view, &client_id, seconds, concurrency).await?;
     Ok([registrations, flows, rotations])
 }
 
@@ -60,14 +71,27 @@ pub async fn run_durable(
         let servers = Servers::start(binaries, &settings)?;
         writes(&servers, seconds, concurrency).await?
     };
-    // One server on a scratch database of the machine's PostgreSQL (`TEST_DATABASE_URL`).
+    // One server on a scratch database of the machine's PostgreSQL (`TEST_DATABASE_URL`), then
+    // two behind haproxy on another.
     let on_postgres = match postgres {
         true => {
             let database = mcp_oauth_testkit::postgres::ScratchDatabase::create().await;
-            let servers = Servers::start_on_database(binaries, &settings, &database.url)?;
+            let servers = Servers::start_on_database(binaries, &settings, &database.url, None)?;
             Some(writes(&servers, seconds, concurrency).await?)
         }
         false => None,
+    };
+    let on_two = match (postgres, haproxy()) {
+        (true, Some(haproxy)) => {
+            let database = mcp_oauth_testkit::postgres::ScratchDatabase::create().await;
+            let replicas = Replicas::start(binaries, &haproxy, &settings, &database.url).await?;
+            Some(writes_at(&replicas.view, seconds, concurrency).await?)
+        }
+        (true, None) => {
+            println!("Two servers behind haproxy: not measured, haproxy is not installed.");
+            None
+        }
+        (false, _) => None,
     };
     println!("| measurement | rate | p50 | p99 | other answers | target |");
     println!("| --- | --- | --- | --- | --- | --- |");
@@ -84,12 +108,13 @@ pub async fn run_durable(
             "| {name}: durable / in memory | {ratio:.2} | | | | >= 0.50 ({}) |",
             if ratio >= 0.50 { "met" } else { "not met" }
         );
-        if let Some(on_postgres) = &on_postgres {
-            let measured = &on_postgres[i];
-            print_row(&format!("{name}, PostgreSQL (one server)"), measured, "-");
+        for (label, measured) in [("one server", &on_postgres), ("two servers", &on_two)] {
+            let Some(measured) = measured else { continue };
+            let measured = &measured[i];
+            print_row(&format!("{name}, PostgreSQL ({label})"), measured, "-");
             let ratio = measured.rate() / memory.rate().max(1.0);
             println!(
-                "| {name}: PostgreSQL / in memory | {ratio:.2} | | | | >= 0.50 ({}) |",
+                "| {name}: PostgreSQL ({label}) / in memory | {ratio:.2} | | | | >= 0.50 ({}) |",
                 if ratio >= 0.50 { "met" } else { "not met" }
             );
         }

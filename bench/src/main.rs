@@ -19,6 +19,7 @@ mod grants;
 mod load;
 mod memory;
 mod profile;
+mod replicas;
 mod report;
 mod run;
 mod servers;

@@ -161,7 +161,7 @@ impl Servers {
         extra: &[&str],
         log: &str,
     ) -> anyhow::Result<Servers> {
-        Self::start_on(binaries, extra, log, &["--in-memory".into()])
+        Self::start_on(binaries, extra, log, &["--in-memory".into()], None)
     }
 
     /// The servers with the durable SQLite store in `data_dir` (the default configuration's
@@ -176,22 +176,27 @@ impl Servers {
             extra,
             "warn",
             &["--data-dir".into(), data_dir.into()],
+            None,
         )
     }
 
-    /// The servers with their store on the PostgreSQL database at `url`.
+    /// The servers with their store on the PostgreSQL database at `url`; with `public`, a
+    /// replica behind a balancer at those URLs (this one listening on ports of its own).
     pub fn start_on_database(
         binaries: &Binaries,
         extra: &[&str],
         url: &str,
+        public: Option<&ServersView>,
     ) -> anyhow::Result<Servers> {
         let store = [
             "--database-url",
             url,
             "--key-encryption-secret",
             "the bench's key-encryption secret",
+            "--session-secret",
+            "the bench's shared session secret",
         ];
-        Self::start_on(binaries, extra, "warn", &store.map(Into::into))
+        Self::start_on(binaries, extra, "warn", &store.map(Into::into), public)
     }
 
     fn start_on(
@@ -199,15 +204,28 @@ impl Servers {
         extra: &[&str],
         log: &str,
         store: &[std::ffi::OsString],
+        public: Option<&ServersView>,
     ) -> anyhow::Result<Servers> {
-        // Trace lines go to a file, as an operator would keep them, not to a pipe nobody reads.
-        let log_file =
-            std::env::temp_dir().join(format!("mcp-oauth-bench-{}.log", std::process::id()));
         let bin = binaries.path("mcp-oauth");
         let as_port = free_port()?;
         let rs_port = free_port()?;
+        // Trace lines go to a file, as an operator would keep them, not to a pipe nobody reads.
+        let log_file = std::env::temp_dir().join(format!(
+            "mcp-oauth-bench-{}-{as_port}.log",
+            std::process::id()
+        ));
         let issuer = format!("http://127.0.0.1:{as_port}");
         let rs = format!("http://127.0.0.1:{rs_port}");
+        let listen = [
+            "--auth-listen".to_string(),
+            format!("127.0.0.1:{as_port}"),
+            "--mcp-listen".to_string(),
+            format!("127.0.0.1:{rs_port}"),
+        ];
+        let (public_issuer, public_rs) = match public {
+            Some(view) => (view.issuer.clone(), view.rs.clone()),
+            None => (issuer.clone(), rs.clone()),
+        };
         // A profiler may wrap the server: MCP_OAUTH_BENCH_WRAP="valgrind --tool=callgrind".
         let wrap = std::env::var("MCP_OAUTH_BENCH_WRAP").unwrap_or_default();
         let mut wrap = wrap.split_whitespace();
@@ -222,16 +240,19 @@ impl Servers {
         let output = std::fs::File::create(&log_file)?;
         // Measure the servers, not the disk, unless the disk is what is measured.
         command.args(store);
+        if public.is_some() {
+            command.args(listen);
+        }
         let child = command
             .args([
                 "--issuer",
-                &issuer,
+                &public_issuer,
                 "--resource",
-                &rs,
+                &public_rs,
                 "--authorization-server",
-                &issuer,
+                &public_issuer,
                 "--resource-server",
-                &rs,
+                &public_rs,
             ])
             .args(extra)
             .env("RUST_LOG", log)
