@@ -75,14 +75,9 @@ enum AdminCommand {
         /// The target: `postgres://…` or `sqlite://DIR`.
         #[arg(long, env = "TARGET_DATABASE_URL", hide_env_values = true)]
         to: String,
-        /// The source's key-encryption secret, if its server is given one (default: the data
-        /// directory's `key-encryption.secret`).
-        #[arg(
-            long = "key-encryption-secret",
-            env = "AUTH_SERVER_KEY_ENCRYPTION_SECRET",
-            hide_env_values = true
-        )]
-        key_encryption_secret: Option<String>,
+        /// The source's stored keys.
+        #[command(flatten)]
+        key_encryption_secret: StoredKeysSecret,
         /// The key-encryption secret the target's servers will be given (16+ characters); the
         /// signing keys are sealed again with it.
         #[arg(
@@ -151,15 +146,22 @@ enum KeysCommand {
         /// Seconds before the new key signs (a running server publishes it within one).
         #[arg(long, default_value_t = 2)]
         activate_in: u64,
-        /// The key-encryption secret, if the server is given one (default: the data
-        /// directory's `key-encryption.secret`).
-        #[arg(
-            long = "key-encryption-secret",
-            env = "AUTH_SERVER_KEY_ENCRYPTION_SECRET",
-            hide_env_values = true
-        )]
-        key_encryption_secret: Option<String>,
+        #[command(flatten)]
+        key_encryption_secret: StoredKeysSecret,
     },
+}
+
+/// The secret the stored signing keys are sealed with.
+#[derive(clap::Args)]
+struct StoredKeysSecret {
+    /// The key-encryption secret, if the server is given one (default: the data directory's
+    /// `key-encryption.secret`).
+    #[arg(
+        long = "key-encryption-secret",
+        env = "AUTH_SERVER_KEY_ENCRYPTION_SECRET",
+        hide_env_values = true
+    )]
+    secret: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -227,7 +229,7 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
                         "--to-key-encryption-secret must be at least 16 characters".into(),
                     ));
                 }
-                let source = cipher_of(&data_dir, key_encryption_secret)?;
+                let source = cipher_of(&data_dir, key_encryption_secret.secret)?;
                 let target = KeyCipher::from_secret(to_key_encryption_secret.as_bytes())?;
                 let copied = copy::copy_store(&store, &source, &to, &target).await?;
                 Ok(Output::Done(
@@ -597,7 +599,7 @@ async fn keys(
             activate_in,
             key_encryption_secret,
         } => {
-            let cipher = cipher_of(data_dir, key_encryption_secret)?;
+            let cipher = cipher_of(data_dir, key_encryption_secret.secret)?;
             // A key the servers could not open would be published by none of them.
             if let Some(stored) = store.signing_keys().await?.first()
                 && cipher.open(&stored.kid, &stored.encrypted_key).is_err()

@@ -6,6 +6,22 @@ use crate::oauth::client::{ApplicationType, GrantTypes, TokenEndpointAuthMethod}
 use kameo::actor::Spawn;
 use kameo::error::SendError;
 
+/// A registry over `store` holding at most `max_clients`, `cached` of them in memory, reaping
+/// unused ones after an hour.
+fn registry_over(
+    store: &SharedStore,
+    max_clients: usize,
+    cached: usize,
+) -> ActorRef<ClientRegistry> {
+    ClientRegistry::spawn(ClientRegistryArgs {
+        max_clients,
+        cached,
+        unused_ttl: Duration::from_secs(3600),
+        store: Arc::clone(store),
+        preregistered: Vec::new(),
+    })
+}
+
 fn new_client() -> NewClient {
     NewClient::public_loopback()
 }
@@ -13,13 +29,7 @@ fn new_client() -> NewClient {
 #[tokio::test(start_paused = true)]
 async fn bounded_and_unused_clients_are_reaped() {
     let store: SharedStore = Arc::new(crate::store::MemoryStore::new());
-    let registry = ClientRegistry::spawn(ClientRegistryArgs {
-        max_clients: 3,
-        cached: 10,
-        unused_ttl: Duration::from_secs(3600),
-        store: Arc::clone(&store),
-        preregistered: Vec::new(),
-    });
+    let registry = registry_over(&store, 3, 10);
     let used = registry.ask(Register(new_client())).await.unwrap();
     let _unused = registry.ask(Register(new_client())).await.unwrap();
     let _third = registry.ask(Register(new_client())).await.unwrap();
@@ -83,13 +93,7 @@ async fn a_bounded_cache_over_the_store_that_reaps_by_age() {
         .insert_client(&stored("young", unix_now(), false))
         .await
         .unwrap();
-    let registry = ClientRegistry::spawn(ClientRegistryArgs {
-        max_clients: 100,
-        cached: 2,
-        unused_ttl: Duration::from_secs(3600),
-        store: Arc::clone(&store),
-        preregistered: Vec::new(),
-    });
+    let registry = registry_over(&store, 100, 2);
     assert_eq!(registry.ask(CountClients).await.unwrap(), 9);
     assert_eq!(
         registry.ask(CountCachedClients).await.unwrap(),
@@ -146,13 +150,7 @@ async fn a_bounded_cache_over_the_store_that_reaps_by_age() {
 #[tokio::test]
 async fn concurrent_registrations_are_committed_in_groups_within_the_bound() {
     let store: SharedStore = Arc::new(crate::store::MemoryStore::new());
-    let registry = ClientRegistry::spawn(ClientRegistryArgs {
-        max_clients: 50,
-        cached: 10,
-        unused_ttl: Duration::from_secs(3600),
-        store: Arc::clone(&store),
-        preregistered: Vec::new(),
-    });
+    let registry = registry_over(&store, 50, 10);
     let asks = (0..80).map(|_| async { registry.ask(Register(new_client())).await });
     let answers = futures::future::join_all(asks).await;
     let registered: Vec<String> = answers
@@ -179,13 +177,7 @@ async fn concurrent_registrations_are_committed_in_groups_within_the_bound() {
 
     // A store that cannot commit: every registration of the group is refused.
     let store: SharedStore = Arc::new(crate::store::MemoryStore::new());
-    let registry = ClientRegistry::spawn(ClientRegistryArgs {
-        max_clients: 50,
-        cached: 10,
-        unused_ttl: Duration::from_secs(3600),
-        store: Arc::clone(&store),
-        preregistered: Vec::new(),
-    });
+    let registry = registry_over(&store, 50, 10);
     store.close().await;
     let failed = futures::future::join_all(
         (0..5).map(|_| async { registry.ask(Register(new_client())).await }),
