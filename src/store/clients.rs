@@ -103,9 +103,9 @@ pub trait ClientStore: Send + Sync {
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
     /// How many clients are stored (the registry's bound).
     async fn count_clients(&self) -> Result<u64, StoreError>;
-    /// Deletes up to [`REAP_BATCH`] never-used clients issued at or before `issued_by` (Unix
-    /// seconds), each in the same conditional way as [`Self::delete_unused_client`]; answers
-    /// their ids.
+    /// Deletes up to `REAP_BATCH` (1,000) never-used clients issued at or before `issued_by`
+    /// (Unix seconds), each in the same conditional way as [`Self::delete_unused_client`];
+    /// answers their ids.
     async fn reap_unused_clients(&self, issued_by: u64) -> Result<Vec<String>, StoreError>;
     /// When the oldest never-used client was issued, if there is one: the registry's next
     /// reaping of the store.
