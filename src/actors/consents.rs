@@ -4,7 +4,8 @@
 //! a client that cannot authenticate is known only by where its codes go, so another redirect URI
 //! (another loopback port) may be another program and is asked about again (RFC 8252 section
 //! 8.6). An error is redirected without a page only to a redirect URI the user approved.
-//! Consents are remembered for a configurable time and then expire through the actor's timer.
+//! Consents are remembered for a configurable time, then expire: every read checks, and the
+//! actor's one timer deletes the expired ones every minute.
 //!
 //! Durability and memory: consents are in the store ([`crate::store::ConsentStore`]), which is
 //! the truth; the actor keeps the consents used most recently ([`CACHED_CONSENTS`]) and reads
@@ -123,17 +124,14 @@ pub const CACHED_CONSENTS: usize = 10_000;
 /// How often the store's expired consents are deleted.
 const STORE_SWEEP: Duration = Duration::from_secs(60);
 
-/// What a deadline in the actor's queue is for.
-enum Due {
-    /// A cached consent expires.
-    Consent(ConsentKey),
-    /// The store's expired consents are deleted.
-    Store,
-}
+/// The actor's one deadline: the store's expired consents are deleted, and the cache's. A
+/// cached consent has no deadline of its own there (every read checks its expiry), so the queue
+/// does not grow with the consents read.
+struct StoreSweep;
 
 pub struct Consents {
     consents: LruCache<ConsentKey, Consent>,
-    expiry: ExpiryQueue<Due>,
+    expiry: ExpiryQueue<StoreSweep>,
     ttl: Duration,
     store: SharedStore,
 }
@@ -155,35 +153,30 @@ impl Actor for Consents {
         };
         consents
             .expiry
-            .schedule(Instant::now() + STORE_SWEEP, Due::Store, &actor);
+            .schedule(Instant::now() + STORE_SWEEP, StoreSweep, &actor);
         Ok(consents)
     }
 }
 
 impl Consents {
     /// Keeps a stored consent in the cache, with its expiry.
-    fn remember(&mut self, record: ConsentRecord, actor: &ActorRef<Self>) {
+    fn remember(&mut self, record: ConsentRecord) {
         let key = (record.subject.clone(), record.client_id.clone());
         let expires_at = instant_of(record.expires_at);
         self.consents
-            .insert(key.clone(), Consent::from_record(record, expires_at));
-        self.expiry.schedule(expires_at, Due::Consent(key), actor);
+            .insert(key, Consent::from_record(record, expires_at));
     }
 
     /// The live consent for (subject, client): from the cache, or from the store when the cache
     /// has none (evicted, or recorded by another replica).
-    async fn live(
-        &mut self,
-        key: &ConsentKey,
-        actor: &ActorRef<Self>,
-    ) -> Result<Option<&Consent>, StoreError> {
+    async fn live(&mut self, key: &ConsentKey) -> Result<Option<&Consent>, StoreError> {
         let cached = self
             .consents
             .get(key)
             .is_some_and(|c| c.expires_at > Instant::now());
         if !cached {
             match self.store.consent(&key.0, &key.1, unix_now()).await? {
-                Some(record) => self.remember(record, actor),
+                Some(record) => self.remember(record),
                 None => return Ok(None),
             }
         }
@@ -197,11 +190,11 @@ impl Message<CheckConsent> for Consents {
     async fn handle(
         &mut self,
         msg: CheckConsent,
-        ctx: &mut Context<Self, Self::Reply>,
+        _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let key = (msg.subject, msg.client_id);
         // Only what was approved for this redirect URI: another URI's approval does not widen it.
-        Ok(self.live(&key, ctx.actor_ref()).await?.is_some_and(|c| {
+        Ok(self.live(&key).await?.is_some_and(|c| {
             c.approval(&msg.redirect_uri)
                 .is_some_and(|a| a.covers(&msg.scope, &msg.resource))
         }))
@@ -214,11 +207,11 @@ impl Message<ApprovedRedirect> for Consents {
     async fn handle(
         &mut self,
         msg: ApprovedRedirect,
-        ctx: &mut Context<Self, Self::Reply>,
+        _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let key = (msg.subject, msg.client_id);
         Ok(self
-            .live(&key, ctx.actor_ref())
+            .live(&key)
             .await?
             .is_some_and(|c| c.approval(&msg.redirect_uri).is_some()))
     }
@@ -230,7 +223,7 @@ impl Message<GrantConsent> for Consents {
     async fn handle(
         &mut self,
         msg: GrantConsent,
-        ctx: &mut Context<Self, Self::Reply>,
+        _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let now = unix_now();
         let approval = Approval {
@@ -247,9 +240,7 @@ impl Message<GrantConsent> for Consents {
         let key = (msg.subject, msg.client_id);
         let expires_at = Instant::now() + self.ttl;
         self.consents
-            .insert(key.clone(), Consent::from_record(merged, expires_at));
-        self.expiry
-            .schedule(expires_at, Due::Consent(key), ctx.actor_ref());
+            .insert(key, Consent::from_record(merged, expires_at));
         Ok(())
     }
 }
@@ -352,36 +343,32 @@ impl Message<Sweep> for Consents {
 
     async fn handle(&mut self, _: Sweep, ctx: &mut Context<Self, Self::Reply>) {
         let now = Instant::now();
-        let mut expired = 0usize;
-        let mut sweep_store = false;
-        for due in self.expiry.pop_due(now, ctx.actor_ref()) {
-            match due {
-                Due::Consent(key) => {
-                    if self
-                        .consents
-                        .peek(&key)
-                        .is_some_and(|c| c.expires_at <= now)
-                    {
-                        self.consents.remove(&key);
-                        expired += 1;
-                    }
-                }
-                Due::Store => {
-                    sweep_store = true;
-                    self.expiry
-                        .schedule(now + STORE_SWEEP, Due::Store, ctx.actor_ref());
-                }
-            }
+        if self.expiry.pop_due(now, ctx.actor_ref()).is_empty() {
+            return;
         }
-        if expired > 0 || sweep_store {
-            match self.store.delete_expired_consents(unix_now()).await {
-                Ok(deleted) if deleted > 0 || expired > 0 => {
-                    tracing::info!(actor = "Consents", expired, deleted, "timer")
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(actor = "Consents", error = %err, "expired consents stay stored until the next sweep")
-                }
+        self.expiry
+            .schedule(now + STORE_SWEEP, StoreSweep, ctx.actor_ref());
+        let expired: Vec<ConsentKey> = self
+            .consents
+            .iter()
+            .filter(|(_, c)| c.expires_at <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &expired {
+            self.consents.remove(key);
+        }
+        match self.store.delete_expired_consents(unix_now()).await {
+            Ok(deleted) if deleted > 0 || !expired.is_empty() => {
+                tracing::info!(
+                    actor = "Consents",
+                    expired = expired.len(),
+                    deleted,
+                    "timer"
+                )
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(actor = "Consents", error = %err, "expired consents stay stored until the next sweep")
             }
         }
     }
