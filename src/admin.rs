@@ -11,7 +11,7 @@
 //!
 //! Output is a table for people or, with `--json`, one JSON document for programs.
 
-use crate::actors::signing_keys::{KeyError, add_next_key};
+use crate::actors::signing_keys::KeyError;
 use crate::oauth::time::{unix_now, unix_now_ms};
 use crate::store::cipher::{CipherError, KeyCipher};
 use crate::store::{
@@ -26,6 +26,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 mod copy;
+mod keys;
 mod output;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,9 +95,16 @@ enum ClientsCommand {
     /// List the clients.
     List,
     /// Show one client.
-    Show { client_id: String },
+    Show {
+        /// Client ids may begin with `-` (base64url).
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// Delete a client with its grants; its tokens stop working.
-    Delete { client_id: String },
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
 }
 
 /// Which grants: a user's, a client's, or a user's for a client.
@@ -105,8 +113,8 @@ struct GrantFilter {
     /// The user (subject).
     #[arg(long)]
     user: Option<String>,
-    /// The client id.
-    #[arg(long)]
+    /// The client id (it may begin with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     client: Option<String>,
 }
 
@@ -217,7 +225,7 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
         AdminCommand::Clients(command) => clients(&store, command).await,
         AdminCommand::Grants(command) => grants(&store, command).await,
         AdminCommand::Users(command) => users(&store, command).await,
-        AdminCommand::Keys(command) => keys(&store, &data_dir, command).await,
+        AdminCommand::Keys(command) => command.run(&store, &data_dir).await,
         AdminCommand::CopyStore {
             to,
             key_encryption_secret,
@@ -229,7 +237,7 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
                         "--to-key-encryption-secret must be at least 16 characters".into(),
                     ));
                 }
-                let source = cipher_of(&data_dir, key_encryption_secret.secret)?;
+                let source = key_encryption_secret.cipher(&data_dir)?;
                 let target = KeyCipher::from_secret(to_key_encryption_secret.as_bytes())?;
                 let copied = copy::copy_store(&store, &source, &to, &target).await?;
                 Ok(Output::Done(
@@ -554,92 +562,5 @@ async fn users(store: &SharedStore, command: UsersCommand) -> Result<Output, Adm
     ))
 }
 
-async fn keys(
-    store: &SharedStore,
-    data_dir: &std::path::Path,
-    command: KeysCommand,
-) -> Result<Output, AdminError> {
-    match command {
-        KeysCommand::List => {
-            let now = unix_now();
-            let mut keys = store.signing_keys().await?;
-            keys.sort_by_key(|k| (k.activates_at, k.created_at));
-            let rows = keys
-                .iter()
-                .map(|k| {
-                    let status = match (k.retired_at, k.activates_at <= now) {
-                        (Some(_), _) => "retired",
-                        (None, true) => "signing",
-                        (None, false) => "next",
-                    };
-                    let optional = |t: Option<u64>| t.map_or(String::new(), time);
-                    vec![
-                        k.kid.clone(),
-                        status.into(),
-                        time(k.created_at),
-                        time(k.activates_at),
-                        optional(k.retired_at),
-                        optional(k.removes_at),
-                    ]
-                })
-                .collect();
-            Ok(Output::Table(
-                vec![
-                    "kid",
-                    "status",
-                    "created",
-                    "signs_from",
-                    "retired",
-                    "removed_at",
-                ],
-                rows,
-            ))
-        }
-        KeysCommand::Rotate {
-            activate_in,
-            key_encryption_secret,
-        } => {
-            let cipher = cipher_of(data_dir, key_encryption_secret.secret)?;
-            // A key the servers could not open would be published by none of them.
-            if let Some(stored) = store.signing_keys().await?.first()
-                && cipher.open(&stored.kid, &stored.encrypted_key).is_err()
-            {
-                return Err(AdminError::Refused(
-                    "the key-encryption secret does not open the stored keys: give the server's AUTH_SERVER_KEY_ENCRYPTION_SECRET".into(),
-                ));
-            }
-            let key = add_next_key(store, &cipher, Duration::from_secs(activate_in)).await?;
-            record(store, Change::KeysChanged).await?;
-            Ok(Output::Done(
-                format!(
-                    "signing key {} published; it signs from {}",
-                    key.kid,
-                    time(key.activates_at)
-                ),
-                json!({"kid": key.kid, "signs_from": key.activates_at}),
-            ))
-        }
-    }
-}
-
-/// The cipher of the server's stored keys: its `--key-encryption-secret`, or the data directory's
-/// secret file (read, never made here: a new secret would open none of the stored keys).
-fn cipher_of(
-    data_dir: &std::path::Path,
-    key_encryption_secret: Option<String>,
-) -> Result<KeyCipher, AdminError> {
-    let secret = match key_encryption_secret {
-        Some(secret) => secret.into_bytes(),
-        None if data_dir.join(crate::store::cipher::SECRET_FILE).exists() => {
-            crate::store::cipher::secret_from_file(data_dir)?
-        }
-        None => {
-            return Err(AdminError::Refused(format!(
-                "no {} in {}: give the server's AUTH_SERVER_KEY_ENCRYPTION_SECRET",
-                crate::store::cipher::SECRET_FILE,
-                data_dir.display()
-            )));
-        }
-    };
-    Ok(KeyCipher::from_secret(&secret)?)
-}
+#[cfg(test)]
+mod tests;
