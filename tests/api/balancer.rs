@@ -45,6 +45,8 @@ fn haproxy_config(front: [u16; 2], auth: [u16; 2], rs: [u16; 2]) -> String {
 frontend auth
     bind 127.0.0.1:{}
     default_backend auth_servers
+    # When no server is ready (the database is down), haproxy's own 503 says when to retry too.
+    http-after-response set-header Retry-After 1 if {{ status 503 }} !{{ res.hdr(retry-after) -m found }}
 
 backend auth_servers
     balance roundrobin
@@ -80,7 +82,7 @@ struct Balanced {
     auth_direct: Vec<String>,
     /// Each resource server's own MCP endpoint, past the balancer.
     rs_direct: Vec<String>,
-    _rs: Vec<Server>,
+    rs: Vec<Option<Server>>,
     _haproxy: Server,
     _config: tempfile::TempDir,
     _database: ScratchDatabase,
@@ -93,8 +95,19 @@ async fn balanced() -> Balanced {
 /// [`balanced`], the authorization servers with `auth_extra` settings too, the resource servers
 /// with `rs_extra`.
 async fn balanced_with(auth_extra: &[&str], rs_extra: &[&str]) -> Balanced {
-    let haproxy = haproxy_binary();
     let database = ScratchDatabase::create().await;
+    let url = database.url.clone();
+    balanced_on(database, &url, auth_extra, rs_extra).await
+}
+
+/// [`balanced_with`] on `database`, which the authorization servers reach at `database_url`.
+async fn balanced_on(
+    database: ScratchDatabase,
+    database_url: &str,
+    auth_extra: &[&str],
+    rs_extra: &[&str],
+) -> Balanced {
+    let haproxy = haproxy_binary();
     let front = [free_port(), free_port()];
     let (auth_ports, rs_ports) = ([free_port(), free_port()], [free_port(), free_port()]);
     let issuer = format!("http://127.0.0.1:{}", front[0]);
@@ -124,7 +137,7 @@ async fn balanced_with(auth_extra: &[&str], rs_extra: &[&str]) -> Balanced {
             "--auth-listen",
             &listen,
             "--database-url",
-            &database.url,
+            database_url,
             "--key-encryption-secret",
             KEY_SECRET,
             "--session-secret",
@@ -154,7 +167,7 @@ async fn balanced_with(auth_extra: &[&str], rs_extra: &[&str]) -> Balanced {
             &listen,
         ];
         let args = [&args[..], rs_extra].concat();
-        rs.push(Server::start(env!("CARGO_BIN_EXE_mcp-server"), &args));
+        rs.push(Some(Server::start(env!("CARGO_BIN_EXE_mcp-server"), &args)));
     }
     let http = reqwest::Client::new();
     for port in auth_ports.iter().chain(&rs_ports) {
@@ -174,7 +187,7 @@ async fn balanced_with(auth_extra: &[&str], rs_extra: &[&str]) -> Balanced {
             .iter()
             .map(|port| format!("http://127.0.0.1:{port}/mcp"))
             .collect(),
-        _rs: rs,
+        rs,
         _haproxy: haproxy,
         _config: config,
         _database: database,
@@ -204,6 +217,9 @@ async fn the_whole_flow_crosses_replicas_as_alice_and_as_bob() {
     let lb = balanced().await;
     let http = reqwest::Client::new();
     for (user, password) in [("alice", "password123"), ("bob", "hunter2")] {
+        // rmcp's own client: discovery, registration, sign-in, consent, the code exchange and
+        // the MCP session, each request at the next server in turn.
+        crate::mcp_client::rmcp_client_flow_at(&lb.issuer.url, &lb.mcp, user, password).await;
         // Every page of the sign-in and every token request goes to the next server in turn.
         let tokens = lb.issuer.tokens_as(&lb.resource, user, password).await;
         let access = field(&tokens, "access_token");
@@ -316,7 +332,7 @@ async fn burst_worker(
 }
 
 #[tokio::test]
-async fn a_killed_authorization_server_loses_no_acknowledged_write() {
+async fn killed_replicas_lose_no_acknowledged_write() {
     let mut lb = balanced().await;
     let http = reqwest::Client::new();
     let mut workers = Vec::new();
@@ -330,9 +346,14 @@ async fn a_killed_authorization_server_loses_no_acknowledged_write() {
             Duration::from_secs(4),
         )));
     }
-    // SIGKILL in the middle of the burst, requests in flight: no drain, no goodbye.
+    // SIGKILL in the middle of the burst, requests in flight: no drain, no goodbye. An
+    // authorization server first, then a resource server.
     tokio::time::sleep(Duration::from_secs(1)).await;
     if let Some(server) = lb.auth[0].take() {
+        server.kill();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(server) = lb.rs[0].take() {
         server.kill();
     }
     let mut seen = Vec::new();
@@ -458,4 +479,76 @@ async fn keys_rotating_at_the_replicas_fail_no_validation() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(kids.len() >= 2, "the keys rotated: {kids:?}");
+}
+
+/// A refresh of `refresh_token` for the balancer's client.
+async fn refresh_at(lb: &Balanced, refresh_token: &str) -> reqwest::Response {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", lb.issuer.client_id.as_str()),
+    ];
+    lb.issuer.post("/token", &form).await
+}
+
+/// A database restart behind the balancer: whatever needs the database is refused with 503 and
+/// `Retry-After`, at first by the replicas and, once their health checks fail, by haproxy; the
+/// resource servers, which need no database, go on; and when it is back the replicas recover by
+/// themselves, with nothing lost.
+#[tokio::test]
+async fn a_database_restart_gives_503s_then_the_replicas_recover() {
+    let database = ScratchDatabase::create().await;
+    let fault = Fault::start(&database.url).await;
+    let url = fault.url.clone();
+    let lb = balanced_on(database, &url, &["--database-timeout", "1"], &[]).await;
+    let http = reqwest::Client::new();
+    let tokens = lb.issuer.tokens(&lb.resource).await;
+    let (access, refresh_token) = (
+        field(&tokens, "access_token"),
+        field(&tokens, "refresh_token"),
+    );
+    let registration =
+        json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"});
+    let register = async || {
+        http.post(format!("{}/register", lb.issuer.url))
+            .json(&registration)
+            .send()
+            .await
+            .unwrap()
+    };
+
+    fault.cut();
+    // Past the health checks' three failures (1.5 s), haproxy answers for the replicas.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        for (what, answer) in [
+            ("a registration", register().await),
+            ("a refresh", refresh_at(&lb, &refresh_token).await),
+        ] {
+            assert_eq!(answer.status(), 503, "{what} while the database is down");
+            assert_eq!(answer.headers()["retry-after"], "1", "{what}");
+        }
+        let (status, _) = whoami_at(&http, &lb.mcp, &access).await;
+        assert_eq!(status, 200, "a tool call needs no database");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    fault.restore();
+    let started = std::time::Instant::now();
+    while register().await.status() != 201 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the replicas recover by themselves"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nothing refused was half done: the refresh token from before the outage still rotates,
+    // once, and a whole flow runs again.
+    let refreshed = refresh_at(&lb, &refresh_token).await;
+    let refreshed = ok_json(refreshed, "the refresh token from before the outage").await;
+    let (status, _) = whoami_at(&http, &lb.mcp, &field(&refreshed, "access_token")).await;
+    assert_eq!(status, 200);
+    let tokens = lb.issuer.tokens_as(&lb.resource, "bob", "hunter2").await;
+    let (status, who) = whoami_at(&http, &lb.mcp, &field(&tokens, "access_token")).await;
+    assert_eq!((status, who["sub"].as_str()), (200, Some("bob")));
 }

@@ -444,64 +444,15 @@ async fn a_family_read_again_keeps_the_access_tokens_this_server_minted() {
     b.stop().await;
 }
 
-/// A TCP path to PostgreSQL that the test can cut and restore, as a database restart or a
-/// network fault would: while it is down, open connections are reset and new ones refused.
-struct Fault {
-    port: u16,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Fault {
-    async fn start(target: u16) -> Fault {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (accept_up, accept_links) = (up.clone(), links.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !accept_up.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue;
-                }
-                let link = tokio::spawn(async move {
-                    if let Ok(mut server) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                accept_links.lock().unwrap().push(link.abort_handle());
-            }
-        });
-        Fault { port, up, links }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 /// While the database cannot be reached, what needs it is refused with 503 and `Retry-After`,
 /// and readiness says so; when it is back, the server recovers by itself.
 #[tokio::test]
 async fn a_database_outage_gives_503_then_recovers_without_a_restart() {
     let database = ScratchDatabase::create().await;
-    let mut url = url::Url::parse(&database.url).unwrap();
-    let target = url.port().unwrap_or(5432);
-    let fault = Fault::start(target).await;
-    url.set_port(Some(fault.port)).unwrap();
-    let url = url.to_string();
+    let fault = Fault::start(&database.url).await;
     let app = spawn_app_with(&[
         "--database-url",
-        &url,
+        &fault.url,
         "--key-encryption-secret",
         SECRET,
         "--database-timeout",

@@ -5,6 +5,7 @@
 mod app;
 mod binaries;
 mod browser;
+mod fault;
 mod mcp;
 mod oauth;
 mod upstream;
@@ -12,6 +13,7 @@ mod upstream;
 pub use app::*;
 pub use binaries::*;
 pub use browser::*;
+pub use fault::*;
 pub use mcp::*;
 pub use oauth::*;
 pub use upstream::*;
