@@ -2,9 +2,10 @@
 //! two resource servers, each pair behind haproxy with round robin per request, so every flow
 //! crosses replicas page by page and call by call. MCP sessions stick to the resource server
 //! that opened them (haproxy's stick table on `Mcp-Session-Id`, `docs/SCALING.md`); stateless
-//! calls go anywhere. SIGKILL of an authorization server in the middle of a burst loses no
-//! acknowledged write, and the flows go on at the other. haproxy comes from Debian's package
-//! (`.ci/run` installs it); without it these tests fail and say so.
+//! calls go anywhere. SIGKILL of a replica in the middle of a burst loses no acknowledged write,
+//! and the flows go on at the other; races between the replicas are decided once; a database
+//! outage gives 503s and then recovery. haproxy comes from Debian's package (`.ci/run` installs
+//! it); without it these tests fail and say so.
 
 use crate::helpers::*;
 use mcp_oauth_testkit::postgres::ScratchDatabase;
@@ -551,4 +552,43 @@ async fn a_database_restart_gives_503s_then_the_replicas_recover() {
     let tokens = lb.issuer.tokens_as(&lb.resource, "bob", "hunter2").await;
     let (status, who) = whoami_at(&http, &lb.mcp, &field(&tokens, "access_token")).await;
     assert_eq!((status, who["sub"].as_str()), (200, Some("bob")));
+}
+
+/// The races through the balancer, whose round robin sends two requests sent together to the two
+/// servers: one code redeemed at both at once gives one token, and one refresh token refreshed at
+/// both at once rotates once (both answers name the same successor, within the grace window).
+#[tokio::test]
+async fn races_across_replicas_are_decided_once() {
+    let lb = balanced().await;
+    for round in 0..10 {
+        let (code, verifier) = lb
+            .issuer
+            .code_as(&lb.resource, "alice", "password123")
+            .await;
+        let (one, two) = tokio::join!(
+            lb.issuer.redeem(&code, &verifier),
+            lb.issuer.redeem(&code, &verifier)
+        );
+        let statuses = [one.status().as_u16(), two.status().as_u16()];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+    }
+    let tokens = lb.issuer.tokens(&lb.resource).await;
+    let mut refresh_token = field(&tokens, "refresh_token");
+    for round in 0..10 {
+        let (one, two) = tokio::join!(
+            refresh_at(&lb, &refresh_token),
+            refresh_at(&lb, &refresh_token)
+        );
+        let one = ok_json(one, &format!("round {round}, the first")).await;
+        let two = ok_json(two, &format!("round {round}, the second")).await;
+        let successor = field(&one, "refresh_token");
+        assert_eq!(successor, field(&two, "refresh_token"), "round {round}");
+        refresh_token = successor;
+    }
+    // The chain is intact: its newest token refreshes.
+    ok_json(refresh_at(&lb, &refresh_token).await, "the newest token").await;
 }
