@@ -36,7 +36,6 @@
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::actors::revocations::Revocations;
-use crate::oauth::refresh_token::successor;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::unix_now_ms;
 use crate::store::{ChangeStore, FamilyRecord, RefreshTokenStore, Rotation, StoreError, TokenHash};
@@ -44,12 +43,14 @@ use crate::trace::{FlowId, Secret};
 use hashlink::LruCache;
 use kameo::actor::{Actor, ActorRef};
 use kameo::message::{Context, Message};
-use std::collections::{HashMap, HashSet};
+use kameo::reply::{DelegatedReply, ReplySender};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 mod cache;
+mod commit;
 mod queries;
 mod revocation;
 mod revocation_messages;
@@ -132,6 +133,9 @@ pub enum RefreshError {
     AccessTokensNotRevoked,
     #[error("too many refresh-token families")]
     Full,
+    /// Too many writes are waiting for the store: try again shortly.
+    #[error("too many refresh-token writes are waiting")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -253,6 +257,54 @@ struct Minted {
     tokens: Vec<(String, Instant)>,
 }
 
+/// Most writes in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Most writes and held refreshes waiting; beyond it, "try again shortly".
+const MAX_WAITING: usize = 4 * MAX_BATCH;
+
+/// A write waiting for its transaction, with the caller to answer once it has committed.
+enum Write {
+    /// A new family (code redemption).
+    Issue {
+        family: Family,
+        token: Secret,
+        access_jti: String,
+        access_ttl: Duration,
+        reply: Option<ReplySender<Result<Secret, RefreshError>>>,
+    },
+    /// A rotation: `next` is the token to answer, `scope` the access token's.
+    Rotate {
+        rotation: Rotation,
+        next: Secret,
+        scope: ScopeSet,
+        request: RotateRefreshToken,
+        /// This presentation already lost a compare-and-swap once (a shared store).
+        lost: bool,
+        reply: Option<ReplySender<Result<Refreshed, RefreshError>>>,
+    },
+}
+
+/// A refresh of a family whose rotation is on its way to the store.
+struct HeldRotation {
+    request: RotateRefreshToken,
+    reply: Option<ReplySender<Result<Refreshed, RefreshError>>>,
+}
+
+/// Origin access tokens of families ended before they were made, each remembered for
+/// [`ENDED_ORIGIN_MEMORY`], at most [`MAX_ENDED_ORIGINS`] of them (the oldest forgotten first).
+#[derive(Default)]
+struct EndedOrigins {
+    jtis: HashSet<String>,
+    order: VecDeque<(Instant, String)>,
+}
+
+/// How long an ended origin is remembered: far longer than a redemption takes from the code's
+/// check to its family's commit.
+const ENDED_ORIGIN_MEMORY: Duration = Duration::from_secs(120);
+
+const MAX_ENDED_ORIGINS: usize = 10_000;
+
 pub struct RefreshTokens {
     /// The families used lately, the least recently used evicted first.
     families: LruCache<String, Family>,
@@ -266,6 +318,19 @@ pub struct RefreshTokens {
     minted: HashMap<String, Minted>,
     /// Families in the store: counted at start and at each store sweep, kept in between.
     stored: u64,
+    /// Group commit (`commit.rs`): the writes waiting for the next transaction, whether one is
+    /// under way, the new families among them and it (origin access token -> user and client),
+    /// the families with a rotation among them or it, and the refreshes of those families,
+    /// judged again once it has committed.
+    pending: Vec<Write>,
+    committing: bool,
+    issuing: HashMap<String, (String, String)>,
+    rotating: HashSet<String>,
+    held: Vec<HeldRotation>,
+    /// The origin access tokens of families ended before they were made (a replayed code, a
+    /// revoked grant, while the family was on its way to the store): such a family is not made,
+    /// or ended as soon as it has committed.
+    ended_origins: EndedOrigins,
     expiry: ExpiryQueue<Due>,
     args: RefreshTokensArgs,
 }
@@ -286,6 +351,12 @@ impl Actor for RefreshTokens {
             by_origin: HashMap::new(),
             minted: HashMap::new(),
             stored: 0,
+            pending: Vec::new(),
+            committing: false,
+            issuing: HashMap::new(),
+            rotating: HashSet::new(),
+            held: Vec::new(),
+            ended_origins: EndedOrigins::default(),
             expiry: ExpiryQueue::default(),
             args,
         };
@@ -297,15 +368,29 @@ impl Actor for RefreshTokens {
 }
 
 impl Message<IssueRefreshToken> for RefreshTokens {
-    type Reply = Result<Secret, RefreshError>;
+    type Reply = DelegatedReply<Result<Secret, RefreshError>>;
 
     async fn handle(
         &mut self,
         msg: IssueRefreshToken,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        if self.stored >= self.args.max_families as u64 {
-            return Err(RefreshError::Full);
+        let (delegated, reply) = ctx.reply_sender();
+        let refusal = if self.stored + self.issuing.len() as u64 >= self.args.max_families as u64 {
+            Some(RefreshError::Full)
+        } else if self.waiting() >= MAX_WAITING {
+            Some(RefreshError::Busy)
+        } else if self.origin_ended(&msg.access_jti) {
+            // Its code was replayed (or its grant revoked) before the family was made.
+            Some(RefreshError::Unknown)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            if let Some(reply) = reply {
+                reply.send(Err(refusal));
+            }
+            return delegated;
         }
         let token = Secret::random(32);
         let hash = token.sha256();
@@ -331,8 +416,6 @@ impl Message<IssueRefreshToken> for RefreshTokens {
             salt: None,
             tokens: vec![hash],
         };
-        self.args.store.insert_family(&record).await?;
-        self.stored += 1;
         let family = Family {
             record,
             scope: msg.scope,
@@ -340,135 +423,36 @@ impl Message<IssueRefreshToken> for RefreshTokens {
             absolute_at: now + self.args.absolute_ttl,
             rotated_at: None,
         };
-        let grant = family.grant();
-        self.insert(family);
-        self.remember_minted(&grant, msg.access_jti, msg.access_ttl, ctx.actor_ref());
-        Ok(token)
+        // Cached, and answered, once its transaction has committed (`commit.rs`).
+        let grant = (
+            family.record.subject.clone(),
+            family.record.client_id.clone(),
+        );
+        self.issuing.insert(msg.access_jti.clone(), grant);
+        self.pending.push(Write::Issue {
+            family,
+            token,
+            access_jti: msg.access_jti,
+            access_ttl: msg.access_ttl,
+            reply,
+        });
+        self.commit_if_idle(ctx.actor_ref());
+        delegated
     }
 }
 
 impl Message<RotateRefreshToken> for RefreshTokens {
-    type Reply = Result<Refreshed, RefreshError>;
+    type Reply = DelegatedReply<Result<Refreshed, RefreshError>>;
 
     async fn handle(
         &mut self,
         msg: RotateRefreshToken,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let hash = msg.token.sha256();
-        // On a store other servers write too, the family is judged as the store has it; a
-        // rotation lost to another server is judged again, once (`shared.rs`).
-        let shared = self.args.shared;
-        let mut lost = false;
-        loop {
-            self.load_family(&hash).await?;
-            let now = Instant::now();
-            let Some(family) = self.family_of(&hash, now) else {
-                return Err(RefreshError::Unknown);
-            };
-            // Checks that consume nothing.
-            if family.record.client_id != msg.client_id {
-                return Err(RefreshError::WrongClient);
-            }
-            if let Some(resource) = &msg.resource
-                && *resource != family.record.resource
-            {
-                return Err(RefreshError::WrongResource);
-            }
-            let scope = match &msg.scope {
-                Some(requested) if !requested.is_subset(&family.scope) => {
-                    return Err(RefreshError::WiderScope);
-                }
-                Some(requested) if !requested.is_empty() => requested.clone(),
-                _ => family.scope.clone(),
-            };
-            let id = family.record.family_id.clone();
-
-            if family.record.current != hash {
-                let in_grace = family.record.previous == Some(hash)
-                    && family
-                        .rotated_at
-                        .is_some_and(|at| now.duration_since(at) <= self.args.grace);
-                if in_grace && let Some(salt) = family.record.salt {
-                    // The concurrent retry: the same successor, recomputed from the presented token.
-                    let again = successor(&msg.token, &salt);
-                    if again.sha256() == family.record.current {
-                        let grant = family.grant();
-                        self.remember_minted(
-                            &grant,
-                            msg.access_jti,
-                            msg.access_ttl,
-                            ctx.actor_ref(),
-                        );
-                        return Ok(Refreshed {
-                            grant,
-                            refresh_token: again,
-                            scope,
-                            grace: true,
-                        });
-                    }
-                }
-                // A retired token: whoever presents it, the chain is compromised.
-                tracing::warn!(
-                    actor = "RefreshTokens",
-                    flow = %family.record.flow,
-                    client_id = %family.record.client_id,
-                    sub = %family.record.subject,
-                    generation = family.record.generation,
-                    "refresh token reused; revoking its family"
-                );
-                let ended = self.end_then_revoke(vec![id]).await?;
-                return Err(RefreshError::Reused(ended));
-            }
-
-            // Rotate: compare-and-swap on the presented token in the store, then in memory.
-            let mut salt = [0u8; 32];
-            rand::fill(&mut salt[..]);
-            let next = successor(&msg.token, &salt);
-            let next_hash = next.sha256();
-            let now_ms = unix_now_ms();
-            let idle_ms = (now_ms + self.args.idle_ttl.as_millis() as u64)
-                .min(family.record.absolute_expires_at_ms);
-            let rotation = Rotation {
-                family_id: id.clone(),
-                presented: hash,
-                next: next_hash,
-                salt,
-                generation: family.record.generation + 1,
-                rotated_at_ms: now_ms,
-                idle_expires_at_ms: idle_ms,
-            };
-            if !self.args.store.rotate(&rotation).await? {
-                // Another server rotated or revoked it first: this presentation lost the race.
-                if shared && !lost {
-                    lost = true;
-                    continue;
-                }
-                return Err(RefreshError::Unknown);
-            }
-            let idle_ttl = self.args.idle_ttl;
-            let Some(family) = self.families.get_mut(&id) else {
-                return Err(RefreshError::Unknown);
-            };
-            family.record.previous = Some(hash);
-            family.record.current = next_hash;
-            family.record.tokens.push(next_hash);
-            family.record.salt = Some(salt);
-            family.record.generation = rotation.generation;
-            family.record.rotated_at_ms = Some(now_ms);
-            family.record.idle_expires_at_ms = idle_ms;
-            family.rotated_at = Some(now);
-            family.expires_at = (now + idle_ttl).min(family.absolute_at);
-            let grant = family.grant();
-            self.tokens.insert(next_hash, id);
-            self.remember_minted(&grant, msg.access_jti, msg.access_ttl, ctx.actor_ref());
-            return Ok(Refreshed {
-                grant,
-                refresh_token: next,
-                scope,
-                grace: false,
-            });
-        }
+        let (delegated, reply) = ctx.reply_sender();
+        self.rotate(msg, reply, false, ctx.actor_ref()).await;
+        self.commit_if_idle(ctx.actor_ref());
+        delegated
     }
 }
 
@@ -523,5 +507,7 @@ impl Message<Sweep> for RefreshTokens {
     }
 }
 
+#[cfg(test)]
+mod commit_tests;
 #[cfg(test)]
 mod tests;

@@ -530,5 +530,6 @@ async fn login_failures() {
     .await;
 }
 
+mod batches;
 mod races;
 mod sessions;

@@ -79,6 +79,17 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     /// (`UPDATE ... WHERE family_id = ? AND current = ?`, one row affected or none).
     fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>>;
 
+    /// Group commit: inserts `families` as [`insert_family`](Self::insert_family) does and
+    /// applies `rotations` as [`rotate`](Self::rotate) does, all in one transaction (one commit,
+    /// one `fsync`, for everyone waiting); answers, for each rotation in order, whether its
+    /// compare-and-swap applied. A rotation that does not apply changes nothing and does not
+    /// undo the others; an error changes nothing at all.
+    fn write_batch<'a>(
+        &'a self,
+        families: &'a [FamilyRecord],
+        rotations: &'a [Rotation],
+    ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>>;
+
     /// Deletes these families and all their tokens, atomically (revocation, reuse detection,
     /// consent revocation, expiry); answers how many existed. Ids that do not exist are ignored.
     /// After it commits no token of these families can be rotated.
@@ -180,77 +191,92 @@ macro_rules! sql_backend {
                 fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
                     let family = family.clone();
                     Box::pin(async move {
-                        let _write = write_timer("refresh_families");
-                        let mut tx = self.pool.begin().await?;
-                        sqlx::query(&<$store>::sql(
-                            "INSERT INTO refresh_families (family_id, client_id, subject, scope, resource, \
-                             flow, origin_jti, created_at_ms, absolute_expires_at_ms, idle_expires_at_ms, \
-                             generation, current, previous, rotated_at_ms, salt) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        ))
-                        .bind(&family.family_id)
-                        .bind(&family.client_id)
-                        .bind(&family.subject)
-                        .bind(&family.scope)
-                        .bind(&family.resource)
-                        .bind(&family.flow)
-                        .bind(&family.origin_jti)
-                        .bind(int(family.created_at_ms))
-                        .bind(int(family.absolute_expires_at_ms))
-                        .bind(int(family.idle_expires_at_ms))
-                        .bind(int(family.generation))
-                        .bind(family.current.to_vec())
-                        .bind(family.previous.map(|d| d.to_vec()))
-                        .bind(family.rotated_at_ms.map(int))
-                        .bind(family.salt.map(|d| d.to_vec()))
-                        .execute(&mut *tx)
-                        .await?;
-                        let mut tokens = family.tokens.clone();
-                        if !tokens.contains(&family.current) {
-                            tokens.push(family.current);
-                        }
-                        for token in tokens {
-                            sqlx::query(&<$store>::sql("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)"))
-                                .bind(token.to_vec())
-                                .bind(&family.family_id)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        Ok(tx.commit().await?)
+                        self.write_batch(std::slice::from_ref(&family), &[]).await?;
+                        Ok(())
                     })
                 }
 
                 fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
                     let rotation = rotation.clone();
                     Box::pin(async move {
+                        let swapped = self.write_batch(&[], std::slice::from_ref(&rotation)).await?;
+                        Ok(swapped.first() == Some(&true))
+                    })
+                }
+
+                fn write_batch<'a>(
+                    &'a self,
+                    families: &'a [FamilyRecord],
+                    rotations: &'a [Rotation],
+                ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
+                    Box::pin(async move {
+                        let _write = write_timer("refresh_families");
                         let mut tx = self.pool.begin().await?;
-                        let swapped = sqlx::query(&<$store>::sql(
-                            "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
-                             generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
-                             WHERE family_id = ? AND current = ?",
-                        ))
-                        .bind(rotation.next.to_vec())
-                        .bind(rotation.salt.to_vec())
-                        .bind(int(rotation.generation))
-                        .bind(int(rotation.rotated_at_ms))
-                        .bind(int(rotation.idle_expires_at_ms))
-                        .bind(&rotation.family_id)
-                        .bind(rotation.presented.to_vec())
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                            == 1;
-                        if !swapped {
-                            tx.rollback().await?;
-                            return Ok(false);
-                        }
-                        sqlx::query(&<$store>::sql("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)"))
-                            .bind(rotation.next.to_vec())
-                            .bind(&rotation.family_id)
+                        for family in families {
+                            sqlx::query(&<$store>::sql(
+                                "INSERT INTO refresh_families (family_id, client_id, subject, scope, resource, \
+                                 flow, origin_jti, created_at_ms, absolute_expires_at_ms, idle_expires_at_ms, \
+                                 generation, current, previous, rotated_at_ms, salt) \
+                                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            ))
+                            .bind(&family.family_id)
+                            .bind(&family.client_id)
+                            .bind(&family.subject)
+                            .bind(&family.scope)
+                            .bind(&family.resource)
+                            .bind(&family.flow)
+                            .bind(&family.origin_jti)
+                            .bind(int(family.created_at_ms))
+                            .bind(int(family.absolute_expires_at_ms))
+                            .bind(int(family.idle_expires_at_ms))
+                            .bind(int(family.generation))
+                            .bind(family.current.to_vec())
+                            .bind(family.previous.map(|d| d.to_vec()))
+                            .bind(family.rotated_at_ms.map(int))
+                            .bind(family.salt.map(|d| d.to_vec()))
                             .execute(&mut *tx)
                             .await?;
+                            let mut tokens = family.tokens.clone();
+                            if !tokens.contains(&family.current) {
+                                tokens.push(family.current);
+                            }
+                            for token in tokens {
+                                sqlx::query(&<$store>::sql("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)"))
+                                    .bind(token.to_vec())
+                                    .bind(&family.family_id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                        }
+                        let mut swapped = Vec::with_capacity(rotations.len());
+                        for rotation in rotations {
+                            let applied = sqlx::query(&<$store>::sql(
+                                "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
+                                 generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
+                                 WHERE family_id = ? AND current = ?",
+                            ))
+                            .bind(rotation.next.to_vec())
+                            .bind(rotation.salt.to_vec())
+                            .bind(int(rotation.generation))
+                            .bind(int(rotation.rotated_at_ms))
+                            .bind(int(rotation.idle_expires_at_ms))
+                            .bind(&rotation.family_id)
+                            .bind(rotation.presented.to_vec())
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected()
+                                == 1;
+                            if applied {
+                                sqlx::query(&<$store>::sql("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)"))
+                                    .bind(rotation.next.to_vec())
+                                    .bind(&rotation.family_id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                            swapped.push(applied);
+                        }
                         tx.commit().await?;
-                        Ok(true)
+                        Ok(swapped)
                     })
                 }
 

@@ -195,16 +195,19 @@ async fn balanced_on(
     }
 }
 
-/// A stateless `tools/call` of `whoami` (no session), and its answer's status and text.
+/// A stateless `tools/call` of `whoami` (no session), and its answer's status and text; status 0
+/// when no answer came (its server was killed with the request in flight).
 async fn whoami_at(http: &reqwest::Client, mcp: &str, token: &str) -> (u16, Value) {
-    let response = http
+    let sent = http
         .post(mcp)
         .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .json(&tool_call(1, "whoami", json!({})))
         .send()
-        .await
-        .unwrap();
+        .await;
+    let Ok(response) = sent else {
+        return (0, Value::Null);
+    };
     let status = response.status().as_u16();
     if status != 200 {
         return (status, Value::Null);

@@ -42,7 +42,10 @@ impl From<EndError> for RefreshError {
 impl RefreshTokens {
     /// Revokes the unexpired access tokens of these families, then ends them (the store first,
     /// then memory). A refused revocation leaves the families as they were.
-    async fn revoke_then_end(&mut self, ids: Vec<String>) -> Result<EndedFamilies, EndError> {
+    pub(super) async fn revoke_then_end(
+        &mut self,
+        ids: Vec<String>,
+    ) -> Result<EndedFamilies, EndError> {
         let now = Instant::now();
         let live: Vec<(String, Duration)> = ids
             .iter()
@@ -158,6 +161,8 @@ impl Message<RevokeClientFamilies> for RefreshTokens {
                 .map(|(id, _)| id.clone()),
         );
         let ids: Vec<String> = ids.into_iter().collect();
+        // And those on their way to the store (`commit.rs`).
+        self.end_issuing(msg.subject.as_deref(), msg.client_id.as_deref());
         self.revoke_then_end(ids).await
     }
 }
@@ -175,6 +180,8 @@ impl Message<RevokeCodeFamily> for RefreshTokens {
         if ids.is_empty() {
             ids.extend(self.args.store.family_id_by_origin(&msg.jti).await?);
         }
+        // It may be on its way to the store, or committed and not yet cached (`commit.rs`).
+        self.end_origin(&msg.jti);
         self.revoke_then_end(ids).await
     }
 }

@@ -173,6 +173,13 @@ impl RefreshTokenStore for LosingStore {
     fn rotate(&self, _: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async { Ok(false) })
     }
+    fn write_batch<'a>(
+        &'a self,
+        _: &'a [FamilyRecord],
+        rotations: &'a [Rotation],
+    ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
+        Box::pin(async { Ok(vec![false; rotations.len()]) })
+    }
     fn remove_families(&self, _: &[String]) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async { Err(StoreError("unavailable".into())) })
     }

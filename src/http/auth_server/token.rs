@@ -396,12 +396,13 @@ fn refresh_error(err: RefreshError) -> JsonError {
             ErrorCode::InvalidScope,
             "the requested scope exceeds the scope originally granted",
         ),
-        RefreshError::Full | RefreshError::AccessTokensNotRevoked | RefreshError::Store(_) => {
-            JsonError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "the server is busy; retry shortly",
-            )
-        }
+        RefreshError::Full
+        | RefreshError::Busy
+        | RefreshError::AccessTokensNotRevoked
+        | RefreshError::Store(_) => JsonError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the server is busy; retry shortly",
+        ),
     }
 }
 

@@ -16,6 +16,36 @@ struct FamiliesTable {
 }
 
 impl FamiliesTable {
+    fn insert(&mut self, family: &FamilyRecord) {
+        let mut family = family.clone();
+        if !family.tokens.contains(&family.current) {
+            family.tokens.push(family.current);
+        }
+        for token in &family.tokens {
+            self.tokens.insert(*token, family.family_id.clone());
+        }
+        self.refresh_families
+            .insert(family.family_id.clone(), family);
+    }
+
+    fn rotate(&mut self, rotation: &Rotation) -> bool {
+        match self.refresh_families.get_mut(&rotation.family_id) {
+            Some(family) if family.current == rotation.presented => {
+                family.previous = Some(family.current);
+                family.current = rotation.next;
+                family.tokens.push(rotation.next);
+                family.salt = Some(rotation.salt);
+                family.generation = rotation.generation;
+                family.rotated_at_ms = Some(rotation.rotated_at_ms);
+                family.idle_expires_at_ms = rotation.idle_expires_at_ms;
+                self.tokens
+                    .insert(rotation.next, rotation.family_id.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn remove(&mut self, family_id: &str) -> bool {
         let Some(family) = self.refresh_families.remove(family_id) else {
             return false;
@@ -43,37 +73,41 @@ impl FamiliesTable {
 /// Refresh-token families, with the same compare-and-swap rotation as the SQLite store.
 impl RefreshTokenStore for MemoryStore {
     fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        let mut family = family.clone();
-        if !family.tokens.contains(&family.current) {
-            family.tokens.push(family.current);
-        }
-        let done = self.with(|t: &mut FamiliesTable| {
-            for token in &family.tokens {
-                t.tokens.insert(*token, family.family_id.clone());
-            }
-            t.refresh_families.insert(family.family_id.clone(), family);
-        });
-        Box::pin(async move { done })
+        let family = family.clone();
+        Box::pin(async move {
+            self.write_batch(std::slice::from_ref(&family), &[]).await?;
+            Ok(())
+        })
     }
 
     fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
-        let done = self.with(|t: &mut FamiliesTable| {
-            match t.refresh_families.get_mut(&rotation.family_id) {
-                Some(family) if family.current == rotation.presented => {
-                    family.previous = Some(family.current);
-                    family.current = rotation.next;
-                    family.tokens.push(rotation.next);
-                    family.salt = Some(rotation.salt);
-                    family.generation = rotation.generation;
-                    family.rotated_at_ms = Some(rotation.rotated_at_ms);
-                    family.idle_expires_at_ms = rotation.idle_expires_at_ms;
-                    t.tokens.insert(rotation.next, rotation.family_id.clone());
-                    true
-                }
-                _ => false,
-            }
-        });
+        let done = self.with(|t: &mut FamiliesTable| t.rotate(rotation));
         Box::pin(async move { done })
+    }
+
+    fn write_batch<'a>(
+        &'a self,
+        families: &'a [FamilyRecord],
+        rotations: &'a [Rotation],
+    ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
+        let done = self.with(|t: &mut FamiliesTable| {
+            // As the SQL stores' keys: a family or token that exists fails the whole batch.
+            let exists = families.iter().any(|f| {
+                t.refresh_families.contains_key(&f.family_id)
+                    || f.tokens
+                        .iter()
+                        .chain([&f.current])
+                        .any(|h| t.tokens.contains_key(h))
+            });
+            if exists {
+                return Err(StoreError("a refresh-token family or token exists".into()));
+            }
+            for family in families {
+                t.insert(family);
+            }
+            Ok(rotations.iter().map(|r| t.rotate(r)).collect())
+        });
+        Box::pin(async move { done? })
     }
 
     fn remove_families(&self, family_ids: &[String]) -> BoxFuture<'_, Result<u64, StoreError>> {

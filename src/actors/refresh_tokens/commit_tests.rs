@@ -1,0 +1,237 @@
+//! Unit tests of the group commit (`commit.rs`): writes waiting together share a transaction, a
+//! retry during its rotation's commit gets the same successor, and a code replayed while its
+//! family is being written ends that family.
+
+use super::*;
+use crate::actors::revocations::RevocationsArgs;
+use crate::store::MemoryStore;
+use futures::future::BoxFuture;
+use kameo::actor::Spawn;
+use kameo::error::SendError;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The in-memory store whose transactions take 50 ms, counting them.
+struct Slow {
+    inner: MemoryStore,
+    batches: AtomicUsize,
+}
+
+impl RefreshTokenStore for Slow {
+    fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.insert_family(family)
+    }
+    fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.inner.rotate(rotation)
+    }
+    fn write_batch<'a>(
+        &'a self,
+        families: &'a [FamilyRecord],
+        rotations: &'a [Rotation],
+    ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.inner.write_batch(families, rotations).await
+        })
+    }
+    fn remove_families(&self, ids: &[String]) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.remove_families(ids)
+    }
+    fn load_live(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<FamilyRecord>, StoreError>> {
+        self.inner.load_live(now_ms)
+    }
+    fn count_families(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.count_families()
+    }
+    fn family_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> BoxFuture<'_, Result<Option<FamilyRecord>, StoreError>> {
+        self.inner.family_by_token(hash)
+    }
+    fn remove_dead_families(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.remove_dead_families(now_ms)
+    }
+    fn family_id_by_origin(&self, jti: &str) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        self.inner.family_id_by_origin(jti)
+    }
+    fn family_ids_of(
+        &self,
+        subject: Option<&str>,
+        client_id: Option<&str>,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.inner.family_ids_of(subject, client_id)
+    }
+    fn family_clients_of(
+        &self,
+        subject: &str,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<(String, u64)>, StoreError>> {
+        self.inner.family_clients_of(subject, now_ms)
+    }
+}
+
+fn spawn_slow() -> (ActorRef<RefreshTokens>, Arc<Slow>) {
+    let store = Arc::new(Slow {
+        inner: MemoryStore::new(),
+        batches: AtomicUsize::new(0),
+    });
+    let tokens = RefreshTokens::spawn(RefreshTokensArgs {
+        shared: false,
+        announce: None,
+        idle_ttl: Duration::from_secs(100),
+        absolute_ttl: Duration::from_secs(1000),
+        grace: Duration::from_secs(5),
+        max_families: 100,
+        cached: 100,
+        store: store.clone(),
+        revocations: Revocations::spawn(RevocationsArgs {
+            max_entries: 100,
+            store: Arc::new(MemoryStore::new()),
+        }),
+    });
+    (tokens, store)
+}
+
+fn issue(jti: &str) -> IssueRefreshToken {
+    IssueRefreshToken {
+        client_id: "c1".into(),
+        subject: "alice".into(),
+        scope: ScopeSet::parse("mcp.read").unwrap(),
+        resource: "r".into(),
+        flow: FlowId::mint(),
+        access_jti: jti.into(),
+        access_ttl: Duration::from_secs(60),
+    }
+}
+
+fn refresh(token: &Secret, jti: &str) -> RotateRefreshToken {
+    RotateRefreshToken {
+        token: token.clone(),
+        client_id: "c1".into(),
+        resource: None,
+        scope: None,
+        access_jti: jti.into(),
+        access_ttl: Duration::from_secs(60),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_waiting_together_share_a_transaction() {
+    let (tokens, store) = spawn_slow();
+    let issued = futures::future::join_all(
+        (0..8).map(|i| tokens.ask(issue(&format!("a{i}"))).into_future()),
+    )
+    .await;
+    let firsts: Vec<Secret> = issued.into_iter().map(Result::unwrap).collect();
+    // The first alone, the seven that came while it committed in the next transaction.
+    assert_eq!(store.batches.load(Ordering::SeqCst), 2);
+    let refreshed = futures::future::join_all(
+        firsts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| tokens.ask(refresh(t, &format!("b{i}"))).into_future()),
+    )
+    .await;
+    assert_eq!(store.batches.load(Ordering::SeqCst), 4);
+    for (first, answer) in firsts.iter().zip(refreshed) {
+        let answer = answer.unwrap();
+        assert!(!answer.grace);
+        // Committed: the store has the successor as the family's current token.
+        let stored = store
+            .inner
+            .family_by_token(&first.sha256())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.current, answer.refresh_token.sha256());
+        assert_eq!(stored.generation, 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_during_its_rotations_commit_gets_the_same_successor() {
+    let (tokens, _) = spawn_slow();
+    let t0 = tokens.ask(issue("a0")).await.unwrap();
+    let (one, two) = tokio::join!(
+        tokens.ask(refresh(&t0, "a1")).into_future(),
+        tokens.ask(refresh(&t0, "a2")).into_future()
+    );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert_eq!(one.refresh_token, two.refresh_token);
+    assert_eq!(
+        [one.grace, two.grace],
+        [false, true],
+        "the second was held, then met the rotation within the grace window"
+    );
+    // The chain goes on from the one successor.
+    tokens.ask(refresh(&one.refresh_token, "a3")).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_code_replayed_while_its_family_is_written_ends_the_family() {
+    let (tokens, store) = spawn_slow();
+    // The family is on its way to the store when the code's replay looks for it.
+    let issuing = tokens.ask(issue("a0")).into_future();
+    let replay = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokens.ask(RevokeCodeFamily { jti: "a0".into() }).await
+    };
+    let (issued, replayed) = tokio::join!(issuing, replay);
+    assert!(replayed.is_ok());
+    assert!(matches!(
+        issued,
+        Err(SendError::HandlerError(RefreshError::Unknown))
+    ));
+    assert_eq!(store.inner.count_families().await.unwrap(), 0);
+    // A replay seen before the family was asked for: it is not made at all.
+    tokens
+        .ask(RevokeCodeFamily { jti: "b0".into() })
+        .await
+        .unwrap();
+    assert!(matches!(
+        tokens.ask(issue("b0")).await,
+        Err(SendError::HandlerError(RefreshError::Unknown))
+    ));
+    assert_eq!(store.inner.count_families().await.unwrap(), 0);
+    // Others are made as usual.
+    tokens.ask(issue("c0")).await.unwrap();
+    assert_eq!(store.inner.count_families().await.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_revoked_while_its_family_is_written_ends_the_family() {
+    let (tokens, store) = spawn_slow();
+    let issuing = tokens.ask(issue("a0")).into_future();
+    let revoke = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let grant = RevokeClientFamilies {
+            subject: Some("alice".into()),
+            client_id: Some("c1".into()),
+        };
+        tokens.ask(grant).await
+    };
+    let (issued, revoked) = tokio::join!(issuing, revoke);
+    assert!(revoked.is_ok());
+    assert!(matches!(
+        issued,
+        Err(SendError::HandlerError(RefreshError::Unknown))
+    ));
+    assert_eq!(store.inner.count_families().await.unwrap(), 0);
+    // Another user's family, on its way at the same time, is made.
+    let issuing = tokens.ask(IssueRefreshToken {
+        subject: "bob".into(),
+        ..issue("b0")
+    });
+    let revoke = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let grant = RevokeClientFamilies {
+            subject: Some("alice".into()),
+            client_id: None,
+        };
+        tokens.ask(grant).await
+    };
+    let (issued, revoked) = tokio::join!(issuing.into_future(), revoke);
+    assert!(revoked.is_ok() && issued.is_ok());
+    assert_eq!(store.inner.count_families().await.unwrap(), 1);
+}

@@ -1,0 +1,50 @@
+//! Group commit of refresh-token writes: new families and rotations in one transaction, each
+//! rotation still a compare-and-swap of its own.
+
+use super::{family, on_every_backend, rotation};
+use crate::store::*;
+
+#[tokio::test]
+async fn a_batch_inserts_families_and_applies_each_rotation_that_swaps() {
+    on_every_backend(async |store: &dyn Store| {
+        store.insert_family(&family("f1", 1)).await.unwrap();
+        store.insert_family(&family("f2", 2)).await.unwrap();
+        // Two new families, a rotation that swaps, one whose token is stale and one of a family
+        // that does not exist: the stale ones change nothing and undo nothing.
+        let swapped = store
+            .write_batch(
+                &[family("f3", 3), family("f4", 4)],
+                &[
+                    rotation("f1", 1, 5),
+                    rotation("f2", 9, 6),
+                    rotation("ghost", 1, 7),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(swapped, [true, false, false]);
+        assert_eq!(store.count_families().await.unwrap(), 4);
+        let f1 = store.family_by_token(&[5; 32]).await.unwrap().expect("f1");
+        assert_eq!((f1.family_id.as_str(), f1.previous), ("f1", Some([1; 32])));
+        let f2 = store.family_by_token(&[2; 32]).await.unwrap().expect("f2");
+        assert_eq!((f2.current, f2.generation), ([2; 32], 0), "f2 unchanged");
+        assert!(store.family_by_token(&[6; 32]).await.unwrap().is_none());
+        for (id, token) in [("f3", 3), ("f4", 4)] {
+            let found = store.family_by_token(&[token; 32]).await.unwrap();
+            assert_eq!(found.map(|f| f.family_id), Some(id.to_string()));
+        }
+        // A batch with nothing in it commits nothing, and a failing one changes nothing: f1
+        // inserted again violates its key, so the rotation of f3 beside it is not applied.
+        assert!(store.write_batch(&[], &[]).await.unwrap().is_empty());
+        assert!(
+            store
+                .write_batch(&[family("f1", 8)], &[rotation("f3", 3, 10)])
+                .await
+                .is_err()
+        );
+        let f3 = store.family_by_token(&[3; 32]).await.unwrap().expect("f3");
+        assert_eq!(f3.current, [3; 32], "the failed batch applied nothing");
+        assert!(store.family_by_token(&[8; 32]).await.unwrap().is_none());
+    })
+    .await;
+}
