@@ -310,9 +310,9 @@ const MAX_BATCH: usize = 256;
 /// Most registrations waiting for a transaction; beyond it, "try later".
 const MAX_PENDING: usize = 4 * MAX_BATCH;
 
-/// Longest a transaction of registrations may take before its callers are answered with an
-/// error (a row that commits later anyway was never acknowledged, and is reaped unused).
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a transaction of registrations may take before it is abandoned (rolled back) and its
+/// callers are answered with an error: shorter than a caller waits for an answer.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The registrations of one transaction, committed or not: sent to the registry by the task
 /// that wrote them and answered their callers.
@@ -344,14 +344,17 @@ impl ClientRegistry {
             let records: Vec<ClientRecord> = batch.iter().map(|p| p.record.clone()).collect();
             // In a task of its own, so that a panic is an error here; bounded in time, so that
             // a hung statement does not stop registrations for good.
-            let insert = {
+            let mut insert = {
                 let (store, records) = (Arc::clone(&store), records.clone());
                 tokio::spawn(async move { store.insert_clients(&records).await })
             };
-            let committed = match tokio::time::timeout(COMMIT_TIMEOUT, insert).await {
+            let committed = match tokio::time::timeout(COMMIT_TIMEOUT, &mut insert).await {
                 Ok(Ok(committed)) => committed,
                 Ok(Err(_)) => Err(StoreError("the registration transaction failed".into())),
-                Err(_) => Err(StoreError("the registration transaction timed out".into())),
+                Err(_) => {
+                    insert.abort();
+                    Err(StoreError("the registration transaction timed out".into()))
+                }
             };
             for pending in batch {
                 let answer = match &committed {

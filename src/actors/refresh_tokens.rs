@@ -288,6 +288,8 @@ enum Write {
 /// A refresh of a family whose rotation is on its way to the store.
 struct HeldRotation {
     request: RotateRefreshToken,
+    /// It already lost a compare-and-swap once (a shared store).
+    lost: bool,
     reply: Option<ReplySender<Result<Refreshed, RefreshError>>>,
 }
 
@@ -316,14 +318,18 @@ pub struct RefreshTokens {
     by_origin: HashMap<String, String>,
     /// Family -> the access tokens minted here from it (in memory only; they are short-lived).
     minted: HashMap<String, Minted>,
-    /// Families in the store: counted at start and at each store sweep, kept in between.
+    /// Families in the store: counted at start and at each store sweep, kept in between; and how
+    /// many times they were counted.
     stored: u64,
+    recounts: u64,
     /// Group commit (`commit.rs`): the writes waiting for the next transaction, whether one is
     /// under way, the new families among them and it (origin access token -> user and client),
     /// the families with a rotation among them or it, and the refreshes of those families,
     /// judged again once it has committed.
     pending: Vec<Write>,
     committing: bool,
+    /// This instance (a restarted actor ignores the transactions its predecessor began).
+    run: u64,
     issuing: HashMap<String, (String, String)>,
     rotating: HashSet<String>,
     held: Vec<HeldRotation>,
@@ -351,8 +357,10 @@ impl Actor for RefreshTokens {
             by_origin: HashMap::new(),
             minted: HashMap::new(),
             stored: 0,
+            recounts: 0,
             pending: Vec::new(),
             committing: false,
+            run: rand::random(),
             issuing: HashMap::new(),
             rotating: HashSet::new(),
             held: Vec::new(),
@@ -486,7 +494,8 @@ impl Message<Sweep> for RefreshTokens {
         let expired: Vec<String> = self
             .families
             .iter()
-            .filter(|(_, family)| family.expires_at <= now)
+            // A family whose rotation is on its way has its deadline pushed back when it commits.
+            .filter(|(id, family)| family.expires_at <= now && !self.rotating.contains(*id))
             .map(|(id, family)| {
                 tracing::info!(actor = "RefreshTokens", flow = %family.record.flow, "timer: refresh-token family expired");
                 id.clone()

@@ -248,8 +248,13 @@ macro_rules! sql_backend {
                                     .await?;
                             }
                         }
-                        let mut swapped = Vec::with_capacity(rotations.len());
-                        for rotation in rotations {
+                        // Rows locked in one order at every server: two servers' transactions
+                        // rotating the same families never wait for each other in a circle.
+                        let mut order: Vec<usize> = (0..rotations.len()).collect();
+                        order.sort_by(|a, b| rotations[*a].family_id.cmp(&rotations[*b].family_id));
+                        let mut swapped = vec![false; rotations.len()];
+                        for index in order {
+                            let rotation = &rotations[index];
                             let applied = sqlx::query(&<$store>::sql(
                                 "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
                                  generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
@@ -273,7 +278,7 @@ macro_rules! sql_backend {
                                     .execute(&mut *tx)
                                     .await?;
                             }
-                            swapped.push(applied);
+                            swapped[index] = applied;
                         }
                         tx.commit().await?;
                         Ok(swapped)

@@ -161,7 +161,11 @@ impl RefreshTokens {
             }
         }
         match self.args.store.count_families().await {
-            Ok(stored) => self.stored = stored,
+            Ok(stored) => {
+                self.stored = stored;
+                // A transaction under way may be in this count: its families are not added again.
+                self.recounts += 1;
+            }
             Err(err) => {
                 tracing::warn!(actor = "RefreshTokens", error = %err, "families not counted")
             }

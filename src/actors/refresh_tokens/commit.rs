@@ -32,12 +32,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Longest a transaction may take before its callers are answered with an error.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a transaction may take before it is abandoned (rolled back) and its callers are
+/// answered with an error: shorter than a caller waits for an answer.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The writes of one transaction and what the store answered: for each rotation in order,
 /// whether its compare-and-swap applied.
 pub struct Committed {
+    /// The instance that began the transaction, and its count of the stored families then.
+    run: u64,
+    recounts: u64,
     writes: Vec<Write>,
     outcome: Result<Vec<bool>, StoreError>,
 }
@@ -74,29 +78,46 @@ impl RefreshTokens {
             return;
         }
         let count = self.pending.len().min(MAX_BATCH);
-        let writes: Vec<Write> = self.pending.drain(..count).collect();
+        let mut writes: Vec<Write> = self.pending.drain(..count).collect();
         self.committing = true;
         let mut families: Vec<FamilyRecord> = Vec::new();
         let mut rotations: Vec<Rotation> = Vec::new();
-        for write in &writes {
+        // The rotations are dated as they go to the store, not as they were judged: the grace
+        // window of a retry held meanwhile starts when the rotation commits, not before.
+        let now_ms = unix_now_ms();
+        for write in &mut writes {
             match write {
                 Write::Issue { family, .. } => families.push(family.record.clone()),
-                Write::Rotate { rotation, .. } => rotations.push(rotation.clone()),
+                Write::Rotate { rotation, .. } => {
+                    rotation.rotated_at_ms = rotation.rotated_at_ms.max(now_ms);
+                    rotations.push(rotation.clone());
+                }
             }
         }
         let store = Arc::clone(&self.args.store);
-        let actor = actor.clone();
+        let (actor, run, recounts) = (actor.clone(), self.run, self.recounts);
         tokio::spawn(async move {
-            // In a task of its own, so that a panic is an error here; bounded in time, so that
-            // a hung statement does not stop refreshes for good.
-            let write = tokio::spawn(async move { store.write_batch(&families, &rotations).await });
-            let outcome = match tokio::time::timeout(COMMIT_TIMEOUT, write).await {
+            // In a task of its own, so that a panic is an error here; bounded in time, and
+            // abandoned (rolled back) past it, so that a hung statement neither stops refreshes
+            // for good nor commits after its callers were told it failed.
+            let mut write =
+                tokio::spawn(async move { store.write_batch(&families, &rotations).await });
+            let outcome = match tokio::time::timeout(COMMIT_TIMEOUT, &mut write).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(_)) => Err(StoreError("the refresh-token transaction failed".into())),
-                Err(_) => Err(StoreError("the refresh-token transaction timed out".into())),
+                Err(_) => {
+                    write.abort();
+                    Err(StoreError("the refresh-token transaction timed out".into()))
+                }
             };
             // The actor answers (a stopped actor drops the writes: their callers get an error).
-            let _ = actor.tell(Committed { writes, outcome }).await;
+            let committed = Committed {
+                run,
+                recounts,
+                writes,
+                outcome,
+            };
+            let _ = actor.tell(committed).await;
         });
     }
 
@@ -112,7 +133,11 @@ impl RefreshTokens {
             Err(err) => send(reply, Err(err)),
             Ok(Judged::Answer(refreshed)) => send(reply, Ok(refreshed)),
             Ok(_) if self.waiting() >= MAX_WAITING => send(reply, Err(RefreshError::Busy)),
-            Ok(Judged::Hold) => self.held.push(HeldRotation { request, reply }),
+            Ok(Judged::Hold) => self.held.push(HeldRotation {
+                request,
+                lost,
+                reply,
+            }),
             Ok(Judged::Rotate {
                 rotation,
                 next,
@@ -311,7 +336,12 @@ impl Message<Committed> for RefreshTokens {
 
     async fn handle(&mut self, msg: Committed, ctx: &mut Context<Self, ()>) {
         let actor = ctx.actor_ref().clone();
-        self.committing = false;
+        // A predecessor's transaction is answered, but this instance's own goes on.
+        if msg.run == self.run {
+            self.committing = false;
+        }
+        // Counted since the transaction began (or by a successor): its families are in the count.
+        let counted = msg.run != self.run || msg.recounts != self.recounts;
         let mut swapped = msg.outcome.as_ref().ok().map(|flags| flags.iter());
         let mut lost = Vec::new();
         for write in msg.writes {
@@ -328,14 +358,16 @@ impl Message<Committed> for RefreshTokens {
                         send(reply, Err(RefreshError::Store(err.clone())));
                         continue;
                     }
-                    self.stored += 1;
+                    if !counted {
+                        self.stored += 1;
+                    }
                     let grant = family.grant();
                     self.insert(family);
                     self.remember_minted(&grant, access_jti.clone(), access_ttl, &actor);
                     if self.origin_ended(&access_jti) {
                         // Its code was replayed, or its grant revoked, while it was being
-                        // written: ended as a replay ends it, with the access tokens minted.
-                        let ended = self.revoke_then_end(vec![grant.family_id]).await;
+                        // written: it ends, then the access tokens minted from it are revoked.
+                        let ended = self.end_then_revoke(vec![grant.family_id]).await;
                         send(
                             reply,
                             Err(match ended {
@@ -372,18 +404,20 @@ impl Message<Committed> for RefreshTokens {
                         send(reply, answer);
                     } else if self.args.shared && !lost_before {
                         // Another server rotated or revoked it first: judged again, once.
-                        lost.push(HeldRotation { request, reply });
+                        lost.push(HeldRotation {
+                            request,
+                            lost: true,
+                            reply,
+                        });
                     } else {
                         send(reply, Err(RefreshError::Unknown));
                     }
                 }
             }
         }
-        for held in lost {
-            self.rotate(held.request, held.reply, true, &actor).await;
-        }
-        for held in std::mem::take(&mut self.held) {
-            self.rotate(held.request, held.reply, false, &actor).await;
+        for held in lost.into_iter().chain(std::mem::take(&mut self.held)) {
+            self.rotate(held.request, held.reply, held.lost, &actor)
+                .await;
         }
         self.commit_if_idle(&actor);
     }

@@ -160,9 +160,9 @@ impl Message<RevokeClientFamilies> for RefreshTokens {
                 })
                 .map(|(id, _)| id.clone()),
         );
-        let ids: Vec<String> = ids.into_iter().collect();
         // And those on their way to the store (`commit.rs`).
         self.end_issuing(msg.subject.as_deref(), msg.client_id.as_deref());
+        let ids: Vec<String> = ids.into_iter().collect();
         self.revoke_then_end(ids).await
     }
 }
@@ -175,13 +175,13 @@ impl Message<RevokeCodeFamily> for RefreshTokens {
         msg: RevokeCodeFamily,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        // It may be on its way to the store, or committed and not yet cached (`commit.rs`).
+        self.end_origin(&msg.jti);
         let mut ids: Vec<String> = self.by_origin.get(&msg.jti).cloned().into_iter().collect();
         // Not cached, or (on a store other servers write too) redeemed at another server.
         if ids.is_empty() {
             ids.extend(self.args.store.family_id_by_origin(&msg.jti).await?);
         }
-        // It may be on its way to the store, or committed and not yet cached (`commit.rs`).
-        self.end_origin(&msg.jti);
         self.revoke_then_end(ids).await
     }
 }
