@@ -6,7 +6,8 @@
 # upstream OpenID provider (upstream_op.mjs) and the server on free loopback ports, the server in
 # a temporary directory, runs every check, stops them, and prints one `PASS name` /
 # `FAIL name: reason` line per check and a closing `N passed, N failed` line.
-# Exits non-zero when any check fails.
+# Exits non-zero when any check fails. Then the replicas scenario (balanced.sh): two of each
+# server on a scratch PostgreSQL database behind haproxy, with a restart of PostgreSQL itself.
 #
 # INTEROP_SCREENSHOTS=1 also writes docs/screenshots/login.png and consent.png from alice's flow.
 set -uo pipefail
@@ -188,6 +189,11 @@ run_checks conformance "$NODE22" conformance.mjs
 
 stop_servers
 trap - EXIT
+
+# Replicas: two of each server on PostgreSQL behind haproxy, the TypeScript SDK through them, and
+# a PostgreSQL restart (balanced.sh).
+export BIN_DIR="$TARGET_DIR/release" NODE WORK
+run_checks balanced bash "$HERE/balanced.sh"
 
 # A check named in expected-failures.txt may fail without failing the run; once it passes, the
 # run fails until its line is removed, so the list cannot hide a fix or outlive a feature.

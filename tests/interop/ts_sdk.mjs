@@ -13,7 +13,9 @@
 // Environment: MCP_URL (the RS endpoint), ISSUER, SCRATCH (a directory for the access token the
 // conformance run uses), INTEROP_SCREENSHOTS=1 and SCREENSHOT_DIR to write the page screenshots;
 // UPSTREAM_OP (the upstream OP's issuer, empty when it did not start), UPSTREAM_ID and
-// UPSTREAM_NAME (the provider's id and name in the server's identity providers file).
+// UPSTREAM_NAME (the provider's id and name in the server's identity providers file);
+// TS_SDK_FLOWS=users runs only alice's and bob's flows, and CHECK_PREFIX goes before every
+// check's name (the replicas scenario, balanced.sh, runs them through haproxy).
 // Prints `PASS name` / `FAIL name: reason` lines.
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -33,12 +35,14 @@ const PASSWORDS = { alice: 'password123', bob: 'hunter2' };
 const UPSTREAM_OP = process.env.UPSTREAM_OP ?? '';
 const UPSTREAM_ID = process.env.UPSTREAM_ID ?? 'op';
 const UPSTREAM_BUTTON = `Sign in with ${process.env.UPSTREAM_NAME ?? 'Local OP'}`;
+const ONLY_USERS = process.env.TS_SDK_FLOWS === 'users';
+const CHECK_PREFIX = process.env.CHECK_PREFIX ?? '';
 
 function pass(name) {
-  console.log(`PASS ${name}`);
+  console.log(`PASS ${CHECK_PREFIX}${name}`);
 }
 function fail(name, reason) {
-  console.log(`FAIL ${name}: ${String(reason).replace(/\s+/g, ' ').slice(0, 400)}`);
+  console.log(`FAIL ${CHECK_PREFIX}${name}: ${String(reason).replace(/\s+/g, ' ').slice(0, 400)}`);
 }
 
 /**
@@ -433,9 +437,11 @@ const browser = await launchBrowser();
 try {
   await userFlow(browser, 'alice', LATEST_PROTOCOL_VERSION);
   await userFlow(browser, 'bob', '2025-06-18', '2025-06-18');
-  await stepUpFlow(browser);
-  await upstreamFlow(browser);
-  await upstreamErrorFlow(browser);
+  if (!ONLY_USERS) {
+    await stepUpFlow(browser);
+    await upstreamFlow(browser);
+    await upstreamErrorFlow(browser);
+  }
 } finally {
   await browser.close();
 }
