@@ -32,9 +32,22 @@ async fn writes_at(
     seconds: Duration,
     concurrency: usize,
 ) -> anyhow::Result<[Measured; 3]> {
+    let registrations = registrations(view, seconds, concurrency).await?;
+    let (browser, client_id) = returning_user(view).await?;
+    let flows = returning_flows(&browser, view, &client_id, seconds, concurrency).await;
+    let rotations = refresh_rotations(&browser, view, &client_id, seconds, concurrency).await?;
+    Ok([registrations, flows, rotations])
+}
+
+/// Dynamic client registrations (public clients) in a closed loop.
+pub async fn registrations(
+    view: &ServersView,
+    seconds: Duration,
+    concurrency: usize,
+) -> anyhow::Result<Measured> {
     let http = load_client(concurrency)?;
     let url = format!("{}/register", view.issuer);
-    let registrations = closed_loop(seconds, concurrency, 201, move |_| {
+    Ok(closed_loop(seconds, concurrency, 201, move |_| {
         let (http, url) = (http.clone(), url.clone());
         async move {
             let body = json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
@@ -44,11 +57,7 @@ async fn writes_at(
             Ok(status)
         }
     })
-    .await;
-    let (browser, client_id) = returning_user(view).await?;
-    let flows = returning_flows(&browser, view, &client_id, seconds, concurrency).await;
-    let rotations = refresh_rotations(&browser, view, &client_id, seconds, concurrency).await?;
-    Ok([registrations, flows, rotations])
+    .await)
 }
 
 pub async fn run_durable(

@@ -4,7 +4,7 @@
 //! server's resident memory. It is a workspace member of its own, so that the servers' package
 //! does not build its plotting and load-generating dependencies.
 //!
-//! - `run` (`run.rs`): throughput, latency, overload, trace cost, signing limit, then `memory`.
+//! - `run` (`run.rs`, `headline.rs`): the default configuration first, then throughput, latency, overload, trace cost, signing limit, then `memory`.
 //! - `memory` (`memory.rs`): idle RSS of each server, RSS per registered client.
 //! - `flood` (`flood.rs`): registration and failed-login floods.
 //! - `store-fill` (`store_fill.rs`): a store of a million clients and families, and the start.
@@ -16,6 +16,7 @@ mod durable;
 mod flood;
 mod flows;
 mod grants;
+mod headline;
 mod load;
 mod memory;
 mod profile;

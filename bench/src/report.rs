@@ -45,8 +45,11 @@ pub fn print_overload_row(
     );
 }
 
-/// Writes the sweep (concurrency, rate, p99 in ms) as two panels side by side.
-pub fn write_plot(path: &std::path::Path, points: &[(usize, f64, f64)]) -> anyhow::Result<()> {
+/// A named sweep: (concurrency, rate, p99 in ms) points.
+pub type Series<'a> = (&'a str, &'a [(usize, f64, f64)]);
+
+/// Writes the sweeps as two panels side by side, throughput and p99, one line per sweep.
+pub fn write_plot(path: &std::path::Path, sweeps: &[Series]) -> anyhow::Result<()> {
     use plotters::prelude::*;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -54,19 +57,29 @@ pub fn write_plot(path: &std::path::Path, points: &[(usize, f64, f64)]) -> anyho
     let root = SVGBackend::new(path, (800, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(400);
-    let max_c = points.iter().map(|p| p.0).max().unwrap_or(1) as f64;
-    let max_rate = points.iter().map(|p| p.1).fold(1.0, f64::max);
-    let max_p99 = points.iter().map(|p| p.2).fold(0.1, f64::max);
-    let rates: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.1)).collect();
-    let p99s: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.2)).collect();
+    let points = || sweeps.iter().flat_map(|(_, points)| points.iter());
+    let max_c = points().map(|p| p.0).max().unwrap_or(1) as f64;
+    let max_rate = points().map(|p| p.1).fold(1.0, f64::max);
+    let max_p99 = points().map(|p| p.2).fold(0.1, f64::max);
+    let colors = [BLUE, RED, GREEN, MAGENTA];
+    let lines = |value: fn(&(usize, f64, f64)) -> f64| -> Vec<Line> {
+        sweeps
+            .iter()
+            .zip(colors.iter().cycle())
+            .map(|((name, points), color)| Line {
+                name,
+                points: points.iter().map(|p| (p.0 as f64, value(p))).collect(),
+                color: *color,
+            })
+            .collect()
+    };
     draw_panel(
         &left,
         "tools/call greet: throughput",
         "requests/s",
         max_c,
         max_rate,
-        &rates,
-        &BLUE,
+        &lines(|p| p.1),
     )?;
     draw_panel(
         &right,
@@ -74,22 +87,27 @@ pub fn write_plot(path: &std::path::Path, points: &[(usize, f64, f64)]) -> anyho
         "p99 (ms)",
         max_c,
         max_p99,
-        &p99s,
-        &RED,
+        &lines(|p| p.2),
     )?;
     root.present()?;
     Ok(())
 }
 
-/// One panel of the plot: `series` against concurrency (log scale), as a line with dots.
+/// One line of a panel: a sweep's name, its points, its color.
+struct Line<'a> {
+    name: &'a str,
+    points: Vec<(f64, f64)>,
+    color: plotters::style::RGBColor,
+}
+
+/// One panel of the plot: each line against concurrency (log scale), with dots and a legend.
 fn draw_panel<DB: plotters::prelude::DrawingBackend>(
     area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
     caption: &str,
     y_desc: &str,
     max_x: f64,
     max_y: f64,
-    series: &[(f64, f64)],
-    color: &plotters::style::RGBColor,
+    lines: &[Line],
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
@@ -106,11 +124,23 @@ where
         .x_desc("concurrency")
         .y_desc(y_desc)
         .draw()?;
-    chart.draw_series(LineSeries::new(series.iter().copied(), color))?;
-    chart.draw_series(
-        series
-            .iter()
-            .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
-    )?;
+    for line in lines {
+        let color = line.color;
+        chart
+            .draw_series(LineSeries::new(line.points.iter().copied(), color))?
+            .label(line.name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        chart.draw_series(
+            line.points
+                .iter()
+                .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }

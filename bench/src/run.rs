@@ -1,4 +1,5 @@
-//! `mcp-oauth-bench run`: throughput and latency of every hot path against their targets, the
+//! `mcp-oauth-bench run`: first the default configuration (`headline.rs`), then, in memory with
+//! the trace off: throughput and latency of every hot path against their targets, the
 //! token minting rate against the machine's raw RS256 signing limit, overload at four times the
 //! sustainable concurrency, the servers' resident memory, the cost of the flow trace, and a sweep
 //! of `tools/call` over concurrency levels with its plot; then the memory figures.
@@ -35,6 +36,8 @@ pub async fn run_bench(
     // the limit the minting rate is compared with is measured again just before and just after
     // it, so that a machine whose speed drifts during the run (a shared host) does not skew it.
     let first_signing = raw_signing_rate(seconds);
+    let default_sweep =
+        crate::headline::headline(binaries, seconds, concurrency, sweep, first_signing).await?;
 
     let mut settings = no_limits();
     settings.extend(["--introspection-secret", INTROSPECTION_SECRET]);
@@ -284,7 +287,7 @@ pub async fn run_bench(
     );
 
     trace_cost(binaries, &http, seconds, concurrency).await?;
-    sweep_and_plot(binaries, &http, seconds, sweep, plot).await?;
+    sweep_and_plot(binaries, &http, seconds, sweep, &default_sweep, plot).await?;
 
     run_memory(binaries, 10_000, concurrency, seconds * 12).await
 }
@@ -429,12 +432,14 @@ pub async fn baseline(
     Ok(())
 }
 
-/// tools/call at each concurrency of `sweep`, as a table and as the plot at `plot`.
+/// tools/call at each concurrency of `sweep`, in memory with the trace off, as a table, and as
+/// the plot at `plot` beside `default_sweep` (the default configuration's).
 async fn sweep_and_plot(
     binaries: &Binaries,
     http: &reqwest::Client,
     seconds: Duration,
     sweep: &[usize],
+    default_sweep: &[crate::headline::SweepPoint],
     plot: &std::path::Path,
 ) -> anyhow::Result<()> {
     // Sweep of concurrency for the plot.
@@ -448,7 +453,13 @@ async fn sweep_and_plot(
         points.push((c, m.rate(), m.percentile(0.99)));
     }
     drop(servers);
-    write_plot(plot, &points)?;
+    write_plot(
+        plot,
+        &[
+            ("default configuration", default_sweep),
+            ("in memory, trace off", &points),
+        ],
+    )?;
     println!("\nPlot: {}", plot.display());
     Ok(())
 }

@@ -180,6 +180,22 @@ impl Servers {
         )
     }
 
+    /// The servers as a user runs them: the durable SQLite store in `data_dir`, the flow trace
+    /// at its default filter, written to a file, and `extra`.
+    pub fn start_default(
+        binaries: &Binaries,
+        extra: &[&str],
+        data_dir: &Path,
+    ) -> anyhow::Result<Servers> {
+        Self::start_on(
+            binaries,
+            extra,
+            SERVERS_DEFAULT_FILTER,
+            &["--data-dir".into(), data_dir.into()],
+            None,
+        )
+    }
+
     /// The servers with their store on the PostgreSQL database at `url`; with `public`, a
     /// replica behind a balancer at those URLs (this one listening on ports of its own).
     pub fn start_on_database(
