@@ -27,7 +27,8 @@
 //! (`refresh_tokens/revocation.rs`).
 //!
 //! Persistence and memory: the store ([`RefreshTokenStore`], `store/refresh_tokens.rs`) is the
-//! truth; every change goes through it and is answered only once it has committed. The actor
+//! truth; every change goes through it and is answered only once it has committed (the writes
+//! waiting together share one transaction: `refresh_tokens/commit.rs`). The actor
 //! keeps the families used most recently (`--cached-refresh-families`) and reads a family from
 //! the store when a token it does not hold is presented, so its memory does not grow with the
 //! table and it reads nothing at start. The access tokens minted here from each family are kept
