@@ -393,6 +393,29 @@ async fn killed_replicas_lose_no_acknowledged_write() {
         let refreshed = lb.issuer.post("/token", &form).await;
         ok_json(refreshed, "the last acknowledged refresh token").await;
     }
+    // alice's consent, acknowledged before the kill, is remembered: signed in again, she is not
+    // asked again.
+    let pkce = mcp_oauth_testkit::Pkce::new();
+    let url = mcp_oauth_testkit::authorize_url(
+        &lb.issuer.url,
+        &lb.issuer.client_id,
+        &pkce.challenge,
+        &[
+            ("redirect_uri", REDIRECT_URI),
+            ("scope", "mcp.read mcp.write"),
+            ("resource", lb.resource.as_str()),
+            ("state", "s"),
+        ],
+    )
+    .unwrap();
+    let browser = mcp_oauth_testkit::browser().unwrap();
+    let start = browser.get(&url).send().await.unwrap();
+    let login_url = mcp_oauth_testkit::location(&start).unwrap();
+    let signed_in = mcp_oauth_testkit::sign_in(&browser, &login_url, "alice", "password123")
+        .await
+        .unwrap();
+    let back = mcp_oauth_testkit::location(&signed_in).unwrap();
+    assert!(back.starts_with(REDIRECT_URI), "no consent page: {back}");
     // And a new user's whole flow runs on the survivor.
     let tokens = lb.issuer.tokens_as(&lb.resource, "bob", "hunter2").await;
     let (status, who) = whoami_at(&http, &lb.mcp, &field(&tokens, "access_token")).await;
