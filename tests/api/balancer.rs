@@ -3,8 +3,8 @@
 //! crosses replicas page by page and call by call. MCP sessions stick to the resource server
 //! that opened them (haproxy's stick table on `Mcp-Session-Id`, `docs/SCALING.md`); stateless
 //! calls go anywhere. SIGKILL of a replica in the middle of a burst loses no acknowledged write,
-//! and the flows go on at the other; races between the replicas are decided once; a database
-//! outage gives 503s and then recovery. haproxy comes from Debian's package (`.ci/run` installs
+//! and the flows go on at the other (`replica_faults.rs`: races between the replicas are decided
+//! once; a database outage gives 503s and then recovery). haproxy comes from Debian's package (`.ci/run` installs
 //! it); without it these tests fail and say so.
 
 use crate::helpers::*;
@@ -73,11 +73,11 @@ backend resource_servers
 }
 
 /// Two replicas of each server behind haproxy.
-struct Balanced {
-    issuer: Issuer,
+pub(crate) struct Balanced {
+    pub(crate) issuer: Issuer,
     /// The resource servers' public URL (the balancer).
-    resource: String,
-    mcp: String,
+    pub(crate) resource: String,
+    pub(crate) mcp: String,
     auth: Vec<Option<Server>>,
     /// Each authorization server's own URL, past the balancer.
     auth_direct: Vec<String>,
@@ -89,7 +89,7 @@ struct Balanced {
     _database: ScratchDatabase,
 }
 
-async fn balanced() -> Balanced {
+pub(crate) async fn balanced() -> Balanced {
     balanced_with(&[], &[]).await
 }
 
@@ -102,7 +102,7 @@ async fn balanced_with(auth_extra: &[&str], rs_extra: &[&str]) -> Balanced {
 }
 
 /// [`balanced_with`] on `database`, which the authorization servers reach at `database_url`.
-async fn balanced_on(
+pub(crate) async fn balanced_on(
     database: ScratchDatabase,
     database_url: &str,
     auth_extra: &[&str],
@@ -197,7 +197,7 @@ async fn balanced_on(
 
 /// A stateless `tools/call` of `whoami` (no session), and its answer's status and text; status 0
 /// when no answer came (its server was killed with the request in flight).
-async fn whoami_at(http: &reqwest::Client, mcp: &str, token: &str) -> (u16, Value) {
+pub(crate) async fn whoami_at(http: &reqwest::Client, mcp: &str, token: &str) -> (u16, Value) {
     let sent = http
         .post(mcp)
         .bearer_auth(token)
@@ -506,115 +506,4 @@ async fn keys_rotating_at_the_replicas_fail_no_validation() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(kids.len() >= 2, "the keys rotated: {kids:?}");
-}
-
-/// A refresh of `refresh_token` for the balancer's client.
-async fn refresh_at(lb: &Balanced, refresh_token: &str) -> reqwest::Response {
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token),
-        ("client_id", lb.issuer.client_id.as_str()),
-    ];
-    lb.issuer.post("/token", &form).await
-}
-
-/// A database restart behind the balancer: whatever needs the database is refused with 503 and
-/// `Retry-After`, at first by the replicas and, once their health checks fail, by haproxy; the
-/// resource servers, which need no database, go on; and when it is back the replicas recover by
-/// themselves, with nothing lost.
-#[tokio::test]
-async fn a_database_restart_gives_503s_then_the_replicas_recover() {
-    let database = ScratchDatabase::create().await;
-    let fault = Fault::start(&database.url).await;
-    let url = fault.url.clone();
-    let lb = balanced_on(database, &url, &["--database-timeout", "1"], &[]).await;
-    let http = reqwest::Client::new();
-    let tokens = lb.issuer.tokens(&lb.resource).await;
-    let (access, refresh_token) = (
-        field(&tokens, "access_token"),
-        field(&tokens, "refresh_token"),
-    );
-    let registration =
-        json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"});
-    let register = async || {
-        http.post(format!("{}/register", lb.issuer.url))
-            .json(&registration)
-            .send()
-            .await
-            .unwrap()
-    };
-
-    fault.cut();
-    // Past the health checks' three failures (1.5 s), haproxy answers for the replicas.
-    let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(3) {
-        for (what, answer) in [
-            ("a registration", register().await),
-            ("a refresh", refresh_at(&lb, &refresh_token).await),
-        ] {
-            assert_eq!(answer.status(), 503, "{what} while the database is down");
-            assert_eq!(answer.headers()["retry-after"], "1", "{what}");
-        }
-        let (status, _) = whoami_at(&http, &lb.mcp, &access).await;
-        assert_eq!(status, 200, "a tool call needs no database");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    fault.restore();
-    let started = std::time::Instant::now();
-    while register().await.status() != 201 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the replicas recover by themselves"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Nothing refused was half done: the refresh token from before the outage still rotates,
-    // once, and a whole flow runs again.
-    let refreshed = refresh_at(&lb, &refresh_token).await;
-    let refreshed = ok_json(refreshed, "the refresh token from before the outage").await;
-    let (status, _) = whoami_at(&http, &lb.mcp, &field(&refreshed, "access_token")).await;
-    assert_eq!(status, 200);
-    let tokens = lb.issuer.tokens_as(&lb.resource, "bob", "hunter2").await;
-    let (status, who) = whoami_at(&http, &lb.mcp, &field(&tokens, "access_token")).await;
-    assert_eq!((status, who["sub"].as_str()), (200, Some("bob")));
-}
-
-/// The races through the balancer, whose round robin sends two requests sent together to the two
-/// servers: one code redeemed at both at once gives one token, and one refresh token refreshed at
-/// both at once rotates once (both answers name the same successor, within the grace window).
-#[tokio::test]
-async fn races_across_replicas_are_decided_once() {
-    let lb = balanced().await;
-    for round in 0..10 {
-        let (code, verifier) = lb
-            .issuer
-            .code_as(&lb.resource, "alice", "password123")
-            .await;
-        let (one, two) = tokio::join!(
-            lb.issuer.redeem(&code, &verifier),
-            lb.issuer.redeem(&code, &verifier)
-        );
-        let statuses = [one.status().as_u16(), two.status().as_u16()];
-        assert_eq!(
-            statuses.iter().filter(|s| **s == 200).count(),
-            1,
-            "round {round}: {statuses:?}"
-        );
-    }
-    let tokens = lb.issuer.tokens(&lb.resource).await;
-    let mut refresh_token = field(&tokens, "refresh_token");
-    for round in 0..10 {
-        let (one, two) = tokio::join!(
-            refresh_at(&lb, &refresh_token),
-            refresh_at(&lb, &refresh_token)
-        );
-        let one = ok_json(one, &format!("round {round}, the first")).await;
-        let two = ok_json(two, &format!("round {round}, the second")).await;
-        let successor = field(&one, "refresh_token");
-        assert_eq!(successor, field(&two, "refresh_token"), "round {round}");
-        refresh_token = successor;
-    }
-    // The chain is intact: its newest token refreshes.
-    ok_json(refresh_at(&lb, &refresh_token).await, "the newest token").await;
 }

@@ -33,6 +33,7 @@ mod postgres;
 mod public_url;
 mod refresh;
 mod register;
+mod replica_faults;
 mod resource_server;
 mod revisions;
 mod revocation_capacity;
