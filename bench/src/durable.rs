@@ -72,7 +72,7 @@ pub async fn run_durable(
     let data = std::env::temp_dir().join(format!("mcp-oauth-bench-durable-{}", std::process::id()));
     std::fs::create_dir_all(&data)?;
     let durable = {
-        let servers = Servers::start_durable(binaries, &settings, &data)?;
+        let servers = Servers::start_durable(binaries, &settings, &data, "warn")?;
         writes(&servers, seconds, concurrency).await?
     };
     let _ = std::fs::remove_dir_all(&data);

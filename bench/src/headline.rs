@@ -9,7 +9,7 @@ use crate::flows::{challenges, returning_flows, returning_user, tools_call, tool
 use crate::grants::{INTROSPECTION_SECRET, introspections, refresh_rotations};
 use crate::load::{Measured, load_client};
 use crate::report::print_row;
-use crate::servers::{BareRmcp, Binaries, Servers};
+use crate::servers::{BareRmcp, Binaries, SERVERS_DEFAULT_FILTER, Servers};
 use std::time::Duration;
 
 /// One point of the `tools/call` sweep: concurrency, rate, p99 in ms.
@@ -39,7 +39,7 @@ pub async fn headline(
     std::fs::create_dir_all(&data)?;
     let mut settings = mcp_oauth_testkit::NO_RATE_LIMITS.to_vec();
     settings.extend(["--introspection-secret", INTROSPECTION_SECRET]);
-    let servers = Servers::start_default(binaries, &settings, &data)?;
+    let servers = Servers::start_durable(binaries, &settings, &data, SERVERS_DEFAULT_FILTER)?;
     let measured = measure(
         &servers,
         binaries,

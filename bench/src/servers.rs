@@ -165,32 +165,18 @@ impl Servers {
     }
 
     /// The servers with the durable SQLite store in `data_dir` (the default configuration's
-    /// store) instead of in memory.
+    /// store) instead of in memory, the trace at `log` (`warn`, or [`SERVERS_DEFAULT_FILTER`]
+    /// for the servers as a user runs them, the trace written to a file).
     pub fn start_durable(
         binaries: &Binaries,
         extra: &[&str],
         data_dir: &Path,
+        log: &str,
     ) -> anyhow::Result<Servers> {
         Self::start_on(
             binaries,
             extra,
-            "warn",
-            &["--data-dir".into(), data_dir.into()],
-            None,
-        )
-    }
-
-    /// The servers as a user runs them: the durable SQLite store in `data_dir`, the flow trace
-    /// at its default filter, written to a file, and `extra`.
-    pub fn start_default(
-        binaries: &Binaries,
-        extra: &[&str],
-        data_dir: &Path,
-    ) -> anyhow::Result<Servers> {
-        Self::start_on(
-            binaries,
-            extra,
-            SERVERS_DEFAULT_FILTER,
+            log,
             &["--data-dir".into(), data_dir.into()],
             None,
         )

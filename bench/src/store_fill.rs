@@ -37,7 +37,7 @@ pub async fn run_store_fill(
     // Created and migrated by the server itself; the usual latency of the flow measured there,
     // on the empty store, for clients registered then (the median of five).
     let usual = {
-        let servers = Servers::start_durable(binaries, &no_limits(), dir)?;
+        let servers = Servers::start_durable(binaries, &no_limits(), dir, "warn")?;
         servers.wait_ready(&http).await?;
         let mut times = Vec::new();
         for _ in 0..5 {
@@ -66,7 +66,7 @@ pub async fn run_store_fill(
     );
 
     let started = Instant::now();
-    let servers = Servers::start_durable(binaries, &no_limits(), dir)?;
+    let servers = Servers::start_durable(binaries, &no_limits(), dir, "warn")?;
     servers.wait_ready(&http).await?;
     let ready = started.elapsed();
     let idle = settled_rss(&servers).await;
