@@ -10,10 +10,11 @@ use kameo::actor::Spawn;
 use kameo::error::SendError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The in-memory store whose transactions take 50 ms, counting them.
+/// The in-memory store whose transactions take `delay`, counting them.
 struct Slow {
     inner: MemoryStore,
     batches: AtomicUsize,
+    delay: Duration,
 }
 
 impl RefreshTokenStore for Slow {
@@ -30,7 +31,7 @@ impl RefreshTokenStore for Slow {
     ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
         self.batches.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(self.delay).await;
             self.inner.write_batch(families, rotations).await
         })
     }
@@ -71,15 +72,22 @@ impl RefreshTokenStore for Slow {
     }
 }
 
+/// The actor on a store whose transactions take 50 ms.
 fn spawn_slow() -> (ActorRef<RefreshTokens>, Arc<Slow>) {
+    spawn_slower(Duration::from_millis(50), Duration::from_secs(100))
+}
+
+/// The actor on a store whose transactions take `delay`, its families idle for `idle_ttl`.
+fn spawn_slower(delay: Duration, idle_ttl: Duration) -> (ActorRef<RefreshTokens>, Arc<Slow>) {
     let store = Arc::new(Slow {
         inner: MemoryStore::new(),
         batches: AtomicUsize::new(0),
+        delay,
     });
     let tokens = RefreshTokens::spawn(RefreshTokensArgs {
         shared: false,
         announce: None,
-        idle_ttl: Duration::from_secs(100),
+        idle_ttl,
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(5),
         max_families: 100,
@@ -234,4 +242,34 @@ async fn a_grant_revoked_while_its_family_is_written_ends_the_family() {
     let (issued, revoked) = tokio::join!(issuing.into_future(), revoke);
     assert!(revoked.is_ok() && issued.is_ok());
     assert_eq!(store.inner.count_families().await.unwrap(), 1);
+}
+
+/// The minute's sweep comes while a rotation is on its way, after the family's old idle
+/// deadline: the family is left to the commit, which pushes the deadline back.
+#[tokio::test(start_paused = true)]
+async fn the_sweep_leaves_a_family_whose_rotation_is_on_its_way() {
+    // Transactions take 5 s; a family idles out 118 s after its last use; sweeps at 60 s, 120 s.
+    let (tokens, _) = spawn_slower(Duration::from_secs(5), Duration::from_secs(118));
+    let t0 = tokens.ask(issue("a0")).await.unwrap();
+    // At 116 s, alive; its rotation commits at 121 s, past the sweep at 120 s.
+    tokio::time::sleep(Duration::from_secs(111)).await;
+    let refreshed = tokens.ask(refresh(&t0, "a1")).await.unwrap();
+    assert!(!refreshed.grace);
+    tokens
+        .ask(refresh(&refreshed.refresh_token, "a2"))
+        .await
+        .unwrap();
+}
+
+/// A transaction past its time limit is abandoned: its caller gets an error, and it does not
+/// commit later behind the caller's back.
+#[tokio::test(start_paused = true)]
+async fn a_transaction_past_its_limit_is_abandoned_not_committed_later() {
+    let (tokens, store) = spawn_slower(Duration::from_secs(20), Duration::from_secs(100));
+    assert!(matches!(
+        tokens.ask(issue("a0")).await,
+        Err(SendError::HandlerError(RefreshError::Store(_)))
+    ));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(store.inner.count_families().await.unwrap(), 0);
 }
