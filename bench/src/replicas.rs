@@ -60,28 +60,19 @@ impl Replicas {
             std::process::id(),
             front.0
         ));
-        let mut text = String::from(
-            "defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    \
-             timeout server 30s\n    timeout check 2s\n    retries 3\n    option redispatch 1\n    \
-             retry-on conn-failure\n    default-server inter 500ms fall 3 rise 2\n",
+        // The configuration of `docs/SCALING.md` (`tests/haproxy.cfg`), with these ports.
+        let ports = [
+            ("@AUTH_FRONT@", front.0.to_string()),
+            ("@AUTH_1@", port(&servers[0].issuer)),
+            ("@AUTH_2@", port(&servers[1].issuer)),
+            ("@MCP_FRONT@", front.1.to_string()),
+            ("@MCP_1@", port(&servers[0].rs)),
+            ("@MCP_2@", port(&servers[1].rs)),
+        ];
+        let text = ports.iter().fold(
+            include_str!("../../tests/haproxy.cfg").to_string(),
+            |text, (name, port)| text.replace(name, port),
         );
-        for (name, bind, pick) in [("auth", front.0, 0usize), ("resource", front.1, 1usize)] {
-            text.push_str(&format!(
-                "frontend {name}\n    bind 127.0.0.1:{bind}\n    default_backend {name}_servers\n\
-                 backend {name}_servers\n    balance roundrobin\n    option httpchk GET /readyz\n"
-            ));
-            for (i, server) in servers.iter().enumerate() {
-                let target = if pick == 0 {
-                    &server.issuer
-                } else {
-                    &server.rs
-                };
-                text.push_str(&format!(
-                    "    server s{i} 127.0.0.1:{} check\n",
-                    port(target)
-                ));
-            }
-        }
         std::fs::write(&file, text)?;
         let haproxy = Command::new(haproxy)
             .args(["-db", "-f"])

@@ -29,46 +29,19 @@ fn haproxy_binary() -> String {
     panic!("haproxy is not installed: `apt-get install haproxy` (.ci/run does)");
 }
 
-/// The configuration the tests run, as `docs/SCALING.md` shows it.
+/// `tests/haproxy.cfg`, the configuration `docs/SCALING.md` shows, with these ports.
 fn haproxy_config(front: [u16; 2], auth: [u16; 2], rs: [u16; 2]) -> String {
-    format!(
-        "defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout check 2s
-    retries 3
-    option redispatch 1
-    retry-on conn-failure
-    default-server inter 500ms fall 3 rise 2
-
-frontend auth
-    bind 127.0.0.1:{}
-    default_backend auth_servers
-    # When no server is ready (the database is down), haproxy's own 503 says when to retry too.
-    http-after-response set-header Retry-After 1 if {{ status 503 }} !{{ res.hdr(retry-after) -m found }}
-
-backend auth_servers
-    balance roundrobin
-    option httpchk GET /readyz
-    server a1 127.0.0.1:{} check
-    server a2 127.0.0.1:{} check
-
-frontend mcp
-    bind 127.0.0.1:{}
-    default_backend resource_servers
-
-backend resource_servers
-    balance roundrobin
-    option httpchk GET /readyz
-    stick-table type string len 64 size 100k expire 1d
-    stick on req.hdr(mcp-session-id)
-    stick store-response res.hdr(mcp-session-id)
-    server r1 127.0.0.1:{} check
-    server r2 127.0.0.1:{} check
-",
-        front[0], auth[0], auth[1], front[1], rs[0], rs[1]
+    let ports = [
+        ("@AUTH_FRONT@", front[0]),
+        ("@AUTH_1@", auth[0]),
+        ("@AUTH_2@", auth[1]),
+        ("@MCP_FRONT@", front[1]),
+        ("@MCP_1@", rs[0]),
+        ("@MCP_2@", rs[1]),
+    ];
+    ports.iter().fold(
+        include_str!("../haproxy.cfg").to_string(),
+        |text, (name, port)| text.replace(name, &port.to_string()),
     )
 }
 

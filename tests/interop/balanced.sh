@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The replicas scenario of the interop suite: two authorization servers on one PostgreSQL database
 # and two resource servers, each pair behind haproxy with round robin per request (the
-# configuration of docs/SCALING.md). The TypeScript SDK's whole flow, as alice and as bob, runs
-# through the balancer, so that its pages, token requests and tool calls cross replicas. Then
-# PostgreSQL itself is stopped and started again: while it is down, what needs it gets 503 with
-# `Retry-After` and tool calls go on; once it is back, the replicas recover without a restart.
+# configuration of docs/SCALING.md, tests/haproxy.cfg). The TypeScript SDK's whole flow, as alice
+# and as bob, runs through the balancer, so that its pages, token requests and tool calls cross
+# replicas. Then PostgreSQL itself is stopped and started again: while it is down, what needs it
+# gets 503 with `Retry-After` and tool calls go on; once it is back, the replicas recover without
+# a restart.
 #
 # Stopping PostgreSQL needs root and Debian's pg_ctlcluster (CI has both); elsewhere that check
 # fails and says why. The scratch database is dropped at the end.
@@ -51,42 +52,10 @@ trap stop_all EXIT
 
 "${PSQL[@]}" -c "CREATE DATABASE $DATABASE" >/dev/null || fail_all "cannot create the database $DATABASE"
 
-cat >"$CONFIG/haproxy.cfg" <<EOF
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout check 2s
-    retries 3
-    option redispatch 1
-    retry-on conn-failure
-    default-server inter 500ms fall 3 rise 2
-
-frontend auth
-    bind 127.0.0.1:$AS_FRONT
-    default_backend auth_servers
-    http-after-response set-header Retry-After 1 if { status 503 } !{ res.hdr(retry-after) -m found }
-
-backend auth_servers
-    balance roundrobin
-    option httpchk GET /readyz
-    server a1 127.0.0.1:$A1 check
-    server a2 127.0.0.1:$A2 check
-
-frontend mcp
-    bind 127.0.0.1:$RS_FRONT
-    default_backend resource_servers
-
-backend resource_servers
-    balance roundrobin
-    option httpchk GET /readyz
-    stick-table type string len 64 size 100k expire 1d
-    stick on req.hdr(mcp-session-id)
-    stick store-response res.hdr(mcp-session-id)
-    server r1 127.0.0.1:$R1 check
-    server r2 127.0.0.1:$R2 check
-EOF
+# The configuration of docs/SCALING.md (tests/haproxy.cfg), with these ports.
+sed -e "s/@AUTH_FRONT@/$AS_FRONT/" -e "s/@AUTH_1@/$A1/" -e "s/@AUTH_2@/$A2/" \
+  -e "s/@MCP_FRONT@/$RS_FRONT/" -e "s/@MCP_1@/$R1/" -e "s/@MCP_2@/$R2/" \
+  "$HERE/../haproxy.cfg" >"$CONFIG/haproxy.cfg"
 "$HAPROXY" -c -q -f "$CONFIG/haproxy.cfg" || fail_all "haproxy refuses the configuration"
 "$HAPROXY" -db -f "$CONFIG/haproxy.cfg" >"$WORK/balanced-haproxy.log" 2>&1 &
 PIDS+=($!)
