@@ -67,8 +67,14 @@ pub struct Rotation {
 /// durably when its future resolves `Ok`, and must change nothing when it resolves `Err`.
 pub trait RefreshTokenStore: Send + Sync + 'static {
     /// Inserts a new family with its first token (`family.current`, also in `family.tokens`).
-    /// Atomic: the family and its token are stored together or not at all.
-    fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Atomic: the family and its token are stored together or not at all. A batch of one.
+    fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        let family = family.clone();
+        Box::pin(async move {
+            self.write_batch(std::slice::from_ref(&family), &[]).await?;
+            Ok(())
+        })
+    }
 
     /// Rotates a family as one atomic compare-and-swap on the current token: if the family
     /// exists and its current token is `rotation.presented`, then in one transaction set
@@ -76,8 +82,17 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     /// `salt`, `generation`, `rotated_at_ms` and `idle_expires_at_ms`; answer `Ok(true)`.
     /// Otherwise (another rotation or a revocation came first) change nothing and answer
     /// `Ok(false)`. A store shared by several servers thereby enforces single use by itself
-    /// (`UPDATE ... WHERE family_id = ? AND current = ?`, one row affected or none).
-    fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// (`UPDATE ... WHERE family_id = ? AND current = ?`, one row affected or none). A batch of
+    /// one.
+    fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let rotation = rotation.clone();
+        Box::pin(async move {
+            let swapped = self
+                .write_batch(&[], std::slice::from_ref(&rotation))
+                .await?;
+            Ok(swapped.first() == Some(&true))
+        })
+    }
 
     /// Group commit: inserts `families` as [`insert_family`](Self::insert_family) does and
     /// applies `rotations` as [`rotate`](Self::rotate) does, all in one transaction (one commit,
@@ -188,22 +203,6 @@ macro_rules! sql_backend {
             /// Refresh-token families: each method is one transaction; a rotation is a compare-and-swap on
             /// the family's current token, so single use holds in the database itself.
             impl RefreshTokenStore for $store {
-                fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-                    let family = family.clone();
-                    Box::pin(async move {
-                        self.write_batch(std::slice::from_ref(&family), &[]).await?;
-                        Ok(())
-                    })
-                }
-
-                fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
-                    let rotation = rotation.clone();
-                    Box::pin(async move {
-                        let swapped = self.write_batch(&[], std::slice::from_ref(&rotation)).await?;
-                        Ok(swapped.first() == Some(&true))
-                    })
-                }
-
                 fn write_batch<'a>(
                     &'a self,
                     families: &'a [FamilyRecord],

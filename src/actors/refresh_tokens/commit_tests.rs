@@ -18,12 +18,6 @@ struct Slow {
 }
 
 impl RefreshTokenStore for Slow {
-    fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.insert_family(family)
-    }
-    fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
-        self.inner.rotate(rotation)
-    }
     fn write_batch<'a>(
         &'a self,
         families: &'a [FamilyRecord],

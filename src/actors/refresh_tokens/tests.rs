@@ -167,12 +167,6 @@ async fn a_family_in_use_still_ends_at_its_absolute_deadline() {
 struct LosingStore(FamilyRecord);
 
 impl RefreshTokenStore for LosingStore {
-    fn insert_family(&self, _: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn rotate(&self, _: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(async { Ok(false) })
-    }
     fn write_batch<'a>(
         &'a self,
         _: &'a [FamilyRecord],

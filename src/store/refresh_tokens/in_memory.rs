@@ -72,19 +72,6 @@ impl FamiliesTable {
 
 /// Refresh-token families, with the same compare-and-swap rotation as the SQLite store.
 impl RefreshTokenStore for MemoryStore {
-    fn insert_family(&self, family: &FamilyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        let family = family.clone();
-        Box::pin(async move {
-            self.write_batch(std::slice::from_ref(&family), &[]).await?;
-            Ok(())
-        })
-    }
-
-    fn rotate(&self, rotation: &Rotation) -> BoxFuture<'_, Result<bool, StoreError>> {
-        let done = self.with(|t: &mut FamiliesTable| t.rotate(rotation));
-        Box::pin(async move { done })
-    }
-
     fn write_batch<'a>(
         &'a self,
         families: &'a [FamilyRecord],
