@@ -1,4 +1,4 @@
-//! The token layer in front of the MCP endpoints (RS-1, RS-3, RS-4), after Host and Origin:
+//! The token check in front of the MCP endpoints (RS-1, RS-3, RS-4), step 2 of `gate.rs`:
 //! 1. The token, from the `Authorization` header only (scheme case-insensitive); a token in the
 //!    query is ignored, and one in both places is a 400. No token: 401 with
 //!    `WWW-Authenticate: Bearer resource_metadata=..., scope=...` and no `error`.
@@ -17,7 +17,7 @@
 //!    call the token active; a revoked one gets 401 `invalid_token`, and when the AS cannot be
 //!    asked the answer is 503 (fail closed).
 //!
-//! A token that passes becomes the request's [`Caller`], which the layers after this one (the
+//! A token that passes becomes the request's [`Caller`], which the steps after this one (the
 //! scope gate, the session owner) and the tools read.
 
 use super::caller::Caller;
@@ -30,9 +30,8 @@ use crate::actors::{Deferred, ask, ask_deferred};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::{ACCESS_TOKEN_TYP, AccessTokenClaims};
 use crate::trace::{SecretDigest, fingerprint};
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use jsonwebtoken::{Algorithm, decode, decode_header};
 use std::sync::Arc;
@@ -128,8 +127,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
     Ok(Some(token))
 }
 
-fn query_has_token(request: &Request) -> bool {
-    request.uri().query().is_some_and(|q| {
+fn query_has_token(request: &Parts) -> bool {
+    request.uri.query().is_some_and(|q| {
         form_urlencoded::parse(q.as_bytes()).any(|(name, _)| name == "access_token")
     })
 }
@@ -194,26 +193,24 @@ async fn validate(
     Ok(data.claims)
 }
 
-/// The layer: a valid, still active token, attached to the request as its [`Caller`].
-pub async fn layer(
-    State(state): State<Arc<McpState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let endpoint = Endpoint::of(request.uri().path());
-    let token = match bearer_token(request.headers()) {
-        Ok(token) => token,
-        Err(refusal) => return refuse(&state, endpoint, refusal),
+/// The request's token, valid and still active: the [`Caller`] it stands for, or the answer that
+/// refuses the request.
+pub async fn authenticate(
+    state: &McpState,
+    endpoint: Endpoint,
+    request: &Parts,
+) -> Result<Caller, Response> {
+    let token = match bearer_token(&request.headers) {
+        Ok(Some(token)) => token,
+        Ok(None) => return Err(refuse(state, endpoint, Refusal::NoToken)),
+        Err(refusal) => return Err(refuse(state, endpoint, refusal)),
     };
-    let Some(token) = token else {
-        return refuse(&state, endpoint, Refusal::NoToken);
-    };
-    if query_has_token(&request) {
-        return refuse(
-            &state,
+    if query_has_token(request) {
+        return Err(refuse(
+            state,
             endpoint,
             Refusal::BadRequest("the token must be sent in one place only"),
-        );
+        ));
     }
     // The feed, and the token's digest it remembers validated tokens by (none without a feed).
     let feed = (state.revocation_feed.as_ref()).map(|feed| (feed, crate::trace::sha256(token)));
@@ -226,7 +223,7 @@ pub async fn layer(
     let (validated, checked) = match known {
         Ok(Some(claims)) => (Ok(claims), true),
         Ok(None) => (
-            validate(&state, token, &mut keyed).await.map(Arc::new),
+            validate(state, token, &mut keyed).await.map(Arc::new),
             false,
         ),
         Err(refusal) => (Err(refusal), true),
@@ -246,7 +243,7 @@ pub async fn layer(
         Ok(claims) => claims,
         Err(refusal) => {
             tracing::info!(server = "mcp", token = %fingerprint(token), "token refused");
-            return refuse(&state, endpoint, refusal);
+            return Err(refuse(state, endpoint, refusal));
         }
     };
     if let Some((feed, digest)) = feed.filter(|_| !checked) {
@@ -254,13 +251,13 @@ pub async fn layer(
             Ok(false) => {}
             Ok(true) => {
                 tracing::info!(server = "mcp", token = %fingerprint(token), "token refused: revoked");
-                return refuse(
-                    &state,
+                return Err(refuse(
+                    state,
                     endpoint,
                     Refusal::InvalidToken("the token has been revoked"),
-                );
+                ));
             }
-            Err(refusal) => return refuse(&state, endpoint, refusal),
+            Err(refusal) => return Err(refuse(state, endpoint, refusal)),
         }
     }
     if let Some(introspector) = &state.introspection {
@@ -268,22 +265,20 @@ pub async fn layer(
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(server = "mcp", token = %fingerprint(token), "token refused: no longer active");
-                return refuse(
-                    &state,
+                return Err(refuse(
+                    state,
                     endpoint,
                     Refusal::InvalidToken("the token has been revoked"),
-                );
+                ));
             }
-            Err(_) => return refuse(&state, endpoint, Refusal::StatusUnknown),
+            Err(_) => return Err(refuse(state, endpoint, Refusal::StatusUnknown)),
         }
     }
-    let caller = Caller {
+    Ok(Caller {
         scopes: ScopeSet::parse(&claims.scope).unwrap_or_default(),
         subject: Arc::from(claims.sub.as_str()),
         client_id: claims.client_id.clone(),
         flow: claims.flow.clone(),
         jti: claims.jti.clone(),
-    };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+    })
 }

@@ -1,6 +1,6 @@
-//! The MCP resource server: rmcp's streamable HTTP service at `/mcp` and at `/`, behind composable
-//! layers (Host and Origin, the access token, the scope gate, the MCP session's owner; the order
-//! is in `router.rs`), with RFC 9728 metadata (`metadata.rs`) and the tools (`tools.rs`). Its
+//! The MCP resource server: rmcp's streamable HTTP service at `/mcp` and at `/`, behind one gate
+//! of checks (Host and Origin, the access token, the scope gate, the MCP session's owner; the
+//! order is in `gate.rs`, each rule in a file of its own), with RFC 9728 metadata (`metadata.rs`) and the tools (`tools.rs`). Its
 //! state (`state.rs`) is immutable configuration and its actors: `JwksCache` (the AS's keys),
 //! `McpSessions` (which user owns which MCP session), `RevocationFeed` (the AS's revoked tokens,
 //! unless `--no-revocation-feed`) and, with `--introspect`, `IntrospectionCache` (recent
@@ -10,7 +10,7 @@
 
 mod bearer;
 mod caller;
-mod guard;
+mod gate;
 mod health;
 pub mod introspection;
 mod jsonrpc;
@@ -84,7 +84,7 @@ impl McpServer {
         let protected =
             ProtectedResource::start(settings, tools::tool_scopes(), listening_on_loopback).await?;
         let notes = spawn_supervised::<Notes>(&protected.state().supervisor, ()).await;
-        let router = protected.router_with(service::mcp_service(notes));
+        let router = protected.router(service::mcp_service(notes));
         Ok((router, protected.into_state()))
     }
 

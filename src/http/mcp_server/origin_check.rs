@@ -4,22 +4,22 @@
 
 use super::refusal::{Endpoint, Refusal, refuse};
 use super::state::McpState;
-use axum::extract::Request;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::Response;
 
-/// The check ([`super::guard`]): `Some` answer refuses the request.
-pub fn check(state: &McpState, request: &Request) -> Option<Response> {
-    let headers = request.headers();
+/// The check (step 1 of `gate.rs`): `Some` answer refuses the request.
+pub fn check(state: &McpState, endpoint: Endpoint, request: &Parts) -> Option<Response> {
+    let headers = &request.headers;
     let host_ok = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .or_else(|| request.uri.authority().map(|a| a.as_str()))
         .is_some_and(|h| state.origins.host_allowed(h));
     if !host_ok {
         return Some(refuse(
             state,
-            Endpoint::of(request.uri().path()),
+            endpoint,
             Refusal::Forbidden("the Host header names another server"),
         ));
     }
@@ -30,7 +30,7 @@ pub fn check(state: &McpState, request: &Request) -> Option<Response> {
     {
         return Some(refuse(
             state,
-            Endpoint::of(request.uri().path()),
+            endpoint,
             Refusal::Forbidden("the Origin is not allowed"),
         ));
     }

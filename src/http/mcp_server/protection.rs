@@ -188,7 +188,7 @@ impl ProtectedResource {
         S::Response: IntoResponse + 'static,
         S::Future: Send + 'static,
     {
-        self.router_with(axum::routing::any_service(mcp))
+        router::router(self.state.clone(), mcp)
     }
 
     /// [`Self::router`] for a service that is already a route.

@@ -1,44 +1,36 @@
 //! The resource server's routes: RFC 9728 metadata, and the MCP endpoint at `/mcp` and at `/`
-//! behind its layers, outermost first: Host and Origin (`origin_check.rs`), the access token
-//! (`bearer.rs`, which attaches the [`Caller`](super::caller::Caller)), the baseline scopes
-//! (`scope_gate.rs`), the MCP session's owner (`session_owner.rs`), then each called tool's scope
-//! and the choice of rmcp service (`scope_gate.rs`). The MCP service itself is the caller's:
-//! this server's (`service.rs`), or an author's rmcp service (`protection.rs`).
+//! behind the gate (`gate.rs`: Host and Origin, the access token, the scopes, the MCP session's
+//! owner, in that order), with CORS, the body read timeout and the request trace around them all.
+//! The MCP service itself is the caller's: this server's (`service.rs`), or an author's rmcp
+//! service (`protection.rs`).
 
-use super::guard::GuardLayer;
+use super::gate::Gate;
 use super::state::McpState;
-use super::{bearer, health, metadata, origin_check, scope_gate, session_owner};
+use super::{health, metadata};
 use crate::http::request_trace::RequestTraceLayer;
 use axum::Router;
-use axum::extract::State;
-use axum::middleware::from_fn_with_state;
-use axum::response::Response;
-use axum::routing::{MethodRouter, get};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tower::ServiceBuilder;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-/// The MCP endpoints served by `mcp` behind the layers, and the metadata, health and metrics
+/// The MCP endpoints served by `mcp` behind the gate, and the metadata, health and metrics
 /// routes.
-pub fn router(state: McpState, mcp: MethodRouter) -> Router {
+pub fn router<S>(state: McpState, mcp: S) -> Router
+where
+    S: tower::Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
     let body_timeout = state.config.read_timeout;
-    // The layers, outermost first; each reads what the ones before it established.
-    let shared = Arc::new(state.clone());
-    let guard = ServiceBuilder::new()
-        .layer(GuardLayer::new(Arc::clone(&shared), origin_check::check))
-        .layer(from_fn_with_state(Arc::clone(&shared), bearer::layer))
-        .layer(GuardLayer::new(Arc::clone(&shared), scope_gate::baseline))
-        .layer(from_fn_with_state(
-            Arc::clone(&shared),
-            session_owner::layer,
-        ))
-        .layer(from_fn_with_state(shared, scope_gate::tool_calls));
+    let gate = Gate::new(Arc::new(state.clone()), mcp);
     let protected = Router::new()
-        .route("/mcp", mcp.clone())
-        .route("/", mcp)
-        .layer(guard);
+        .route_service("/mcp", gate.clone())
+        .route_service("/", gate);
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods(Any)

@@ -1,7 +1,7 @@
-//! The scope gate in front of the MCP endpoints (RS-2, step-up), in two layers:
-//! - [`baseline`], a check right after the token: every request needs the baseline scopes
+//! The scope gate in front of the MCP endpoints (RS-2, step-up), in two steps of `gate.rs`:
+//! - [`baseline`], right after the token: every request needs the baseline scopes
 //!   (`--required-scopes`, `mcp.read` by default).
-//! - [`tool_calls`], after the session owner: a POST's JSON-RPC body is read (the one read of it,
+//! - [`route`], after the session owner: a POST's JSON-RPC body is read (the one read of it,
 //!   `jsonrpc.rs`) and traced, each `tools/call` needs the scope its tool declares
 //!   (`ToolScopes`, from whoever serves the tools), and the request is routed: one with an `Mcp-Session-Id` or an
 //!   `initialize`, or a GET/DELETE, goes to the stateful service (sessions of the 2025
@@ -20,11 +20,9 @@ use super::state::McpState;
 use crate::http::request_trace::{LINE_TARGET, McpCall};
 use crate::oauth::scope::ScopeSet;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
 
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -52,62 +50,32 @@ fn scope_refusal(state: &McpState, caller: &Caller, needed: &ScopeSet) -> Option
     Some(Refusal::InsufficientScope(kept.union(needed)))
 }
 
-/// The baseline scopes, which every request needs: a check ([`super::guard`]), `Some` answer
-/// refuses the request.
-pub fn baseline(state: &McpState, request: &Request) -> Option<Response> {
-    let endpoint = Endpoint::of(request.uri().path());
-    let refusal = match request.extensions().get::<Caller>() {
-        Some(caller) => scope_refusal(state, caller, &state.required)?,
-        None => Refusal::NoToken,
-    };
+/// Step 3 of `gate.rs`: the baseline scopes, which every request needs. `Some` answer refuses
+/// the request.
+pub fn baseline(state: &McpState, endpoint: Endpoint, caller: &Caller) -> Option<Response> {
+    let refusal = scope_refusal(state, caller, &state.required)?;
     Some(refuse(state, endpoint, refusal))
 }
 
-/// The called tools' scopes, with the trace of the request and its route: the answer carries
-/// what was asked ([`McpCall`]) to the request's `response out` line.
-pub async fn tool_calls(
-    State(state): State<Arc<McpState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let endpoint = Endpoint::of(request.uri().path());
-    let (mut parts, body) = request.into_parts();
-    let Some(caller) = parts.extensions.get::<Caller>() else {
-        return refuse(&state, endpoint, Refusal::NoToken);
-    };
-    let mut call = McpCall {
-        sub: Arc::clone(&caller.subject),
-        client_id: caller.client_id.clone(),
-        mcp_method: None,
-    };
+/// Step 5 of `gate.rs`: the called tools' scopes, and the request's route (a [`Route`] in its
+/// extensions). `call` learns what was asked, for the request's `response out` line. `Ok` is the
+/// body to hand on; `Err` the answer that refuses the request.
+pub async fn route(
+    state: &McpState,
+    endpoint: Endpoint,
+    caller: &Caller,
+    parts: &mut Parts,
+    body: Body,
+    call: &mut McpCall,
+) -> Result<Body, Response> {
+    if parts.method != Method::POST {
+        parts.extensions.insert(Route::Stateful);
+        return Ok(body);
+    }
     let in_session = parts
         .headers
         .get(SESSION_HEADER)
         .is_some_and(|v| v.to_str().is_ok());
-    let routed = if parts.method == Method::POST {
-        read_and_route(&state, endpoint, parts, body, in_session, &mut call).await
-    } else {
-        parts.extensions.insert(Route::Stateful);
-        Ok(Request::from_parts(parts, body))
-    };
-    let mut response = match routed {
-        Ok(request) => next.run(request).await,
-        Err(response) => response,
-    };
-    response.extensions_mut().insert(call);
-    response
-}
-
-/// A POST: reads its JSON-RPC body (`call` learns the methods), checks the scopes of the tools it
-/// calls, and routes it; `Err` is the answer that refuses it.
-async fn read_and_route(
-    state: &McpState,
-    endpoint: Endpoint,
-    mut parts: axum::http::request::Parts,
-    body: Body,
-    in_session: bool,
-    call: &mut McpCall,
-) -> Result<Request, Response> {
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -135,9 +103,6 @@ async fn read_and_route(
                 .map_or_else(|| "(unparsed)".into(), Rpcs::describe),
         );
     }
-    let Some(caller) = parts.extensions.get::<Caller>() else {
-        return Err(refuse(state, endpoint, Refusal::NoToken));
-    };
     // A body this parser cannot read (duplicate keys, say) might still read as a tool call
     // to rmcp: it needs every tool's scope, so no reading of it gets past the check.
     let needed = match &rpcs {
@@ -153,5 +118,5 @@ async fn read_and_route(
     } else {
         Route::Stateless
     });
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    Ok(Body::from(bytes))
 }

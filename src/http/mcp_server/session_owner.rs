@@ -1,4 +1,4 @@
-//! The session-owner layer in front of the MCP endpoints (RS-5): an MCP session belongs to the
+//! The session-owner check in front of the MCP endpoints (RS-5): an MCP session belongs to the
 //! subject whose token opened it (the `McpSessions` actor records it). A request on another
 //! subject's session gets 403, on an unknown or expired one 404. When the answer opens a session,
 //! its owner is recorded; when a DELETE closes one, it is forgotten.
@@ -9,53 +9,69 @@ use super::state::McpState;
 use crate::actors::ask;
 use crate::actors::mcp_sessions::{Bind, Forget, Owner};
 use crate::trace::{Secret, fingerprint};
-use axum::extract::{Request, State};
 use axum::http::Method;
-use axum::middleware::Next;
+use axum::http::request::Parts;
 use axum::response::Response;
-use std::sync::Arc;
 
 /// The header that carries the MCP session id.
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
-pub async fn layer(State(state): State<Arc<McpState>>, request: Request, next: Next) -> Response {
-    let endpoint = Endpoint::of(request.uri().path());
-    let Some(caller) = request.extensions().get::<Caller>() else {
-        return refuse(&state, endpoint, Refusal::NoToken);
-    };
-    let subject = Arc::clone(&caller.subject);
-    let session = request
-        .headers()
+/// The MCP session a request names, once its owner is checked.
+pub struct Session {
+    /// The request's `Mcp-Session-Id`: `None` when it names no session (it may open one).
+    id: Option<String>,
+    /// A DELETE: the request closes its session.
+    closing: bool,
+}
+
+/// Step 4 of `gate.rs`: a request on a session must come from the session's owner. `Err` is the
+/// answer that refuses it.
+pub async fn check(
+    state: &McpState,
+    endpoint: Endpoint,
+    caller: &Caller,
+    request: &Parts,
+) -> Result<Session, Response> {
+    let id = request
+        .headers
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if let Some(session_id) = &session {
-        match ask(
-            &state.sessions,
-            Owner {
-                session_id: Secret::new(session_id.as_str()),
-            },
-        )
-        .await
-        {
-            Ok(Some(owner)) if *owner == *subject => {}
+    if let Some(session_id) = &id {
+        let owner = Owner {
+            session_id: Secret::new(session_id.as_str()),
+        };
+        match ask(&state.sessions, owner).await {
+            Ok(Some(owner)) if *owner == *caller.subject => {}
             Ok(Some(_)) => {
-                tracing::warn!(sub = %subject, session = %fingerprint(session_id), "MCP session of another user refused");
-                return refuse(
-                    &state,
+                tracing::warn!(sub = %caller.subject, session = %fingerprint(session_id), "MCP session of another user refused");
+                return Err(refuse(
+                    state,
                     endpoint,
                     Refusal::Forbidden("the MCP session belongs to another user"),
-                );
+                ));
             }
-            Ok(None) => return refuse(&state, endpoint, Refusal::SessionNotFound),
-            Err(_) => return refuse(&state, endpoint, Refusal::Unavailable),
+            Ok(None) => return Err(refuse(state, endpoint, Refusal::SessionNotFound)),
+            Err(_) => return Err(refuse(state, endpoint, Refusal::Unavailable)),
         }
     }
-    let closing = request.method() == Method::DELETE;
+    Ok(Session {
+        id,
+        closing: request.method == Method::DELETE,
+    })
+}
 
-    let response = next.run(request).await;
-
-    if session.is_none()
+/// After the MCP service answered `session`'s request: the owner of a session the answer opens
+/// is recorded (when that fails, the answer is 503 instead), and a session a DELETE closed is
+/// forgotten.
+pub async fn after(
+    state: &McpState,
+    endpoint: Endpoint,
+    session: Session,
+    subject: &str,
+    response: Response,
+) -> Response {
+    if session.id.is_none()
         && let Some(new_session) = response
             .headers()
             .get(SESSION_HEADER)
@@ -66,12 +82,12 @@ pub async fn layer(State(state): State<Arc<McpState>>, request: Request, next: N
             subject: subject.to_string(),
         };
         if ask(&state.sessions, bind).await.is_err() {
-            return refuse(&state, endpoint, Refusal::Unavailable);
+            return refuse(state, endpoint, Refusal::Unavailable);
         }
     }
-    if closing
+    if session.closing
         && response.status().is_success()
-        && let Some(session_id) = session
+        && let Some(session_id) = session.id
     {
         let forget = Forget {
             session_id: Secret::new(session_id),
