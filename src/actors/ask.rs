@@ -199,3 +199,33 @@ fn err_kind<M, E>(err: &SendError<M, E>) -> &'static str {
         SendError::Timeout(_) => "timed out",
     }
 }
+
+/// Sends `msg` to `actor` without waiting for it to be handled, for a message whose loss costs
+/// only work done again (a hint that saves a later ask): a full mailbox or a stopped actor drops
+/// it, with a warning. Traced like [`ask`], with the outcome `sent`.
+pub fn tell<A, M>(actor: &ActorRef<A>, msg: M)
+where
+    A: Actor + Message<M>,
+    M: Send + Debug + 'static,
+{
+    let name = <A as Actor>::name();
+    let described = tracing::enabled!(tracing::Level::INFO).then(|| format!("{msg:?}"));
+    let sent = actor.tell(msg).try_send();
+    let outcome = match &sent {
+        Ok(()) => Outcome::Ok,
+        Err(SendError::MailboxFull(_)) => Outcome::Busy,
+        Err(_) => Outcome::Unavailable,
+    };
+    with_metrics(name, |m| m.messages[outcome as usize].increment(1));
+    match (sent, described) {
+        (Ok(()), Some(message)) => tracing::info!(outcome = "sent", "{name} <- {message}"),
+        (Ok(()), None) => {}
+        (Err(err), _) => {
+            let message = std::any::type_name::<M>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("?");
+            tracing::warn!(outcome = err_kind(&err), "{name} <- {message} dropped");
+        }
+    }
+}

@@ -27,6 +27,13 @@ pub struct Owner {
     pub session_id: Secret,
 }
 
+/// The answer to [`Owner`]: who opened the session, and when its binding ends.
+#[derive(Debug)]
+pub struct Owned {
+    pub subject: String,
+    pub until: Instant,
+}
+
 /// Forgets a closed session.
 #[derive(Debug)]
 pub struct Forget {
@@ -71,8 +78,9 @@ impl Actor for McpSessions {
     }
 }
 
+/// Binds the session, and answers when the binding ends.
 impl Message<Bind> for McpSessions {
-    type Reply = Result<(), TooManySessions>;
+    type Reply = Result<Instant, TooManySessions>;
 
     async fn handle(&mut self, msg: Bind, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         if self.owners.len() >= self.args.max_sessions {
@@ -88,18 +96,21 @@ impl Message<Bind> for McpSessions {
         );
         self.expiry
             .schedule(expires_at, msg.session_id, ctx.actor_ref());
-        Ok(())
+        Ok(expires_at)
     }
 }
 
 impl Message<Owner> for McpSessions {
-    type Reply = Option<String>;
+    type Reply = Option<Owned>;
 
     async fn handle(&mut self, msg: Owner, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
         self.owners
             .get(&msg.session_id)
             .filter(|b| b.expires_at > Instant::now())
-            .map(|b| b.subject.clone())
+            .map(|b| Owned {
+                subject: b.subject.clone(),
+                until: b.expires_at,
+            })
     }
 }
 

@@ -59,7 +59,7 @@ pub use throttle::Throttle;
 pub use token_signer::{SignerPool, TokenSigner};
 pub use users::Users;
 
-pub use ask::{AskError, Deferred, REPLY_TIMEOUT, ask, ask_deferred};
+pub use ask::{AskError, Deferred, REPLY_TIMEOUT, ask, ask_deferred, tell};
 
 use kameo::actor::{Actor, ActorRef, Spawn};
 use kameo::error::Infallible;

@@ -63,24 +63,34 @@ impl std::fmt::Debug for CheckRevoked {
     }
 }
 
-/// Was this token (by the digest of the whole token) validated here, and is it still good?
+/// Was this token (by the digest of the whole token) validated here, and is it still good? With
+/// `session`, the MCP session the request names: was the token found to own it before?
 pub struct CheckToken {
     pub token: SecretDigest,
+    pub session: Option<Secret>,
 }
 
 /// The token as its fingerprint, as every other line shows it (the digest's first four bytes).
 impl std::fmt::Debug for CheckToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let token = crate::trace::Fingerprint::of(&self.token);
-        write!(f, "CheckToken {{ token: {token} }}")
+        match &self.session {
+            Some(session) => write!(f, "CheckToken {{ token: {token}, session: {session:?} }}"),
+            None => write!(f, "CheckToken {{ token: {token} }}"),
+        }
     }
 }
 
 /// The answer to [`CheckToken`].
 #[derive(Debug, kameo::Reply)]
 pub enum Remembered {
-    /// Validated before, not revoked, not expired: its claims.
-    Valid(Arc<AccessTokenClaims>),
+    /// Validated before, not revoked, not expired: its claims. `owns_session`: the session the
+    /// request names was found to belong to the token's subject before ([`OwnsSession`]), and
+    /// that binding has not ended.
+    Valid {
+        claims: Arc<AccessTokenClaims>,
+        owns_session: bool,
+    },
     /// Not remembered (never seen, or too long ago): validate it.
     Unknown,
     /// The copy says revoked, or cannot vouch for any token.
@@ -92,10 +102,34 @@ pub enum Remembered {
 #[derive(Debug)]
 pub struct ForgetRemembered;
 
+/// A remembered token was presented on an MCP session that its subject owns until `until` (the
+/// session owner check found so, or the token opened the session): the token's next requests on
+/// it need not ask `McpSessions` again. A session's owner never changes and its id is never
+/// reused; one that ends before `until` (closed by DELETE) is unknown to rmcp, which answers 404.
+pub struct OwnsSession {
+    pub token: SecretDigest,
+    pub session: Secret,
+    pub until: Instant,
+}
+
+impl std::fmt::Debug for OwnsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = crate::trace::Fingerprint::of(&self.token);
+        let session = &self.session;
+        write!(f, "OwnsSession {{ token: {token}, session: {session:?} }}")
+    }
+}
+
+/// The most sessions remembered for one token (a client rarely holds more than one).
+const MAX_SESSIONS_PER_TOKEN: usize = 4;
+
 /// A validated token, remembered.
 struct Verified {
     claims: Arc<AccessTokenClaims>,
     until: Instant,
+    /// The MCP sessions the token's subject was found to own ([`OwnsSession`]), with when each
+    /// binding ends.
+    sessions: Vec<(Secret, Instant)>,
 }
 
 #[derive(Debug, kameo::Reply)]
@@ -340,7 +374,15 @@ impl RevocationFeed {
                 self.verified.clear();
             }
         }
-        self.verified.insert(token, Verified { claims, until });
+        let sessions = Vec::new();
+        self.verified.insert(
+            token,
+            Verified {
+                claims,
+                until,
+                sessions,
+            },
+        );
     }
 }
 
@@ -378,9 +420,31 @@ impl Message<CheckToken> for RevocationFeed {
             return Remembered::Unknown;
         }
         let claims = Arc::clone(&verified.claims);
+        let owns_session = msg.session.is_some_and(|session| {
+            (verified.sessions.iter()).any(|(id, until)| *id == session && *until > now)
+        });
         match self.verdict(&claims.jti, now) {
-            Verdict::Clear => Remembered::Valid(claims),
+            Verdict::Clear => Remembered::Valid {
+                claims,
+                owns_session,
+            },
             refused => Remembered::Refused(refused),
+        }
+    }
+}
+
+impl Message<OwnsSession> for RevocationFeed {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: OwnsSession, _: &mut Context<Self, ()>) {
+        let now = Instant::now();
+        let Some(verified) = self.verified.get_mut(&msg.token) else {
+            return;
+        };
+        let sessions = &mut verified.sessions;
+        sessions.retain(|(id, until)| *until > now && *id != msg.session);
+        if sessions.len() < MAX_SESSIONS_PER_TOKEN {
+            sessions.push((msg.session, msg.until));
         }
     }
 }
@@ -426,170 +490,4 @@ impl Message<Sweep> for RevocationFeed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use kameo::actor::Spawn;
-
-    /// This run's id (tests only).
-    #[derive(Debug)]
-    struct RunId;
-
-    impl Message<RunId> for RevocationFeed {
-        type Reply = u64;
-
-        async fn handle(&mut self, _: RunId, _: &mut Context<Self, u64>) -> u64 {
-            self.run
-        }
-    }
-
-    fn page(snapshot: bool, jti: &str) -> FeedPage {
-        FeedPage {
-            epoch: "e".into(),
-            cursor: 1,
-            snapshot,
-            revoked: vec![RevokedToken {
-                jti: jti.into(),
-                exp: crate::oauth::time::unix_now() + 60,
-            }],
-        }
-    }
-
-    async fn verdict(feed: &ActorRef<RevocationFeed>, jti: &str) -> &'static str {
-        let check = CheckRevoked {
-            jti: jti.into(),
-            remember: None,
-        };
-        match feed.ask(check).await.unwrap() {
-            Verdict::Clear => "clear",
-            Verdict::Revoked => "revoked",
-            Verdict::Behind { .. } => "behind",
-        }
-    }
-
-    /// A page from an earlier run's task, or a partial page before the first snapshot, does not
-    /// make the copy current; a snapshot of this run does, and a huge `exp` is no overflow.
-    #[tokio::test]
-    async fn only_this_runs_pages_count_and_a_snapshot_comes_first() {
-        let feed = RevocationFeed::spawn(RevocationFeedArgs {
-            url: "http://127.0.0.1:9/feed".into(),
-            credential: None,
-            max_lag: Duration::from_secs(60),
-            wait: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            http: reqwest::Client::new(),
-            remember_for: VERIFIED_TTL,
-        });
-        let run = feed.ask(RunId).await.unwrap();
-        let apply = |run: u64, page: FeedPage| ApplyFeedPage { run, page };
-        feed.tell(apply(run.wrapping_add(1), page(true, "a")))
-            .await
-            .unwrap();
-        assert_eq!(verdict(&feed, "a").await, "behind", "another run's page");
-        feed.tell(apply(run, page(false, "a"))).await.unwrap();
-        assert_eq!(verdict(&feed, "a").await, "behind", "a partial page first");
-        feed.tell(apply(run, page(true, "a"))).await.unwrap();
-        assert_eq!(verdict(&feed, "a").await, "revoked");
-        assert_eq!(verdict(&feed, "b").await, "clear");
-        let mut far = page(false, "b");
-        far.revoked[0].exp = u64::MAX;
-        feed.tell(apply(run, far)).await.unwrap();
-        assert_eq!(verdict(&feed, "b").await, "revoked");
-    }
-
-    fn claims(jti: &str, exp: u64) -> Arc<AccessTokenClaims> {
-        Arc::new(AccessTokenClaims {
-            iss: "i".into(),
-            sub: "alice".into(),
-            aud: "a".into(),
-            exp,
-            iat: 0,
-            nbf: None,
-            jti: jti.into(),
-            client_id: "c".into(),
-            scope: "mcp.read".into(),
-            flow: None,
-        })
-    }
-
-    async fn recall(feed: &ActorRef<RevocationFeed>, token: &str) -> &'static str {
-        let check = CheckToken {
-            token: crate::trace::sha256(token),
-        };
-        match feed.ask(check).await.unwrap() {
-            Remembered::Valid(_) => "valid",
-            Remembered::Unknown => "unknown",
-            Remembered::Refused(Verdict::Revoked) => "revoked",
-            Remembered::Refused(_) => "behind",
-        }
-    }
-
-    /// A validated token is answered from memory until it is revoked, expires, or has been
-    /// remembered for `VERIFIED_TTL`; never while the copy is behind.
-    #[tokio::test(start_paused = true)]
-    async fn validated_tokens_are_remembered_but_never_past_a_revocation() {
-        let feed = RevocationFeed::spawn(RevocationFeedArgs {
-            url: "http://127.0.0.1:9/feed".into(),
-            credential: None,
-            max_lag: Duration::from_secs(30),
-            wait: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            http: reqwest::Client::new(),
-            remember_for: VERIFIED_TTL,
-        });
-        let run = feed.ask(RunId).await.unwrap();
-        let apply = |page: FeedPage| ApplyFeedPage { run, page };
-        feed.tell(apply(page(true, "other"))).await.unwrap();
-        let now = crate::oauth::time::unix_now();
-        let remember = |token: &str, jti: &str, exp: u64| CheckRevoked {
-            jti: jti.into(),
-            remember: Some((crate::trace::sha256(token), claims(jti, exp))),
-        };
-        assert_eq!(recall(&feed, "t1").await, "unknown");
-        assert!(matches!(
-            feed.ask(remember("t1", "j1", now + 600)).await.unwrap(),
-            Verdict::Clear
-        ));
-        assert_eq!(recall(&feed, "t1").await, "valid");
-        assert_eq!(recall(&feed, "t2").await, "unknown", "another token");
-        // Revoked: refused from memory at once.
-        feed.tell(apply(page(false, "j1"))).await.unwrap();
-        assert_eq!(recall(&feed, "t1").await, "revoked");
-        // A revoked token is not remembered.
-        feed.ask(remember("t3", "j1", now + 600)).await.unwrap();
-        assert_eq!(recall(&feed, "t3").await, "unknown");
-        // Expired, or remembered too long: validated again.
-        feed.ask(remember("t4", "j4", now + 5)).await.unwrap();
-        feed.ask(remember("t5", "j5", now + 600)).await.unwrap();
-        assert_eq!(recall(&feed, "t4").await, "valid");
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        assert_eq!(recall(&feed, "t4").await, "unknown", "expired");
-        assert_eq!(recall(&feed, "t5").await, "valid");
-        // A key left the key set: everything remembered is validated again.
-        feed.ask(remember("t7", "j7", now + 600)).await.unwrap();
-        feed.ask(ForgetRemembered).await.unwrap();
-        assert_eq!(recall(&feed, "t7").await, "unknown", "forgotten");
-        feed.ask(remember("t5", "j5", now + 600)).await.unwrap();
-        tokio::time::sleep(VERIFIED_TTL).await;
-        assert_eq!(recall(&feed, "t5").await, "unknown", "past VERIFIED_TTL");
-        // While the copy is behind, nothing is vouched for from memory either.
-        feed.tell(apply(page(false, "other"))).await.unwrap();
-        feed.ask(remember("t6", "j6", now + 600)).await.unwrap();
-        assert_eq!(recall(&feed, "t6").await, "valid");
-        tokio::time::sleep(Duration::from_secs(31)).await;
-        assert_eq!(recall(&feed, "t6").await, "behind");
-    }
-
-    #[test]
-    fn a_token_check_traces_the_tokens_fingerprint() {
-        let check = CheckToken {
-            token: crate::trace::sha256("a-token"),
-        };
-        assert_eq!(
-            format!("{check:?}"),
-            format!(
-                "CheckToken {{ token: {} }}",
-                crate::trace::fingerprint("a-token")
-            )
-        );
-    }
-}
+mod tests;

@@ -209,6 +209,62 @@ async fn sessions_belong_to_their_user() {
     assert_eq!(anonymous.status(), 401);
 }
 
+/// RS-5 with the owner remembered: once a token was found to own a session (it opened it, or
+/// `McpSessions` said so), its next requests there skip that ask, and nothing else does: another
+/// user's token, remembered too, is still refused on it; the owner's remembered token on another
+/// user's session is refused; a closed session is 404.
+#[tokio::test(flavor = "current_thread")]
+async fn a_remembered_owner_is_asked_once_and_only_for_its_own_session() {
+    let (captured, _capturing) = capture_trace();
+    let app = spawn_app().await;
+    let alice = mint_token(&app, "alice", "mcp.read mcp.write");
+    // The same user, another token (the scopes in another order).
+    let alice_again = mint_token(&app, "alice", "mcp.write mcp.read");
+    let bob = mint_token(&app, "bob", "mcp.read mcp.write");
+    let alices = open_session(&app, &alice).await;
+    let bobs = open_session(&app, &bob).await;
+    let list = tools_list(2);
+    let owner_asks = || captured.text().matches("McpSessions <- Owner").count();
+    let asked = owner_asks();
+    for _ in 0..3 {
+        let own = mcp_post(&app, Some(&alice), Some(&alices), list.clone()).await;
+        assert_eq!(own.status(), 200);
+        let own = mcp_post(&app, Some(&bob), Some(&bobs), list.clone()).await;
+        assert_eq!(own.status(), 200);
+    }
+    assert_eq!(owner_asks(), asked, "each token opened its session");
+    // Each remembered token, on the other's session: refused every time.
+    for _ in 0..2 {
+        let stolen = mcp_post(&app, Some(&bob), Some(&alices), list.clone()).await;
+        assert_eq!(stolen.status(), 403);
+        let stolen = mcp_post(&app, Some(&alice), Some(&bobs), list.clone()).await;
+        assert_eq!(stolen.status(), 403);
+    }
+    assert_eq!(owner_asks(), asked + 4);
+    // Another token of the owner: asked once, then remembered.
+    for _ in 0..3 {
+        let own = mcp_post(&app, Some(&alice_again), Some(&alices), list.clone()).await;
+        assert_eq!(own.status(), 200);
+    }
+    assert_eq!(owner_asks(), asked + 5);
+    // Closed: the remembered owner gets 404, as a client that must initialize again expects.
+    let closed = app
+        .http
+        .delete(app.mcp_url())
+        .bearer_auth(&alice)
+        .header("mcp-session-id", &alices)
+        .send()
+        .await
+        .unwrap();
+    assert!(closed.status().is_success(), "{}", closed.status());
+    for token in [&alice, &alice_again] {
+        let gone = mcp_post(&app, Some(token), Some(&alices), list.clone()).await;
+        assert_eq!(gone.status(), 404);
+    }
+    let theirs = mcp_post(&app, Some(&bob), Some(&bobs), list).await;
+    assert_eq!(theirs.status(), 200);
+}
+
 #[tokio::test]
 async fn cors_on_mcp_and_metadata() {
     let app = spawn_app().await;

@@ -12,7 +12,9 @@
 //!    allowed lag) no token is accepted: 503. Until the first page arrives, a request waits for it
 //!    up to [`FIRST_SYNC_WAIT`]. `RevocationFeed` also remembers the tokens that passed (by the
 //!    digest of the whole token, for at most a minute and never past a revocation or their
-//!    expiry): a token presented again is answered from there first, without step 2.
+//!    expiry): a token presented again is answered from there first, without step 2, along with
+//!    whether it was found to own the MCP session the request names (so the session owner check
+//!    need not ask again).
 //! 4. With `--introspect`: the AS's introspection endpoint (through a short cache) must still
 //!    call the token active; a revoked one gets 401 `invalid_token`, and when the AS cannot be
 //!    asked the answer is 503 (fail closed).
@@ -29,7 +31,7 @@ use crate::actors::revocation_feed::{CheckRevoked, CheckToken, Remembered, Verdi
 use crate::actors::{Deferred, ask, ask_deferred};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::{ACCESS_TOKEN_TYP, AccessTokenClaims};
-use crate::trace::{SecretDigest, fingerprint};
+use crate::trace::{Secret, SecretDigest, fingerprint};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
@@ -51,15 +53,21 @@ pub const FIRST_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(
 /// the token's flow is recorded. Only a feed that has synced remembers anything (a token is
 /// remembered only when its check came back clear), so there is no first page to wait for here:
 /// [`check_revoked`] waits for it on the way in.
+/// With `session`, the answer also says whether the token was found to own it before.
 async fn remembered(
     feed: &kameo::actor::ActorRef<RevocationFeed>,
     token: SecretDigest,
+    session: Option<&str>,
     line: &mut Option<Deferred>,
-) -> Result<Option<Arc<AccessTokenClaims>>, Refusal> {
-    let (answer, written) = ask_deferred(feed, CheckToken { token }).await;
+) -> Result<Option<(Arc<AccessTokenClaims>, bool)>, Refusal> {
+    let session = session.map(Secret::new);
+    let (answer, written) = ask_deferred(feed, CheckToken { token, session }).await;
     *line = Some(written);
     match answer {
-        Ok(Remembered::Valid(claims)) => Ok(Some(claims)),
+        Ok(Remembered::Valid {
+            claims,
+            owns_session,
+        }) => Ok(Some((claims, owns_session))),
         Ok(Remembered::Unknown) => Ok(None),
         Ok(Remembered::Refused(Verdict::Revoked)) => {
             Err(Refusal::InvalidToken("the token has been revoked"))
@@ -117,14 +125,22 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
     if token.is_empty() {
         return Err(Refusal::BadRequest("the Bearer credentials are missing"));
     }
-    if token.len() > MAX_TOKEN_LEN
-        || !token.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-        })
-    {
+    if token.len() > MAX_TOKEN_LEN {
         return Err(Refusal::InvalidToken("malformed bearer token"));
     }
     Ok(Some(token))
+}
+
+/// A token's characters are those of RFC 6750's `b64token`. Checked before a token is
+/// validated; a remembered one passed this check when it was.
+fn well_formed(token: &str) -> Result<(), Refusal> {
+    let allowed = |b: u8| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+    };
+    match token.bytes().all(allowed) {
+        true => Ok(()),
+        false => Err(Refusal::InvalidToken("malformed bearer token")),
+    }
 }
 
 fn query_has_token(request: &Parts) -> bool {
@@ -193,13 +209,25 @@ async fn validate(
     Ok(data.claims)
 }
 
-/// The request's token, valid and still active: the [`Caller`] it stands for, or the answer that
-/// refuses the request.
+/// A request's token, valid and still active.
+pub struct Authenticated {
+    /// Who the token stands for.
+    pub caller: Caller,
+    /// The token's digest, by which the revocation feed remembers it (none without a feed).
+    pub digest: Option<SecretDigest>,
+    /// The revocation feed remembers that the token's subject owns the MCP session the request
+    /// names ([`crate::actors::revocation_feed::OwnsSession`]): the owner need not be asked.
+    pub owns_session: bool,
+}
+
+/// The request's token, valid and still active (with `session`, the MCP session the request
+/// names), or the answer that refuses the request.
 pub async fn authenticate(
     state: &McpState,
     endpoint: Endpoint,
     request: &Parts,
-) -> Result<Caller, Response> {
+    session: Option<&str>,
+) -> Result<Authenticated, Response> {
     let token = match bearer_token(&request.headers) {
         Ok(Some(token)) => token,
         Ok(None) => return Err(refuse(state, endpoint, Refusal::NoToken)),
@@ -217,16 +245,19 @@ pub async fn authenticate(
     let mut keyed = None;
     let mut recalled = None;
     let known = match feed {
-        Some((feed, digest)) => remembered(feed, digest, &mut recalled).await,
+        Some((feed, digest)) => remembered(feed, digest, session, &mut recalled).await,
         None => Ok(None),
     };
-    let (validated, checked) = match known {
-        Ok(Some(claims)) => (Ok(claims), true),
-        Ok(None) => (
-            validate(state, token, &mut keyed).await.map(Arc::new),
-            false,
-        ),
-        Err(refusal) => (Err(refusal), true),
+    let (validated, checked, owns_session) = match known {
+        Ok(Some((claims, owns_session))) => (Ok(claims), true, owns_session),
+        Ok(None) => {
+            let validated = match well_formed(token) {
+                Ok(()) => validate(state, token, &mut keyed).await.map(Arc::new),
+                Err(refusal) => Err(refusal),
+            };
+            (validated, false, false)
+        }
+        Err(refusal) => (Err(refusal), true, false),
     };
     // A valid token names its flow (else its `jti` stands for it): this request's lines carry it
     // from here, the key lookup's too.
@@ -274,11 +305,16 @@ pub async fn authenticate(
             Err(_) => return Err(refuse(state, endpoint, Refusal::StatusUnknown)),
         }
     }
-    Ok(Caller {
+    let caller = Caller {
         scopes: ScopeSet::parse(&claims.scope).unwrap_or_default(),
         subject: Arc::from(claims.sub.as_str()),
         client_id: claims.client_id.clone(),
         flow: claims.flow.clone(),
         jti: claims.jti.clone(),
+    };
+    Ok(Authenticated {
+        caller,
+        digest: feed.map(|(_, digest)| digest),
+        owns_session,
     })
 }

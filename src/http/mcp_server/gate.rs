@@ -83,17 +83,19 @@ where
     if let Some(refused) = origin_check::check(state, endpoint, &parts) {
         return refused;
     }
-    let caller = match bearer::authenticate(state, endpoint, &parts).await {
-        Ok(caller) => caller,
+    let session = session_owner::named(&parts);
+    let token = match bearer::authenticate(state, endpoint, &parts, session).await {
+        Ok(token) => token,
         Err(refused) => return refused,
     };
-    if let Some(refused) = scope_gate::baseline(state, endpoint, &caller) {
+    if let Some(refused) = scope_gate::baseline(state, endpoint, &token.caller) {
         return refused;
     }
-    let session = match session_owner::check(state, endpoint, &caller, &parts).await {
+    let session = match session_owner::check(state, endpoint, &token, &parts).await {
         Ok(session) => session,
         Err(refused) => return refused,
     };
+    let caller = token.caller;
     let mut call = McpCall {
         sub: Arc::clone(&caller.subject),
         client_id: caller.client_id.clone(),
