@@ -147,6 +147,29 @@ impl RefreshTokens {
         Ok(())
     }
 
+    /// Before a refresh is judged: the family as [`Self::load_family`] reads it, except that on a
+    /// shared store a token that is the current one of its cached family is judged by the cached
+    /// copy (unless this presentation already lost a compare-and-swap). Such a token is rotated or
+    /// answered an error that nothing another server does can change (the client, resource and
+    /// scope of a family never change), and its rotation's compare-and-swap finds out whether
+    /// another server rotated or ended the family first: the presentation then loses, and is
+    /// judged again with the family read. A retired token is always judged as the store has it,
+    /// since its successor there may be newer than the cached one.
+    pub(super) async fn load_family_to_rotate(
+        &mut self,
+        hash: &TokenHash,
+        lost: bool,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let current = self
+            .family_of(hash, now)
+            .is_some_and(|f| f.record.current == *hash);
+        if current && !lost {
+            return Ok(());
+        }
+        self.load_family(hash).await
+    }
+
     /// Deletes the store's dead families and counts the others.
     pub(super) async fn sweep_store(&mut self) {
         match self.args.store.remove_dead_families(unix_now_ms()).await {

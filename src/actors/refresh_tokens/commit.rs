@@ -129,7 +129,7 @@ impl RefreshTokens {
         lost: bool,
         actor: &ActorRef<Self>,
     ) {
-        match self.judge(&request, actor).await {
+        match self.judge(&request, lost, actor).await {
             Err(err) => send(reply, Err(err)),
             Ok(Judged::Answer(refreshed)) => send(reply, Ok(refreshed)),
             Ok(_) if self.waiting() >= MAX_WAITING => send(reply, Err(RefreshError::Busy)),
@@ -159,14 +159,17 @@ impl RefreshTokens {
     /// The checks of a refresh, before anything changes: another client, another resource or a
     /// wider scope consumes nothing; a retired token within the grace window is answered the
     /// same successor; any other retired token ends its family (reuse).
+    /// `lost`: this presentation already lost a compare-and-swap (a shared store).
     async fn judge(
         &mut self,
         msg: &RotateRefreshToken,
+        lost: bool,
         actor: &ActorRef<Self>,
     ) -> Result<Judged, RefreshError> {
         let hash = msg.token.sha256();
-        // On a store other servers write too, the family is judged as the store has it.
-        self.load_family(&hash).await?;
+        // On a store other servers write too, the family is judged as the store has it, or as
+        // its compare-and-swap will find it.
+        self.load_family_to_rotate(&hash, lost).await?;
         let now = Instant::now();
         let Some(family) = self.family_of(&hash, now) else {
             return Err(RefreshError::Unknown);

@@ -10,10 +10,11 @@ use kameo::actor::Spawn;
 use kameo::error::SendError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The in-memory store whose transactions take `delay`, counting them.
+/// The in-memory store whose transactions take `delay`, counting them and the reads of a family.
 struct Slow {
     inner: MemoryStore,
     batches: AtomicUsize,
+    reads: AtomicUsize,
     delay: Duration,
 }
 
@@ -42,6 +43,7 @@ impl RefreshTokenStore for Slow {
         &self,
         hash: &TokenHash,
     ) -> BoxFuture<'_, Result<Option<FamilyRecord>, StoreError>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.family_by_token(hash)
     }
     fn remove_dead_families(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
@@ -76,23 +78,28 @@ fn spawn_slower(delay: Duration, idle_ttl: Duration) -> (ActorRef<RefreshTokens>
     let store = Arc::new(Slow {
         inner: MemoryStore::new(),
         batches: AtomicUsize::new(0),
+        reads: AtomicUsize::new(0),
         delay,
     });
-    let tokens = RefreshTokens::spawn(RefreshTokensArgs {
-        shared: false,
+    (spawn_on(store.clone(), false, idle_ttl), store)
+}
+
+/// The actor on `store`, which other servers write too when `shared`.
+fn spawn_on(store: Arc<Slow>, shared: bool, idle_ttl: Duration) -> ActorRef<RefreshTokens> {
+    RefreshTokens::spawn(RefreshTokensArgs {
+        shared,
         announce: None,
         idle_ttl,
         absolute_ttl: Duration::from_secs(1000),
         grace: Duration::from_secs(5),
         max_families: 100,
         cached: 100,
-        store: store.clone(),
+        store,
         revocations: Revocations::spawn(RevocationsArgs {
             max_entries: 100,
             store: Arc::new(MemoryStore::new()),
         }),
-    });
-    (tokens, store)
+    })
 }
 
 fn issue(jti: &str) -> IssueRefreshToken {
@@ -266,4 +273,52 @@ async fn a_transaction_past_its_limit_is_abandoned_not_committed_later() {
     ));
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(store.inner.count_families().await.unwrap(), 0);
+}
+
+/// Two servers on one store. A token that is the current one of the family a server holds is
+/// rotated there without a read of the family; when the other server rotated it first, the swap
+/// is lost and the token judged again as the store has it: a retry within the grace window, so
+/// the same successor. A retired token is always judged as the store has it.
+#[tokio::test(start_paused = true)]
+async fn on_a_shared_store_a_current_token_is_swapped_unread_and_a_lost_swap_judged_again() {
+    let store = Arc::new(Slow {
+        inner: MemoryStore::new(),
+        batches: AtomicUsize::new(0),
+        reads: AtomicUsize::new(0),
+        delay: Duration::ZERO,
+    });
+    let idle = Duration::from_secs(100);
+    let (here, there) = (
+        spawn_on(store.clone(), true, idle),
+        spawn_on(store.clone(), true, idle),
+    );
+    let reads = || store.reads.load(Ordering::SeqCst);
+    let t0 = here.ask(issue("a0")).await.unwrap();
+    let before = reads();
+    let t1 = here.ask(refresh(&t0, "a1")).await.unwrap().refresh_token;
+    assert_eq!(
+        reads(),
+        before,
+        "the current token of a held family: no read"
+    );
+    // The other server rotates t1 first (it holds no copy: it reads the family).
+    let theirs = there.ask(refresh(&t1, "b1")).await.unwrap();
+    assert!(!theirs.grace);
+    assert_eq!(reads(), before + 1);
+    // Here t1 still looks current: the swap is lost, and t1 is judged again, read.
+    let ours = here.ask(refresh(&t1, "a2")).await.unwrap();
+    assert!(ours.grace, "judged as a retry within the grace window");
+    assert_eq!(ours.refresh_token.expose(), theirs.refresh_token.expose());
+    assert_eq!(reads(), before + 2);
+    // The retired t1 at the server that retired it: read all the same.
+    let again = there.ask(refresh(&t1, "b2")).await.unwrap();
+    assert!(again.grace);
+    assert_eq!(again.refresh_token.expose(), theirs.refresh_token.expose());
+    assert_eq!(reads(), before + 3);
+    // The successor here: the lost swap read the family, so it is the current one of the copy
+    // held here now, and rotated without a read.
+    here.ask(refresh(&theirs.refresh_token, "a3"))
+        .await
+        .unwrap();
+    assert_eq!(reads(), before + 3);
 }
