@@ -19,6 +19,7 @@
 //! conditional, so a client marked used meanwhile (at another replica) is kept.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::actors::transaction::run_transaction;
 use crate::oauth::client::{Client, ClientKind, NewClient, SecretHash};
 use crate::oauth::time::{instant_of, unix_now};
 use crate::store::{ClientMap, ClientRecord, SharedStore, StoreError};
@@ -310,10 +311,6 @@ const MAX_BATCH: usize = 256;
 /// Most registrations waiting for a transaction; beyond it, "try later".
 const MAX_PENDING: usize = 4 * MAX_BATCH;
 
-/// Longest a transaction of registrations may take before it is abandoned (rolled back) and its
-/// callers are answered with an error: shorter than a caller waits for an answer.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
-
 /// The registrations of one transaction, committed or not: sent to the registry by the task
 /// that wrote them and answered their callers.
 struct Committed {
@@ -342,20 +339,11 @@ impl ClientRegistry {
         let (run, recounts) = (self.run, self.recounts);
         tokio::spawn(async move {
             let records: Vec<ClientRecord> = batch.iter().map(|p| p.record.clone()).collect();
-            // In a task of its own, so that a panic is an error here; bounded in time, so that
-            // a hung statement does not stop registrations for good.
-            let mut insert = {
+            let insert = {
                 let (store, records) = (Arc::clone(&store), records.clone());
-                tokio::spawn(async move { store.insert_clients(&records).await })
+                async move { store.insert_clients(&records).await }
             };
-            let committed = match tokio::time::timeout(COMMIT_TIMEOUT, &mut insert).await {
-                Ok(Ok(committed)) => committed,
-                Ok(Err(_)) => Err(StoreError("the registration transaction failed".into())),
-                Err(_) => {
-                    insert.abort();
-                    Err(StoreError("the registration transaction timed out".into()))
-                }
-            };
+            let committed = run_transaction("registration", insert).await;
             for pending in batch {
                 let answer = match &committed {
                     Ok(()) => Ok(Registered {

@@ -38,6 +38,7 @@ pub mod signing_keys;
 pub mod store_changes;
 pub mod throttle;
 pub mod token_signer;
+pub mod transaction;
 pub mod upstream_exchange;
 pub mod users;
 

@@ -21,6 +21,7 @@ use super::{
     ENDED_ORIGIN_MEMORY, HeldRotation, MAX_BATCH, MAX_ENDED_ORIGINS, MAX_WAITING, RefreshError,
     RefreshTokens, Refreshed, RotateRefreshToken, Write,
 };
+use crate::actors::transaction::run_transaction;
 use crate::oauth::refresh_token::successor;
 use crate::oauth::time::unix_now_ms;
 use crate::store::{FamilyRecord, Rotation, StoreError};
@@ -29,12 +30,7 @@ use kameo::actor::ActorRef;
 use kameo::message::{Context, Message};
 use kameo::reply::ReplySender;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
-
-/// Longest a transaction may take before it is abandoned (rolled back) and its callers are
-/// answered with an error: shorter than a caller waits for an answer.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The writes of one transaction and what the store answered: for each rotation in order,
 /// whether its compare-and-swap applied.
@@ -97,19 +93,8 @@ impl RefreshTokens {
         let store = Arc::clone(&self.args.store);
         let (actor, run, recounts) = (actor.clone(), self.run, self.recounts);
         tokio::spawn(async move {
-            // In a task of its own, so that a panic is an error here; bounded in time, and
-            // abandoned (rolled back) past it, so that a hung statement neither stops refreshes
-            // for good nor commits after its callers were told it failed.
-            let mut write =
-                tokio::spawn(async move { store.write_batch(&families, &rotations).await });
-            let outcome = match tokio::time::timeout(COMMIT_TIMEOUT, &mut write).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(_)) => Err(StoreError("the refresh-token transaction failed".into())),
-                Err(_) => {
-                    write.abort();
-                    Err(StoreError("the refresh-token transaction timed out".into()))
-                }
-            };
+            let write = async move { store.write_batch(&families, &rotations).await };
+            let outcome = run_transaction("refresh-token", write).await;
             // The actor answers (a stopped actor drops the writes: their callers get an error).
             let committed = Committed {
                 run,
