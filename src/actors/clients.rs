@@ -24,7 +24,7 @@ use crate::oauth::client::{Client, ClientKind, NewClient, SecretHash};
 use crate::oauth::time::{instant_of, unix_now};
 use crate::store::{ClientMap, ClientRecord, SharedStore, StoreError};
 use crate::trace::Secret;
-use hashlink::LruCache;
+use cache::ClientCache;
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -96,7 +96,7 @@ enum Reap {
 
 pub struct ClientRegistry {
     /// Registered clients, the least recently used evicted first.
-    cache: LruCache<Arc<str>, ClientRecord>,
+    cache: ClientCache,
     /// The clients of the configuration: always held, never stored, never reaped.
     configured: ClientMap,
     /// Clients in the store: counted at start and at each batch reaping, kept in between.
@@ -145,7 +145,7 @@ impl Actor for ClientRegistry {
             });
         }
         let mut registry = ClientRegistry {
-            cache: LruCache::new(args.cached.max(1)),
+            cache: ClientCache::new(args.cached),
             configured,
             stored: 0,
             pending: Vec::new(),
@@ -164,10 +164,10 @@ impl Actor for ClientRegistry {
 }
 
 impl ClientRegistry {
-    /// Keeps a client in the cache, evicting the least recently used beyond its size.
+    /// Keeps a client in the cache, evicting one not looked up lately beyond its size.
     fn remember(&mut self, record: ClientRecord) -> Arc<Client> {
         let client = Arc::clone(&record.client);
-        self.cache.insert(client.client_id.clone(), record);
+        self.cache.insert(record);
         client
     }
 
@@ -520,6 +520,8 @@ impl Message<Sweep> for ClientRegistry {
         }
     }
 }
+
+mod cache;
 
 #[cfg(test)]
 mod tests;
