@@ -109,22 +109,33 @@ async fn recall_on(
     }
 }
 
-/// A validated token is answered from memory until it is revoked, expires, or has been
-/// remembered for `VERIFIED_TTL`; never while the copy is behind.
-#[tokio::test(start_paused = true)]
-async fn validated_tokens_are_remembered_but_never_past_a_revocation() {
+/// A feed whose poller finds no authorization server, given a first snapshot (one revoked
+/// token, `other`) by hand, and the id of its run.
+async fn synced_feed(max_lag: Duration) -> (ActorRef<RevocationFeed>, u64) {
     let feed = RevocationFeed::spawn(RevocationFeedArgs {
         url: "http://127.0.0.1:9/feed".into(),
         credential: None,
-        max_lag: Duration::from_secs(30),
+        max_lag,
         wait: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
         http: reqwest::Client::new(),
         remember_for: VERIFIED_TTL,
     });
     let run = feed.ask(RunId).await.unwrap();
+    let snapshot = ApplyFeedPage {
+        run,
+        page: page(true, "other"),
+    };
+    feed.tell(snapshot).await.unwrap();
+    (feed, run)
+}
+
+/// A validated token is answered from memory until it is revoked, expires, or has been
+/// remembered for `VERIFIED_TTL`; never while the copy is behind.
+#[tokio::test(start_paused = true)]
+async fn validated_tokens_are_remembered_but_never_past_a_revocation() {
+    let (feed, run) = synced_feed(Duration::from_secs(30)).await;
     let apply = |page: FeedPage| ApplyFeedPage { run, page };
-    feed.tell(apply(page(true, "other"))).await.unwrap();
     let now = crate::oauth::time::unix_now();
     let remember = |token: &str, jti: &str, exp: u64| CheckRevoked {
         jti: jti.into(),
@@ -169,18 +180,8 @@ async fn validated_tokens_are_remembered_but_never_past_a_revocation() {
 /// binding ends, and never once the token itself is forgotten or revoked.
 #[tokio::test(start_paused = true)]
 async fn a_remembered_token_owns_the_sessions_it_was_found_to_own() {
-    let feed = RevocationFeed::spawn(RevocationFeedArgs {
-        url: "http://127.0.0.1:9/feed".into(),
-        credential: None,
-        max_lag: Duration::from_secs(600),
-        wait: Duration::from_secs(1),
-        timeout: Duration::from_secs(1),
-        http: reqwest::Client::new(),
-        remember_for: VERIFIED_TTL,
-    });
-    let run = feed.ask(RunId).await.unwrap();
+    let (feed, run) = synced_feed(Duration::from_secs(600)).await;
     let apply = |page: FeedPage| ApplyFeedPage { run, page };
-    feed.tell(apply(page(true, "other"))).await.unwrap();
     let now = crate::oauth::time::unix_now();
     let remember = |token: &str, jti: &str| CheckRevoked {
         jti: jti.into(),
