@@ -95,7 +95,7 @@ enum Reap {
 }
 
 pub struct ClientRegistry {
-    /// Registered clients, the least recently used evicted first.
+    /// Registered clients, those not looked up lately evicted first (`clients/cache.rs`).
     cache: ClientCache,
     /// The clients of the configuration: always held, never stored, never reaped.
     configured: ClientMap,

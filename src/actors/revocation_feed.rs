@@ -104,8 +104,9 @@ pub struct ForgetRemembered;
 
 /// A remembered token was presented on an MCP session that its subject owns until `until` (the
 /// session owner check found so, or the token opened the session): the token's next requests on
-/// it need not ask `McpSessions` again. A session's owner never changes and its id is never
-/// reused; one that ends before `until` (closed by DELETE) is unknown to rmcp, which answers 404.
+/// it need not ask `McpSessions` again. A session's owner never changes; a session closed before
+/// `until` is forgotten by every token at once ([`SessionClosed`]), so that an MCP service whose
+/// session manager reused the id could not hand it to the old owner.
 pub struct OwnsSession {
     pub token: SecretDigest,
     pub session: Secret,
@@ -117,6 +118,17 @@ impl std::fmt::Debug for OwnsSession {
         let token = crate::trace::Fingerprint::of(&self.token);
         let session = &self.session;
         write!(f, "OwnsSession {{ token: {token}, session: {session:?} }}")
+    }
+}
+
+/// An MCP session was closed (a DELETE its owner sent): no token owns it any more.
+pub struct SessionClosed {
+    pub session: Secret,
+}
+
+impl std::fmt::Debug for SessionClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionClosed {{ session: {:?} }}", self.session)
     }
 }
 
@@ -429,6 +441,16 @@ impl Message<CheckToken> for RevocationFeed {
                 owns_session,
             },
             refused => Remembered::Refused(refused),
+        }
+    }
+}
+
+impl Message<SessionClosed> for RevocationFeed {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: SessionClosed, _: &mut Context<Self, ()>) {
+        for verified in self.verified.values_mut() {
+            verified.sessions.retain(|(id, _)| *id != msg.session);
         }
     }
 }

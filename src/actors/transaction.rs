@@ -1,9 +1,12 @@
 //! [`run_transaction`]: how an actor that group-commits its writes runs one store transaction.
 //! In a task of its own, so that a panic in the store is an error for the batch's callers and
 //! not a lost actor; bounded by [`COMMIT_TIMEOUT`], below the time a caller waits for an answer
-//! ([`REPLY_TIMEOUT`]), and abandoned past it: dropping the store's future rolls the transaction
-//! back, so a hung statement neither stops the actor's writes for good nor commits after its
-//! callers were told it failed.
+//! ([`REPLY_TIMEOUT`]), and abandoned past it: dropping the store's future rolls back a
+//! transaction that has not reached its commit, so a hung statement neither stops the actor's
+//! writes for good nor, short of one abandoned during its very commit, lands after its callers
+//! were told it failed. Each actor treats an abandoned batch as of unknown outcome: the refresh
+//! tokens read its families again, and a registration that did land is an unused client, reaped
+//! in time.
 
 use crate::actors::ask::REPLY_TIMEOUT;
 use crate::store::StoreError;

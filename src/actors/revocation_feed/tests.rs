@@ -230,6 +230,20 @@ async fn a_remembered_token_owns_the_sessions_it_was_found_to_own() {
         found += usize::from(recall_on(&feed, "t1", Some(session)).await == "owned");
     }
     assert_eq!(found, MAX_SESSIONS_PER_TOKEN);
+    // A closed session: owned by no token any more.
+    feed.tell(owns("t2", "s1", 600)).await.unwrap();
+    assert_eq!(recall_on(&feed, "t2", Some("s1")).await, "owned");
+    let closed = SessionClosed {
+        session: Secret::new("s1"),
+    };
+    feed.tell(closed).await.unwrap();
+    assert_eq!(recall_on(&feed, "t1", Some("s1")).await, "valid", "closed");
+    assert_eq!(recall_on(&feed, "t2", Some("s1")).await, "valid", "closed");
+    assert_eq!(
+        recall_on(&feed, "t1", Some("s3")).await,
+        "owned",
+        "another session"
+    );
     // Revoked: refused, session or not.
     feed.tell(apply(page(false, "j1"))).await.unwrap();
     assert_eq!(recall_on(&feed, "t1", Some("s1")).await, "revoked");

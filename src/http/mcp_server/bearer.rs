@@ -125,22 +125,14 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
     if token.is_empty() {
         return Err(Refusal::BadRequest("the Bearer credentials are missing"));
     }
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(Refusal::InvalidToken("malformed bearer token"));
-    }
-    Ok(Some(token))
-}
-
-/// A token's characters are those of RFC 6750's `b64token`. Checked before a token is
-/// validated; a remembered one passed this check when it was.
-fn well_formed(token: &str) -> Result<(), Refusal> {
+    // RFC 6750's `b64token`: a token of other characters reaches no actor.
     let allowed = |b: u8| {
         b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
     };
-    match token.bytes().all(allowed) {
-        true => Ok(()),
-        false => Err(Refusal::InvalidToken("malformed bearer token")),
+    if token.len() > MAX_TOKEN_LEN || !token.bytes().all(allowed) {
+        return Err(Refusal::InvalidToken("malformed bearer token"));
     }
+    Ok(Some(token))
 }
 
 fn query_has_token(request: &Parts) -> bool {
@@ -251,10 +243,7 @@ pub async fn authenticate(
     let (validated, checked, owns_session) = match known {
         Ok(Some((claims, owns_session))) => (Ok(claims), true, owns_session),
         Ok(None) => {
-            let validated = match well_formed(token) {
-                Ok(()) => validate(state, token, &mut keyed).await.map(Arc::new),
-                Err(refusal) => Err(refusal),
-            };
+            let validated = validate(state, token, &mut keyed).await.map(Arc::new);
             (validated, false, false)
         }
         Err(refusal) => (Err(refusal), true, false),

@@ -1,6 +1,6 @@
-//! [`Caller`]: who is calling, from the validated access token. The bearer layer puts it into the
-//! request; the layers after it read it, and rmcp hands the request parts to tools as an
-//! extension, so a tool reads it with
+//! [`Caller`]: who is calling, from the validated access token. The token check makes it, the
+//! checks after it read it, and the gate puts it into the request it hands to the MCP service;
+//! rmcp hands the request parts to tools as an extension, so a tool reads it with
 //! `Extension(parts): Extension<http::request::Parts>` and `parts.extensions.get::<Caller>()`.
 
 #![warn(missing_docs)]
@@ -8,12 +8,12 @@
 use crate::oauth::scope::ScopeSet;
 use std::sync::Arc;
 
-/// Who is calling, from the validated access token: the identity the bearer layer attaches to
-/// the request for the layers after it and for the tools.
+/// Who is calling, from the validated access token: the identity the token check establishes
+/// for the checks after it and for the tools.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The token's `sub`: the user, or the client itself for a `client_credentials` token.
-    /// Shared, so the session-owner layer keeps it past the call without a copy.
+    /// Shared, so the session-owner check keeps it past the call without a copy.
     pub subject: Arc<str>,
     /// The token's `client_id`.
     pub client_id: String,

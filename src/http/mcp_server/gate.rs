@@ -9,9 +9,9 @@
 //! 6. the MCP service; then the session's owner is recorded or forgotten.
 //!
 //! One service rather than a tower layer per step: each `from_fn` layer boxed its future and
-//! cloned everything behind it (the MCP service included) on every request. Here a request costs
-//! one boxed future and one clone of the MCP service, and the MCP service sits behind an `Arc`, so
-//! that the router's own clone of the gate for each request is two reference counts.
+//! cloned everything behind it (the MCP service included) on every request. Here the checks cost
+//! a request one boxed future and one clone of the MCP service, and the MCP service sits behind
+//! an `Arc`, so that the router's own clone of the gate for each request is two reference counts.
 
 use super::refusal::Endpoint;
 use super::state::McpState;

@@ -1,4 +1,4 @@
-//! The first layer in front of the MCP endpoints (RS-5, DNS rebinding): the `Host` header must
+//! The first check in front of the MCP endpoints (RS-5, DNS rebinding): the `Host` header must
 //! name this server and an `Origin`, when sent, must be allowed (the rule is `origin.rs`).
 //! Anything else is 403 before the token is even read.
 

@@ -1,7 +1,7 @@
 //! [`ProtectedResource`]: the resource-server half of this crate, for any rmcp server. It starts
 //! the actors that validate bearer tokens (`JwksCache` for the authorization server's keys,
 //! `McpSessions` for the owner of each MCP session, `RevocationFeed` unless turned off, and
-//! `IntrospectionCache` with introspection on) and puts an MCP service behind the layers that
+//! `IntrospectionCache` with introspection on) and puts an MCP service behind the checks that
 //! use them: Host and Origin, the access token (401 with the RFC 9728 challenge), the baseline
 //! scopes and each tool's scope ([`ToolScopes`]; 403 `insufficient_scope`), the session's owner.
 //! The tools read the caller from the request ([`super::Caller`]). The protected resource
@@ -180,8 +180,9 @@ impl ProtectedResource {
         Ok(ProtectedResource { state })
     }
 
-    /// The MCP endpoints (`/mcp` and `/`) served by `mcp` behind the layers, with the protected
-    /// resource metadata, CORS, the request trace, `/healthz`, `/readyz` and `/metrics`.
+    /// The MCP endpoints (`/mcp` and `/`) served by `mcp` behind the checks, with the protected
+    /// resource metadata, CORS, the request trace, `/healthz`, `/readyz` and `/metrics`. `mcp`
+    /// is cloned once for each request that passes the checks.
     pub fn router<S>(&self, mcp: S) -> Router
     where
         S: tower::Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
@@ -196,7 +197,7 @@ impl ProtectedResource {
         router::router(self.state.clone(), mcp)
     }
 
-    /// The state the layers share: settings and actor references.
+    /// The state the checks share: settings and actor references.
     pub fn state(&self) -> &McpState {
         &self.state
     }

@@ -41,8 +41,7 @@ where
             axum::http::HeaderName::from_static("mcp-protocol-version"),
         ])
         .max_age(Duration::from_secs(600));
-    // Health checks and metrics, outside the Host/Origin and token layers, the request trace and
-    // the metrics.
+    // Health checks and metrics, outside the gate, the request trace and the metrics.
     let mut health = Router::new()
         .route("/healthz", get(crate::http::health::healthz))
         .route("/readyz", get(health::readyz));

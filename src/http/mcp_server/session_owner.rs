@@ -7,7 +7,7 @@ use super::bearer::Authenticated;
 use super::refusal::{Endpoint, Refusal, refuse};
 use super::state::McpState;
 use crate::actors::mcp_sessions::{Bind, Forget, Owner};
-use crate::actors::revocation_feed::OwnsSession;
+use crate::actors::revocation_feed::{OwnsSession, SessionClosed};
 use crate::actors::{ask, tell};
 use crate::trace::{Secret, SecretDigest, fingerprint};
 use axum::http::Method;
@@ -96,7 +96,7 @@ fn remember_owner(
 
 /// After the MCP service answered `session`'s request: the owner of a session the answer opens
 /// is recorded (when that fails, the answer is 503 instead), and a session a DELETE closed is
-/// forgotten.
+/// forgotten, by `McpSessions` and by the tokens the revocation feed remembers as its owners.
 pub async fn after(
     state: &McpState,
     endpoint: Endpoint,
@@ -123,9 +123,12 @@ pub async fn after(
         && response.status().is_success()
         && let Some(session_id) = session.id
     {
-        let forget = Forget {
-            session_id: Secret::new(session_id),
-        };
+        let session_id = Secret::new(session_id);
+        if let Some(feed) = &state.revocation_feed {
+            let session = session_id.clone();
+            tell(feed, SessionClosed { session });
+        }
+        let forget = Forget { session_id };
         let _ = ask(&state.sessions, forget).await;
     }
     response

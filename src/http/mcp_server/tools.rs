@@ -1,8 +1,8 @@
 //! The MCP tools: `greet` (a greeting for the given name, as in the example), `whoami` (the
 //! caller's subject, client and scopes from the validated token, which shows the authorization
 //! context reaching the tools), `save_note` (a write: it needs `mcp.write`) and `list_notes`
-//! (the caller's notes, read back; the notes belong to the `Notes` actor). The bearer
-//! layer puts the [`Caller`] into the request; rmcp hands the request parts to tools as an
+//! (the caller's notes, read back; the notes belong to the `Notes` actor). The gate
+//! puts the [`Caller`] into the request; rmcp hands the request parts to tools as an
 //! extension. Each tool declares the scope it needs in [`TOOL_SCOPES`]; the scope gate answers a
 //! call with a too-narrow token with 403 `insufficient_scope` before the tool runs (RS-2).
 
