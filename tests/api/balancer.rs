@@ -168,6 +168,14 @@ pub(crate) async fn balanced_on(
     }
 }
 
+/// A new user's whole flow through the balancer: bob signs in, consents, and his token calls
+/// `whoami`.
+pub(crate) async fn bobs_whole_flow_runs(lb: &Balanced, http: &reqwest::Client) {
+    let tokens = lb.issuer.tokens_as(&lb.resource, "bob", "hunter2").await;
+    let (status, who) = whoami_at(http, &lb.mcp, &field(&tokens, "access_token")).await;
+    assert_eq!((status, who["sub"].as_str()), (200, Some("bob")));
+}
+
 /// A stateless `tools/call` of `whoami` (no session), and its answer's status and text; status 0
 /// when no answer came (its server was killed with the request in flight).
 pub(crate) async fn whoami_at(http: &reqwest::Client, mcp: &str, token: &str) -> (u16, Value) {
@@ -390,9 +398,7 @@ async fn killed_replicas_lose_no_acknowledged_write() {
     let back = mcp_oauth_testkit::location(&signed_in).unwrap();
     assert!(back.starts_with(REDIRECT_URI), "no consent page: {back}");
     // And a new user's whole flow runs on the survivor.
-    let tokens = lb.issuer.tokens_as(&lb.resource, "bob", "hunter2").await;
-    let (status, who) = whoami_at(&http, &lb.mcp, &field(&tokens, "access_token")).await;
-    assert_eq!((status, who["sub"].as_str()), (200, Some("bob")));
+    bobs_whole_flow_runs(&lb, &http).await;
 }
 
 /// A family revoked at one authorization server takes with it the access tokens another one
