@@ -5,7 +5,10 @@
 use super::error::StoreError;
 use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
-use super::sqlite::{SqliteStore, from_json_list, int, to_json_list, unsigned, write_timer};
+use super::sqlite::{
+    SqliteStore, chunks, from_json_list, insert_rows, int, rows_per_insert, to_json_list, unsigned,
+    write_timer,
+};
 use crate::oauth::client::{
     ApplicationType, Client, ClientKind, GrantTypes, RESPONSE_TYPES, SecretHash,
     TokenEndpointAuthMethod, boxed_strs,
@@ -195,37 +198,50 @@ macro_rules! sql_backend {
 
                 async fn insert_clients(&self, records: &[ClientRecord]) -> Result<(), StoreError> {
                     let _write = write_timer("clients");
-                    let mut tx = self.pool.begin().await?;
-                    for record in records {
-                        let c = &record.client;
-                        sqlx::query(&<$store>::sql(&format!(
-                            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                        )))
-                        .bind(&*c.client_id)
-                        .bind(match c.secret.as_deref() {
-                            Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
-                            // Configured clients are never stored; the clients file keeps their hashes.
-                            Some(SecretHash::Argon2(_) | SecretHash::PublicKeys(_)) | None => None,
-                        })
-                        .bind(c.client_name.as_deref())
-                        .bind(to_json_list(&c.redirect_uris))
-                        .bind(to_json_list(&c.grant_types.names()))
-                        .bind(to_json_list(if c.grant_types.authorization_code() {
-                            &RESPONSE_TYPES[..]
-                        } else {
-                            &[]
-                        }))
-                        .bind(c.token_endpoint_auth_method.as_str())
-                        .bind(c.scope.as_deref())
-                        .bind(c.client_uri.as_deref())
-                        .bind(int(c.issued_at))
-                        .bind(i64::from(record.used))
-                        .bind(c.application_type.as_str())
-                        .bind(c.public_keys())
-                        .execute(&mut *tx)
-                        .await?;
+                    // Rows that one statement writes need no transaction around them: a statement
+                    // is atomic, and this saves two round trips (its begin and its commit).
+                    let mut tx = match rows_per_insert(records.len()) == records.len() {
+                        true => None,
+                        false => Some(self.pool.begin().await?),
+                    };
+                    for now in chunks(records) {
+                        let sql = <$store>::sql(&insert_rows(&format!("clients ({CLIENT_COLUMNS})"), 13, now.len()))
+                            .into_owned();
+                        let mut query = sqlx::query(&sql);
+                        for record in now {
+                            let c = &record.client;
+                            query = query
+                                .bind(&*c.client_id)
+                                .bind(match c.secret.as_deref() {
+                                    Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
+                                    // Configured clients are never stored; the clients file keeps their hashes.
+                                    Some(SecretHash::Argon2(_) | SecretHash::PublicKeys(_)) | None => None,
+                                })
+                                .bind(c.client_name.as_deref())
+                                .bind(to_json_list(&c.redirect_uris))
+                                .bind(to_json_list(&c.grant_types.names()))
+                                .bind(to_json_list(if c.grant_types.authorization_code() {
+                                    &RESPONSE_TYPES[..]
+                                } else {
+                                    &[]
+                                }))
+                                .bind(c.token_endpoint_auth_method.as_str())
+                                .bind(c.scope.as_deref())
+                                .bind(c.client_uri.as_deref())
+                                .bind(int(c.issued_at))
+                                .bind(i64::from(record.used))
+                                .bind(c.application_type.as_str())
+                                .bind(c.public_keys());
+                        }
+                        match tx.as_mut() {
+                            Some(tx) => query.execute(&mut **tx).await?,
+                            None => query.execute(&self.pool).await?,
+                        };
                     }
-                    Ok(tx.commit().await?)
+                    if let Some(tx) = tx {
+                        tx.commit().await?;
+                    }
+                    Ok(())
                 }
 
                 async fn mark_client_used(&self, client_id: &str) -> Result<(), StoreError> {

@@ -70,6 +70,52 @@ async fn clients() {
     .await;
 }
 
+/// A group commit's registrations: all of them stored, each as it was (over several insert
+/// statements of different sizes), or, when one id is taken, none.
+#[tokio::test]
+async fn clients_inserted_together_are_all_stored_or_none() {
+    on_every_backend(async |store: &dyn Store| {
+        store.insert_clients(&[]).await.unwrap();
+        let named = |i: usize| {
+            let mut record = client(&format!("batch-{i}"));
+            let c = std::sync::Arc::make_mut(&mut record.client);
+            c.client_name = Some(format!("client {i}").into_boxed_str());
+            c.redirect_uris = Box::new([format!("http://127.0.0.1:{}/cb", 1000 + i).into()]);
+            c.issued_at = 10 + i as u64;
+            record.used = i.is_multiple_of(3);
+            record
+        };
+        // 200 = 128 + 64 + 8: statements of three sizes.
+        let batch: Vec<ClientRecord> = (0..200).map(named).collect();
+        store.insert_clients(&batch).await.unwrap();
+        assert_eq!(store.count_clients().await.unwrap(), 200);
+        for i in [0, 63, 64, 127, 128, 191, 192, 199] {
+            let stored = store
+                .client(&format!("batch-{i}"))
+                .await
+                .unwrap()
+                .expect("stored");
+            let expected = named(i);
+            assert_eq!(stored.client.client_name, expected.client.client_name);
+            assert_eq!(stored.client.redirect_uris, expected.client.redirect_uris);
+            assert_eq!(stored.client.issued_at, expected.client.issued_at);
+            assert_eq!(stored.used, expected.used);
+        }
+        // One id of the third statement is taken: the whole batch is refused, the first two
+        // statements' rows with it.
+        let mut clash: Vec<ClientRecord> = (1000..1100).map(named).collect();
+        clash[90] = named(5);
+        assert!(store.insert_clients(&clash).await.is_err());
+        assert_eq!(store.count_clients().await.unwrap(), 200);
+        assert!(store.client("batch-1000").await.unwrap().is_none());
+        // The same id twice within one statement: refused too.
+        let twice = [named(2000), named(2001), named(2000)];
+        assert!(store.insert_clients(&twice).await.is_err());
+        assert_eq!(store.count_clients().await.unwrap(), 200);
+    })
+    .await;
+}
+
 /// The registry's bound and its reaping by age, which never take a used client.
 #[tokio::test]
 async fn clients_are_counted_and_reaped_by_age() {

@@ -30,6 +30,9 @@ impl Default for PoolOptions {
     }
 }
 
+/// A pooled connection idle at least this long is pinged before it is used again.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 pub struct PostgresStore {
     /// The connection pool, through which each table module runs its statements.
     pub(super) pool: PgPool,
@@ -118,9 +121,20 @@ impl PostgresStore {
     pub async fn open(url: &str, options: PoolOptions) -> Result<Self, StoreError> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError(format!("the database URL cannot be used: {e}")))?;
+        // A connection idle for a while may have been closed by the database or the network, and
+        // is pinged before use; one in steady use is not (a round trip for every statement).
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await
             .map_err(|e| StoreError(format!("cannot connect to {}: {e}", redacted(url))))?;

@@ -6,7 +6,7 @@
 
 use super::error::StoreError;
 use super::postgres::PostgresStore;
-use super::sqlite::{SqliteStore, int, unsigned, write_timer};
+use super::sqlite::{SqliteStore, chunks, insert_rows, int, unsigned, write_timer};
 use crate::trace::SecretDigest;
 use futures::future::BoxFuture;
 use sqlx::Row;
@@ -170,6 +170,28 @@ macro_rules! sql_backend {
             // declared by a macro).
             use crate::store::refresh_tokens::*;
 
+            /// A family's row: the table and its columns, 15 values.
+            const FAMILY_INSERT: &str = "refresh_families (family_id, client_id, subject, scope, resource, \
+                 flow, origin_jti, created_at_ms, absolute_expires_at_ms, idle_expires_at_ms, \
+                 generation, current, previous, rotated_at_ms, salt)";
+
+            /// Token digests and their families, in as few statements as their number allows.
+            async fn insert_tokens(
+                tx: &mut sqlx::Transaction<'_, <$row as sqlx::Row>::Database>,
+                tokens: &[(&TokenHash, &str)],
+            ) -> Result<(), StoreError> {
+                for chunk in chunks(tokens) {
+                    let sql = <$store>::sql(&insert_rows("refresh_tokens (token_hash, family_id)", 2, chunk.len()))
+                        .into_owned();
+                    let mut query = sqlx::query(&sql);
+                    for (token, family_id) in chunk {
+                        query = query.bind(token.to_vec()).bind(*family_id);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
             fn family_from_row(row: &$row) -> Result<FamilyRecord, StoreError> {
                 let get_i = |name: &str| -> Result<i64, StoreError> {
                     row.try_get::<i64, _>(name).map_err(StoreError::from)
@@ -211,42 +233,39 @@ macro_rules! sql_backend {
                     Box::pin(async move {
                         let _write = write_timer("refresh_families");
                         let mut tx = self.pool.begin().await?;
-                        for family in families {
-                            sqlx::query(&<$store>::sql(
-                                "INSERT INTO refresh_families (family_id, client_id, subject, scope, resource, \
-                                 flow, origin_jti, created_at_ms, absolute_expires_at_ms, idle_expires_at_ms, \
-                                 generation, current, previous, rotated_at_ms, salt) \
-                                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            ))
-                            .bind(&family.family_id)
-                            .bind(&family.client_id)
-                            .bind(&family.subject)
-                            .bind(&family.scope)
-                            .bind(&family.resource)
-                            .bind(&family.flow)
-                            .bind(&family.origin_jti)
-                            .bind(int(family.created_at_ms))
-                            .bind(int(family.absolute_expires_at_ms))
-                            .bind(int(family.idle_expires_at_ms))
-                            .bind(int(family.generation))
-                            .bind(family.current.to_vec())
-                            .bind(family.previous.map(|d| d.to_vec()))
-                            .bind(family.rotated_at_ms.map(int))
-                            .bind(family.salt.map(|d| d.to_vec()))
-                            .execute(&mut *tx)
-                            .await?;
-                            let mut tokens = family.tokens.clone();
-                            if !tokens.contains(&family.current) {
-                                tokens.push(family.current);
-                            }
-                            for token in tokens {
-                                sqlx::query(&<$store>::sql("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)"))
-                                    .bind(token.to_vec())
+                        // The families, then all their tokens, each in as few statements as
+                        // their number allows.
+                        for chunk in chunks(families) {
+                            let sql = <$store>::sql(&insert_rows(FAMILY_INSERT, 15, chunk.len())).into_owned();
+                            let mut query = sqlx::query(&sql);
+                            for family in chunk {
+                                query = query
                                     .bind(&family.family_id)
-                                    .execute(&mut *tx)
-                                    .await?;
+                                    .bind(&family.client_id)
+                                    .bind(&family.subject)
+                                    .bind(&family.scope)
+                                    .bind(&family.resource)
+                                    .bind(&family.flow)
+                                    .bind(&family.origin_jti)
+                                    .bind(int(family.created_at_ms))
+                                    .bind(int(family.absolute_expires_at_ms))
+                                    .bind(int(family.idle_expires_at_ms))
+                                    .bind(int(family.generation))
+                                    .bind(family.current.to_vec())
+                                    .bind(family.previous.map(|d| d.to_vec()))
+                                    .bind(family.rotated_at_ms.map(int))
+                                    .bind(family.salt.map(|d| d.to_vec()));
                             }
+                            query.execute(&mut *tx).await?;
                         }
+                        let tokens: Vec<(&TokenHash, &str)> = families
+                            .iter()
+                            .flat_map(|family| {
+                                let current = (!family.tokens.contains(&family.current)).then_some(&family.current);
+                                family.tokens.iter().chain(current).map(|t| (t, family.family_id.as_str()))
+                            })
+                            .collect();
+                        insert_tokens(&mut tx, &tokens).await?;
                         // Rows locked in one order at every server: two servers' transactions
                         // rotating the same families never wait for each other in a circle.
                         let mut order: Vec<usize> = (0..rotations.len()).collect();
@@ -270,15 +289,16 @@ macro_rules! sql_backend {
                             .await?
                             .rows_affected()
                                 == 1;
-                            if applied {
-                                sqlx::query(&<$store>::sql("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)"))
-                                    .bind(rotation.next.to_vec())
-                                    .bind(&rotation.family_id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                            }
                             swapped[index] = applied;
                         }
+                        // The new tokens of the rotations that swapped, together.
+                        let tokens: Vec<(&TokenHash, &str)> = rotations
+                            .iter()
+                            .zip(&swapped)
+                            .filter(|(_, swapped)| **swapped)
+                            .map(|(r, _)| (&r.next, r.family_id.as_str()))
+                            .collect();
+                        insert_tokens(&mut tx, &tokens).await?;
                         tx.commit().await?;
                         Ok(swapped)
                     })

@@ -61,6 +61,39 @@ pub(super) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+/// Most rows one insert statement writes. Rows written together go in a few statements rather
+/// than one each: each statement is a round trip to the database (through SQLite's connection
+/// thread or PostgreSQL's socket). 64 rows stay far within both databases' limits on bound values
+/// for the widest table (15 columns).
+pub(super) const MAX_ROWS_PER_INSERT: usize = 64;
+
+/// How many of `left` rows the next insert writes: the largest power of two up to
+/// [`MAX_ROWS_PER_INSERT`], so that a connection prepares and caches at most seven statements
+/// per table, whatever the sizes of the batches.
+pub(super) fn rows_per_insert(left: usize) -> usize {
+    match left {
+        0 => 0,
+        n => 1 << n.min(MAX_ROWS_PER_INSERT).ilog2(),
+    }
+}
+
+/// `rows` split into the inserts that write them, in order (sizes by [`rows_per_insert`]).
+pub(super) fn chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let (now, later) = rest.split_at(rows_per_insert(rest.len()));
+        rest = later;
+        (!now.is_empty()).then_some(now)
+    })
+}
+
+/// The insert of `rows` rows of `columns` values each into `into` (a table and its columns:
+/// `refresh_tokens (token_hash, family_id)`), with `?` placeholders.
+pub(super) fn insert_rows(into: &str, columns: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    format!("INSERT INTO {into} VALUES {}", vec![row; rows].join(", "))
+}
+
 /// Times one write to a table until it is dropped (committed or failed), as
 /// `mcp_oauth_store_write_duration_seconds{table}`: what a durable acknowledgement costs.
 pub(super) struct WriteTimer {
@@ -97,8 +130,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // A connection to a file of this process does not go stale: no ping before each use
+        // (a round trip to the connection's thread for every statement).
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -133,4 +169,46 @@ pub(super) fn to_json_list<S: AsRef<str> + serde::Serialize>(items: &[S]) -> Str
 /// Reads a list of strings from a text column.
 pub(super) fn from_json_list(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError(format!("a stored list is corrupt: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserts_take_powers_of_two_up_to_the_most_rows() {
+        for (left, rows) in [
+            (0, 0),
+            (1, 1),
+            (2, 2),
+            (3, 2),
+            (16, 16),
+            (63, 32),
+            (64, 64),
+            (65, 64),
+            (256, 64),
+        ] {
+            assert_eq!(rows_per_insert(left), rows, "{left} left");
+        }
+        // Any batch is written whole and in order, in statements of at most seven sizes.
+        let rows: Vec<usize> = (0..300).collect();
+        for batch in 0..=rows.len() {
+            let split: Vec<&[usize]> = chunks(&rows[..batch]).collect();
+            assert_eq!(split.concat(), &rows[..batch]);
+            assert!(
+                split
+                    .iter()
+                    .all(|c| c.len().is_power_of_two() && c.len() <= MAX_ROWS_PER_INSERT)
+            );
+        }
+    }
+
+    #[test]
+    fn an_insert_has_a_placeholder_for_each_value() {
+        assert_eq!(
+            insert_rows("t (a, b)", 2, 3),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)"
+        );
+        assert_eq!(insert_rows("t (a)", 1, 1), "INSERT INTO t (a) VALUES (?)");
+    }
 }
