@@ -101,17 +101,21 @@ async fn clients_inserted_together_are_all_stored_or_none() {
             assert_eq!(stored.client.issued_at, expected.client.issued_at);
             assert_eq!(stored.used, expected.used);
         }
-        // One id of the third statement is taken: the whole batch is refused, the first two
-        // statements' rows with it.
+        // 100 = 64 + 32 + 4, and an id of the second statement is taken: the whole batch is
+        // refused, the first statement's rows with it.
         let mut clash: Vec<ClientRecord> = (1000..1100).map(named).collect();
         clash[90] = named(5);
         assert!(store.insert_clients(&clash).await.is_err());
         assert_eq!(store.count_clients().await.unwrap(), 200);
         assert!(store.client("batch-1000").await.unwrap().is_none());
-        // The same id twice within one statement: refused too.
-        let twice = [named(2000), named(2001), named(2000)];
-        assert!(store.insert_clients(&twice).await.is_err());
-        assert_eq!(store.count_clients().await.unwrap(), 200);
+        // The same id twice: in one statement (written without a transaction around it), and
+        // in two (2 + 1). Refused, and nothing stored.
+        let in_one = [named(2000), named(2000)];
+        let in_two = [named(2000), named(2001), named(2000)];
+        for twice in [&in_one[..], &in_two[..]] {
+            assert!(store.insert_clients(twice).await.is_err());
+            assert_eq!(store.count_clients().await.unwrap(), 200);
+        }
     })
     .await;
 }

@@ -49,3 +49,32 @@ async fn a_batch_inserts_families_and_applies_each_rotation_that_swaps() {
     })
     .await;
 }
+
+/// A batch larger than one insert statement: 70 families (statements of 64, 4 and 2 rows), each
+/// with a retired token beside its current one (140 tokens), then 70 rotations whose new tokens
+/// go in together. Each family is found by every one of its tokens.
+#[tokio::test]
+async fn a_batch_larger_than_one_statement_is_stored_whole() {
+    on_every_backend(async |store: &dyn Store| {
+        let id = |i: u8| format!("big-{i}");
+        let families: Vec<FamilyRecord> = (0..70u8)
+            .map(|i| {
+                let mut f = family(&id(i), i);
+                f.tokens = vec![[i; 32], [i + 100; 32]];
+                f
+            })
+            .collect();
+        assert!(store.write_batch(&families, &[]).await.unwrap().is_empty());
+        assert_eq!(store.count_families().await.unwrap(), 70);
+        let rotations: Vec<Rotation> = (0..70u8).map(|i| rotation(&id(i), i, i + 180)).collect();
+        let swapped = store.write_batch(&[], &rotations).await.unwrap();
+        assert!(swapped.iter().all(|s| *s));
+        for i in (0..70u8).step_by(7).chain([63, 64, 69]) {
+            for token in [i, i + 100, i + 180] {
+                let found = store.family_by_token(&[token; 32]).await.unwrap();
+                assert_eq!(found.map(|f| f.family_id), Some(id(i)), "token {token}");
+            }
+        }
+    })
+    .await;
+}
