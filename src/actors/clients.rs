@@ -20,8 +20,8 @@
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::actors::transaction::run_transaction;
-use crate::oauth::client::{Client, ClientKind, NewClient, SecretHash};
-use crate::oauth::time::{instant_of, unix_now};
+use crate::oauth::client::{Client, ClientKind, NewClient, SecretHash, new_client_id};
+use crate::oauth::time::{instant_of, unix_now, unix_now_ms};
 use crate::store::{ClientMap, ClientRecord, SharedStore, StoreError};
 use crate::trace::Secret;
 use cache::ClientCache;
@@ -276,9 +276,9 @@ impl Message<Register> for ClientRegistry {
             .token_endpoint_auth_method
             .uses_secret()
             .then(|| Secret::random(32));
-        // 128 random bits, base64url: unguessable and URL-safe (CL-1).
+        // Time-ordered, with 128 random bits: unguessable and URL-safe (CL-1).
         let mut client =
-            Client::from_metadata(crate::trace::random_token(16), meta, ClientKind::Registered);
+            Client::from_metadata(new_client_id(unix_now_ms()), meta, ClientKind::Registered);
         if let Some(secret) = &secret {
             client.secret = Some(Box::new(SecretHash::Sha256(secret.sha256())));
         }

@@ -7,6 +7,9 @@
 use crate::oauth::redirect_uri;
 use crate::oauth::time::unix_now;
 use crate::trace::SecretDigest;
+use base64::Engine;
+use base64::alphabet::Alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, NO_PAD};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -309,6 +312,36 @@ impl Client {
     }
 }
 
+/// The 64 characters of base64url in ASCII order, so that ids encoded with them sort as their
+/// bytes do.
+const SORTABLE_ALPHABET: &str = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+
+const SORTABLE: GeneralPurpose = match Alphabet::new(SORTABLE_ALPHABET) {
+    Ok(alphabet) => GeneralPurpose::new(&alphabet, NO_PAD),
+    Err(_) => panic!("the sortable alphabet is 64 distinct URL-safe characters"),
+};
+
+/// Characters of an id given to the registration's time: 42 bits of Unix milliseconds, which
+/// wrap around in 2109 (ids then sort together less well, nothing else).
+const ID_TIME_CHARS: usize = 7;
+
+/// A new registered client's id: 29 characters of the base64url set. The first 7 are the Unix
+/// time in milliseconds, the other 22 are 128 random bits (CL-1). A client id is public (RFC 7591
+/// section 3.2.1 asks that it be unique, and unguessable by the random part); it is time-ordered
+/// so that ids issued together sort together: the store's index of client ids then grows at one
+/// end, and a commit of many registrations rewrites a page or two of it, not one per client.
+pub fn new_client_id(unix_ms: u64) -> String {
+    let alphabet = SORTABLE_ALPHABET.as_bytes();
+    let mut id = String::with_capacity(ID_TIME_CHARS + 22);
+    for i in (0..ID_TIME_CHARS).rev() {
+        id.push(char::from(alphabet[((unix_ms >> (6 * i)) & 63) as usize]));
+    }
+    let mut random = [0u8; 16];
+    rand::fill(&mut random[..]);
+    SORTABLE.encode_string(random, &mut id);
+    id
+}
+
 /// A list of strings as one boxed slice of boxed strings, without spare capacity.
 pub fn boxed_strs(list: Vec<String>) -> Box<[Box<str>]> {
     list.into_iter().map(String::into_boxed_str).collect()
@@ -348,6 +381,46 @@ pub struct NewClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_are_url_safe_unique_and_sort_by_time() {
+        let base64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        let now = 1_796_000_000_000;
+        let mut ids = Vec::new();
+        for ms in [now, now, now + 1, now + 1_000, now + 86_400_000] {
+            let id = new_client_id(ms);
+            assert_eq!(id.len(), 29, "{id}");
+            assert!(id.chars().all(base64url), "{id}");
+            assert!(
+                !id.starts_with('-'),
+                "{id} would read as an option on a command line"
+            );
+            ids.push(id);
+        }
+        // A later millisecond always sorts after; within one, the random bits differ.
+        assert!(ids[1..].windows(2).skip(1).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(ids[0] < ids[2] && ids[1] < ids[2]);
+        assert_ne!(ids[0], ids[1]);
+        // The time is the first 7 characters: the same millisecond, the same prefix; the other
+        // 22 are 128 random bits.
+        assert_eq!(ids[0][..7], ids[1][..7]);
+        assert_ne!(ids[0][7..], ids[1][7..]);
+        let random = SORTABLE.decode(&ids[0][7..]).map(|bytes| bytes.len());
+        assert_eq!(random, Ok(16));
+    }
+
+    #[test]
+    fn the_sortable_alphabet_is_base64url_in_ascii_order() {
+        let chars: Vec<char> = SORTABLE_ALPHABET.chars().collect();
+        assert_eq!(chars.len(), 64);
+        assert!(chars.windows(2).all(|w| w[0] < w[1]));
+        let mut standard: Vec<char> =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                .chars()
+                .collect();
+        standard.sort();
+        assert_eq!(chars, standard);
+    }
 
     #[test]
     fn grant_types_are_a_flag() {

@@ -37,9 +37,14 @@ async fn accepted_registrations() {
         json!(["authorization_code", "refresh_token"])
     );
     assert_eq!(body["response_types"], json!(["code"]));
-    // Two registrations never share an id.
+    // Two registrations never share an id, and a later one sorts after (the store's index of
+    // client ids grows at one end): a millisecond apart at least.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     let again = register_with(&app, json!({"redirect_uris": ["http://127.0.0.1/cb"]})).await;
-    assert_ne!(body["client_id"], again["client_id"]);
+    let (first, second) = (body["client_id"].as_str(), again["client_id"].as_str());
+    assert!(first < second, "{first:?} then {second:?}");
+    let url_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    assert!(second.is_some_and(|id| id.chars().all(url_safe)));
     // A confidential client gets a secret.
     let body = register_with(&app, json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_post"})).await;
     assert!(body["client_secret"].as_str().unwrap().len() >= 43);
