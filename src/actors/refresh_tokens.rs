@@ -48,6 +48,7 @@ use kameo::reply::{DelegatedReply, ReplySender};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 mod cache;
@@ -67,7 +68,7 @@ pub use revocation_messages::{
 // ---------------------------------------------------------------------------------------------
 
 /// What a family grants, as the token endpoint reads it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FamilyGrant {
     pub family_id: String,
     pub client_id: String,
@@ -103,6 +104,18 @@ pub struct RotateRefreshToken {
     /// The access token about to be minted: its `jti` and lifetime.
     pub access_jti: String,
     pub access_ttl: Duration,
+    /// Told what the access token will grant as soon as the refresh is judged to rotate, before
+    /// the rotation commits, so that the token can be signed meanwhile ([`Judgement`]).
+    pub judged: Option<oneshot::Sender<Judgement>>,
+}
+
+/// What a refresh judged to rotate will grant, sent before its commit. Only the reply, sent once
+/// the rotation has committed, says it happened: a token signed from a judgement is released only
+/// with a successful reply whose grant and scope are the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub grant: FamilyGrant,
+    pub scope: ScopeSet,
 }
 
 /// A successful refresh: the family, the refresh token to answer, and the access token's scope.

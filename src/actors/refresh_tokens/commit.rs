@@ -18,8 +18,8 @@
 //! access token is remembered, and the family is refused, or ended as soon as it has committed.
 
 use super::{
-    ENDED_ORIGIN_MEMORY, HeldRotation, MAX_BATCH, MAX_ENDED_ORIGINS, MAX_WAITING, RefreshError,
-    RefreshTokens, Refreshed, RotateRefreshToken, Write,
+    ENDED_ORIGIN_MEMORY, HeldRotation, Judgement, MAX_BATCH, MAX_ENDED_ORIGINS, MAX_WAITING,
+    RefreshError, RefreshTokens, Refreshed, RotateRefreshToken, Write,
 };
 use crate::actors::transaction::run_transaction;
 use crate::oauth::refresh_token::successor;
@@ -50,6 +50,8 @@ enum Judged {
     Hold,
     /// A rotation to commit.
     Rotate {
+        /// What it grants, if the caller asked to be told before the commit.
+        judgement: Option<Judgement>,
         rotation: Rotation,
         next: Secret,
         scope: crate::oauth::scope::ScopeSet,
@@ -124,10 +126,16 @@ impl RefreshTokens {
                 reply,
             }),
             Ok(Judged::Rotate {
+                judgement,
                 rotation,
                 next,
                 scope,
             }) => {
+                let mut request = request;
+                if let (Some(judged), Some(judgement)) = (request.judged.take(), judgement) {
+                    // A caller that has gone away no longer needs it.
+                    let _ = judged.send(judgement);
+                }
                 self.rotating.insert(rotation.family_id.clone());
                 self.pending.push(Write::Rotate {
                     rotation,
@@ -227,7 +235,12 @@ impl RefreshTokens {
             rotated_at_ms: now_ms,
             idle_expires_at_ms: idle_ms,
         };
+        let judgement = msg.judged.as_ref().map(|_| Judgement {
+            grant: family.grant(),
+            scope: scope.clone(),
+        });
         Ok(Judged::Rotate {
+            judgement,
             rotation,
             next,
             scope,

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use kameo::actor::Spawn;
 use kameo::error::SendError;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::oneshot;
 
 /// The in-memory store whose transactions take `delay`, counting them and the reads of a family.
 struct Slow {
@@ -122,6 +123,7 @@ fn refresh(token: &Secret, jti: &str) -> RotateRefreshToken {
         scope: None,
         access_jti: jti.into(),
         access_ttl: Duration::from_secs(60),
+        judged: None,
     }
 }
 
@@ -175,6 +177,58 @@ async fn a_retry_during_its_rotations_commit_gets_the_same_successor() {
     );
     // The chain goes on from the one successor.
     tokens.ask(refresh(&one.refresh_token, "a3")).await.unwrap();
+}
+
+/// A refresh that asks to be told what it will grant, and the channel it is told on.
+fn refresh_told(
+    token: &Secret,
+    client_id: &str,
+    jti: &str,
+) -> (RotateRefreshToken, oneshot::Receiver<Judgement>) {
+    let (judged, judgement) = oneshot::channel();
+    let request = RotateRefreshToken {
+        client_id: client_id.into(),
+        judged: Some(judged),
+        ..refresh(token, jti)
+    };
+    (request, judgement)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_says_what_it_grants_before_it_commits_and_nothing_else_does() {
+    let (tokens, store) = spawn_slow();
+    let t0 = tokens.ask(issue("a0")).await.unwrap();
+    let (request, judgement) = refresh_told(&t0, "c1", "a1");
+    let rotation = tokio::spawn({
+        let tokens = tokens.clone();
+        async move { tokens.ask(request).await }
+    });
+    let judgement = judgement.await.expect("told before the commit");
+    assert!(!rotation.is_finished(), "the rotation is still committing");
+    assert_eq!(store.batches.load(Ordering::SeqCst), 2);
+    let refreshed = rotation.await.unwrap().unwrap();
+    assert!(!refreshed.grace);
+    assert_eq!(judgement.grant, refreshed.grant);
+    assert_eq!(judgement.scope, refreshed.scope);
+    assert_eq!(refreshed.grant.subject, "alice");
+
+    // Refused, answered again within the grace window, or reused: told nothing.
+    let (request, judgement) = refresh_told(&refreshed.refresh_token, "c2", "a2");
+    assert!(matches!(
+        tokens.ask(request).await,
+        Err(SendError::HandlerError(RefreshError::WrongClient))
+    ));
+    assert!(judgement.await.is_err());
+    let (request, judgement) = refresh_told(&t0, "c1", "a3");
+    assert!(tokens.ask(request).await.unwrap().grace);
+    assert!(judgement.await.is_err());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (request, judgement) = refresh_told(&t0, "c1", "a4");
+    assert!(matches!(
+        tokens.ask(request).await,
+        Err(SendError::HandlerError(RefreshError::Reused(_)))
+    ));
+    assert!(judgement.await.is_err());
 }
 
 #[tokio::test(start_paused = true)]

@@ -60,6 +60,7 @@ fn refresh(token: &Secret) -> RotateRefreshToken {
         scope: None,
         access_jti: "a1".into(),
         access_ttl: Duration::from_secs(60),
+        judged: None,
     }
 }
 

@@ -37,6 +37,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tokio::sync::oneshot;
 
 fn invalid_request(description: &'static str) -> JsonError {
     JsonError::new(ErrorCode::InvalidRequest, description)
@@ -95,7 +96,9 @@ async fn authorization_code(
         Err(AskError::Rejected(err)) => return Err(redeem_error(err)),
         Err(other) => return Err(other.into()),
     };
-    let token = sign_access_token(
+    // The access token is signed, the client marked used and the refresh-token family committed
+    // all at once: each waits on something else (a core, the store), and the answer needs all.
+    let sign = sign_access_token(
         state,
         &grant.subject,
         &grant.client_id,
@@ -103,21 +106,25 @@ async fn authorization_code(
         &grant.scope,
         &grant.flow,
         jti.clone(),
-    )
-    .await?;
+    );
     // The client completed a flow: it is kept, not reaped as an abandoned registration.
-    let mark = MarkUsed {
-        client_id: grant.client_id.clone(),
-    };
-    ask(&state.clients, mark).await?;
-    let refresh = if client.grant_types.refresh_token() {
+    let mark = ask(
+        &state.clients,
+        MarkUsed {
+            client_id: grant.client_id.clone(),
+        },
+    );
+    let issue = async {
+        if !client.grant_types.refresh_token() {
+            return None;
+        }
         let issue = IssueRefreshToken {
             client_id: grant.client_id.clone(),
             subject: grant.subject.clone(),
             scope: grant.scope.clone(),
             resource: grant.resource.clone(),
             flow: grant.flow.clone(),
-            access_jti: jti,
+            access_jti: jti.clone(),
             access_ttl: access_ttl(state),
         };
         match ask(&state.refresh_tokens, issue).await {
@@ -129,9 +136,12 @@ async fn authorization_code(
                 None
             }
         }
-    } else {
-        None
     };
+    // Should the signature or the mark fail, a family issued meanwhile is never answered: its
+    // token is known to no one, and the family ends at its idle deadline.
+    let (token, marked, refresh) = tokio::join!(sign, mark, issue);
+    let token = token?;
+    marked?;
     metrics::counter!("mcp_oauth_tokens_total", "kind" => "minted").increment(1);
     metrics::counter!("mcp_oauth_flows_total", "event" => "completed").increment(1);
     tracing::info!(
@@ -191,6 +201,25 @@ async fn sign_access_token(
         flow: Some(flow.to_string()),
     };
     Ok(state.signers.sign(claims).await?)
+}
+
+/// Signs an access token for what a refresh-token family grants.
+async fn sign_grant(
+    state: &AuthState,
+    grant: &FamilyGrant,
+    scope: &ScopeSet,
+    jti: String,
+) -> Result<String, JsonError> {
+    sign_access_token(
+        state,
+        &grant.subject,
+        &grant.client_id,
+        &grant.resource,
+        scope,
+        &grant.flow,
+        jti,
+    )
+    .await
 }
 
 /// The successful token response (OAuth 2.1 section 3.2.3).
@@ -327,6 +356,7 @@ async fn refresh_token(
         Some(requested) => Some(canonical_resource(state, requested)?),
     };
     let jti = uuid::Uuid::new_v4().to_string();
+    let (judged, judgement) = oneshot::channel();
     let refresh = RotateRefreshToken {
         token: Secret::new(token),
         client_id: client.client_id.to_string(),
@@ -334,31 +364,39 @@ async fn refresh_token(
         scope,
         access_jti: jti.clone(),
         access_ttl: access_ttl(state),
+        judged: Some(judged),
+    };
+    // The access token is signed while the rotation commits, from what the refresh was judged to
+    // grant; it is released only with the rotation's successful reply, for that same grant.
+    let signed_early = async {
+        let judgement = judgement.await.ok()?;
+        let token = sign_grant(state, &judgement.grant, &judgement.scope, jti.clone()).await;
+        Some((judgement, token))
     };
     // A reused token is answered once `RefreshTokens` has ended its family and revoked the
     // family's access tokens.
-    let refreshed = match ask(&state.refresh_tokens, refresh).await {
+    let (refreshed, signed_early) = tokio::join!(ask(&state.refresh_tokens, refresh), signed_early);
+    let refreshed = match refreshed {
         Ok(refreshed) => refreshed,
         Err(AskError::Rejected(err)) => return Err(refresh_error(err)),
         Err(other) => return Err(other.into()),
+    };
+    let token = match signed_early {
+        Some((judged, token))
+            if judged.grant == refreshed.grant && judged.scope == refreshed.scope =>
+        {
+            token?
+        }
+        // Answered without a rotation (a retry within the grace window), or judged again after
+        // the store's compare-and-swap.
+        _ => sign_grant(state, &refreshed.grant, &refreshed.scope, jti).await?,
     };
     let FamilyGrant {
         subject,
         client_id,
         resource,
-        flow,
         ..
     } = &refreshed.grant;
-    let token = sign_access_token(
-        state,
-        subject,
-        client_id,
-        resource,
-        &refreshed.scope,
-        flow,
-        jti,
-    )
-    .await?;
     metrics::counter!("mcp_oauth_tokens_total", "kind" => "refreshed").increment(1);
     tracing::info!(
         client_id = %client_id,
