@@ -85,7 +85,7 @@ async fn clients_inserted_together_are_all_stored_or_none() {
             record.used = i.is_multiple_of(3);
             record
         };
-        // 200 = 128 + 64 + 8: statements of three sizes.
+        // 200 = 64 + 64 + 64 + 8: statements of two sizes, the last of a size its own.
         let batch: Vec<ClientRecord> = (0..200).map(named).collect();
         store.insert_clients(&batch).await.unwrap();
         assert_eq!(store.count_clients().await.unwrap(), 200);
@@ -109,9 +109,9 @@ async fn clients_inserted_together_are_all_stored_or_none() {
         assert_eq!(store.count_clients().await.unwrap(), 200);
         assert!(store.client("batch-1000").await.unwrap().is_none());
         // The same id twice: in one statement (written without a transaction around it), and
-        // in two (2 + 1). Refused, and nothing stored.
-        let in_one = [named(2000), named(2000)];
-        let in_two = [named(2000), named(2001), named(2000)];
+        // in two (16 + 1). Refused, and nothing stored.
+        let in_one = [named(2000), named(2001), named(2000)];
+        let in_two: Vec<ClientRecord> = (2000..2016).chain([2000]).map(named).collect();
         for twice in [&in_one[..], &in_two[..]] {
             assert!(store.insert_clients(twice).await.is_err());
             assert_eq!(store.count_clients().await.unwrap(), 200);

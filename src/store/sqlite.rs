@@ -67,12 +67,18 @@ pub(super) fn unsigned(value: i64) -> u64 {
 /// for the widest table (15 columns).
 pub(super) const MAX_ROWS_PER_INSERT: usize = 64;
 
-/// How many of `left` rows the next insert writes: the largest power of two up to
-/// [`MAX_ROWS_PER_INSERT`], so that a connection prepares and caches at most seven statements
-/// per table, whatever the sizes of the batches.
+/// Batches of up to this many rows are written in one statement of their exact size: one round
+/// trip, and no transaction around it.
+pub(super) const EXACT_ROWS_PER_INSERT: usize = 16;
+
+/// How many of `left` rows the next insert writes: all of them up to
+/// [`EXACT_ROWS_PER_INSERT`], above that the largest power of two up to [`MAX_ROWS_PER_INSERT`].
+/// A connection so prepares and caches at most 18 statements per table, whatever the sizes of
+/// the batches, and the batches of a server under load from up to 16 concurrent callers (the most
+/// usual) are written in one statement.
 pub(super) fn rows_per_insert(left: usize) -> usize {
     match left {
-        0 => 0,
+        n if n <= EXACT_ROWS_PER_INSERT => n,
         n => 1 << n.min(MAX_ROWS_PER_INSERT).ilog2(),
     }
 }
@@ -176,13 +182,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inserts_take_powers_of_two_up_to_the_most_rows() {
+    fn inserts_take_small_batches_whole_then_powers_of_two_up_to_the_most_rows() {
         for (left, rows) in [
             (0, 0),
             (1, 1),
             (2, 2),
-            (3, 2),
+            (3, 3),
+            (7, 7),
             (16, 16),
+            (17, 16),
+            (31, 16),
+            (33, 32),
             (63, 32),
             (64, 64),
             (65, 64),
@@ -190,16 +200,16 @@ mod tests {
         ] {
             assert_eq!(rows_per_insert(left), rows, "{left} left");
         }
-        // Any batch is written whole and in order, in statements of at most seven sizes.
+        // Any batch is written whole and in order, in statements of at most 18 sizes.
         let rows: Vec<usize> = (0..300).collect();
         for batch in 0..=rows.len() {
             let split: Vec<&[usize]> = chunks(&rows[..batch]).collect();
             assert_eq!(split.concat(), &rows[..batch]);
-            assert!(
-                split
-                    .iter()
-                    .all(|c| c.len().is_power_of_two() && c.len() <= MAX_ROWS_PER_INSERT)
-            );
+            assert!(split.iter().all(|c| c.len() <= EXACT_ROWS_PER_INSERT
+                || (c.len().is_power_of_two() && c.len() <= MAX_ROWS_PER_INSERT)));
+            if batch <= EXACT_ROWS_PER_INSERT {
+                assert!(split.len() <= 1, "{batch} rows in one statement");
+            }
         }
     }
 

@@ -50,7 +50,7 @@ async fn a_batch_inserts_families_and_applies_each_rotation_that_swaps() {
     .await;
 }
 
-/// A batch larger than one insert statement: 70 families (statements of 64, 4 and 2 rows), each
+/// A batch larger than one insert statement: 70 families (statements of 64 and 6 rows), each
 /// with a retired token beside its current one (140 tokens), then 70 rotations whose new tokens
 /// go in together. Each family is found by every one of its tokens.
 #[tokio::test]
