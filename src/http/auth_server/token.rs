@@ -375,13 +375,16 @@ async fn refresh_token(
     };
     // A reused token is answered once `RefreshTokens` has ended its family and revoked the
     // family's access tokens.
-    let (refreshed, signed_early) = tokio::join!(ask(&state.refresh_tokens, refresh), signed_early);
+    // An error is answered at once. Once the rotation has answered, its judgement was sent or
+    // dropped, so the early signature does not keep a success waiting long.
+    let (refreshed, signed_early) =
+        alongside(ask(&state.refresh_tokens, refresh), signed_early).await;
     let refreshed = match refreshed {
         Ok(refreshed) => refreshed,
         Err(AskError::Rejected(err)) => return Err(refresh_error(err)),
         Err(other) => return Err(other.into()),
     };
-    let token = match signed_early {
+    let token = match signed_early.flatten() {
         Some((judged, token))
             if judged.grant == refreshed.grant && judged.scope == refreshed.scope =>
         {
@@ -389,7 +392,7 @@ async fn refresh_token(
         }
         // Answered without a rotation (a retry within the grace window), or judged again after
         // the store's compare-and-swap.
-        _ => sign_grant(state, &refreshed.grant, &refreshed.scope, jti).await?,
+        _ => sign_grant(state, &refreshed.grant, &refreshed.scope, jti.clone()).await?,
     };
     let FamilyGrant {
         subject,
@@ -414,6 +417,29 @@ async fn refresh_token(
         &refreshed.scope,
         Some(&refreshed.refresh_token),
     ))
+}
+
+/// Runs `main` and `aside` together, and answers `main`'s outcome with `aside`'s: awaited to its
+/// end when `main` succeeded, dropped unfinished (`None`) when `main` failed, so that an error is
+/// answered at once whatever `aside` is waiting for.
+async fn alongside<T, E, A>(
+    main: impl Future<Output = Result<T, E>>,
+    aside: impl Future<Output = A>,
+) -> (Result<T, E>, Option<A>) {
+    let mut main = std::pin::pin!(main);
+    let mut aside = std::pin::pin!(aside);
+    let mut done = None;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut main => break outcome,
+            value = &mut aside, if done.is_none() => done = Some(value),
+        }
+    };
+    match (outcome, done) {
+        (Err(err), _) => (Err(err), None),
+        (Ok(value), Some(done)) => (Ok(value), Some(done)),
+        (Ok(value), None) => (Ok(value), Some(aside.await)),
+    }
 }
 
 fn refresh_error(err: RefreshError) -> JsonError {
@@ -478,5 +504,36 @@ fn redeem_error(err: RedeemError) -> JsonError {
                 "the server is busy; retry shortly",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alongside;
+    use std::future::pending;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_is_answered_without_waiting_for_what_runs_alongside() {
+        let failed = async { Err::<(), _>("refused") };
+        let (outcome, aside) = alongside(failed, pending::<()>()).await;
+        assert_eq!((outcome, aside), (Err("refused"), None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_waits_for_what_runs_alongside_however_they_finish() {
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            "signed"
+        };
+        let (outcome, aside) = alongside(async { Ok::<_, ()>(1) }, late).await;
+        assert_eq!((outcome, aside), (Ok(1), Some("signed")));
+        let early = async { "signed" };
+        let main = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, ()>(2)
+        };
+        let (outcome, aside) = alongside(main, early).await;
+        assert_eq!((outcome, aside), (Ok(2), Some("signed")));
     }
 }
