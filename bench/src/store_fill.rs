@@ -181,11 +181,6 @@ async fn fill(db: &Path, clients: usize, families: usize) -> anyhow::Result<()> 
             .bind(&digest[..])
             .execute(&mut *tx)
             .await?;
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id) VALUES (?, ?)")
-                .bind(&digest[..])
-                .bind(&family)
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
     }

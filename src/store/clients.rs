@@ -127,6 +127,45 @@ macro_rules! sql_backend {
             // declared by a macro).
             use crate::store::clients::*;
 
+            /// The clients' rows, in as few statements as their number allows.
+            async fn insert_rows_of(
+                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+                records: &[ClientRecord],
+            ) -> Result<(), StoreError> {
+                for now in chunks(records) {
+                    let sql = <$store>::sql(&insert_rows(&format!("clients ({CLIENT_COLUMNS})"), 13, now.len()))
+                        .into_owned();
+                    let mut query = sqlx::query(&sql);
+                    for record in now {
+                        let c = &record.client;
+                        query = query
+                            .bind(&*c.client_id)
+                            .bind(match c.secret.as_deref() {
+                                Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
+                                // Configured clients are never stored; the clients file keeps their hashes.
+                                Some(SecretHash::Argon2(_) | SecretHash::PublicKeys(_)) | None => None,
+                            })
+                            .bind(c.client_name.as_deref())
+                            .bind(to_json_list(&c.redirect_uris))
+                            .bind(to_json_list(&c.grant_types.names()))
+                            .bind(to_json_list(if c.grant_types.authorization_code() {
+                                &RESPONSE_TYPES[..]
+                            } else {
+                                &[]
+                            }))
+                            .bind(c.token_endpoint_auth_method.as_str())
+                            .bind(c.scope.as_deref())
+                            .bind(c.client_uri.as_deref())
+                            .bind(int(c.issued_at))
+                            .bind(i64::from(record.used))
+                            .bind(c.application_type.as_str())
+                            .bind(c.public_keys());
+                    }
+                    query.execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
             fn client_from_row(row: &$row) -> Result<ClientRecord, StoreError> {
                 let secret: Option<Vec<u8>> = row.try_get("secret_sha256")?;
                 let jwks: Option<String> = row.try_get("jwks")?;
@@ -198,49 +237,15 @@ macro_rules! sql_backend {
 
                 async fn insert_clients(&self, records: &[ClientRecord]) -> Result<(), StoreError> {
                     let _write = write_timer("clients");
+                    let mut conn = self.write_connection().await?;
                     // Rows that one statement writes need no transaction around them: a statement
                     // is atomic, and this saves two round trips (its begin and its commit).
-                    let mut tx = match rows_per_insert(records.len()) == records.len() {
-                        true => None,
-                        false => Some(self.pool.begin().await?),
-                    };
-                    for now in chunks(records) {
-                        let sql = <$store>::sql(&insert_rows(&format!("clients ({CLIENT_COLUMNS})"), 13, now.len()))
-                            .into_owned();
-                        let mut query = sqlx::query(&sql);
-                        for record in now {
-                            let c = &record.client;
-                            query = query
-                                .bind(&*c.client_id)
-                                .bind(match c.secret.as_deref() {
-                                    Some(SecretHash::Sha256(digest)) => Some(digest.to_vec()),
-                                    // Configured clients are never stored; the clients file keeps their hashes.
-                                    Some(SecretHash::Argon2(_) | SecretHash::PublicKeys(_)) | None => None,
-                                })
-                                .bind(c.client_name.as_deref())
-                                .bind(to_json_list(&c.redirect_uris))
-                                .bind(to_json_list(&c.grant_types.names()))
-                                .bind(to_json_list(if c.grant_types.authorization_code() {
-                                    &RESPONSE_TYPES[..]
-                                } else {
-                                    &[]
-                                }))
-                                .bind(c.token_endpoint_auth_method.as_str())
-                                .bind(c.scope.as_deref())
-                                .bind(c.client_uri.as_deref())
-                                .bind(int(c.issued_at))
-                                .bind(i64::from(record.used))
-                                .bind(c.application_type.as_str())
-                                .bind(c.public_keys());
-                        }
-                        match tx.as_mut() {
-                            Some(tx) => query.execute(&mut **tx).await?,
-                            None => query.execute(&self.pool).await?,
-                        };
+                    if rows_per_insert(records.len()) == records.len() {
+                        return insert_rows_of(&mut *conn, records).await;
                     }
-                    if let Some(tx) = tx {
-                        tx.commit().await?;
-                    }
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    insert_rows_of(&mut *tx, records).await?;
+                    tx.commit().await?;
                     Ok(())
                 }
 

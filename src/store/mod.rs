@@ -130,7 +130,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.close_connections().await;
     }
 }
 

@@ -163,6 +163,18 @@ impl PostgresStore {
     pub(super) const ANNOUNCE_CHANGE: Option<&'static str> =
         Some("SELECT pg_notify('mcp_oauth_changes', '')");
 
+    /// A connection for a group-committed write: one of the pool's, since several can write at
+    /// once.
+    pub(super) async fn write_connection(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Several writers at once (other servers): a batch of compare-and-swaps locks its rows one
+    /// by one in a fixed order, so that two transactions never wait for each other in a circle.
+    pub(super) const ONE_WRITER: bool = false;
+
     /// A statement as this backend spells it: the tables write theirs once, with `?`
     /// placeholders, which PostgreSQL numbers (`$1`, `$2`, ...). No statement has a `?` of its
     /// own.

@@ -161,6 +161,27 @@ fn digest(bytes: Option<Vec<u8>>) -> Result<Option<TokenHash>, StoreError> {
         .transpose()
 }
 
+/// Whether no family has two of these rotations.
+fn distinct_families(rotations: &[Rotation]) -> bool {
+    let mut ids: Vec<&str> = rotations.iter().map(|r| r.family_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.windows(2).all(|pair| pair[0] != pair[1])
+}
+
+/// The compare-and-swap of `rows` rotations in one statement (7 values each: family id,
+/// presented, next, salt, generation, time, idle deadline), answering the ids of the families it
+/// swapped.
+fn swap_rows(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "WITH v (id, presented, next, salt, generation, at, idle) AS (VALUES {values}) \
+         UPDATE refresh_families SET previous = current, current = v.next, salt = v.salt, \
+         generation = v.generation, rotated_at_ms = v.at, idle_expires_at_ms = v.idle \
+         FROM v WHERE refresh_families.family_id = v.id AND refresh_families.current = v.presented \
+         RETURNING family_id"
+    )
+}
+
 /// The table's SQL, written once for both SQL backends (`?` placeholders, which
 /// [`PostgresStore`] numbers): instantiated below for SQLite and PostgreSQL.
 macro_rules! sql_backend {
@@ -175,9 +196,51 @@ macro_rules! sql_backend {
                  flow, origin_jti, created_at_ms, absolute_expires_at_ms, idle_expires_at_ms, \
                  generation, current, previous, rotated_at_ms, salt)";
 
+            /// A connection of the backend, on which a batch's statements run.
+            type Connection = <<$row as sqlx::Row>::Database as sqlx::Database>::Connection;
+
+            /// A batch's statements, in order: the families, their other tokens, the rotations'
+            /// compare-and-swaps; answers, for each rotation in order, whether it swapped.
+            async fn write(
+                conn: &mut Connection,
+                families: &[FamilyRecord],
+                tokens: &[(&TokenHash, &str)],
+                rotations: &[Rotation],
+                together: bool,
+            ) -> Result<Vec<bool>, StoreError> {
+                for chunk in chunks(families) {
+                    let sql = <$store>::sql(&insert_rows(FAMILY_INSERT, 15, chunk.len())).into_owned();
+                    let mut query = sqlx::query(&sql);
+                    for family in chunk {
+                        query = query
+                            .bind(&family.family_id)
+                            .bind(&family.client_id)
+                            .bind(&family.subject)
+                            .bind(&family.scope)
+                            .bind(&family.resource)
+                            .bind(&family.flow)
+                            .bind(&family.origin_jti)
+                            .bind(int(family.created_at_ms))
+                            .bind(int(family.absolute_expires_at_ms))
+                            .bind(int(family.idle_expires_at_ms))
+                            .bind(int(family.generation))
+                            .bind(family.current.to_vec())
+                            .bind(family.previous.map(|d| d.to_vec()))
+                            .bind(family.rotated_at_ms.map(int))
+                            .bind(family.salt.map(|d| d.to_vec()));
+                    }
+                    query.execute(&mut *conn).await?;
+                }
+                insert_tokens(conn, tokens).await?;
+                match together {
+                    true => swap_together(conn, rotations).await,
+                    false => swap_in_order(conn, rotations).await,
+                }
+            }
+
             /// Token digests and their families, in as few statements as their number allows.
             async fn insert_tokens(
-                tx: &mut sqlx::Transaction<'_, <$row as sqlx::Row>::Database>,
+                conn: &mut Connection,
                 tokens: &[(&TokenHash, &str)],
             ) -> Result<(), StoreError> {
                 for chunk in chunks(tokens) {
@@ -187,9 +250,70 @@ macro_rules! sql_backend {
                     for (token, family_id) in chunk {
                         query = query.bind(token.to_vec()).bind(*family_id);
                     }
-                    query.execute(&mut **tx).await?;
+                    query.execute(&mut *conn).await?;
                 }
                 Ok(())
+            }
+
+            /// The rotations' compare-and-swaps, one statement each, in the order of their family
+            /// ids: two servers' transactions rotating the same families lock their rows in one
+            /// order and never wait for each other in a circle.
+            async fn swap_in_order(
+                conn: &mut Connection,
+                rotations: &[Rotation],
+            ) -> Result<Vec<bool>, StoreError> {
+                let mut order: Vec<usize> = (0..rotations.len()).collect();
+                order.sort_by(|a, b| rotations[*a].family_id.cmp(&rotations[*b].family_id));
+                let mut swapped = vec![false; rotations.len()];
+                for index in order {
+                    let rotation = &rotations[index];
+                    swapped[index] = sqlx::query(&<$store>::sql(
+                        "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
+                         generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
+                         WHERE family_id = ? AND current = ?",
+                    ))
+                    .bind(rotation.next.to_vec())
+                    .bind(rotation.salt.to_vec())
+                    .bind(int(rotation.generation))
+                    .bind(int(rotation.rotated_at_ms))
+                    .bind(int(rotation.idle_expires_at_ms))
+                    .bind(&rotation.family_id)
+                    .bind(rotation.presented.to_vec())
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                }
+                Ok(swapped)
+            }
+
+            /// The rotations' compare-and-swaps in as few statements as their number allows, each
+            /// answering the families it swapped: for a store with one writer at a time, where no
+            /// other transaction holds a row meanwhile. Each family at most once (else the
+            /// statement would apply one of its rotations, unsaid which).
+            async fn swap_together(
+                conn: &mut Connection,
+                rotations: &[Rotation],
+            ) -> Result<Vec<bool>, StoreError> {
+                let mut applied = std::collections::HashSet::new();
+                for chunk in chunks(rotations) {
+                    let sql = <$store>::sql(&swap_rows(chunk.len())).into_owned();
+                    let mut query = sqlx::query(&sql);
+                    for rotation in chunk {
+                        query = query
+                            .bind(&rotation.family_id)
+                            .bind(rotation.presented.to_vec())
+                            .bind(rotation.next.to_vec())
+                            .bind(rotation.salt.to_vec())
+                            .bind(int(rotation.generation))
+                            .bind(int(rotation.rotated_at_ms))
+                            .bind(int(rotation.idle_expires_at_ms));
+                    }
+                    for row in query.fetch_all(&mut *conn).await? {
+                        applied.insert(row.try_get::<String, _>("family_id")?);
+                    }
+                }
+                Ok(rotations.iter().map(|r| applied.contains(&r.family_id)).collect())
             }
 
             fn family_from_row(row: &$row) -> Result<FamilyRecord, StoreError> {
@@ -232,73 +356,30 @@ macro_rules! sql_backend {
                 ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
                     Box::pin(async move {
                         let _write = write_timer("refresh_families");
-                        let mut tx = self.pool.begin().await?;
-                        // The families, then all their tokens, each in as few statements as
-                        // their number allows.
-                        for chunk in chunks(families) {
-                            let sql = <$store>::sql(&insert_rows(FAMILY_INSERT, 15, chunk.len())).into_owned();
-                            let mut query = sqlx::query(&sql);
-                            for family in chunk {
-                                query = query
-                                    .bind(&family.family_id)
-                                    .bind(&family.client_id)
-                                    .bind(&family.subject)
-                                    .bind(&family.scope)
-                                    .bind(&family.resource)
-                                    .bind(&family.flow)
-                                    .bind(&family.origin_jti)
-                                    .bind(int(family.created_at_ms))
-                                    .bind(int(family.absolute_expires_at_ms))
-                                    .bind(int(family.idle_expires_at_ms))
-                                    .bind(int(family.generation))
-                                    .bind(family.current.to_vec())
-                                    .bind(family.previous.map(|d| d.to_vec()))
-                                    .bind(family.rotated_at_ms.map(int))
-                                    .bind(family.salt.map(|d| d.to_vec()));
-                            }
-                            query.execute(&mut *tx).await?;
-                        }
+                        // The database records each family's current token among its tokens (a
+                        // trigger, as the family is inserted and as a rotation swaps it): only a
+                        // family's other tokens are written here.
                         let tokens: Vec<(&TokenHash, &str)> = families
                             .iter()
                             .flat_map(|family| {
-                                let current = (!family.tokens.contains(&family.current)).then_some(&family.current);
-                                family.tokens.iter().chain(current).map(|t| (t, family.family_id.as_str()))
+                                let others = family.tokens.iter().filter(|t| **t != family.current);
+                                others.map(|t| (t, family.family_id.as_str()))
                             })
                             .collect();
-                        insert_tokens(&mut tx, &tokens).await?;
-                        // Rows locked in one order at every server: two servers' transactions
-                        // rotating the same families never wait for each other in a circle.
-                        let mut order: Vec<usize> = (0..rotations.len()).collect();
-                        order.sort_by(|a, b| rotations[*a].family_id.cmp(&rotations[*b].family_id));
-                        let mut swapped = vec![false; rotations.len()];
-                        for index in order {
-                            let rotation = &rotations[index];
-                            let applied = sqlx::query(&<$store>::sql(
-                                "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
-                                 generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
-                                 WHERE family_id = ? AND current = ?",
-                            ))
-                            .bind(rotation.next.to_vec())
-                            .bind(rotation.salt.to_vec())
-                            .bind(int(rotation.generation))
-                            .bind(int(rotation.rotated_at_ms))
-                            .bind(int(rotation.idle_expires_at_ms))
-                            .bind(&rotation.family_id)
-                            .bind(rotation.presented.to_vec())
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected()
-                                == 1;
-                            swapped[index] = applied;
+                        let together = <$store>::ONE_WRITER && distinct_families(rotations);
+                        let swaps = match together {
+                            true => chunks(rotations).count(),
+                            false => rotations.len(),
+                        };
+                        let statements = chunks(families).count() + chunks(&tokens).count() + swaps;
+                        let mut conn = self.write_connection().await?;
+                        if statements <= 1 {
+                            // One statement is atomic by itself: no transaction around it (two
+                            // round trips fewer, its begin and its commit).
+                            return write(&mut *conn, families, &tokens, rotations, together).await;
                         }
-                        // The new tokens of the rotations that swapped, together.
-                        let tokens: Vec<(&TokenHash, &str)> = rotations
-                            .iter()
-                            .zip(&swapped)
-                            .filter(|(_, swapped)| **swapped)
-                            .map(|(r, _)| (&r.next, r.family_id.as_str()))
-                            .collect();
-                        insert_tokens(&mut tx, &tokens).await?;
+                        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                        let swapped = write(&mut *tx, families, &tokens, rotations, together).await?;
                         tx.commit().await?;
                         Ok(swapped)
                     })

@@ -8,8 +8,10 @@
 //! (`clients.rs`, `consents.rs`, ...), beside the table's in-memory implementation.
 
 use super::error::StoreError;
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +22,11 @@ pub const DATABASE_FILE: &str = "mcp-oauth.db";
 pub struct SqliteStore {
     /// The connection pool, through which each table module runs its statements.
     pub(super) pool: SqlitePool,
+    /// The connection of the group-committed writes (registrations, refresh-token batches), kept
+    /// out of the pool: a pooled connection is pinged each time it is returned, one more round
+    /// trip to its thread for every commit. SQLite has one writer at a time anyway; these writes
+    /// take turns here rather than in SQLite's busy handler, which sleeps. `None` once closed.
+    writer: tokio::sync::Mutex<Option<SqliteConnection>>,
     path: PathBuf,
 }
 
@@ -141,10 +148,32 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool, path })
+        // Each table's inserts of every batch size (at most 18 statements each) stay prepared.
+        let writer = options.statement_cache_capacity(256).connect().await?;
+        Ok(SqliteStore {
+            pool,
+            writer: tokio::sync::Mutex::new(Some(writer)),
+            path,
+        })
+    }
+
+    /// The connection of the group-committed writes, once the one before has finished with it.
+    pub(super) async fn write_connection(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
+        tokio::sync::MutexGuard::try_map(self.writer.lock().await, Option::as_mut)
+            .map_err(|_| StoreError("the store is closed".into()))
+    }
+
+    /// Closes the writes' connection, then the pool's.
+    pub(super) async fn close_connections(&self) {
+        if let Some(writer) = self.writer.lock().await.take() {
+            let _ = sqlx::Connection::close(writer).await;
+        }
+        self.pool.close().await;
     }
 
     /// The database file.
@@ -165,6 +194,10 @@ impl SqliteStore {
     /// The statement that announces a recorded change to the other servers: none, no other
     /// server reads this database.
     pub(super) const ANNOUNCE_CHANGE: Option<&'static str> = None;
+
+    /// One writer at a time: no other transaction holds a row while one writes, so a batch of
+    /// compare-and-swaps may go in one statement, in whatever order the database applies them.
+    pub(super) const ONE_WRITER: bool = true;
 }
 
 /// Serialises a list of strings for a text column.

@@ -50,6 +50,74 @@ async fn a_batch_inserts_families_and_applies_each_rotation_that_swaps() {
     .await;
 }
 
+/// A batch of one statement (the store records a family's first token itself) is as atomic as
+/// one of several: a new family whose token another family holds is refused, and so is every
+/// other family beside it.
+#[tokio::test]
+async fn a_batch_of_new_families_is_stored_whole_or_not_at_all() {
+    on_every_backend(async |store: &dyn Store| {
+        store.insert_family(&family("f1", 1)).await.unwrap();
+        let refused = store
+            .write_batch(&[family("f2", 2), family("f3", 1)], &[])
+            .await;
+        assert!(refused.is_err(), "f3's token is f1's");
+        assert_eq!(store.count_families().await.unwrap(), 1);
+        assert!(store.family_by_token(&[2; 32]).await.unwrap().is_none());
+        let f1 = store.family_by_token(&[1; 32]).await.unwrap().expect("f1");
+        assert_eq!(f1.family_id, "f1");
+        // The family's first token is found, whether or not it is among its listed tokens.
+        let mut bare = family("f4", 4);
+        bare.tokens.clear();
+        let mut listed = family("f5", 5);
+        listed.tokens.push([55; 32]);
+        assert!(
+            store
+                .write_batch(&[bare, listed], &[])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        for (token, id) in [(4, "f4"), (5, "f5"), (55, "f5")] {
+            let found = store.family_by_token(&[token; 32]).await.unwrap();
+            assert_eq!(
+                found.map(|f| f.family_id),
+                Some(id.to_string()),
+                "token {token}"
+            );
+        }
+    })
+    .await;
+}
+
+/// Two rotations of one family in one batch are applied in their order, as one after the other
+/// would be: the second swaps only if it presents what the first made current.
+#[tokio::test]
+async fn rotations_of_one_family_in_one_batch_apply_in_their_order() {
+    on_every_backend(async |store: &dyn Store| {
+        store.insert_family(&family("f1", 1)).await.unwrap();
+        store.insert_family(&family("f2", 2)).await.unwrap();
+        let swapped = store
+            .write_batch(
+                &[],
+                &[
+                    rotation("f1", 1, 5),
+                    rotation("f2", 2, 7),
+                    rotation("f1", 5, 6),
+                    rotation("f2", 2, 8),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(swapped, [true, true, true, false]);
+        let f1 = store.family_by_token(&[6; 32]).await.unwrap().expect("f1");
+        assert_eq!((f1.current, f1.previous), ([6; 32], Some([5; 32])));
+        let f2 = store.family_by_token(&[7; 32]).await.unwrap().expect("f2");
+        assert_eq!((f2.current, f2.previous), ([7; 32], Some([2; 32])));
+        assert!(store.family_by_token(&[8; 32]).await.unwrap().is_none());
+    })
+    .await;
+}
+
 /// A batch larger than one insert statement: 70 families (statements of 64 and 6 rows), each
 /// with a retired token beside its current one (140 tokens), then 70 rotations whose new tokens
 /// go in together. Each family is found by every one of its tokens.
