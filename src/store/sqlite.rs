@@ -4,7 +4,8 @@
 //! with mode 0700 and the database file with 0600 (SQLite gives its companions the same mode).
 //! Migrations (`migrations/sqlite/`) are embedded in the binary and run at open.
 //!
-//! This file opens the pool and holds the column helpers; each table's SQL is in its own module
+//! This file opens the pool (and the connection of the group-committed writes beside it) and holds
+//! the column helpers; each table's SQL is in its own module
 //! (`clients.rs`, `consents.rs`, ...), beside the table's in-memory implementation.
 
 use super::error::StoreError;
