@@ -1,7 +1,7 @@
 //! Group commit of refresh-token writes: new families and rotations in one transaction, each
 //! rotation still a compare-and-swap of its own.
 
-use super::{family, on_every_backend, rotation};
+use super::{client, family, on_every_backend, rotation};
 use crate::store::*;
 
 #[tokio::test]
@@ -145,4 +145,32 @@ async fn a_batch_larger_than_one_statement_is_stored_whole() {
         }
     })
     .await;
+}
+
+/// The group-committed writes of a closed SQLite store (on the connection of their own) are
+/// refused at once, not left waiting; the database keeps what was committed before.
+#[tokio::test]
+async fn a_closed_sqlite_store_refuses_batches_at_once() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sqlite = SqliteStore::open(dir.path()).await.expect("SQLite opens");
+    sqlite.insert_clients(&[client("kept")]).await.unwrap();
+    sqlite.insert_family(&family("f1", 1)).await.unwrap();
+    sqlite.close().await;
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        (
+            sqlite.insert_clients(&[client("late")]).await,
+            sqlite.write_batch(&[family("f2", 2)], &[]).await,
+        )
+    })
+    .await
+    .expect("answered at once");
+    assert!(refused.0.is_err() && refused.1.is_err());
+    let reopened = SqliteStore::open(dir.path())
+        .await
+        .expect("SQLite opens again");
+    assert!(reopened.client("kept").await.unwrap().is_some());
+    assert!(reopened.client("late").await.unwrap().is_none());
+    assert!(reopened.family_by_token(&[1; 32]).await.unwrap().is_some());
+    assert!(reopened.family_by_token(&[2; 32]).await.unwrap().is_none());
+    reopened.close().await;
 }
