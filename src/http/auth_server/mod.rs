@@ -33,7 +33,7 @@ mod state;
 mod token;
 mod upstream_login;
 
-pub use state::AuthState;
+pub use state::{AuthHandles, AuthState};
 
 use crate::actors::IdentityProviders;
 use crate::actors::client_assertions::{ClientAssertions, ClientAssertionsArgs};
@@ -411,7 +411,7 @@ impl AuthServer {
             settings.sessions.cookie_secret.expose(),
         );
         let metadata = Arc::new(metadata::document(&settings));
-        let state = AuthState {
+        let state = Arc::new(AuthHandles {
             supervisor,
             config: Arc::new(settings),
             users,
@@ -432,7 +432,7 @@ impl AuthServer {
             store_changes,
             sign_in: Arc::new(sign_in),
             identity_providers,
-        };
+        });
         let router = router::router(state.clone());
         Ok((router, state, key, store))
     }

@@ -14,10 +14,13 @@ use crate::users::PasswordChecks;
 use kameo::actor::ActorRef;
 use std::sync::Arc;
 
-/// What every handler of the authorization server may use: immutable configuration and actor
-/// references.
-#[derive(Clone)]
-pub struct AuthState {
+/// What every handler of the authorization server may use, shared: axum clones a handler's state
+/// for every request, and one reference count is cheaper than one per actor (a score of them,
+/// each an atomic add and subtract that the two cores pass back and forth).
+pub type AuthState = Arc<AuthHandles>;
+
+/// Immutable configuration and actor references: the authorization server's [`AuthState`].
+pub struct AuthHandles {
     /// Parent of this server's actors; they live as long as the state does.
     pub supervisor: ActorRef<Supervisor>,
     pub config: Arc<AuthSettings>,
