@@ -17,6 +17,7 @@
 use crate::actors::ask::ask;
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::actors::refresh_tokens::{RefreshTokens, RevokeCodeFamily};
+use crate::actors::reply::answer_from_store;
 use crate::actors::revocations::{Revocations, RevokeAccessToken};
 use crate::oauth::pkce;
 use crate::oauth::scope::ScopeSet;
@@ -27,6 +28,7 @@ use crate::trace::{FlowId, Secret};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
+use kameo::reply::DelegatedReply;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -150,6 +152,28 @@ pub struct AuthorizationCodesArgs {
     pub shared_store: Option<SharedStore>,
 }
 
+impl AuthorizationCodesArgs {
+    /// A replayed code leaked: whoever redeemed it first may not be its client. Revokes the
+    /// access token it produced and ends the refresh-token family it started (with the access
+    /// tokens refreshed from it); the answer to the replay.
+    pub(super) async fn revoke_replayed(&self, jti: String, flow: FlowId) -> RedeemError {
+        tracing::warn!(actor = "AuthorizationCodes", flow = %flow, jti = %jti, "authorization code replayed; revoking the token it produced");
+        let revoke = RevokeAccessToken {
+            jti: jti.clone(),
+            // Past `exp`, plus the leeway a resource server may grant.
+            ttl: self.access_ttl + CLOCK_LEEWAY,
+        };
+        if ask(&self.revocations, revoke).await.is_err() {
+            return RedeemError::ReplayNotRevoked;
+        }
+        let family = RevokeCodeFamily { jti: jti.clone() };
+        if ask(&self.refresh_tokens, family).await.is_err() {
+            return RedeemError::ReplayNotRevoked;
+        }
+        RedeemError::Replayed { jti, flow }
+    }
+}
+
 pub struct AuthorizationCodes {
     codes: HashMap<CodeKey, Entry>,
     expiry: ExpiryQueue<CodeKey>,
@@ -178,25 +202,27 @@ impl Actor for AuthorizationCodes {
 }
 
 impl Message<IssueCode> for AuthorizationCodes {
-    type Reply = Result<Secret, RedeemError>;
+    type Reply = DelegatedReply<Result<Secret, RedeemError>>;
 
     async fn handle(
         &mut self,
         msg: IssueCode,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        let (delegated, reply) = ctx.reply_sender();
         if self.codes.len() >= self.args.max_codes {
-            return Err(RedeemError::Full);
+            if let Some(reply) = reply {
+                reply.send(Err(RedeemError::Full));
+            }
+            return delegated;
         }
         let code = Secret::random(32);
         let key = key_of(&code);
-        if let Some(store) = &self.args.shared_store {
-            let record = msg.0.stored(self.args.ttl);
-            if let Err(err) = store.insert_code(&key, &record).await {
-                tracing::warn!(actor = "AuthorizationCodes", error = %err, "code not stored");
-                return Err(RedeemError::Unavailable);
-            }
-        }
+        // On a shared store the code is answered once it is stored (another server may be asked
+        // to redeem it), from a task of its own; here it counts toward the bound until its
+        // deadline either way, as the store keeps it until then.
+        let stored =
+            (self.args.shared_store.clone()).map(|store| (store, msg.0.stored(self.args.ttl)));
         let expires_at = Instant::now() + self.args.ttl;
         self.codes.insert(
             key,
@@ -206,17 +232,53 @@ impl Message<IssueCode> for AuthorizationCodes {
             },
         );
         self.expiry.schedule(expires_at, key, ctx.actor_ref());
-        Ok(code)
+        match stored {
+            Some((store, record)) => answer_from_store(reply, async move {
+                match store.insert_code(&key, &record).await {
+                    Ok(()) => Ok(code),
+                    Err(err) => {
+                        tracing::warn!(actor = "AuthorizationCodes", error = %err, "code not stored");
+                        Err(RedeemError::Unavailable)
+                    }
+                }
+            }),
+            None => {
+                if let Some(reply) = reply {
+                    reply.send(Ok(code));
+                }
+            }
+        }
+        delegated
     }
 }
 
 impl Message<RedeemCode> for AuthorizationCodes {
-    type Reply = Result<Grant, RedeemError>;
+    type Reply = DelegatedReply<Result<Grant, RedeemError>>;
 
-    async fn handle(&mut self, msg: RedeemCode, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: RedeemCode,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
-            return self.redeem_shared(&store, msg).await;
+            answer_from_store(
+                reply,
+                AuthorizationCodes::redeem_shared(self.args.clone(), store, msg),
+            );
+            return delegated;
         }
+        let answer = self.redeem(msg).await;
+        if let Some(reply) = reply {
+            reply.send(answer);
+        }
+        delegated
+    }
+}
+
+impl AuthorizationCodes {
+    /// [`RedeemCode`] against this server's own map.
+    async fn redeem(&mut self, msg: RedeemCode) -> Result<Grant, RedeemError> {
         let key = key_of(&msg.code);
         let now = Instant::now();
         match self.codes.get(&key) {
@@ -240,7 +302,7 @@ impl Message<RedeemCode> for AuthorizationCodes {
                     return Err(RedeemError::Unknown);
                 }
                 let (jti, flow) = (jti.clone(), flow.clone());
-                return Err(self.revoke_replayed(jti, flow).await);
+                return Err(self.args.revoke_replayed(jti, flow).await);
             }
             Some(Entry::Live { grant, .. }) if grant.client_id != msg.client_id => {
                 return Err(RedeemError::WrongClient);
@@ -284,28 +346,6 @@ fn check_redemption(grant: &Grant, msg: &RedeemCode) -> Result<(), RedeemError> 
         return Err(RedeemError::WrongResource);
     }
     Ok(())
-}
-
-impl AuthorizationCodes {
-    /// A replayed code leaked: whoever redeemed it first may not be its client. Revokes the
-    /// access token it produced and ends the refresh-token family it started (with the access
-    /// tokens refreshed from it); the answer to the replay.
-    async fn revoke_replayed(&self, jti: String, flow: FlowId) -> RedeemError {
-        tracing::warn!(actor = "AuthorizationCodes", flow = %flow, jti = %jti, "authorization code replayed; revoking the token it produced");
-        let revoke = RevokeAccessToken {
-            jti: jti.clone(),
-            // Past `exp`, plus the leeway a resource server may grant.
-            ttl: self.args.access_ttl + CLOCK_LEEWAY,
-        };
-        if ask(&self.args.revocations, revoke).await.is_err() {
-            return RedeemError::ReplayNotRevoked;
-        }
-        let family = RevokeCodeFamily { jti: jti.clone() };
-        if ask(&self.args.refresh_tokens, family).await.is_err() {
-            return RedeemError::ReplayNotRevoked;
-        }
-        RedeemError::Replayed { jti, flow }
-    }
 }
 
 impl Message<Sweep> for AuthorizationCodes {

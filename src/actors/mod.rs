@@ -31,6 +31,7 @@ pub mod jwks_cache;
 pub mod mcp_sessions;
 pub mod notes;
 pub mod refresh_tokens;
+pub mod reply;
 pub mod revocation_feed;
 pub mod revocations;
 pub mod sessions;

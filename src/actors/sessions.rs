@@ -15,12 +15,14 @@
 //! through the actor's one timer; both are bounded.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::actors::reply::answer_from_store;
 use crate::oauth::scope::ScopeSet;
 use crate::store::SharedStore;
 use crate::trace::{FlowId, Secret};
 use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
+use kameo::reply::DelegatedReply;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -327,30 +329,51 @@ impl Message<Open> for Sessions {
 }
 
 impl Message<ResolveSession> for Sessions {
-    type Reply = Result<Option<SessionView>, SessionError>;
+    type Reply = DelegatedReply<Result<Option<SessionView>, SessionError>>;
 
     async fn handle(
         &mut self,
         msg: ResolveSession,
-        _: &mut Context<Self, Self::Reply>,
+        ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
-            return self.resolve_shared(&store, &msg.sid).await;
+            answer_from_store(reply, Sessions::resolve_shared(store, msg.sid));
+            return delegated;
         }
-        Ok(self.live_session(&msg.sid).map(|(_, s)| SessionView {
+        let answer = Ok(self.live_session(&msg.sid).map(|(_, s)| SessionView {
             user: s.user.clone(),
             csrf: s.csrf.clone(),
-        }))
+        }));
+        if let Some(reply) = reply {
+            reply.send(answer);
+        }
+        delegated
     }
 }
 
 impl Message<Park> for Sessions {
-    type Reply = Result<String, SessionError>;
+    type Reply = DelegatedReply<Result<String, SessionError>>;
 
     async fn handle(&mut self, msg: Park, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
-            return self.park_shared(&store, &msg.sid, &msg.request).await;
+            let (per_session, ttl) = (self.args.max_pending_per_session, self.args.pending_ttl);
+            let park = Sessions::park_shared(store, msg.sid, msg.request, per_session, ttl);
+            answer_from_store(reply, park);
+            return delegated;
         }
+        let answer = self.park(msg, ctx.actor_ref());
+        if let Some(reply) = reply {
+            reply.send(answer);
+        }
+        delegated
+    }
+}
+
+impl Sessions {
+    /// Parks a request in a session of this server's own maps.
+    fn park(&mut self, msg: Park, actor: &ActorRef<Self>) -> Result<String, SessionError> {
         let Some((key, session)) = self.live_session(&msg.sid) else {
             return Err(SessionError::UnknownSession);
         };
@@ -383,37 +406,48 @@ impl Message<Park> for Sessions {
         if let Some(session) = self.sessions.get_mut(&key) {
             session.pending.push_back(id);
         }
-        self.expiry
-            .schedule(expires_at, Due::Pending(id), ctx.actor_ref());
+        self.expiry.schedule(expires_at, Due::Pending(id), actor);
         Ok(format!("{id:032x}"))
     }
 }
 
 impl Message<Peek> for Sessions {
-    type Reply = Result<Option<AuthorizationRequest>, SessionError>;
+    type Reply = DelegatedReply<Result<Option<AuthorizationRequest>, SessionError>>;
 
-    async fn handle(&mut self, msg: Peek, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(&mut self, msg: Peek, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
-            return self.peek_shared(&store, &msg.sid, &msg.request_id).await;
+            answer_from_store(reply, Sessions::peek_shared(store, msg.sid, msg.request_id));
+            return delegated;
         }
-        let Some(id) = self.pending_of(&msg.sid, &msg.request_id) else {
-            return Ok(None);
-        };
-        Ok(self.pending.get(&id).map(|p| p.request.clone()))
+        let answer = Ok(self
+            .pending_of(&msg.sid, &msg.request_id)
+            .and_then(|id| self.pending.get(&id))
+            .map(|p| p.request.clone()));
+        if let Some(reply) = reply {
+            reply.send(answer);
+        }
+        delegated
     }
 }
 
 impl Message<Take> for Sessions {
-    type Reply = Result<Option<AuthorizationRequest>, SessionError>;
+    type Reply = DelegatedReply<Result<Option<AuthorizationRequest>, SessionError>>;
 
-    async fn handle(&mut self, msg: Take, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(&mut self, msg: Take, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
-            return self.take_shared(&store, &msg.sid, &msg.request_id).await;
+            answer_from_store(reply, Sessions::take_shared(store, msg.sid, msg.request_id));
+            return delegated;
         }
-        let Some(id) = self.pending_of(&msg.sid, &msg.request_id) else {
-            return Ok(None);
-        };
-        Ok(self.drop_pending(id).map(|p| p.request))
+        let answer = Ok(self
+            .pending_of(&msg.sid, &msg.request_id)
+            .and_then(|id| self.drop_pending(id))
+            .map(|p| p.request));
+        if let Some(reply) = reply {
+            reply.send(answer);
+        }
+        delegated
     }
 }
 

@@ -537,3 +537,48 @@ async fn a_sign_in_crosses_servers_page_by_page() {
     a.stop().await;
     b.stop().await;
 }
+
+/// One browser's step held up in the database does not hold up another browser: the sessions and
+/// the codes wait for the database in tasks of their own, not in their actors' mailboxes.
+#[tokio::test]
+async fn a_browser_held_up_in_the_database_does_not_hold_up_another() {
+    use sqlx::Connection;
+    let database = ScratchDatabase::create().await;
+    let app = spawn_app_with(&on(&database)).await;
+    let client_id = register(&app).await;
+    // Browser A signs in and reaches the consent page: its request is parked in the database.
+    let (a, pkce) = (Browser::new(), Pkce::new());
+    let login_url = a
+        .redirect_from(&authorize_url(&app, &client_id, &pkce, &[]))
+        .await;
+    let signed_in = login(&a, &at(&app, &login_url), "alice", "password123").await;
+    let consent_url = at(&app, &location(&signed_in).unwrap());
+    let request_id = query_param(&consent_url, "request").expect("a parked request");
+    // The database holds that row: taking the request out waits for this transaction.
+    let mut holder = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM parked_requests WHERE request_id = $1 FOR UPDATE")
+        .bind(&request_id)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let approving = tokio::spawn(async move { decide(&a, &consent_url, "approve").await.status() });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Meanwhile browser B is sent to the login page at once.
+    let b = Browser::new();
+    let to_login = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        b.redirect_from(&authorize_url(&app, &client_id, &Pkce::new(), &[])),
+    )
+    .await
+    .expect("B is answered while A waits for the database");
+    assert!(to_login.contains("/login"), "{to_login}");
+    assert!(!approving.is_finished(), "A still waits for the database");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    assert_eq!(
+        approving.await.unwrap(),
+        302,
+        "A goes on once the row is free"
+    );
+    app.stop().await;
+}

@@ -5,7 +5,9 @@
 //! other failed check consumes the code, and a replay by its client with its verifier revokes what
 //! the first redemption produced.
 
-use super::{AuthorizationCodes, Grant, RedeemCode, RedeemError, check_redemption};
+use super::{
+    AuthorizationCodes, AuthorizationCodesArgs, Grant, RedeemCode, RedeemError, check_redemption,
+};
 use crate::oauth::pkce;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::unix_now;
@@ -45,10 +47,11 @@ fn grant_of(record: CodeRecord) -> Grant {
 }
 
 impl AuthorizationCodes {
-    /// [`RedeemCode`] against the shared store.
+    /// [`RedeemCode`] against the shared store (from a task of its own: nothing here is the actor's
+    /// state).
     pub(super) async fn redeem_shared(
-        &self,
-        store: &SharedStore,
+        args: AuthorizationCodesArgs,
+        store: SharedStore,
         msg: RedeemCode,
     ) -> Result<Grant, RedeemError> {
         let key = super::key_of(&msg.code);
@@ -69,7 +72,7 @@ impl AuthorizationCodes {
                 {
                     return Err(RedeemError::Unknown);
                 }
-                Err(self
+                Err(args
                     .revoke_replayed(jti, FlowId::from_claim(&record.flow))
                     .await)
             }

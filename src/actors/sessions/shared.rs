@@ -98,71 +98,6 @@ impl Sessions {
         Ok(Opened { sid, csrf })
     }
 
-    pub(super) async fn resolve_shared(
-        &self,
-        store: &SharedStore,
-        sid: &Secret,
-    ) -> Result<Option<SessionView>, SessionError> {
-        let Some(session) = store.session(&key_of(sid), unix_now()).await? else {
-            return Ok(None);
-        };
-        let user = match (session.subject, session.display_name) {
-            (Some(subject), display_name) => Some(SignedIn {
-                display_name: display_name.unwrap_or_else(|| subject.clone()),
-                subject,
-            }),
-            (None, _) => None,
-        };
-        Ok(Some(SessionView {
-            user,
-            csrf: Secret::new(session.csrf),
-        }))
-    }
-
-    pub(super) async fn park_shared(
-        &mut self,
-        store: &SharedStore,
-        sid: &Secret,
-        request: &AuthorizationRequest,
-    ) -> Result<String, SessionError> {
-        let key = key_of(sid);
-        let now = unix_now();
-        if store.session(&key, now).await?.is_none() {
-            return Err(SessionError::UnknownSession);
-        }
-        let id = format!("{:032x}", rand::random::<u128>());
-        let per_session = u32::try_from(self.args.max_pending_per_session).unwrap_or(u32::MAX);
-        let expires_at = now + self.args.pending_ttl.as_secs();
-        store
-            .park_request(&id, &key, &stored(request), expires_at, per_session.max(1))
-            .await?;
-        Ok(id)
-    }
-
-    pub(super) async fn peek_shared(
-        &self,
-        store: &SharedStore,
-        sid: &Secret,
-        request_id: &str,
-    ) -> Result<Option<AuthorizationRequest>, SessionError> {
-        let found = store
-            .parked_request(request_id, &key_of(sid), unix_now())
-            .await?;
-        found.as_deref().map(request_of).transpose()
-    }
-
-    pub(super) async fn take_shared(
-        &self,
-        store: &SharedStore,
-        sid: &Secret,
-        request_id: &str,
-    ) -> Result<Option<AuthorizationRequest>, SessionError> {
-        let taken = store
-            .take_request(request_id, &key_of(sid), unix_now())
-            .await?;
-        taken.as_deref().map(request_of).transpose()
-    }
-
     /// Signs a user in: a replaced id still within its grace leads to its successor; a live
     /// session is replaced, its requests carried over; otherwise a new session.
     pub(super) async fn login_shared(
@@ -220,5 +155,78 @@ impl Sessions {
         if let Err(err) = store.delete_expired_sessions(unix_now()).await {
             tracing::warn!(actor = "Sessions", error = %err, "expired sessions stay stored until the next sweep");
         }
+    }
+}
+
+/// The shared store's reads and writes that need none of the actor's state: its handlers answer
+/// them from a task of their own (`actors/reply.rs`).
+impl Sessions {
+    pub(super) async fn resolve_shared(
+        store: SharedStore,
+        sid: Secret,
+    ) -> Result<Option<SessionView>, SessionError> {
+        let Some(session) = store.session(&key_of(&sid), unix_now()).await? else {
+            return Ok(None);
+        };
+        let user = match (session.subject, session.display_name) {
+            (Some(subject), display_name) => Some(SignedIn {
+                display_name: display_name.unwrap_or_else(|| subject.clone()),
+                subject,
+            }),
+            (None, _) => None,
+        };
+        Ok(Some(SessionView {
+            user,
+            csrf: Secret::new(session.csrf),
+        }))
+    }
+
+    /// Parks `request` in the session, at most `per_session` in one session, for `ttl`.
+    pub(super) async fn park_shared(
+        store: SharedStore,
+        sid: Secret,
+        request: AuthorizationRequest,
+        per_session: usize,
+        ttl: std::time::Duration,
+    ) -> Result<String, SessionError> {
+        let key = key_of(&sid);
+        let now = unix_now();
+        if store.session(&key, now).await?.is_none() {
+            return Err(SessionError::UnknownSession);
+        }
+        let id = format!("{:032x}", rand::random::<u128>());
+        let per_session = u32::try_from(per_session).unwrap_or(u32::MAX);
+        store
+            .park_request(
+                &id,
+                &key,
+                &stored(&request),
+                now + ttl.as_secs(),
+                per_session.max(1),
+            )
+            .await?;
+        Ok(id)
+    }
+
+    pub(super) async fn peek_shared(
+        store: SharedStore,
+        sid: Secret,
+        request_id: String,
+    ) -> Result<Option<AuthorizationRequest>, SessionError> {
+        let found = store
+            .parked_request(&request_id, &key_of(&sid), unix_now())
+            .await?;
+        found.as_deref().map(request_of).transpose()
+    }
+
+    pub(super) async fn take_shared(
+        store: SharedStore,
+        sid: Secret,
+        request_id: String,
+    ) -> Result<Option<AuthorizationRequest>, SessionError> {
+        let taken = store
+            .take_request(&request_id, &key_of(&sid), unix_now())
+            .await?;
+        taken.as_deref().map(request_of).transpose()
     }
 }
