@@ -379,3 +379,47 @@ async fn the_trace_command_lists_and_draws_a_recorded_flow() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+/// A signed-in user whose consent covers the request gets the code at once: the request is not
+/// parked in the session for a page that will not come (one round trip to the sessions, and on a
+/// shared store to the database, instead of four).
+#[tokio::test(flavor = "current_thread")]
+async fn a_returning_users_authorization_parks_nothing() {
+    let (captured, _capturing) = capture_trace();
+    let app = spawn_app().await;
+    let client_id = register(&app).await;
+    let browser = Browser::new();
+    authorize_as(
+        &app,
+        &browser,
+        &client_id,
+        &Pkce::new(),
+        "alice",
+        "password123",
+    )
+    .await;
+    let parked = |log: &str| log.matches("Sessions <- Park").count();
+    let before = parked(&captured.text());
+    assert_eq!(
+        before, 1,
+        "the first authorization waited for login and consent"
+    );
+    let pkce = Pkce::new();
+    let callback = browser
+        .redirect_from(&authorize_url(&app, &client_id, &pkce, &[]))
+        .await;
+    assert!(callback.starts_with(REDIRECT), "{callback}");
+    let code = query_param(&callback, "code").expect("a code at once");
+    assert_eq!(
+        redeem(&app, &client_id, &code, &pkce.verifier)
+            .await
+            .status(),
+        200
+    );
+    let log = captured.text();
+    assert_eq!(parked(&log), before, "nothing parked the second time");
+    assert!(
+        log.contains("Consents <- CheckConsent"),
+        "the consent was asked"
+    );
+}

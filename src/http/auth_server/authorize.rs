@@ -12,7 +12,9 @@
 //! before anything else happens: 429 with `Retry-After`.
 
 use super::client_lookup::{NotFound, find_client};
-use super::flow::{busy, client_url, current_session, error_redirect, found, proceed};
+use super::flow::{
+    busy, client_url, consent_covers, current_session, error_redirect, found, issue_code,
+};
 use super::pages::{BackLink, cap, error_page, error_page_with_return, too_many_requests_page};
 use super::rate_limit::{SourceAddress, admit};
 use super::state::AuthState;
@@ -200,21 +202,26 @@ async fn authorize(
         },
     };
     metrics::counter!("mcp_oauth_flows_total", "event" => "started").increment(1);
-    let park = Park {
-        sid: sid.clone(),
-        request,
-    };
+    // A signed-in user whose remembered consent covers the request goes back to the client with
+    // a code at once: no later page needs the request, so it is not parked.
+    if let Some(user) = &user {
+        match consent_covers(state, user, &request).await {
+            Ok(true) => return issue_code(state, user, request).await,
+            Ok(false) => {}
+            Err(page) => return page,
+        }
+    }
+    let park = Park { sid, request };
     let request_id = match ask(&state.sessions, park).await {
         Ok(id) => id,
         Err(err) => return busy(err),
     };
-    let mut response = match user {
-        Some(user) => proceed(state, &sid, &user, &request_id).await,
-        None => found(&format!(
-            "{}?request={request_id}",
-            state.config.endpoint("/login")
-        )),
-    };
+    // Signed in, the consent page (the consent did not cover the request); else the login page.
+    let page = if user.is_some() { "/consent" } else { "/login" };
+    let mut response = found(&format!(
+        "{}?request={request_id}",
+        state.config.endpoint(page)
+    ));
     if let Some(cookie) = set_cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }

@@ -147,6 +147,27 @@ pub async fn current_session(
     Ok(view.map(|v| (sid, v)))
 }
 
+/// Whether the user's remembered consent covers the request (its scope, resource and exact
+/// redirect URI) and the request did not ask for the consent page (`prompt=consent`, which shows
+/// the page whatever is remembered: no need to ask); the busy page when consents cannot answer.
+pub async fn consent_covers(
+    state: &AuthState,
+    user: &SignedIn,
+    request: &AuthorizationRequest,
+) -> Result<bool, Response> {
+    if request.prompt_consent {
+        return Ok(false);
+    }
+    let check = CheckConsent {
+        subject: user.subject.clone(),
+        client_id: request.client_id.clone(),
+        scope: request.scope.clone(),
+        resource: request.resource.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+    };
+    ask(&state.consents, check).await.map_err(busy)
+}
+
 /// Goes on with a parked request once the user is signed in: skips the consent page when a
 /// remembered consent covers the request (its scope, resource and exact redirect URI) and the
 /// request did not ask for the page (`prompt=consent`), or sends the user to it.
@@ -165,19 +186,9 @@ pub async fn proceed(
         Ok(None) => return request_gone(),
         Err(err) => return busy(err),
     };
-    // `prompt=consent` shows the page whatever is remembered: no need to ask.
-    let remembered = !request.prompt_consent && {
-        let check = CheckConsent {
-            subject: user.subject.clone(),
-            client_id: request.client_id.clone(),
-            scope: request.scope.clone(),
-            resource: request.resource.clone(),
-            redirect_uri: request.redirect_uri.clone(),
-        };
-        match ask(&state.consents, check).await {
-            Ok(remembered) => remembered,
-            Err(err) => return busy(err),
-        }
+    let remembered = match consent_covers(state, user, &request).await {
+        Ok(remembered) => remembered,
+        Err(page) => return page,
     };
     if !remembered {
         return found(&format!(
