@@ -19,6 +19,7 @@
 //! conditional, so a client marked used meanwhile (at another replica) is kept.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::actors::reply::send_reply;
 use crate::actors::transaction::run_transaction;
 use crate::oauth::client::{Client, ClientKind, NewClient, SecretHash, new_client_id};
 use crate::oauth::time::{instant_of, unix_now, unix_now_ms};
@@ -266,9 +267,7 @@ impl Message<Register> for ClientRegistry {
             None
         };
         if let Some(refusal) = refusal {
-            if let Some(reply) = reply {
-                reply.send(Err(refusal));
-            }
+            send_reply(reply, Err(refusal));
             return delegated;
         }
         let meta = msg.0;

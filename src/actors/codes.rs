@@ -17,7 +17,7 @@
 use crate::actors::ask::ask;
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::actors::refresh_tokens::{RefreshTokens, RevokeCodeFamily};
-use crate::actors::reply::answer_from_store;
+use crate::actors::reply::{answer_from_store, send_reply};
 use crate::actors::revocations::{Revocations, RevokeAccessToken};
 use crate::oauth::pkce;
 use crate::oauth::scope::ScopeSet;
@@ -211,9 +211,7 @@ impl Message<IssueCode> for AuthorizationCodes {
     ) -> Self::Reply {
         let (delegated, reply) = ctx.reply_sender();
         if self.codes.len() >= self.args.max_codes {
-            if let Some(reply) = reply {
-                reply.send(Err(RedeemError::Full));
-            }
+            send_reply(reply, Err(RedeemError::Full));
             return delegated;
         }
         let code = Secret::random(32);
@@ -243,9 +241,7 @@ impl Message<IssueCode> for AuthorizationCodes {
                 }
             }),
             None => {
-                if let Some(reply) = reply {
-                    reply.send(Ok(code));
-                }
+                send_reply(reply, Ok(code));
             }
         }
         delegated
@@ -269,9 +265,7 @@ impl Message<RedeemCode> for AuthorizationCodes {
             return delegated;
         }
         let answer = self.redeem(msg).await;
-        if let Some(reply) = reply {
-            reply.send(answer);
-        }
+        send_reply(reply, answer);
         delegated
     }
 }

@@ -36,6 +36,7 @@
 //! them revoked. The store's dead families, cached or not, are deleted by a sweep every minute.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
+use crate::actors::reply::send_reply;
 use crate::actors::revocations::Revocations;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::unix_now_ms;
@@ -409,9 +410,7 @@ impl Message<IssueRefreshToken> for RefreshTokens {
             None
         };
         if let Some(refusal) = refusal {
-            if let Some(reply) = reply {
-                reply.send(Err(refusal));
-            }
+            send_reply(reply, Err(refusal));
             return delegated;
         }
         let token = Secret::random(32);

@@ -15,7 +15,7 @@
 //! through the actor's one timer; both are bounded.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
-use crate::actors::reply::answer_from_store;
+use crate::actors::reply::{answer_from_store, send_reply};
 use crate::oauth::scope::ScopeSet;
 use crate::store::SharedStore;
 use crate::trace::{FlowId, Secret};
@@ -345,9 +345,7 @@ impl Message<ResolveSession> for Sessions {
             user: s.user.clone(),
             csrf: s.csrf.clone(),
         }));
-        if let Some(reply) = reply {
-            reply.send(answer);
-        }
+        send_reply(reply, answer);
         delegated
     }
 }
@@ -364,9 +362,7 @@ impl Message<Park> for Sessions {
             return delegated;
         }
         let answer = self.park(msg, ctx.actor_ref());
-        if let Some(reply) = reply {
-            reply.send(answer);
-        }
+        send_reply(reply, answer);
         delegated
     }
 }
@@ -424,9 +420,7 @@ impl Message<Peek> for Sessions {
             .pending_of(&msg.sid, &msg.request_id)
             .and_then(|id| self.pending.get(&id))
             .map(|p| p.request.clone()));
-        if let Some(reply) = reply {
-            reply.send(answer);
-        }
+        send_reply(reply, answer);
         delegated
     }
 }
@@ -444,9 +438,7 @@ impl Message<Take> for Sessions {
             .pending_of(&msg.sid, &msg.request_id)
             .and_then(|id| self.drop_pending(id))
             .map(|p| p.request));
-        if let Some(reply) = reply {
-            reply.send(answer);
-        }
+        send_reply(reply, answer);
         delegated
     }
 }

@@ -21,6 +21,7 @@ use super::{
     ENDED_ORIGIN_MEMORY, HeldRotation, Judgement, MAX_BATCH, MAX_ENDED_ORIGINS, MAX_WAITING,
     RefreshError, RefreshTokens, Refreshed, RotateRefreshToken, Write,
 };
+use crate::actors::reply::send_reply;
 use crate::actors::transaction::run_transaction;
 use crate::oauth::refresh_token::successor;
 use crate::oauth::time::unix_now_ms;
@@ -56,12 +57,6 @@ enum Judged {
         next: Secret,
         scope: crate::oauth::scope::ScopeSet,
     },
-}
-
-fn send<T: kameo::Reply>(reply: Option<ReplySender<T>>, answer: T) {
-    if let Some(reply) = reply {
-        reply.send(answer);
-    }
 }
 
 impl RefreshTokens {
@@ -117,9 +112,9 @@ impl RefreshTokens {
         actor: &ActorRef<Self>,
     ) {
         match self.judge(&request, lost, actor).await {
-            Err(err) => send(reply, Err(err)),
-            Ok(Judged::Answer(refreshed)) => send(reply, Ok(refreshed)),
-            Ok(_) if self.waiting() >= MAX_WAITING => send(reply, Err(RefreshError::Busy)),
+            Err(err) => send_reply(reply, Err(err)),
+            Ok(Judged::Answer(refreshed)) => send_reply(reply, Ok(refreshed)),
+            Ok(_) if self.waiting() >= MAX_WAITING => send_reply(reply, Err(RefreshError::Busy)),
             Ok(Judged::Hold) => self.held.push(HeldRotation {
                 request,
                 lost,
@@ -356,7 +351,7 @@ impl Message<Committed> for RefreshTokens {
                 } => {
                     self.issuing.remove(&access_jti);
                     if let Err(err) = &msg.outcome {
-                        send(reply, Err(RefreshError::Store(err.clone())));
+                        send_reply(reply, Err(RefreshError::Store(err.clone())));
                         continue;
                     }
                     if !counted {
@@ -369,7 +364,7 @@ impl Message<Committed> for RefreshTokens {
                         // Its code was replayed, or its grant revoked, while it was being
                         // written: it ends, then the access tokens minted from it are revoked.
                         let ended = self.end_then_revoke(vec![grant.family_id]).await;
-                        send(
+                        send_reply(
                             reply,
                             Err(match ended {
                                 Ok(_) => RefreshError::Unknown,
@@ -377,7 +372,7 @@ impl Message<Committed> for RefreshTokens {
                             }),
                         );
                     } else {
-                        send(reply, Ok(token));
+                        send_reply(reply, Ok(token));
                     }
                 }
                 Write::Rotate {
@@ -394,7 +389,7 @@ impl Message<Committed> for RefreshTokens {
                         self.uncache(&rotation.family_id);
                         let err = msg.outcome.as_ref().err().cloned();
                         let err = err.unwrap_or_else(|| StoreError("no outcome".into()));
-                        send(reply, Err(RefreshError::Store(err)));
+                        send_reply(reply, Err(RefreshError::Store(err)));
                         continue;
                     };
                     let applied = flags.next().copied().unwrap_or(false);
@@ -402,7 +397,7 @@ impl Message<Committed> for RefreshTokens {
                         let answer = self
                             .apply_rotation(&rotation, next, scope, request, &actor)
                             .await;
-                        send(reply, answer);
+                        send_reply(reply, answer);
                     } else if self.args.shared && !lost_before {
                         // Another server rotated or revoked it first: judged again, once.
                         lost.push(HeldRotation {
@@ -411,7 +406,7 @@ impl Message<Committed> for RefreshTokens {
                             reply,
                         });
                     } else {
-                        send(reply, Err(RefreshError::Unknown));
+                        send_reply(reply, Err(RefreshError::Unknown));
                     }
                 }
             }
