@@ -6,13 +6,15 @@
 //! by another client is refused without being consumed (a thief cannot burn it); any other failed
 //! check consumes it. Entries expire after the configured TTL through the actor's one timer.
 //!
-//! A redeemed code is remembered until its original deadline. A replay by its own client means
-//! the code leaked (RFC 9700 section 4.5): before answering [`RedeemError::Replayed`], the actor
-//! revokes the access token the first redemption produced (`Revocations`) and ends the
-//! refresh-token family it started, with the access tokens refreshed from it (`RefreshTokens`,
-//! [`RevokeCodeFamily`]). If either cannot be done, the answer is
-//! [`RedeemError::ReplayNotRevoked`] and nothing is acknowledged. Neither actor asks this one
-//! anything, so waiting for them inside the handler cannot deadlock.
+//! `max_codes` bounds the live codes; a redeemed code no longer counts. It is remembered until
+//! its original deadline, or until `max_codes` later redemptions are (memory stays bounded however
+//! fast codes are redeemed; a replay of a code forgotten early is refused as unknown, with nothing
+//! revoked). A replay by its own client means the code leaked (RFC 9700 section 4.5): before
+//! answering [`RedeemError::Replayed`], the actor revokes the access token the first redemption
+//! produced (`Revocations`) and ends the refresh-token family it started, with the access tokens
+//! refreshed from it (`RefreshTokens`, [`RevokeCodeFamily`]). If either cannot be done, the
+//! answer is [`RedeemError::ReplayNotRevoked`] and nothing is acknowledged. Neither actor asks this
+//! one anything, so waiting for them inside the handler cannot deadlock.
 
 use crate::actors::ask::ask;
 use crate::actors::expiry::{ExpiryQueue, Sweep};
@@ -29,7 +31,7 @@ use kameo::actor::{Actor, ActorRef};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
 use kameo::reply::DelegatedReply;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -101,7 +103,7 @@ pub struct FlowOfCode {
     pub code: Secret,
 }
 
-/// The number of live codes (for tests and the benchmark).
+/// The number of codes held, live or redeemed (for tests and the benchmark).
 #[derive(Debug)]
 pub struct CountCodes;
 
@@ -176,6 +178,13 @@ impl AuthorizationCodesArgs {
 
 pub struct AuthorizationCodes {
     codes: HashMap<CodeKey, Entry>,
+    /// How many of `codes` are live (not redeemed): what `max_codes` bounds.
+    live: usize,
+    /// The redeemed codes in the order of their redemption: beyond `max_codes` of them, the
+    /// oldest is forgotten before its deadline (its replay is then an unknown code, refused but
+    /// not traced back to what it produced), so that memory stays bounded however fast codes
+    /// are redeemed. May name codes already forgotten.
+    redeemed: VecDeque<CodeKey>,
     expiry: ExpiryQueue<CodeKey>,
     args: AuthorizationCodesArgs,
 }
@@ -195,6 +204,8 @@ impl Actor for AuthorizationCodes {
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
         Ok(AuthorizationCodes {
             codes: HashMap::new(),
+            live: 0,
+            redeemed: VecDeque::new(),
             expiry: ExpiryQueue::default(),
             args,
         })
@@ -210,15 +221,15 @@ impl Message<IssueCode> for AuthorizationCodes {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let (delegated, reply) = ctx.reply_sender();
-        if self.codes.len() >= self.args.max_codes {
+        if self.live >= self.args.max_codes {
             send_reply(reply, Err(RedeemError::Full));
             return delegated;
         }
         let code = Secret::random(32);
         let key = key_of(&code);
         // On a shared store the code is answered once it is stored (another server may be asked
-        // to redeem it), from a task of its own; here it counts toward the bound until its
-        // deadline either way, as the store keeps it until then.
+        // to redeem it), from a task of its own; here it counts toward the bound until it is
+        // redeemed, refused by the store, or past its deadline.
         let stored =
             (self.args.shared_store.clone()).map(|store| (store, msg.0.stored(self.args.ttl)));
         let expires_at = Instant::now() + self.args.ttl;
@@ -229,20 +240,14 @@ impl Message<IssueCode> for AuthorizationCodes {
                 expires_at,
             },
         );
+        self.live += 1;
         self.expiry.schedule(expires_at, key, ctx.actor_ref());
         match stored {
-            Some((store, record)) => answer_from_store(reply, async move {
-                match store.insert_code(&key, &record).await {
-                    Ok(()) => Ok(code),
-                    Err(err) => {
-                        tracing::warn!(actor = "AuthorizationCodes", error = %err, "code not stored");
-                        Err(RedeemError::Unavailable)
-                    }
-                }
-            }),
-            None => {
-                send_reply(reply, Ok(code));
+            Some((store, record)) => {
+                let codes = ctx.actor_ref().downgrade();
+                answer_from_store(reply, Self::store_code(store, key, record, code, codes));
             }
+            None => send_reply(reply, Ok(code)),
         }
         delegated
     }
@@ -258,10 +263,8 @@ impl Message<RedeemCode> for AuthorizationCodes {
     ) -> Self::Reply {
         let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
-            answer_from_store(
-                reply,
-                AuthorizationCodes::redeem_shared(self.args.clone(), store, msg),
-            );
+            let (args, codes) = (self.args.clone(), ctx.actor_ref().downgrade());
+            answer_from_store(reply, Self::redeem_shared(args, store, msg, codes));
             return delegated;
         }
         let answer = self.redeem(msg).await;
@@ -278,7 +281,7 @@ impl AuthorizationCodes {
         match self.codes.get(&key) {
             None => return Err(RedeemError::Unknown),
             Some(entry) if entry.expires_at() <= now => {
-                self.codes.remove(&key);
+                self.forget(&key);
                 return Err(RedeemError::Unknown);
             }
             Some(Entry::Redeemed {
@@ -305,21 +308,53 @@ impl AuthorizationCodes {
         }
         // The code is live and this is its client: from here on it is consumed, whatever the
         // outcome (a wrong verifier must not get a second try).
-        let Some(Entry::Live { grant, expires_at }) = self.codes.remove(&key) else {
+        let Some(Entry::Live { grant, expires_at }) = self.forget(&key) else {
             return Err(RedeemError::Unknown);
         };
         check_redemption(&grant, &msg)?;
-        self.codes.insert(
-            key,
-            Entry::Redeemed {
-                client_id: grant.client_id.clone(),
-                code_challenge: grant.code_challenge.clone(),
-                jti: msg.jti,
-                flow: grant.flow.clone(),
-                expires_at,
-            },
-        );
+        self.remember_redeemed(key, &grant, msg.jti, expires_at);
         Ok(grant)
+    }
+
+    /// Forgets a code, live or redeemed.
+    fn forget(&mut self, key: &CodeKey) -> Option<Entry> {
+        let entry = self.codes.remove(key);
+        if let Some(Entry::Live { .. }) = entry {
+            self.live -= 1;
+        }
+        entry
+    }
+
+    /// Remembers a code redeemed for the access token `jti` until its deadline, to catch a
+    /// replay; the oldest redeemed code is forgotten first beyond `max_codes` of them.
+    fn remember_redeemed(&mut self, key: CodeKey, grant: &Grant, jti: String, expires_at: Instant) {
+        let redeemed = Entry::Redeemed {
+            client_id: grant.client_id.clone(),
+            code_challenge: grant.code_challenge.clone(),
+            jti,
+            flow: grant.flow.clone(),
+            expires_at,
+        };
+        self.codes.insert(key, redeemed);
+        self.redeemed.push_back(key);
+        while self.codes.len() - self.live > self.args.max_codes {
+            let Some(oldest) = self.redeemed.pop_front() else {
+                break;
+            };
+            if let Some(Entry::Redeemed { .. }) = self.codes.get(&oldest) {
+                self.codes.remove(&oldest);
+            }
+        }
+    }
+
+    /// Drops the redeemed codes' order of the codes at its front that are forgotten already.
+    fn trim_redeemed(&mut self) {
+        while let Some(front) = self.redeemed.front() {
+            if let Some(Entry::Redeemed { .. }) = self.codes.get(front) {
+                break;
+            }
+            self.redeemed.pop_front();
+        }
     }
 }
 
@@ -352,7 +387,7 @@ impl Message<Sweep> for AuthorizationCodes {
             if self.codes.get(&key).is_some_and(|e| e.expires_at() <= now) {
                 // Each expiry is a line of its flow: an unredeemed code, or a redeemed one no
                 // longer remembered for replay detection.
-                match self.codes.remove(&key) {
+                match self.forget(&key) {
                     Some(Entry::Live { grant, .. }) => {
                         tracing::info!(actor = "AuthorizationCodes", flow = %grant.flow, "timer: code expired unredeemed");
                     }
@@ -364,6 +399,7 @@ impl Message<Sweep> for AuthorizationCodes {
                 expired += 1;
             }
         }
+        self.trim_redeemed();
         if expired > 0
             && let Some(store) = &self.args.shared_store
             && let Err(err) = store.delete_expired_codes(unix_now()).await
@@ -374,7 +410,7 @@ impl Message<Sweep> for AuthorizationCodes {
             tracing::info!(
                 actor = "AuthorizationCodes",
                 expired,
-                live = self.codes.len(),
+                live = self.live,
                 "timer"
             );
         }
@@ -418,6 +454,7 @@ impl Message<WithdrawCodes> for AuthorizationCodes {
             }
             Entry::Redeemed { .. } => true,
         });
+        self.live -= before - self.codes.len();
         // A timer still armed for a withdrawn code finds nothing.
         Ok(withdrawn.max(before - self.codes.len()))
     }

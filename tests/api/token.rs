@@ -265,3 +265,37 @@ async fn a_replayed_code_revokes_its_token_but_a_stranger_revokes_nothing() {
         .unwrap();
     assert_oauth_error(public, 401, "invalid_client", "public client introspecting").await;
 }
+
+/// `--max-codes` bounds the codes waiting to be redeemed. A redeemed code is still remembered
+/// until its deadline (to catch a replay), but it no longer counts: were it to, a server busy
+/// for one code lifetime would refuse every authorization.
+#[tokio::test]
+async fn redeemed_codes_do_not_count_toward_the_bound_on_outstanding_codes() {
+    let app = spawn_app_with(&["--max-codes", "2"]).await;
+    let client_id = register(&app).await;
+    for round in 0..4 {
+        let (code, pkce) = code_for(&app, &client_id).await;
+        let response = redeem(&app, &client_id, &code, &pkce.verifier).await;
+        assert_eq!(response.status(), 200, "round {round}");
+    }
+    // Two codes not redeemed fill it; the third authorization is told to try later.
+    let _outstanding = [
+        code_for(&app, &client_id).await,
+        code_for(&app, &client_id).await,
+    ];
+    let browser = Browser::new();
+    let callback = authorize_as(
+        &app,
+        &browser,
+        &client_id,
+        &Pkce::new(),
+        "alice",
+        "password123",
+    )
+    .await;
+    assert_eq!(
+        query_param(&callback, "error").as_deref(),
+        Some("temporarily_unavailable"),
+        "{callback}"
+    );
+}

@@ -4,16 +4,70 @@
 //! rules are the same as for the actor's own map: another client's attempt consumes nothing, any
 //! other failed check consumes the code, and a replay by its client with its verifier revokes what
 //! the first redemption produced.
+//!
+//! The actor still keeps each code it issued, for its bound (`--max-codes`) and its trace; the
+//! task that stores or redeems a code tells it what became of the code ([`Settled`]), so that a
+//! code redeemed, consumed or refused by the store stops counting as outstanding.
 
 use super::{
-    AuthorizationCodes, AuthorizationCodesArgs, Grant, RedeemCode, RedeemError, check_redemption,
+    AuthorizationCodes, AuthorizationCodesArgs, CodeKey, Entry, Grant, RedeemCode, RedeemError,
+    check_redemption,
 };
 use crate::oauth::pkce;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::time::unix_now;
 use crate::store::{CodeRecord, CodeTake, SharedStore};
-use crate::trace::FlowId;
+use crate::trace::{FlowId, Secret};
+use kameo::actor::WeakActorRef;
+use kameo::message::{Context, Message};
 use std::time::Duration;
+
+/// What became of a code this server issued, told by the task that stored or redeemed it.
+pub(super) enum Settled {
+    /// Redeemed here for the access token `jti`: remembered as redeemed (its flow stays known).
+    Redeemed { key: CodeKey, jti: String },
+    /// Consumed, refused by the store, or gone from it: no longer outstanding.
+    Gone(CodeKey),
+}
+
+impl Settled {
+    /// What a redemption's outcome makes of the code: `None` when it is still outstanding (or
+    /// its fate is unknown).
+    fn after(key: CodeKey, jti: &str, outcome: &Result<Grant, RedeemError>) -> Option<Settled> {
+        match outcome {
+            Ok(_) => Some(Settled::Redeemed {
+                key,
+                jti: jti.to_string(),
+            }),
+            Err(RedeemError::WrongClient | RedeemError::Unavailable | RedeemError::Full) => None,
+            Err(_) => Some(Settled::Gone(key)),
+        }
+    }
+
+    /// Tells the actor, if it still runs.
+    async fn tell(self, codes: &WeakActorRef<AuthorizationCodes>) {
+        if let Some(codes) = codes.upgrade() {
+            let _ = codes.tell(self).await;
+        }
+    }
+}
+
+impl Message<Settled> for AuthorizationCodes {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Settled, _: &mut Context<Self, ()>) {
+        let (key, jti) = match msg {
+            Settled::Redeemed { key, jti } => (key, Some(jti)),
+            Settled::Gone(key) => (key, None),
+        };
+        if !matches!(self.codes.get(&key), Some(Entry::Live { .. })) {
+            return;
+        }
+        if let (Some(Entry::Live { grant, expires_at }), Some(jti)) = (self.forget(&key), jti) {
+            self.remember_redeemed(key, &grant, jti, expires_at);
+        }
+    }
+}
 
 impl Grant {
     /// The stored form of this grant, expiring `ttl` from now.
@@ -47,14 +101,49 @@ fn grant_of(record: CodeRecord) -> Grant {
 }
 
 impl AuthorizationCodes {
+    /// Stores a code issued for `record` and answers it once stored (from a task of its own); a
+    /// code the store refused is no longer counted by `codes`.
+    pub(super) async fn store_code(
+        store: SharedStore,
+        key: CodeKey,
+        record: CodeRecord,
+        code: Secret,
+        codes: WeakActorRef<AuthorizationCodes>,
+    ) -> Result<Secret, RedeemError> {
+        match store.insert_code(&key, &record).await {
+            Ok(()) => Ok(code),
+            Err(err) => {
+                tracing::warn!(actor = "AuthorizationCodes", error = %err, "code not stored");
+                Settled::Gone(key).tell(&codes).await;
+                Err(RedeemError::Unavailable)
+            }
+        }
+    }
+
     /// [`RedeemCode`] against the shared store (from a task of its own: nothing here is the actor's
-    /// state).
+    /// state), then tells `codes` what became of the code.
     pub(super) async fn redeem_shared(
         args: AuthorizationCodesArgs,
         store: SharedStore,
         msg: RedeemCode,
+        codes: WeakActorRef<AuthorizationCodes>,
     ) -> Result<Grant, RedeemError> {
         let key = super::key_of(&msg.code);
+        let jti = msg.jti.clone();
+        let outcome = Self::take_shared(args, store, msg, key).await;
+        if let Some(settled) = Settled::after(key, &jti, &outcome) {
+            settled.tell(&codes).await;
+        }
+        outcome
+    }
+
+    /// The redemption itself, against the shared store.
+    async fn take_shared(
+        args: AuthorizationCodesArgs,
+        store: SharedStore,
+        msg: RedeemCode,
+        key: CodeKey,
+    ) -> Result<Grant, RedeemError> {
         let taken = store
             .take_code(&key, &msg.client_id, &msg.jti, unix_now())
             .await

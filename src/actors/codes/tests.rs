@@ -44,6 +44,19 @@ fn spawn_with(
     ActorRef<Revocations>,
     ActorRef<RefreshTokens>,
 ) {
+    spawn_on(ttl, max_revocations, None)
+}
+
+/// The same, the codes kept in `shared_store` when one is given.
+fn spawn_on(
+    ttl: u64,
+    max_revocations: usize,
+    shared_store: Option<crate::store::SharedStore>,
+) -> (
+    ActorRef<AuthorizationCodes>,
+    ActorRef<Revocations>,
+    ActorRef<RefreshTokens>,
+) {
     let revocations = Revocations::spawn(RevocationsArgs {
         max_entries: max_revocations,
         store: Arc::new(MemoryStore::new()),
@@ -65,7 +78,7 @@ fn spawn_with(
         access_ttl: Duration::from_secs(3600),
         revocations: revocations.clone(),
         refresh_tokens: refresh_tokens.clone(),
-        shared_store: None,
+        shared_store,
     });
     (codes, revocations, refresh_tokens)
 }
@@ -197,6 +210,86 @@ async fn concurrent_redemptions_exactly_one_wins() {
 #[tokio::test(start_paused = true)]
 async fn bounded() {
     let codes = spawn(600);
+    for _ in 0..10 {
+        codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
+    }
+    assert!(matches!(
+        codes.ask(IssueCode(grant(CHALLENGE))).await,
+        Err(kameo::error::SendError::HandlerError(RedeemError::Full))
+    ));
+}
+
+/// Issues a code and redeems it for the access token `jti`; the code.
+async fn issue_and_redeem(codes: &ActorRef<AuthorizationCodes>, jti: &str) -> Secret {
+    let code = codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
+    let redemption = RedeemCode {
+        jti: jti.into(),
+        ..redeem(&code, "c1", VERIFIER)
+    };
+    codes.ask(redemption).await.unwrap();
+    code
+}
+
+#[tokio::test(start_paused = true)]
+async fn redeemed_codes_leave_the_bound_and_the_oldest_are_forgotten_first() {
+    let (codes, _, refresh_tokens) = spawn_with(600, 100);
+    let mut redeemed = Vec::new();
+    for n in 0..25 {
+        redeemed.push(issue_and_redeem(&codes, &format!("jti-{n}")).await);
+    }
+    // Ten redeemed codes are remembered (the bound), and none counts as outstanding.
+    assert_eq!(codes.ask(CountCodes).await.unwrap(), 10);
+    for _ in 0..10 {
+        codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
+    }
+    assert!(matches!(
+        codes.ask(IssueCode(grant(CHALLENGE))).await,
+        Err(kameo::error::SendError::HandlerError(RedeemError::Full))
+    ));
+    // The latest redemption is still caught replayed; the first, forgotten, is only unknown.
+    refresh_tokens.ask(family_of("jti-24")).await.unwrap();
+    let latest = RedeemCode {
+        jti: "jti-replay".into(),
+        ..redeem(&redeemed[24], "c1", VERIFIER)
+    };
+    assert!(matches!(
+        codes.ask(latest).await,
+        Err(kameo::error::SendError::HandlerError(RedeemError::Replayed { ref jti, .. })) if jti == "jti-24"
+    ));
+    assert!(matches!(
+        codes.ask(redeem(&redeemed[0], "c1", VERIFIER)).await,
+        Err(kameo::error::SendError::HandlerError(RedeemError::Unknown))
+    ));
+}
+
+#[tokio::test]
+async fn on_a_shared_store_a_code_redeemed_here_leaves_the_bound() {
+    let store: crate::store::SharedStore = Arc::new(MemoryStore::new());
+    let (codes, _, _) = spawn_on(600, 100, Some(store));
+    for n in 0..25 {
+        issue_and_redeem(&codes, &format!("jti-{n}")).await;
+    }
+    // A consumed code leaves it too: a wrong verifier spends the code.
+    let code = codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
+    let wrong = redeem(
+        &code,
+        "c1",
+        "wrong-verifier-wrong-verifier-wrong-verifier-0",
+    );
+    assert!(codes.ask(wrong).await.is_err());
+    // The redemptions' tasks tell the actor; a message behind theirs sees their effect.
+    let outstanding = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if codes.ask(CountCodes).await.unwrap() == 10 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    assert!(
+        outstanding.await.is_ok(),
+        "redeemed codes still held beyond the bound"
+    );
     for _ in 0..10 {
         codes.ask(IssueCode(grant(CHALLENGE))).await.unwrap();
     }
