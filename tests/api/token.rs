@@ -269,9 +269,9 @@ async fn a_replayed_code_revokes_its_token_but_a_stranger_revokes_nothing() {
 /// `--max-codes` bounds the codes waiting to be redeemed. A redeemed code is still remembered
 /// until its deadline (to catch a replay), but it no longer counts: were it to, a server busy
 /// for one code lifetime would refuse every authorization.
-#[tokio::test]
-async fn redeemed_codes_do_not_count_toward_the_bound_on_outstanding_codes() {
-    let app = spawn_app_with(&["--max-codes", "2"]).await;
+async fn redeemed_codes_leave_the_bound(settings: &[&str]) {
+    let settings = [settings, &["--max-codes", "2"]].concat();
+    let app = spawn_app_with(&settings).await;
     let client_id = register(&app).await;
     for round in 0..4 {
         let (code, pkce) = code_for(&app, &client_id).await;
@@ -298,4 +298,23 @@ async fn redeemed_codes_do_not_count_toward_the_bound_on_outstanding_codes() {
         Some("temporarily_unavailable"),
         "{callback}"
     );
+}
+
+#[tokio::test]
+async fn redeemed_codes_do_not_count_toward_the_bound_on_outstanding_codes() {
+    redeemed_codes_leave_the_bound(&[]).await;
+}
+
+/// The same on a store other servers share, where a code is redeemed in the database.
+#[tokio::test]
+async fn redeemed_codes_do_not_count_toward_the_bound_on_postgres_either() {
+    let database = mcp_oauth_testkit::postgres::ScratchDatabase::create().await;
+    let secret = "the key-encryption secret of the codes' bound";
+    redeemed_codes_leave_the_bound(&[
+        "--database-url",
+        &database.url,
+        "--key-encryption-secret",
+        secret,
+    ])
+    .await;
 }
