@@ -19,7 +19,7 @@
 use crate::actors::ask::ask;
 use crate::actors::expiry::{ExpiryQueue, Sweep};
 use crate::actors::refresh_tokens::{RefreshTokens, RevokeCodeFamily};
-use crate::actors::reply::{answer_from_store, send_reply};
+use crate::actors::reply::{MAX_STORE_TASKS, StoreTasks, send_reply};
 use crate::actors::revocations::{Revocations, RevokeAccessToken};
 use crate::oauth::pkce;
 use crate::oauth::scope::ScopeSet;
@@ -187,6 +187,8 @@ pub struct AuthorizationCodes {
     redeemed: VecDeque<CodeKey>,
     expiry: ExpiryQueue<CodeKey>,
     args: AuthorizationCodesArgs,
+    /// The tasks that answer from the shared store.
+    store_tasks: StoreTasks,
 }
 
 fn key_of(code: &Secret) -> CodeKey {
@@ -208,6 +210,7 @@ impl Actor for AuthorizationCodes {
             redeemed: VecDeque::new(),
             expiry: ExpiryQueue::default(),
             args,
+            store_tasks: StoreTasks::new(MAX_STORE_TASKS),
         })
     }
 }
@@ -245,7 +248,14 @@ impl Message<IssueCode> for AuthorizationCodes {
         match stored {
             Some((store, record)) => {
                 let codes = ctx.actor_ref().downgrade();
-                answer_from_store(reply, Self::store_code(store, key, record, code, codes));
+                let stored = Self::store_code(store, key, record, code, codes);
+                // Never stored, so not outstanding.
+                if !self
+                    .store_tasks
+                    .answer(reply, stored, Err(RedeemError::Unavailable))
+                {
+                    self.forget(&key);
+                }
             }
             None => send_reply(reply, Ok(code)),
         }
@@ -264,7 +274,9 @@ impl Message<RedeemCode> for AuthorizationCodes {
         let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
             let (args, codes) = (self.args.clone(), ctx.actor_ref().downgrade());
-            answer_from_store(reply, Self::redeem_shared(args, store, msg, codes));
+            let redeem = Self::redeem_shared(args, store, msg, codes);
+            self.store_tasks
+                .answer(reply, redeem, Err(RedeemError::Unavailable));
             return delegated;
         }
         let answer = self.redeem(msg).await;

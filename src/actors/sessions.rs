@@ -15,7 +15,7 @@
 //! through the actor's one timer; both are bounded.
 
 use crate::actors::expiry::{ExpiryQueue, Sweep};
-use crate::actors::reply::{answer_from_store, send_reply};
+use crate::actors::reply::{MAX_STORE_TASKS, StoreTasks, send_reply};
 use crate::oauth::scope::ScopeSet;
 use crate::store::SharedStore;
 use crate::trace::{FlowId, Secret};
@@ -188,6 +188,8 @@ pub struct Sessions {
     args: SessionsArgs,
     /// When expired rows of the shared store were last deleted.
     cleaned_at: Instant,
+    /// The tasks that answer from the shared store.
+    store_tasks: StoreTasks,
 }
 
 impl Actor for Sessions {
@@ -207,6 +209,7 @@ impl Actor for Sessions {
             expiry: ExpiryQueue::default(),
             args,
             cleaned_at: Instant::now(),
+            store_tasks: StoreTasks::new(MAX_STORE_TASKS),
         })
     }
 }
@@ -338,7 +341,9 @@ impl Message<ResolveSession> for Sessions {
     ) -> Self::Reply {
         let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
-            answer_from_store(reply, Sessions::resolve_shared(store, msg.sid));
+            let resolve = Sessions::resolve_shared(store, msg.sid);
+            self.store_tasks
+                .answer(reply, resolve, Err(SessionError::Unavailable));
             return delegated;
         }
         let answer = Ok(self.live_session(&msg.sid).map(|(_, s)| SessionView {
@@ -358,7 +363,8 @@ impl Message<Park> for Sessions {
         if let Some(store) = self.args.shared_store.clone() {
             let (per_session, ttl) = (self.args.max_pending_per_session, self.args.pending_ttl);
             let park = Sessions::park_shared(store, msg.sid, msg.request, per_session, ttl);
-            answer_from_store(reply, park);
+            self.store_tasks
+                .answer(reply, park, Err(SessionError::Unavailable));
             return delegated;
         }
         let answer = self.park(msg, ctx.actor_ref());
@@ -413,7 +419,9 @@ impl Message<Peek> for Sessions {
     async fn handle(&mut self, msg: Peek, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
-            answer_from_store(reply, Sessions::peek_shared(store, msg.sid, msg.request_id));
+            let peek = Sessions::peek_shared(store, msg.sid, msg.request_id);
+            self.store_tasks
+                .answer(reply, peek, Err(SessionError::Unavailable));
             return delegated;
         }
         let answer = Ok(self
@@ -431,7 +439,9 @@ impl Message<Take> for Sessions {
     async fn handle(&mut self, msg: Take, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         let (delegated, reply) = ctx.reply_sender();
         if let Some(store) = self.args.shared_store.clone() {
-            answer_from_store(reply, Sessions::take_shared(store, msg.sid, msg.request_id));
+            let take = Sessions::take_shared(store, msg.sid, msg.request_id);
+            self.store_tasks
+                .answer(reply, take, Err(SessionError::Unavailable));
             return delegated;
         }
         let answer = Ok(self
