@@ -38,11 +38,22 @@ impl AuthSettings {
     /// random session secret, so sign-ins last until a restart unless `sessions.cookie_secret`
     /// is set.
     pub fn new(issuer: &str, resource: &str) -> Result<Self, ConfigError> {
-        let secret = crate::trace::random_token(32);
-        let mut args = vec!["auth-server", "--issuer", issuer, "--resource", resource];
+        Self::from_urls(issuer, resource, &crate::trace::random_token(32))
+    }
+
+    /// [`AuthSettings::new`] with `session_secret` for an https issuer. Each value goes with
+    /// its flag (`--flag=value`), so that one starting with `-` (a random secret may) is not
+    /// read as a flag of its own.
+    fn from_urls(issuer: &str, resource: &str, session_secret: &str) -> Result<Self, ConfigError> {
+        let mut args = vec![
+            "auth-server".to_string(),
+            format!("--issuer={issuer}"),
+            format!("--resource={resource}"),
+        ];
         if issuer.starts_with("https://") {
-            args.extend(["--session-secret", &secret]);
+            args.push(format!("--session-secret={session_secret}"));
         }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let setting = "AUTH_SERVER_ISSUER or AUTH_SERVER_RESOURCE";
         without_environment::<AuthServerConfig>(&args, setting)?.validate()
     }
@@ -55,13 +66,11 @@ impl McpSettings {
     /// `/oauth/jwks` and its revocation feed is followed: for another authorization server set
     /// `jwks.url` to its JWKS and `revocation_feed` to `None`.
     pub fn new(authorization_server: &str, resource_server: &str) -> Result<Self, ConfigError> {
-        let args = [
-            "mcp-server",
-            "--authorization-server",
-            authorization_server,
-            "--resource-server",
-            resource_server,
-        ];
+        let (authorization_server, resource_server) = (
+            format!("--authorization-server={authorization_server}"),
+            format!("--resource-server={resource_server}"),
+        );
+        let args = ["mcp-server", &authorization_server, &resource_server];
         let setting = "AUTHORIZATION_SERVER_URL or RESOURCE_SERVER_URL";
         without_environment::<McpServerConfig>(&args, setting)?.validate()
     }
@@ -86,5 +95,21 @@ mod tests {
             "AUTHORIZATION_SERVER_URL or RESOURCE_SERVER_URL"
         );
         assert_eq!(err.to_string().lines().count(), 1, "{err}");
+    }
+
+    /// A value that starts with `-` is the value of its flag, not a flag: a random session
+    /// secret does one time in 64 (base64url), and `AuthSettings::new` failed then.
+    #[test]
+    fn values_that_start_with_a_dash_stay_values() {
+        let secret = "-_".repeat(22);
+        let auth = AuthSettings::from_urls(
+            "https://auth.example.com",
+            "https://mcp.example.com",
+            &secret,
+        )
+        .unwrap();
+        assert!(auth.is_https());
+        let err = McpSettings::new("-not-a-url", "https://mcp.example.com").unwrap_err();
+        assert!(!err.reason.contains("unexpected argument"), "{err}");
     }
 }
