@@ -2,6 +2,7 @@
 //! the [`ClientMap`] that holds records by id, the [`ClientStore`] trait `ClientRegistry` writes
 //! through, and its SQLite and in-memory implementations. Configured clients are never stored.
 
+use super::connections::Settle;
 use super::error::StoreError;
 use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
@@ -237,16 +238,21 @@ macro_rules! sql_backend {
 
                 async fn insert_clients(&self, records: &[ClientRecord]) -> Result<(), StoreError> {
                     let _write = write_timer("clients");
-                    let mut conn = self.write_connection().await?;
+                    let mut conn = self.connection().await?;
                     // Rows that one statement writes need no transaction around them: a statement
                     // is atomic, and this saves two round trips (its begin and its commit).
                     if rows_per_insert(records.len()) == records.len() {
-                        return insert_rows_of(&mut *conn, records).await;
+                        let written = insert_rows_of(&mut *conn, records).await;
+                        return conn.settle(written);
                     }
-                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                    insert_rows_of(&mut *tx, records).await?;
-                    tx.commit().await?;
-                    Ok(())
+                    let written = async {
+                        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                        insert_rows_of(&mut *tx, records).await?;
+                        tx.commit().await?;
+                        Ok(())
+                    }
+                    .await;
+                    conn.settle(written)
                 }
 
                 async fn mark_client_used(&self, client_id: &str) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 //! and the conditional update of [`CodeStore::take_code`] makes the redemption happen once
 //! however many servers try at the same moment.
 
+use super::connections::Settle;
 use super::error::StoreError;
 use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
@@ -99,7 +100,8 @@ macro_rules! sql_backend {
                     code: &CodeRecord,
                 ) -> Result<(), StoreError> {
                     let _write = write_timer("codes");
-                    sqlx::query(&<$store>::sql(&format!(
+                    let mut conn = self.connection().await?;
+                    let inserted = sqlx::query(&<$store>::sql(&format!(
                         "INSERT INTO codes (code_hash, {CODE_COLUMNS}) \
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
                     )))
@@ -113,8 +115,9 @@ macro_rules! sql_backend {
                     .bind(&code.resource)
                     .bind(&code.flow)
                     .bind(int(code.expires_at))
-                    .execute(&self.pool)
-                    .await?;
+                    .execute(&mut *conn)
+                    .await;
+                    conn.settle(inserted)?;
                     Ok(())
                 }
 
@@ -126,33 +129,38 @@ macro_rules! sql_backend {
                     now: u64,
                 ) -> Result<CodeTake, StoreError> {
                     let _write = write_timer("codes");
-                    let taken = sqlx::query(&<$store>::sql(&format!(
-                        "UPDATE codes SET redeemed_jti = ? WHERE code_hash = ? AND client_id = ? \
-                         AND redeemed_jti IS NULL AND expires_at > ? RETURNING {CODE_COLUMNS}"
-                    )))
-                    .bind(jti)
-                    .bind(hash.to_vec())
-                    .bind(client_id)
-                    .bind(int(now))
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    if let Some(row) = taken {
-                        return Ok(CodeTake::Taken(code_from_row(&row)?.0));
+                    let mut conn = self.connection().await?;
+                    let took = async {
+                        let taken = sqlx::query(&<$store>::sql(&format!(
+                            "UPDATE codes SET redeemed_jti = ? WHERE code_hash = ? AND client_id = ? \
+                             AND redeemed_jti IS NULL AND expires_at > ? RETURNING {CODE_COLUMNS}"
+                        )))
+                        .bind(jti)
+                        .bind(hash.to_vec())
+                        .bind(client_id)
+                        .bind(int(now))
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        if let Some(row) = taken {
+                            return Ok(CodeTake::Taken(code_from_row(&row)?.0));
+                        }
+                        let found = sqlx::query(&<$store>::sql(&format!(
+                            "SELECT {CODE_COLUMNS} FROM codes WHERE code_hash = ? AND expires_at > ?"
+                        )))
+                        .bind(hash.to_vec())
+                        .bind(int(now))
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        let Some(row) = found else {
+                            return Ok(CodeTake::Unknown);
+                        };
+                        Ok(match code_from_row(&row)? {
+                            (record, Some(jti)) => CodeTake::Redeemed { record, jti },
+                            (_, None) => CodeTake::OtherClient,
+                        })
                     }
-                    let found = sqlx::query(&<$store>::sql(&format!(
-                        "SELECT {CODE_COLUMNS} FROM codes WHERE code_hash = ? AND expires_at > ?"
-                    )))
-                    .bind(hash.to_vec())
-                    .bind(int(now))
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    let Some(row) = found else {
-                        return Ok(CodeTake::Unknown);
-                    };
-                    Ok(match code_from_row(&row)? {
-                        (record, Some(jti)) => CodeTake::Redeemed { record, jti },
-                        (_, None) => CodeTake::OtherClient,
-                    })
+                    .await;
+                    conn.settle(took)
                 }
 
                 async fn delete_code(&self, hash: &[u8; 32]) -> Result<(), StoreError> {

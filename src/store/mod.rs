@@ -21,17 +21,19 @@
 //! module here, `<table>.rs`, holding the table's record type, its trait, and its
 //! implementations: the SQL once, with `?` placeholders, in a `sql_backend!` macro instantiated
 //! for [`SqliteStore`] and [`PostgresStore`] (statements through `<$store>::sql(…)`, on
-//! `self.pool`; portable SQL: `ON CONFLICT … DO UPDATE`, `RETURNING`, `CASE`), and for
-//! [`MemoryStore`] (its rows in a private `#[derive(Default)]` type reached through
+//! `self.pool`, or, for a statement that every flow makes, on `self.connection()`, given back by
+//! `settle` with its result, `connections.rs`; portable SQL: `ON CONFLICT … DO UPDATE`,
+//! `RETURNING`, `CASE`), and for [`MemoryStore`] (its rows in a private `#[derive(Default)]` type reached through
 //! `MemoryStore::with`, so `memory.rs` does not change). Declare the module below, re-export its
 //! record and trait, add the trait to [`Store`], and its rules to `contract.rs`. A table module
-//! imports `error`, `sqlite`, `postgres` and `memory`, never this file, which gathers the tables.
+//! imports `error`, `connections`, `sqlite`, `postgres` and `memory`, never this file, which gathers the tables.
 //! Timestamps are Unix seconds.
 
 pub mod changes;
 pub mod cipher;
 mod clients;
 mod codes;
+mod connections;
 mod consents;
 #[cfg(test)]
 mod contract;
@@ -159,7 +161,7 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.close_connections().await;
     }
 }
 

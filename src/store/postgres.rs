@@ -4,10 +4,13 @@
 //! in the binary and run at open, under sqlx's advisory lock, so replicas starting together
 //! migrate once.
 //!
-//! This file opens the pool; each table's SQL is in its own module (`clients.rs`, `consents.rs`,
+//! This file opens the pool, and the connections lent for a flow's statements beside it
+//! (`connections.rs`); each table's SQL is in its own module (`clients.rs`, `consents.rs`,
 //! ...), beside the table's SQLite and in-memory implementations.
 
+use super::connections::{Connections, Lent, PING_WHEN_IDLE_FOR};
 use super::error::StoreError;
+use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use std::time::Duration;
 /// The pool's size and patience.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolOptions {
-    /// Most connections open at once.
+    /// Most connections open at once: the pool's and the lent ones' ([`lent_share`]) together.
     pub max_connections: u32,
     /// Longest wait for a connection (then the request fails with 503 rather than hangs).
     pub acquire_timeout: Duration,
@@ -30,12 +33,19 @@ impl Default for PoolOptions {
     }
 }
 
-/// A pooled connection idle at least this long is pinged before it is used again.
-const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+/// How many of `max_connections` are lent for the statements of flows and group commits (the rest
+/// are the pool's, which the change listener holds one of): three quarters, and at least one of
+/// each, so `max_connections` must be at least 2.
+pub fn lent_share(max_connections: u32) -> u32 {
+    (max_connections.saturating_mul(3) / 4).clamp(1, max_connections.saturating_sub(1).max(1))
+}
 
 pub struct PostgresStore {
     /// The connection pool, through which each table module runs its statements.
     pub(super) pool: PgPool,
+    /// The connections lent for the statements that every flow makes and for group commits,
+    /// taken back without the pool's ping ([`Self::connection`]).
+    lent: Connections<PgConnection>,
     /// The URL without its password, for the log.
     described: String,
     /// Bumped on each notification that a change was recorded (by any server).
@@ -123,8 +133,10 @@ impl PostgresStore {
             .map_err(|e| StoreError(format!("the database URL cannot be used: {e}")))?;
         // A connection idle for a while may have been closed by the database or the network, and
         // is pinged before use; one in steady use is not (a round trip for every statement).
+        let lent = lent_share(options.max_connections);
+        let pooled = options.max_connections.saturating_sub(lent).max(1);
         let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
+            .max_connections(pooled)
             .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(false)
             .before_acquire(|connection, meta| {
@@ -135,7 +147,7 @@ impl PostgresStore {
                     Ok(true)
                 })
             })
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(|e| StoreError(format!("cannot connect to {}: {e}", redacted(url))))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -143,6 +155,7 @@ impl PostgresStore {
         let listener = ListenerTask(tokio::spawn(listen_for_changes(pool.clone(), signal)));
         Ok(PostgresStore {
             pool,
+            lent: Connections::new(connect, lent as usize, options.acquire_timeout),
             described: redacted(url),
             changes,
             _listener: listener,
@@ -163,12 +176,17 @@ impl PostgresStore {
     pub(super) const ANNOUNCE_CHANGE: Option<&'static str> =
         Some("SELECT pg_notify('mcp_oauth_changes', '')");
 
-    /// A connection for a group-committed write: one of the pool's, since several can write at
-    /// once.
-    pub(super) async fn write_connection(
-        &self,
-    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
-        Ok(self.pool.acquire().await?)
+    /// A connection for a statement of every flow (a session's read, a code's insert or
+    /// redemption) or a group commit: one of those lent, since several can write at once. Its
+    /// use is ended by [`Settle::settle`](super::connections::Settle::settle).
+    pub(super) async fn connection(&self) -> Result<Lent<'_, PgConnection>, StoreError> {
+        self.lent.lend().await
+    }
+
+    /// Closes the lent connections, then the pool's.
+    pub(super) async fn close_connections(&self) {
+        self.lent.close().await;
+        self.pool.close().await;
     }
 
     /// Several writers at once (other servers): a batch of compare-and-swaps locks its rows one
@@ -203,7 +221,16 @@ impl PostgresStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{PostgresStore, redacted};
+    use super::{PostgresStore, lent_share, redacted};
+
+    #[test]
+    fn the_lent_connections_and_the_pool_share_the_maximum() {
+        assert_eq!(lent_share(10), 7);
+        for max in 2..=1000 {
+            let lent = lent_share(max);
+            assert!(lent >= 1 && max - lent >= 1, "{max}: {lent} lent");
+        }
+    }
 
     #[test]
     fn placeholders_are_numbered() {

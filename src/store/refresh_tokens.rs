@@ -4,6 +4,7 @@
 //! SQLite, PostgreSQL and in-memory. Every method is atomic; a rotation is a compare-and-swap on
 //! the family's current token, so single use holds in the store itself.
 
+use super::connections::Settle;
 use super::error::StoreError;
 use super::postgres::PostgresStore;
 use super::sqlite::{SqliteStore, chunks, insert_rows, int, unsigned, write_timer};
@@ -372,16 +373,21 @@ macro_rules! sql_backend {
                             false => rotations.len(),
                         };
                         let statements = chunks(families).count() + chunks(&tokens).count() + swaps;
-                        let mut conn = self.write_connection().await?;
+                        let mut conn = self.connection().await?;
                         if statements <= 1 {
                             // One statement is atomic by itself: no transaction around it (two
                             // round trips fewer, its begin and its commit).
-                            return write(&mut *conn, families, &tokens, rotations, together).await;
+                            let written = write(&mut *conn, families, &tokens, rotations, together).await;
+                            return conn.settle(written);
                         }
-                        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                        let swapped = write(&mut *tx, families, &tokens, rotations, together).await?;
-                        tx.commit().await?;
-                        Ok(swapped)
+                        let written = async {
+                            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                            let swapped = write(&mut *tx, families, &tokens, rotations, together).await?;
+                            tx.commit().await?;
+                            Ok(swapped)
+                        }
+                        .await;
+                        conn.settle(written)
                     })
                 }
 

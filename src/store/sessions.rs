@@ -4,6 +4,7 @@
 //! on at any server. Session ids are kept only as SHA-256 digests ([`SessionKey`]); a parked
 //! request is the actor's JSON, taken out once by one conditional delete. Times are Unix seconds.
 
+use super::connections::Settle;
 use super::error::StoreError;
 use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
@@ -134,15 +135,16 @@ macro_rules! sql_backend {
                     key: &SessionKey,
                     now: u64,
                 ) -> Result<Option<SessionRecord>, StoreError> {
+                    let mut conn = self.connection().await?;
                     let row = sqlx::query(&<$store>::sql(
                         "SELECT csrf, subject, display_name, expires_at FROM sessions \
                          WHERE session_key = ? AND expires_at > ?",
                     ))
                     .bind(key.to_vec())
                     .bind(int(now))
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    row.as_ref().map(session_from_row).transpose()
+                    .fetch_optional(&mut *conn)
+                    .await;
+                    conn.settle(row)?.as_ref().map(session_from_row).transpose()
                 }
 
                 async fn delete_session(&self, key: &SessionKey) -> Result<bool, StoreError> {

@@ -8,6 +8,7 @@
 //! the column helpers; each table's SQL is in its own module
 //! (`clients.rs`, `consents.rs`, ...), beside the table's in-memory implementation.
 
+use super::connections::Settle;
 use super::error::StoreError;
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{
@@ -29,6 +30,13 @@ pub struct SqliteStore {
     /// take turns here rather than in SQLite's busy handler, which sleeps. `None` once closed.
     writer: tokio::sync::Mutex<Option<SqliteConnection>>,
     path: PathBuf,
+}
+
+/// The writes' connection stays, whatever its last use came to (it is this store's only writer).
+impl Settle for tokio::sync::MappedMutexGuard<'_, SqliteConnection> {
+    fn settle<T, E>(self, result: Result<T, E>) -> Result<T, E> {
+        result
+    }
 }
 
 /// Creates `dir` (and its parents) with mode 0700 if it does not exist.
@@ -161,8 +169,10 @@ impl SqliteStore {
         })
     }
 
-    /// The connection of the group-committed writes, once the one before has finished with it.
-    pub(super) async fn write_connection(
+    /// The connection of the group-committed writes, once the one before has finished with it;
+    /// also of the statements for which PostgreSQL lends a connection (`connections.rs`), which
+    /// only a shared store runs outside the store's contract suite.
+    pub(super) async fn connection(
         &self,
     ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
         tokio::sync::MutexGuard::try_map(self.writer.lock().await, Option::as_mut)

@@ -1,0 +1,258 @@
+//! [`Connections`]: database connections of the store's own, lent one statement or transaction at
+//! a time for the writes and reads that every flow makes on a shared store (a session's read, a
+//! code's insert and redemption, the group commits of registrations and refresh tokens), and
+//! taken back without a test.
+//!
+//! sqlx's pool tests every connection it takes back with a ping: a round trip after each
+//! statement that went through it (on PostgreSQL a `Sync` and its answer), which costs a flow
+//! about a tenth of its CPU. The test is there for a connection whose use was cut short (its
+//! future dropped in the middle of a statement) or failed. Here the borrower says how its use
+//! ended instead ([`Settle::settle`]): a connection comes back only from a use that succeeded;
+//! any other is closed, and the next borrower gets a sound one or a new one. A connection idle for
+//! [`PING_WHEN_IDLE_FOR`] or longer is pinged before it is lent again, as the pool does, since the
+//! database or the network may have closed it meanwhile.
+
+use super::error::StoreError;
+use crossbeam_queue::ArrayQueue;
+use sqlx::Connection;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+
+/// A connection idle at least this long is pinged before it is lent again.
+pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// How a borrowed connection's use ended: the connection goes back to be lent again only after
+/// `result` is `Ok`.
+pub trait Settle {
+    fn settle<T, E>(self, result: Result<T, E>) -> Result<T, E>;
+}
+
+/// Up to `max` connections, opened when first needed and kept open.
+pub struct Connections<C: Connection + 'static> {
+    options: C::Options,
+    idle: ArrayQueue<(C, Instant)>,
+    permits: Semaphore,
+    acquire_timeout: Duration,
+}
+
+impl<C: Connection + 'static> Connections<C> {
+    /// Connections opened with `options`, at most `max` at once; a borrower waits at most
+    /// `acquire_timeout` for one (to be free, or to be opened).
+    pub fn new(options: C::Options, max: usize, acquire_timeout: Duration) -> Self {
+        let max = max.max(1);
+        Connections {
+            options,
+            idle: ArrayQueue::new(max),
+            permits: Semaphore::new(max),
+            acquire_timeout,
+        }
+    }
+
+    /// A connection, once one is free: an idle one, or a new one while fewer than `max` are open.
+    pub async fn lend(&self) -> Result<Lent<'_, C>, StoreError> {
+        let deadline = Instant::now() + self.acquire_timeout;
+        let timed_out = || StoreError("timed out waiting for a database connection".into());
+        let permit = match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(StoreError("the store is closed".into())),
+            Err(_) => return Err(timed_out()),
+        };
+        while let Some((mut connection, since)) = self.idle.pop() {
+            if since.elapsed() < PING_WHEN_IDLE_FOR {
+                return Ok(Lent::new(connection, self, permit));
+            }
+            let pinged = tokio::time::timeout_at(deadline, connection.ping()).await;
+            if let Ok(Ok(())) = pinged {
+                return Ok(Lent::new(connection, self, permit));
+            }
+            // Closed by the database or the network while it was idle: let it go.
+        }
+        match tokio::time::timeout_at(deadline, C::connect_with(&self.options)).await {
+            Ok(Ok(connection)) => Ok(Lent::new(connection, self, permit)),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// Closes the idle connections, and lends none from now on.
+    pub async fn close(&self) {
+        self.permits.close();
+        while let Some((connection, _)) = self.idle.pop() {
+            let _ = connection.close().await;
+        }
+    }
+
+    /// How many connections are open and idle.
+    #[cfg(test)]
+    pub fn idle(&self) -> usize {
+        self.idle.len()
+    }
+}
+
+/// A connection lent by [`Connections::lend`]. Given back by [`Settle::settle`] with a success;
+/// closed when dropped otherwise.
+pub struct Lent<'a, C: Connection + 'static> {
+    connection: Option<C>,
+    home: &'a Connections<C>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl<'a, C: Connection + 'static> Lent<'a, C> {
+    fn new(connection: C, home: &'a Connections<C>, permit: SemaphorePermit<'a>) -> Self {
+        Lent {
+            connection: Some(connection),
+            home,
+            _permit: permit,
+        }
+    }
+}
+
+impl<C: Connection + 'static> Settle for Lent<'_, C> {
+    fn settle<T, E>(mut self, result: Result<T, E>) -> Result<T, E> {
+        if result.is_ok()
+            && let Some(connection) = self.connection.take()
+        {
+            // The permit, released after this, bounds the idle connections to the queue's size.
+            let _ = self.home.idle.push((connection, Instant::now()));
+        }
+        result
+    }
+}
+
+impl<C: Connection + 'static> Drop for Lent<'_, C> {
+    fn drop(&mut self) {
+        // Not settled, or settled with an error: the connection's state is unknown. It is closed
+        // (politely when a runtime is at hand: the database is told, not left to notice).
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = connection.close().await;
+            });
+        }
+    }
+}
+
+impl<C: Connection + 'static> Deref for Lent<'_, C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        match &self.connection {
+            Some(connection) => connection,
+            None => unreachable!("a lent connection is taken only as it is given back"),
+        }
+    }
+}
+
+impl<C: Connection + 'static> DerefMut for Lent<'_, C> {
+    fn deref_mut(&mut self) -> &mut C {
+        match &mut self.connection {
+            Some(connection) => connection,
+            None => unreachable!("a lent connection is taken only as it is given back"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Connections, Settle};
+    use mcp_oauth_testkit::postgres::ScratchDatabase;
+    use sqlx::PgConnection;
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    async fn connections(database: &ScratchDatabase, max: usize) -> Connections<PgConnection> {
+        let options = sqlx::postgres::PgConnectOptions::from_str(&database.url).unwrap();
+        Connections::new(options, max, Duration::from_millis(300))
+    }
+
+    /// The server process behind the connection: the same one means the same connection.
+    async fn backend(connections: &Connections<PgConnection>) -> i32 {
+        let mut conn = connections.lend().await.unwrap();
+        let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await;
+        conn.settle(pid).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_lent_again_after_a_success_and_closed_after_anything_else() {
+        let database = ScratchDatabase::create().await;
+        let connections = connections(&database, 2).await;
+        let first = backend(&connections).await;
+        assert_eq!(
+            backend(&connections).await,
+            first,
+            "given back and lent again"
+        );
+        assert_eq!(connections.idle(), 1);
+
+        // A statement that failed: the connection is not given back.
+        let mut conn = connections.lend().await.unwrap();
+        let failed = sqlx::query("SELECT * FROM no_such_table")
+            .execute(&mut *conn)
+            .await;
+        assert!(conn.settle(failed).is_err());
+        assert_eq!(connections.idle(), 0);
+        let second = backend(&connections).await;
+        assert_ne!(second, first, "a new connection after the failure");
+
+        // A use cut short (its future dropped mid-statement): not given back either.
+        let mut conn = connections.lend().await.unwrap();
+        let sleep = sqlx::query("SELECT pg_sleep(5)").execute(&mut *conn);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), sleep)
+                .await
+                .is_err()
+        );
+        drop(conn);
+        assert_eq!(connections.idle(), 0);
+        assert_ne!(backend(&connections).await, second);
+        connections.close().await;
+    }
+
+    #[tokio::test]
+    async fn at_most_max_are_lent_and_a_borrower_waits_no_longer_than_its_timeout() {
+        let database = ScratchDatabase::create().await;
+        let connections = connections(&database, 2).await;
+        let (one, two) = (connections.lend().await, connections.lend().await);
+        assert!(one.is_ok() && two.is_ok());
+        let third = connections.lend().await;
+        let error = third.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("timed out"), "{error}");
+        drop(one);
+        assert!(connections.lend().await.is_ok(), "a permit freed is lent");
+        drop(two);
+        connections.close().await;
+        let closed = connections.lend().await;
+        assert!(
+            closed
+                .err()
+                .is_some_and(|e| e.to_string().contains("closed"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_by_the_database_while_idle_is_replaced_not_lent() {
+        let database = ScratchDatabase::create().await;
+        let connections = connections(&database, 2).await;
+        let first = backend(&connections).await;
+        let mut admin = <PgConnection as sqlx::Connection>::connect(&database.url)
+            .await
+            .unwrap();
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(first)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(ended);
+        // Idle long enough to be pinged before it is lent: the ping fails, a new one is opened.
+        tokio::time::sleep(super::PING_WHEN_IDLE_FOR + Duration::from_millis(100)).await;
+        let next = backend(&connections).await;
+        assert_ne!(next, first);
+        connections.close().await;
+    }
+}
