@@ -103,7 +103,8 @@ macro_rules! sql_backend {
                     let mut conn = self.connection().await?;
                     let inserted = sqlx::query(&<$store>::sql(&format!(
                         "INSERT INTO codes (code_hash, {CODE_COLUMNS}) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+                         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL {}",
+                        <$store>::WITHOUT_FLUSH_WAIT
                     )))
                     .bind(hash.to_vec())
                     .bind(&code.client_id)

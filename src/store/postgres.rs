@@ -189,6 +189,12 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
+    /// The end of an `INSERT ... SELECT` whose commit need not wait for the log to reach the
+    /// disk (PostgreSQL's `synchronous_commit`, for this transaction only): used for codes, which
+    /// a crash may lose (docs/SCALING.md says why that is safe).
+    pub(super) const WITHOUT_FLUSH_WAIT: &'static str =
+        "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unhurried";
+
     /// Several writers at once (other servers): a batch of compare-and-swaps locks its rows one
     /// by one in a fixed order, so that two transactions never wait for each other in a circle.
     pub(super) const ONE_WRITER: bool = false;

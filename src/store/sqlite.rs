@@ -206,6 +206,10 @@ impl SqliteStore {
     /// server reads this database.
     pub(super) const ANNOUNCE_CHANGE: Option<&'static str> = None;
 
+    /// Nothing to add to an insert that a crash may lose: SQLite stores codes only in the
+    /// store's contract suite (a single server keeps them in memory).
+    pub(super) const WITHOUT_FLUSH_WAIT: &'static str = "";
+
     /// One writer at a time: no other transaction holds a row while one writes, so a batch of
     /// compare-and-swaps may go in one statement, in whatever order the database applies them.
     pub(super) const ONE_WRITER: bool = true;
