@@ -111,7 +111,9 @@ impl<'a, C: Connection + 'static> Lent<'a, C> {
 
 impl<C: Connection + 'static> Settle for Lent<'_, C> {
     fn settle<T, E>(mut self, result: Result<T, E>) -> Result<T, E> {
+        // After `close`, the connection is closed rather than kept (by `drop`).
         if result.is_ok()
+            && !self.home.permits.is_closed()
             && let Some(connection) = self.connection.take()
         {
             // The permit, released after this, bounds the idle connections to the queue's size.
@@ -224,7 +226,8 @@ mod tests {
         let error = third.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.contains("timed out"), "{error}");
         drop(one);
-        assert!(connections.lend().await.is_ok(), "a permit freed is lent");
+        let freed = connections.lend().await;
+        assert!(freed.is_ok(), "a permit freed is lent");
         drop(two);
         connections.close().await;
         let closed = connections.lend().await;
@@ -233,6 +236,11 @@ mod tests {
                 .err()
                 .is_some_and(|e| e.to_string().contains("closed"))
         );
+        // One lent before the close and given back after it is closed, not kept.
+        if let Ok(lent) = freed {
+            assert_eq!(lent.settle(Ok::<(), ()>(())), Ok(()));
+        }
+        assert_eq!(connections.idle(), 0);
     }
 
     #[tokio::test]
