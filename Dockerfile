@@ -9,7 +9,7 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock askama.toml ./
+COPY Cargo.toml Cargo.lock askama.toml build.rs ./
 COPY src src
 COPY migrations migrations
 COPY bench bench

@@ -7,12 +7,16 @@
 //! the table takes a few KiB instead of most of a MiB: the `auth-server` idles about 2 MiB
 //! smaller (docs/BENCHMARKS.md, "Memory"). The binaries stay position-independent.
 //!
-//! GNU ld has the option since 2.38 and glibc reads the table since 2.36. A toolchain without
-//! them links as before: a small program is linked with the option (warnings fatal, so an
-//! older linker that would ignore it says no) and run, and only when both succeed are the
-//! binaries linked with it. A binary linked with it needs glibc 2.36 or later where it runs, as
-//! it would for the glibc it was built against (the `Dockerfile` builds and runs on Debian 12,
-//! which has 2.36).
+//! The linkers have the option (GNU ld since 2.38, LLD since 15) and glibc reads the table
+//! since 2.36. A small program is linked with it (warnings fatal, so a linker that would ignore
+//! it says no) and run; only when both succeed are the binaries linked with it, so a toolchain
+//! without it links as before. The probe links with `cc` (or `RUSTC_LINKER`), which may not be
+//! the linker rustc uses (LLD, on x86-64); a linker given by hand that lacks the option (gold)
+//! fails the build, and `MCP_OAUTH_PLAIN_RELOCATIONS=1` links without it.
+//!
+//! A binary linked with it needs glibc 2.36 or later where it runs (without, 2.34 would do). To
+//! build one for an older system on a newer one, set `MCP_OAUTH_PLAIN_RELOCATIONS=1`. The
+//! `Dockerfile` builds and runs on Debian 12, which has 2.36.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,8 +25,9 @@ const FLAG: &str = "-Wl,-z,pack-relative-relocs";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
-    if packs_relative_relocations() {
+    println!("cargo:rerun-if-env-changed=MCP_OAUTH_PLAIN_RELOCATIONS");
+    let plain = std::env::var_os("MCP_OAUTH_PLAIN_RELOCATIONS").is_some_and(|v| v != "0");
+    if !plain && packs_relative_relocations() {
         println!("cargo:rustc-link-arg-bins={FLAG}");
     }
 }

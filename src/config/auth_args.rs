@@ -257,9 +257,10 @@ pub struct AuthServerConfig {
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Most connections to PostgreSQL open at once (with `DATABASE_URL=postgres://...`): three
-    /// quarters for the statements of flows and group commits, the rest for everything else.
-    #[arg(long = "database-max-connections", env = "AUTH_SERVER_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    /// Most connections to PostgreSQL open at once (with `DATABASE_URL=postgres://...`): half for
+    /// the statements of every flow and the group commits, half for everything else (one of
+    /// which listens for changes).
+    #[arg(long = "database-max-connections", env = "AUTH_SERVER_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(i64::from(crate::store::postgres::MIN_CONNECTIONS)..=1000))]
     pub database_max_connections: u32,
 
     /// Longest wait for a PostgreSQL connection, in seconds; a request that needs the database

@@ -10,18 +10,25 @@
 //! ended instead ([`Settle::settle`]): a connection comes back only from a use that succeeded;
 //! any other is closed, and the next borrower gets a sound one or a new one. A connection idle for
 //! [`PING_WHEN_IDLE_FOR`] or longer is pinged before it is lent again, as the pool does, since the
-//! database or the network may have closed it meanwhile.
+//! database or the network may have closed it meanwhile; one idle for [`IDLE_TIMEOUT`] is closed
+//! instead, and one open for [`MAX_LIFETIME`] is closed when it comes back, as the pool does.
+//! A connection being closed still counts against the maximum until it is closed.
 
 use super::error::StoreError;
 use crossbeam_queue::ArrayQueue;
 use sqlx::Connection;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// A connection idle at least this long is pinged before it is lent again.
 pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+/// A connection idle this long is closed rather than lent again.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A connection open this long is closed when it comes back.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(1800);
 
 /// How a borrowed connection's use ended: the connection goes back to be lent again only after
 /// `result` is `Ok`.
@@ -32,20 +39,30 @@ pub trait Settle {
 /// Up to `max` connections, opened when first needed and kept open.
 pub struct Connections<C: Connection + 'static> {
     options: C::Options,
-    idle: ArrayQueue<(C, Instant)>,
-    permits: Semaphore,
+    /// Each idle connection, with when it was opened and when it came back.
+    idle: ArrayQueue<Idle<C>>,
+    /// One per connection open or being opened; held until a connection lent is closed.
+    permits: Arc<Semaphore>,
+    max: u32,
     acquire_timeout: Duration,
+}
+
+struct Idle<C> {
+    connection: C,
+    opened: Instant,
+    since: Instant,
 }
 
 impl<C: Connection + 'static> Connections<C> {
     /// Connections opened with `options`, at most `max` at once; a borrower waits at most
     /// `acquire_timeout` for one (to be free, or to be opened).
-    pub fn new(options: C::Options, max: usize, acquire_timeout: Duration) -> Self {
+    pub fn new(options: C::Options, max: u32, acquire_timeout: Duration) -> Self {
         let max = max.max(1);
         Connections {
             options,
-            idle: ArrayQueue::new(max),
-            permits: Semaphore::new(max),
+            idle: ArrayQueue::new(max as usize),
+            permits: Arc::new(Semaphore::new(max as usize)),
+            max,
             acquire_timeout,
         }
     }
@@ -54,33 +71,46 @@ impl<C: Connection + 'static> Connections<C> {
     pub async fn lend(&self) -> Result<Lent<'_, C>, StoreError> {
         let deadline = Instant::now() + self.acquire_timeout;
         let timed_out = || StoreError("timed out waiting for a database connection".into());
-        let permit = match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
+        let acquired = Arc::clone(&self.permits).acquire_owned();
+        let permit = match tokio::time::timeout_at(deadline, acquired).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(StoreError("the store is closed".into())),
             Err(_) => return Err(timed_out()),
         };
-        while let Some((mut connection, since)) = self.idle.pop() {
+        while let Some(idle) = self.idle.pop() {
+            let Idle {
+                mut connection,
+                opened,
+                since,
+            } = idle;
+            if since.elapsed() >= IDLE_TIMEOUT {
+                let _ = tokio::time::timeout_at(deadline, connection.close()).await;
+                continue;
+            }
             if since.elapsed() < PING_WHEN_IDLE_FOR {
-                return Ok(Lent::new(connection, self, permit));
+                return Ok(Lent::new(connection, opened, self, permit));
             }
             let pinged = tokio::time::timeout_at(deadline, connection.ping()).await;
             if let Ok(Ok(())) = pinged {
-                return Ok(Lent::new(connection, self, permit));
+                return Ok(Lent::new(connection, opened, self, permit));
             }
             // Closed by the database or the network while it was idle: let it go.
         }
         match tokio::time::timeout_at(deadline, C::connect_with(&self.options)).await {
-            Ok(Ok(connection)) => Ok(Lent::new(connection, self, permit)),
+            Ok(Ok(connection)) => Ok(Lent::new(connection, Instant::now(), self, permit)),
             Ok(Err(error)) => Err(error.into()),
             Err(_) => Err(timed_out()),
         }
     }
 
-    /// Closes the idle connections, and lends none from now on.
+    /// Waits (up to the acquire timeout) for the connections lent to come back, closes them all,
+    /// and lends none from now on.
     pub async fn close(&self) {
+        let all = self.permits.acquire_many(self.max);
+        let _returned = tokio::time::timeout(self.acquire_timeout, all).await;
         self.permits.close();
-        while let Some((connection, _)) = self.idle.pop() {
-            let _ = connection.close().await;
+        while let Some(idle) = self.idle.pop() {
+            let _ = tokio::time::timeout(self.acquire_timeout, idle.connection.close()).await;
         }
     }
 
@@ -89,35 +119,62 @@ impl<C: Connection + 'static> Connections<C> {
     pub fn idle(&self) -> usize {
         self.idle.len()
     }
+
+    /// How many more connections could be lent now.
+    #[cfg(test)]
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
 }
 
 /// A connection lent by [`Connections::lend`]. Given back by [`Settle::settle`] with a success;
 /// closed when dropped otherwise.
 pub struct Lent<'a, C: Connection + 'static> {
     connection: Option<C>,
+    opened: Instant,
     home: &'a Connections<C>,
-    _permit: SemaphorePermit<'a>,
+    /// Given up once the connection is back, or closed.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<'a, C: Connection + 'static> Lent<'a, C> {
-    fn new(connection: C, home: &'a Connections<C>, permit: SemaphorePermit<'a>) -> Self {
+    fn new(
+        connection: C,
+        opened: Instant,
+        home: &'a Connections<C>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         Lent {
             connection: Some(connection),
+            opened,
             home,
-            _permit: permit,
+            permit: Some(permit),
         }
     }
 }
 
 impl<C: Connection + 'static> Settle for Lent<'_, C> {
     fn settle<T, E>(mut self, result: Result<T, E>) -> Result<T, E> {
-        // After `close`, the connection is closed rather than kept (by `drop`).
+        // After `close`, or past its lifetime, the connection is closed rather than kept (by
+        // `drop`).
         if result.is_ok()
             && !self.home.permits.is_closed()
+            && self.opened.elapsed() < MAX_LIFETIME
             && let Some(connection) = self.connection.take()
         {
             // The permit, released after this, bounds the idle connections to the queue's size.
-            let _ = self.home.idle.push((connection, Instant::now()));
+            let idle = Idle {
+                connection,
+                opened: self.opened,
+                since: Instant::now(),
+            };
+            if let Err(idle) = self.home.idle.push(idle) {
+                close_soon(
+                    idle.connection,
+                    self.permit.take(),
+                    self.home.acquire_timeout,
+                );
+            }
         }
         result
     }
@@ -125,16 +182,27 @@ impl<C: Connection + 'static> Settle for Lent<'_, C> {
 
 impl<C: Connection + 'static> Drop for Lent<'_, C> {
     fn drop(&mut self) {
-        // Not settled, or settled with an error: the connection's state is unknown. It is closed
-        // (politely when a runtime is at hand: the database is told, not left to notice).
-        let Some(connection) = self.connection.take() else {
-            return;
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = connection.close().await;
-            });
+        // Not settled, or settled with an error: the connection's state is unknown. It is closed,
+        // and counts against the maximum until it is.
+        if let Some(connection) = self.connection.take() {
+            close_soon(connection, self.permit.take(), self.home.acquire_timeout);
         }
+    }
+}
+
+/// Closes `connection` (politely when a runtime is at hand: the database is told, not left to
+/// notice), then gives up `permit`. A connection whose database does not answer is dropped after
+/// `patience`, closing its socket, so that its permit is never held for longer.
+fn close_soon<C: Connection + 'static>(
+    connection: C,
+    permit: Option<OwnedSemaphorePermit>,
+    patience: Duration,
+) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(patience, connection.close()).await;
+            drop(permit);
+        });
     }
 }
 
@@ -166,7 +234,7 @@ mod tests {
     use std::str::FromStr;
     use std::time::Duration;
 
-    async fn connections(database: &ScratchDatabase, max: usize) -> Connections<PgConnection> {
+    async fn connections(database: &ScratchDatabase, max: u32) -> Connections<PgConnection> {
         let options = sqlx::postgres::PgConnectOptions::from_str(&database.url).unwrap();
         Connections::new(options, max, Duration::from_millis(300))
     }
@@ -240,6 +308,32 @@ mod tests {
         if let Ok(lent) = freed {
             assert_eq!(lent.settle(Ok::<(), ()>(())), Ok(()));
         }
+        assert_eq!(connections.idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn closing_waits_for_the_connections_lent_and_a_dropped_one_counts_until_closed() {
+        let database = ScratchDatabase::create().await;
+        let connections = connections(&database, 2).await;
+        // Dropped mid-use: its permit comes back only once it is closed.
+        let lent = connections.lend().await.unwrap();
+        drop(lent);
+        assert_eq!(connections.available(), 1, "still counted while it closes");
+        let lent = connections.lend().await.unwrap();
+        let given_back = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = lent.settle(Ok::<(), ()>(()));
+            tokio::time::Instant::now()
+        };
+        let closing = async {
+            connections.close().await;
+            tokio::time::Instant::now()
+        };
+        let (given_back, closed) = tokio::join!(given_back, closing);
+        assert!(
+            closed >= given_back,
+            "the close waited for the connection lent"
+        );
         assert_eq!(connections.idle(), 0);
     }
 

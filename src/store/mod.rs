@@ -156,8 +156,17 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        // After an outage the pool may still hold connections the outage broke; each one tried
+        // is closed, so a few attempts reach a sound one (or a new one) when the database is up.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match sqlx::query("SELECT 1").execute(&self.pool).await {
+                Ok(_) => return Ok(()),
+                Err(err) if attempts >= 3 => return Err(err.into()),
+                Err(_) => {}
+            }
+        }
     }
 
     async fn close(&self) {

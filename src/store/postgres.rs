@@ -18,7 +18,8 @@ use std::time::Duration;
 /// The pool's size and patience.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolOptions {
-    /// Most connections open at once: the pool's and the lent ones' ([`lent_share`]) together.
+    /// Most connections open at once: the pool's and the lent ones' ([`lent_share`]) together;
+    /// at least [`MIN_CONNECTIONS`].
     pub max_connections: u32,
     /// Longest wait for a connection (then the request fails with 503 rather than hangs).
     pub acquire_timeout: Duration,
@@ -33,12 +34,14 @@ impl Default for PoolOptions {
     }
 }
 
-/// How many of `max_connections` are lent for the statements of flows and group commits (the rest
-/// are the pool's, which the change listener holds one of): three quarters, and at least one of
-/// each, so `max_connections` must be at least 2.
+/// How many of `max_connections` are lent for the statements of flows and group commits: half.
+/// The rest are the pool's, which needs two at least: the change listener holds one for good.
 pub fn lent_share(max_connections: u32) -> u32 {
-    (max_connections.saturating_mul(3) / 4).clamp(1, max_connections.saturating_sub(1).max(1))
+    (max_connections / 2).clamp(1, max_connections.saturating_sub(2).max(1))
 }
+
+/// The fewest connections [`lent_share`] can split.
+pub const MIN_CONNECTIONS: u32 = 3;
 
 pub struct PostgresStore {
     /// The connection pool, through which each table module runs its statements.
@@ -133,6 +136,12 @@ impl PostgresStore {
             .map_err(|e| StoreError(format!("the database URL cannot be used: {e}")))?;
         // A connection idle for a while may have been closed by the database or the network, and
         // is pinged before use; one in steady use is not (a round trip for every statement).
+        if options.max_connections < MIN_CONNECTIONS {
+            return Err(StoreError(format!(
+                "PostgreSQL needs at least {MIN_CONNECTIONS} connections, not {}",
+                options.max_connections
+            )));
+        }
         let lent = lent_share(options.max_connections);
         let pooled = options.max_connections.saturating_sub(lent).max(1);
         let pool = PgPoolOptions::new()
@@ -155,7 +164,7 @@ impl PostgresStore {
         let listener = ListenerTask(tokio::spawn(listen_for_changes(pool.clone(), signal)));
         Ok(PostgresStore {
             pool,
-            lent: Connections::new(connect, lent as usize, options.acquire_timeout),
+            lent: Connections::new(connect, lent, options.acquire_timeout),
             described: redacted(url),
             changes,
             _listener: listener,
@@ -231,10 +240,11 @@ mod tests {
 
     #[test]
     fn the_lent_connections_and_the_pool_share_the_maximum() {
-        assert_eq!(lent_share(10), 7);
-        for max in 2..=1000 {
+        assert_eq!(lent_share(10), 5);
+        for max in super::MIN_CONNECTIONS..=1000 {
             let lent = lent_share(max);
-            assert!(lent >= 1 && max - lent >= 1, "{max}: {lent} lent");
+            // The pool keeps the change listener's connection and one more.
+            assert!(lent >= 1 && max - lent >= 2, "{max}: {lent} lent");
         }
     }
 

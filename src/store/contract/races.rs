@@ -98,3 +98,57 @@ async fn postgres_announces_recorded_changes() {
     a.close().await;
     b.close().await;
 }
+
+/// The fewest connections a server may have: one lent, two pooled (one of them the change
+/// listener's for good). Everything still gets a connection: the pool's statements, the lent
+/// ones, the readiness ping.
+#[tokio::test]
+async fn postgres_serves_on_the_fewest_connections() {
+    let database = ScratchDatabase::create().await;
+    let options = crate::store::postgres::PoolOptions {
+        max_connections: crate::store::postgres::MIN_CONNECTIONS,
+        acquire_timeout: std::time::Duration::from_secs(2),
+    };
+    let too_few = crate::store::postgres::PoolOptions {
+        max_connections: options.max_connections - 1,
+        ..options
+    };
+    let refused = PostgresStore::open(&database.url, too_few).await.err();
+    assert!(refused.is_some_and(|e| e.to_string().contains("at least")));
+    let store = PostgresStore::open(&database.url, options).await.unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.count_clients().await.unwrap(), 0);
+    store
+        .insert_code(&[7; 32], &code("c", "alice"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.take_code(&[7; 32], "c", "jti", 0).await.unwrap(),
+        CodeTake::Taken(_)
+    ));
+    store.ping().await.unwrap();
+    store.close().await;
+}
+
+/// A code's insert commits without waiting for the log's flush, and only that transaction: the
+/// lent connection it ran on (the only one here) commits the next one as the server is set to.
+#[tokio::test]
+async fn postgres_waits_for_the_flush_again_after_a_codes_insert() {
+    let database = ScratchDatabase::create().await;
+    let options = crate::store::postgres::PoolOptions {
+        max_connections: crate::store::postgres::MIN_CONNECTIONS,
+        ..Default::default()
+    };
+    let store = PostgresStore::open(&database.url, options).await.unwrap();
+    store
+        .insert_code(&[8; 32], &code("c", "alice"))
+        .await
+        .unwrap();
+    let mut conn = store.connection().await.unwrap();
+    let setting: Result<String, _> = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut *conn)
+        .await;
+    let setting = crate::store::connections::Settle::settle(conn, setting).unwrap();
+    assert_eq!(setting, "on");
+    store.close().await;
+}
