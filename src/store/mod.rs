@@ -23,11 +23,11 @@
 //! for [`SqliteStore`] and [`PostgresStore`] (statements through `<$store>::sql(…)`, on
 //! `self.pool`, or, for a statement that every flow makes, on `self.connection()`, given back by
 //! `settle` with its result, `connections.rs`; portable SQL: `ON CONFLICT … DO UPDATE`,
-//! `RETURNING`, `CASE`), and for [`MemoryStore`] (its rows in a private `#[derive(Default)]` type reached through
-//! `MemoryStore::with`, so `memory.rs` does not change). Declare the module below, re-export its
-//! record and trait, add the trait to [`Store`], and its rules to `contract.rs`. A table module
-//! imports `error`, `connections`, `sqlite`, `postgres` and `memory`, never this file, which gathers the tables.
-//! Timestamps are Unix seconds.
+//! `RETURNING`, `CASE`), and for [`MemoryStore`] (its rows in a private `#[derive(Default)]`
+//! type reached through `MemoryStore::with`, so `memory.rs` does not change). Declare the module
+//! below, re-export its record and trait, add the trait to [`Store`], and its rules to
+//! `contract.rs`. A table module imports `error`, `connections`, `sqlite`, `postgres` and
+//! `memory`, never this file, which gathers the tables. Timestamps are Unix seconds.
 
 pub mod changes;
 pub mod cipher;

@@ -99,23 +99,27 @@ async fn postgres_announces_recorded_changes() {
     b.close().await;
 }
 
+/// Pool options of the fewest connections a server may have, plus `more` (-1: one too few).
+fn fewest_connections(more: i32) -> crate::store::postgres::PoolOptions {
+    let fewest = crate::store::postgres::MIN_CONNECTIONS;
+    crate::store::postgres::PoolOptions {
+        max_connections: fewest.saturating_add_signed(more),
+        acquire_timeout: std::time::Duration::from_secs(2),
+    }
+}
+
 /// The fewest connections a server may have: one lent, two pooled (one of them the change
 /// listener's for good). Everything still gets a connection: the pool's statements, the lent
 /// ones, the readiness ping.
 #[tokio::test]
 async fn postgres_serves_on_the_fewest_connections() {
     let database = ScratchDatabase::create().await;
-    let options = crate::store::postgres::PoolOptions {
-        max_connections: crate::store::postgres::MIN_CONNECTIONS,
-        acquire_timeout: std::time::Duration::from_secs(2),
-    };
-    let too_few = crate::store::postgres::PoolOptions {
-        max_connections: options.max_connections - 1,
-        ..options
-    };
+    let too_few = fewest_connections(-1);
     let refused = PostgresStore::open(&database.url, too_few).await.err();
     assert!(refused.is_some_and(|e| e.to_string().contains("at least")));
-    let store = PostgresStore::open(&database.url, options).await.unwrap();
+    let store = PostgresStore::open(&database.url, fewest_connections(0))
+        .await
+        .unwrap();
     store.ping().await.unwrap();
     assert_eq!(store.count_clients().await.unwrap(), 0);
     store
@@ -135,11 +139,9 @@ async fn postgres_serves_on_the_fewest_connections() {
 #[tokio::test]
 async fn postgres_waits_for_the_flush_again_after_a_codes_insert() {
     let database = ScratchDatabase::create().await;
-    let options = crate::store::postgres::PoolOptions {
-        max_connections: crate::store::postgres::MIN_CONNECTIONS,
-        ..Default::default()
-    };
-    let store = PostgresStore::open(&database.url, options).await.unwrap();
+    let store = PostgresStore::open(&database.url, fewest_connections(0))
+        .await
+        .unwrap();
     store
         .insert_code(&[8; 32], &code("c", "alice"))
         .await
