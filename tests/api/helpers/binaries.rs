@@ -28,7 +28,8 @@ pub fn run_mcp_oauth(args: &[&std::ffi::OsStr], stdin: &str) -> std::process::Ou
     child.wait_with_output().unwrap()
 }
 
-/// One of the binaries, its output discarded; killed when dropped.
+/// One of the binaries, killed when dropped. Its output is discarded, or kept in a file of its own
+/// under `$MCP_OAUTH_TEST_SERVER_LOGS` when that names a directory (to read after a failure).
 pub struct Server(Child);
 
 impl Server {
@@ -47,7 +48,24 @@ impl Server {
         ] {
             cmd.env_remove(var);
         }
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        match std::env::var_os("MCP_OAUTH_TEST_SERVER_LOGS") {
+            Some(dir) => {
+                let name = std::path::Path::new(binary)
+                    .file_name()
+                    .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned());
+                let file = tempfile::Builder::new()
+                    .prefix(&format!("{name}-"))
+                    .suffix(".log")
+                    .disable_cleanup(true)
+                    .tempfile_in(dir)
+                    .unwrap()
+                    .into_file();
+                cmd.stdout(file.try_clone().unwrap()).stderr(file);
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
         Server(cmd.spawn().unwrap())
     }
 
