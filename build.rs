@@ -17,6 +17,8 @@
 //! A binary linked with it needs glibc 2.36 or later where it runs (without, 2.34 would do). To
 //! build one for an older system on a newer one, set `MCP_OAUTH_PLAIN_RELOCATIONS=1`. The
 //! `Dockerfile` builds and runs on Debian 12, which has 2.36.
+//!
+//! It also rebuilds the crate when a migration changes (`migrations/`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,6 +27,9 @@ const FLAG: &str = "-Wl,-z,pack-relative-relocs";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // The migrations are embedded by `sqlx::migrate!`, which cannot ask the compiler to watch
+    // them: a migration added with no Rust change must still rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-env-changed=MCP_OAUTH_PLAIN_RELOCATIONS");
     let plain = std::env::var_os("MCP_OAUTH_PLAIN_RELOCATIONS").is_some_and(|v| v != "0");
     if !plain && packs_relative_relocations() {

@@ -362,6 +362,52 @@ fn rotation(id: &str, presented: u8, next: u8) -> Rotation {
     }
 }
 
+/// A family's idle deadline is kept no later than its absolute one, whatever it is given at its
+/// insert or a rotation: the sweep reads the idle deadline alone, so a family dies at its
+/// absolute deadline however far a refresh pushed the idle one.
+#[tokio::test]
+async fn a_refresh_family_dies_at_its_absolute_deadline() {
+    on_every_backend(async |store: &dyn Store| {
+        let beyond = FamilyRecord {
+            idle_expires_at_ms: 150_000,
+            ..family("late", 1)
+        };
+        store.insert_family(&beyond).await.unwrap();
+        store.insert_family(&family("pushed", 2)).await.unwrap();
+        let pushed = Rotation {
+            idle_expires_at_ms: 400_000,
+            ..rotation("pushed", 2, 3)
+        };
+        assert!(store.rotate(&pushed).await.unwrap());
+        // A batch of several families, one of them on time (idle deadline at 50 s).
+        let batched = FamilyRecord {
+            idle_expires_at_ms: 900_000,
+            ..family("batched", 4)
+        };
+        let batch = [family("on-time", 5), batched];
+        store.write_batch(&batch, &[]).await.unwrap();
+        let live = store.load_live(10_000).await.unwrap();
+        assert_eq!(live.len(), 4);
+        for family in &live {
+            assert!(
+                family.idle_expires_at_ms <= family.absolute_expires_at_ms,
+                "{} kept an idle deadline past its absolute one",
+                family.family_id
+            );
+        }
+        assert_eq!(
+            store.remove_dead_families(99_999).await.unwrap(),
+            1,
+            "on time"
+        );
+        // The other three end at 100 s, their absolute deadline, with their tokens.
+        assert_eq!(store.remove_dead_families(100_000).await.unwrap(), 3);
+        assert_eq!(store.count_families().await.unwrap(), 0);
+        assert!(store.family_by_token(&[3; 32]).await.unwrap().is_none());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn refresh_token_families() {
     on_every_backend(async |store: &dyn Store| {

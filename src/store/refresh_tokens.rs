@@ -33,7 +33,9 @@ pub struct FamilyRecord {
     pub created_at_ms: u64,
     /// The family ends here whatever happens.
     pub absolute_expires_at_ms: u64,
-    /// The family ends here unless a refresh pushes it back (never past the absolute deadline).
+    /// The family ends here unless a refresh pushes it back. The store keeps it no later than the
+    /// absolute deadline (it clamps what it is given), so this deadline alone says when the
+    /// family dies: the sweep reads one index.
     pub idle_expires_at_ms: u64,
     /// Rotations so far (0 for the token issued with the code).
     pub generation: u64,
@@ -169,15 +171,22 @@ fn distinct_families(rotations: &[Rotation]) -> bool {
     ids.windows(2).all(|pair| pair[0] != pair[1])
 }
 
+/// A rotation's new idle deadline, `idle` (a parameter or a column), as the store keeps it: no
+/// later than the family's absolute deadline.
+fn clamped_idle(idle: &str) -> String {
+    format!("CASE WHEN {idle} < absolute_expires_at_ms THEN {idle} ELSE absolute_expires_at_ms END")
+}
+
 /// The compare-and-swap of `rows` rotations in one statement (7 values each: family id,
 /// presented, next, salt, generation, time, idle deadline), answering the ids of the families it
 /// swapped.
 fn swap_rows(rows: usize) -> String {
     let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    let idle = clamped_idle("v.idle");
     format!(
         "WITH v (id, presented, next, salt, generation, at, idle) AS (VALUES {values}) \
          UPDATE refresh_families SET previous = current, current = v.next, salt = v.salt, \
-         generation = v.generation, rotated_at_ms = v.at, idle_expires_at_ms = v.idle \
+         generation = v.generation, rotated_at_ms = v.at, idle_expires_at_ms = {idle} \
          FROM v WHERE refresh_families.family_id = v.id AND refresh_families.current = v.presented \
          RETURNING family_id"
     )
@@ -223,7 +232,7 @@ macro_rules! sql_backend {
                             .bind(&family.origin_jti)
                             .bind(int(family.created_at_ms))
                             .bind(int(family.absolute_expires_at_ms))
-                            .bind(int(family.idle_expires_at_ms))
+                            .bind(int(family.idle_expires_at_ms.min(family.absolute_expires_at_ms)))
                             .bind(int(family.generation))
                             .bind(family.current.to_vec())
                             .bind(family.previous.map(|d| d.to_vec()))
@@ -266,17 +275,21 @@ macro_rules! sql_backend {
                 let mut order: Vec<usize> = (0..rotations.len()).collect();
                 order.sort_by(|a, b| rotations[*a].family_id.cmp(&rotations[*b].family_id));
                 let mut swapped = vec![false; rotations.len()];
+                let idle = clamped_idle("?");
+                let swap = <$store>::sql(&format!(
+                    "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
+                     generation = ?, rotated_at_ms = ?, idle_expires_at_ms = {idle} \
+                     WHERE family_id = ? AND current = ?",
+                ))
+                .into_owned();
                 for index in order {
                     let rotation = &rotations[index];
-                    swapped[index] = sqlx::query(&<$store>::sql(
-                        "UPDATE refresh_families SET previous = current, current = ?, salt = ?, \
-                         generation = ?, rotated_at_ms = ?, idle_expires_at_ms = ? \
-                         WHERE family_id = ? AND current = ?",
-                    ))
+                    swapped[index] = sqlx::query(&swap)
                     .bind(rotation.next.to_vec())
                     .bind(rotation.salt.to_vec())
                     .bind(int(rotation.generation))
                     .bind(int(rotation.rotated_at_ms))
+                    .bind(int(rotation.idle_expires_at_ms))
                     .bind(int(rotation.idle_expires_at_ms))
                     .bind(&rotation.family_id)
                     .bind(rotation.presented.to_vec())
@@ -453,21 +466,18 @@ macro_rules! sql_backend {
                     Box::pin(async move {
                         let now = int(now_ms);
                         let mut tx = self.pool.begin().await?;
-                        // Families past a deadline are dead whatever happens: drop them and their tokens.
-                        let dead = "SELECT family_id FROM refresh_families \
-                                    WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?";
+                        // Families past their idle deadline (never later than the absolute one) are
+                        // dead whatever happens: drop them and their tokens.
+                        let dead = "SELECT family_id FROM refresh_families WHERE idle_expires_at_ms <= ?";
                         sqlx::query(&<$store>::sql(&format!(
                             "DELETE FROM refresh_tokens WHERE family_id IN ({dead})"
                         )))
                         .bind(now)
-                        .bind(now)
                         .execute(&mut *tx)
                         .await?;
                         let removed = sqlx::query(&<$store>::sql(
-                            "DELETE FROM refresh_families \
-                             WHERE absolute_expires_at_ms <= ? OR idle_expires_at_ms <= ?",
+                            "DELETE FROM refresh_families WHERE idle_expires_at_ms <= ?",
                         ))
-                        .bind(now)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?

@@ -18,6 +18,7 @@ struct FamiliesTable {
 impl FamiliesTable {
     fn insert(&mut self, family: &FamilyRecord) {
         let mut family = family.clone();
+        family.idle_expires_at_ms = family.idle_expires_at_ms.min(family.absolute_expires_at_ms);
         if !family.tokens.contains(&family.current) {
             family.tokens.push(family.current);
         }
@@ -37,7 +38,9 @@ impl FamiliesTable {
                 family.salt = Some(rotation.salt);
                 family.generation = rotation.generation;
                 family.rotated_at_ms = Some(rotation.rotated_at_ms);
-                family.idle_expires_at_ms = rotation.idle_expires_at_ms;
+                family.idle_expires_at_ms = rotation
+                    .idle_expires_at_ms
+                    .min(family.absolute_expires_at_ms);
                 self.tokens
                     .insert(rotation.next, rotation.family_id.clone());
                 true
@@ -60,7 +63,7 @@ impl FamiliesTable {
         let dead: Vec<String> = self
             .refresh_families
             .values()
-            .filter(|f| f.absolute_expires_at_ms <= now_ms || f.idle_expires_at_ms <= now_ms)
+            .filter(|f| f.idle_expires_at_ms <= now_ms)
             .map(|f| f.family_id.clone())
             .collect();
         for id in &dead {
