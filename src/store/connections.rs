@@ -30,6 +30,20 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// A connection open this long is closed when it comes back.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(1800);
 
+/// When a connection is pinged before it is lent again, or closed for its age.
+#[derive(Debug, Clone, Copy)]
+struct Ages {
+    ping_when_idle_for: Duration,
+    idle_timeout: Duration,
+    max_lifetime: Duration,
+}
+
+const AGES: Ages = Ages {
+    ping_when_idle_for: PING_WHEN_IDLE_FOR,
+    idle_timeout: IDLE_TIMEOUT,
+    max_lifetime: MAX_LIFETIME,
+};
+
 /// How a borrowed connection's use ended: the connection goes back to be lent again only after
 /// `result` is `Ok`.
 pub trait Settle {
@@ -45,6 +59,7 @@ pub struct Connections<C: Connection + 'static> {
     permits: Arc<Semaphore>,
     max: u32,
     acquire_timeout: Duration,
+    ages: Ages,
 }
 
 struct Idle<C> {
@@ -64,7 +79,14 @@ impl<C: Connection + 'static> Connections<C> {
             permits: Arc::new(Semaphore::new(max as usize)),
             max,
             acquire_timeout,
+            ages: AGES,
         }
+    }
+
+    /// The same, with other ages for the ping and the retirements (shorter, for tests).
+    #[cfg(test)]
+    fn with_ages(self, ages: Ages) -> Self {
+        Connections { ages, ..self }
     }
 
     /// A connection, once one is free: an idle one, or a new one while fewer than `max` are open.
@@ -83,11 +105,11 @@ impl<C: Connection + 'static> Connections<C> {
                 opened,
                 since,
             } = idle;
-            if since.elapsed() >= IDLE_TIMEOUT {
+            if since.elapsed() >= self.ages.idle_timeout {
                 let _ = tokio::time::timeout_at(deadline, connection.close()).await;
                 continue;
             }
-            if since.elapsed() < PING_WHEN_IDLE_FOR {
+            if since.elapsed() < self.ages.ping_when_idle_for {
                 return Ok(Lent::new(connection, opened, self, permit));
             }
             let pinged = tokio::time::timeout_at(deadline, connection.ping()).await;
@@ -159,7 +181,7 @@ impl<C: Connection + 'static> Settle for Lent<'_, C> {
         // `drop`).
         if result.is_ok()
             && !self.home.permits.is_closed()
-            && self.opened.elapsed() < MAX_LIFETIME
+            && self.opened.elapsed() < self.home.ages.max_lifetime
             && let Some(connection) = self.connection.take()
         {
             // The permit, released after this, bounds the idle connections to the queue's size.
@@ -228,7 +250,7 @@ impl<C: Connection + 'static> DerefMut for Lent<'_, C> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Connections, Settle};
+    use super::{AGES, Ages, Connections, Settle};
     use mcp_oauth_testkit::postgres::ScratchDatabase;
     use sqlx::PgConnection;
     use std::str::FromStr;
@@ -237,6 +259,26 @@ mod tests {
     async fn connections(database: &ScratchDatabase, max: u32) -> Connections<PgConnection> {
         let options = sqlx::postgres::PgConnectOptions::from_str(&database.url).unwrap();
         Connections::new(options, max, Duration::from_millis(300))
+    }
+
+    /// Whether the server process `pid` still runs, within a couple of seconds of its close.
+    async fn ends(database: &ScratchDatabase, pid: i32) -> bool {
+        let mut admin = <PgConnection as sqlx::Connection>::connect(&database.url)
+            .await
+            .unwrap();
+        for _ in 0..40 {
+            let running: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+                    .bind(pid)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
+            if running == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     /// The server process behind the connection: the same one means the same connection.
@@ -338,9 +380,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_idle_too_long_is_closed_and_an_old_one_is_closed_when_it_comes_back() {
+        let database = ScratchDatabase::create().await;
+        // Idle for 200 ms: closed at the next lend, never pinged.
+        let idle_ages = Ages {
+            ping_when_idle_for: Duration::from_secs(60),
+            idle_timeout: Duration::from_millis(200),
+            ..AGES
+        };
+        let lent_set = connections(&database, 2).await.with_ages(idle_ages);
+        let first = backend(&lent_set).await;
+        assert_eq!(backend(&lent_set).await, first, "not idle for long yet");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let next = backend(&lent_set).await;
+        assert_ne!(next, first, "a new connection after the idle timeout");
+        assert!(ends(&database, first).await, "the idle one was closed");
+        assert_eq!(lent_set.idle(), 1);
+        lent_set.close().await;
+
+        // Open for 300 ms: kept while younger, closed when given back older.
+        let old_ages = Ages {
+            ping_when_idle_for: Duration::from_secs(60),
+            max_lifetime: Duration::from_millis(300),
+            ..AGES
+        };
+        let lent_set = connections(&database, 2).await.with_ages(old_ages);
+        let first = backend(&lent_set).await;
+        assert_eq!(lent_set.idle(), 1, "young: given back and kept");
+        let lent = lent_set.lend().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(lent.settle(Ok::<(), ()>(())), Ok(()));
+        assert_eq!(lent_set.idle(), 0, "old: not kept");
+        assert!(ends(&database, first).await, "the old one was closed");
+        assert_ne!(backend(&lent_set).await, first);
+        lent_set.close().await;
+    }
+
+    #[tokio::test]
     async fn a_connection_closed_by_the_database_while_idle_is_replaced_not_lent() {
         let database = ScratchDatabase::create().await;
-        let connections = connections(&database, 2).await;
+        let pinged_soon = Ages {
+            ping_when_idle_for: Duration::from_millis(100),
+            ..AGES
+        };
+        let connections = connections(&database, 2).await.with_ages(pinged_soon);
         let first = backend(&connections).await;
         let mut admin = <PgConnection as sqlx::Connection>::connect(&database.url)
             .await
@@ -352,7 +435,7 @@ mod tests {
             .unwrap();
         assert!(ended);
         // Idle long enough to be pinged before it is lent: the ping fails, a new one is opened.
-        tokio::time::sleep(super::PING_WHEN_IDLE_FOR + Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let next = backend(&connections).await;
         assert_ne!(next, first);
         connections.close().await;
