@@ -382,33 +382,33 @@ mod tests {
     #[tokio::test]
     async fn a_connection_idle_too_long_is_closed_and_an_old_one_is_closed_when_it_comes_back() {
         let database = ScratchDatabase::create().await;
-        // Idle for 200 ms: closed at the next lend, never pinged.
+        // Idle for 500 ms: closed at the next lend, never pinged.
         let idle_ages = Ages {
             ping_when_idle_for: Duration::from_secs(60),
-            idle_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_millis(500),
             ..AGES
         };
         let lent_set = connections(&database, 2).await.with_ages(idle_ages);
         let first = backend(&lent_set).await;
         assert_eq!(backend(&lent_set).await, first, "not idle for long yet");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         let next = backend(&lent_set).await;
         assert_ne!(next, first, "a new connection after the idle timeout");
         assert!(ends(&database, first).await, "the idle one was closed");
         assert_eq!(lent_set.idle(), 1);
         lent_set.close().await;
 
-        // Open for 300 ms: kept while younger, closed when given back older.
+        // Open for 500 ms: kept while younger, closed when given back older.
         let old_ages = Ages {
             ping_when_idle_for: Duration::from_secs(60),
-            max_lifetime: Duration::from_millis(300),
+            max_lifetime: Duration::from_millis(500),
             ..AGES
         };
         let lent_set = connections(&database, 2).await.with_ages(old_ages);
         let first = backend(&lent_set).await;
         assert_eq!(lent_set.idle(), 1, "young: given back and kept");
         let lent = lent_set.lend().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(lent.settle(Ok::<(), ()>(())), Ok(()));
         assert_eq!(lent_set.idle(), 0, "old: not kept");
         assert!(ends(&database, first).await, "the old one was closed");
