@@ -1,7 +1,8 @@
 //! Group commit of refresh-token writes: new families and rotations in one transaction, each
 //! rotation still a compare-and-swap of its own.
 
-use super::{client, family, on_every_backend, rotation};
+use super::refresh_tokens::{family, rotation};
+use super::{client, on_every_backend};
 use crate::store::*;
 
 #[tokio::test]

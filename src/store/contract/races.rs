@@ -2,7 +2,8 @@
 //! database) doing the same single-use thing at the same moment, and the announcement of a
 //! recorded change to every listening server.
 
-use super::{code, family, open, rotation};
+use super::refresh_tokens::{family, rotation};
+use super::{code, open};
 use crate::store::*;
 use mcp_oauth_testkit::postgres::ScratchDatabase;
 
